@@ -1,0 +1,237 @@
+//! Registry authentication: `WWW-Authenticate` challenges, token requests
+//! and token responses (the Docker token protocol), and Basic credentials.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::http::{encode_query_component, Url};
+
+/// Credentials for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// Username and password: sent as Basic, or to a token realm.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// A bearer token issued elsewhere, sent as is.
+    Bearer(String),
+}
+
+// Secrets never reach logs through Debug.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Basic { username, .. } => {
+                write!(f, "Basic {{ username: {username:?}, password: <redacted> }}")
+            }
+            Credential::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+impl Credential {
+    /// The `Authorization` value for Basic authentication.
+    pub fn basic_header(username: &str, password: &str) -> String {
+        let raw = format!("{username}:{password}");
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+    }
+}
+
+/// The authentication scheme of a challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// `Basic realm=…`
+    Basic,
+    /// `Bearer realm=…,service=…,scope=…`
+    Bearer,
+    /// Anything else.
+    Other(String),
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// The scheme.
+    pub scheme: AuthScheme,
+    /// Its parameters, names lower-cased.
+    pub params: BTreeMap<String, String>,
+}
+
+impl Challenge {
+    /// Parses the first challenge of a `WWW-Authenticate` value.
+    pub fn parse(value: &str) -> Option<Challenge> {
+        let value = value.trim();
+        let (scheme, mut rest) = match value.find(char::is_whitespace) {
+            Some(i) => (&value[..i], value[i..].trim_start()),
+            None => (value, ""),
+        };
+        if scheme.is_empty() {
+            return None;
+        }
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "basic" => AuthScheme::Basic,
+            "bearer" => AuthScheme::Bearer,
+            other => AuthScheme::Other(other.to_string()),
+        };
+        let mut params = BTreeMap::new();
+        while !rest.is_empty() {
+            let Some(eq) = rest.find('=') else { break };
+            let name = rest[..eq].trim().trim_start_matches(',').trim().to_ascii_lowercase();
+            rest = rest[eq + 1..].trim_start();
+            let val;
+            if let Some(quoted) = rest.strip_prefix('"') {
+                let mut out = String::new();
+                let mut chars = quoted.char_indices();
+                let mut end = quoted.len();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            if let Some((_, n)) = chars.next() {
+                                out.push(n);
+                            }
+                        }
+                        '"' => {
+                            end = i + 1;
+                            break;
+                        }
+                        c => out.push(c),
+                    }
+                }
+                val = out;
+                rest = &quoted[end.min(quoted.len())..];
+            } else {
+                let end = rest.find(',').unwrap_or(rest.len());
+                val = rest[..end].trim().to_string();
+                rest = &rest[end..];
+            }
+            rest = rest.trim_start().trim_start_matches(',').trim_start();
+            if !name.is_empty() {
+                params.insert(name, val);
+            }
+        }
+        Some(Challenge { scheme, params })
+    }
+
+    /// The token request for this (Bearer) challenge. `scopes` are used when
+    /// the challenge names none; a challenge's own scope wins, because it is
+    /// what the registry will check.
+    pub fn token_url(&self, scopes: &[String]) -> Result<Url> {
+        let realm = self.params.get("realm").ok_or_else(|| {
+            Error::InvalidInput("Bearer challenge without a realm".to_string())
+        })?;
+        let mut url = Url::parse(realm)?;
+        let mut query = Vec::new();
+        if let Some(service) = self.params.get("service") {
+            query.push(format!("service={}", encode_query_component(service)));
+        }
+        let challenge_scopes: Vec<String> = self
+            .params
+            .get("scope")
+            .map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default();
+        let scopes = if challenge_scopes.is_empty() { scopes } else { &challenge_scopes[..] };
+        for scope in scopes {
+            query.push(format!("scope={}", encode_query_component(scope)));
+        }
+        if !query.is_empty() {
+            let sep = if url.path_and_query.contains('?') { '&' } else { '?' };
+            url.path_and_query.push(sep);
+            url.path_and_query.push_str(&query.join("&"));
+        }
+        Ok(url)
+    }
+}
+
+/// A token endpoint's answer; either field may carry the token.
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+}
+
+/// The bearer token from a token endpoint's JSON body.
+pub fn parse_token_response(realm: &str, body: &[u8]) -> Result<String> {
+    let bad = |detail: String| Error::Protocol {
+        subject: format!("token endpoint {realm}"),
+        detail,
+    };
+    let t: TokenResponse =
+        serde_json::from_slice(body).map_err(|e| bad(format!("answer is not token JSON: {e}")))?;
+    t.token
+        .filter(|t| !t.is_empty())
+        .or(t.access_token.filter(|t| !t.is_empty()))
+        .ok_or_else(|| bad("answer has neither token nor access_token".to_string()))
+}
+
+/// The scope string for a repository and actions, e.g. `repository:foo:pull`.
+pub fn repository_scope(repository: &str, actions: &str) -> String {
+    format!("repository:{repository}:{actions}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_challenge() {
+        let c = Challenge::parse(
+            r#"Bearer realm="http://127.0.0.1:1/token",service="test-service",scope="repository:foo:pull,push repository:src/repo:pull",error="insufficient_scope""#,
+        )
+        .unwrap();
+        assert_eq!(c.scheme, AuthScheme::Bearer);
+        assert_eq!(c.params["realm"], "http://127.0.0.1:1/token");
+        assert_eq!(c.params["service"], "test-service");
+        assert_eq!(c.params["error"], "insufficient_scope");
+        let url = c.token_url(&[]).unwrap();
+        assert_eq!(
+            url.to_string(),
+            "http://127.0.0.1:1/token?service=test-service&scope=repository%3Afoo%3Apull%2Cpush&scope=repository%3Asrc%2Frepo%3Apull"
+        );
+    }
+
+    #[test]
+    fn challenge_without_scope_uses_ours() {
+        let c = Challenge::parse(r#"Bearer realm="https://auth.example/token?x=1", service="s""#).unwrap();
+        let url = c.token_url(&["repository:a:pull".into()]).unwrap();
+        assert_eq!(url.path_and_query, "/token?x=1&service=s&scope=repository%3Aa%3Apull");
+    }
+
+    #[test]
+    fn parses_basic_and_escapes() {
+        let c = Challenge::parse(r#"Basic realm="a \"quoted\" realm""#).unwrap();
+        assert_eq!(c.scheme, AuthScheme::Basic);
+        assert_eq!(c.params["realm"], r#"a "quoted" realm"#);
+        assert!(Challenge::parse("").is_none());
+        let c = Challenge::parse("Bearer realm=unquoted,service=s").unwrap();
+        assert_eq!(c.params["realm"], "unquoted");
+        assert_eq!(c.params["service"], "s");
+    }
+
+    #[test]
+    fn token_response_either_field() {
+        assert_eq!(parse_token_response("r", br#"{"token":"a"}"#).unwrap(), "a");
+        assert_eq!(parse_token_response("r", br#"{"access_token":"b"}"#).unwrap(), "b");
+        assert_eq!(
+            parse_token_response("r", br#"{"token":"","access_token":"c"}"#).unwrap(),
+            "c"
+        );
+        assert!(parse_token_response("r", b"{}").is_err());
+        assert!(parse_token_response("r", b"<html>").is_err());
+    }
+
+    #[test]
+    fn basic_header_and_redacted_debug() {
+        assert_eq!(Credential::basic_header("u", "p"), "Basic dTpw");
+        let c = Credential::Basic { username: "u".into(), password: "hunter2".into() };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Credential::Bearer("tok".into())).contains("tok"));
+    }
+}

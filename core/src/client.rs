@@ -1,0 +1,158 @@
+//! The state one client shares across its operations (as quinn-proto's
+//! `Endpoint` holds what its connections share): configuration, credentials,
+//! tokens obtained, and request ids.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::auth::Credential;
+use crate::http::{RequestId, Scheme, Url};
+use crate::reference::{is_docker_hub, DOCKER_HUB_API_HOST};
+
+/// How a client is set up.
+#[derive(Debug, Clone, Default)]
+pub struct ClientConfig {
+    /// Sent as `User-Agent` on every request.
+    pub user_agent: String,
+    /// Credentials by registry host (Docker Hub under any of its aliases).
+    pub credentials: BTreeMap<String, Credential>,
+    /// Registries reached over plain HTTP, besides `localhost` and `127.0.0.1`, which always are.
+    pub insecure_registries: Vec<String>,
+}
+
+/// Shared state of one client.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    /// `Authorization` values by (registry host, scope).
+    tokens: HashMap<(String, String), String>,
+    /// Registries that asked for Basic authentication.
+    basic_hosts: HashSet<String>,
+    next_id: u64,
+}
+
+impl Client {
+    /// A client with the given configuration.
+    pub fn new(config: ClientConfig) -> Self {
+        Client {
+            config,
+            tokens: HashMap::new(),
+            basic_hosts: HashSet::new(),
+            next_id: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// A fresh request id.
+    pub fn next_request_id(&mut self) -> RequestId {
+        self.next_id += 1;
+        RequestId(self.next_id)
+    }
+
+    /// The URL of `path` on registry `host` (Docker Hub's API host for
+    /// `docker.io`; plain HTTP for loopback and insecure registries).
+    pub fn registry_url(&self, host: &str, path: &str) -> Url {
+        let authority = if is_docker_hub(host) { DOCKER_HUB_API_HOST } else { host };
+        Url {
+            scheme: self.scheme_for(authority),
+            authority: authority.to_string(),
+            path_and_query: path.to_string(),
+        }
+    }
+
+    fn scheme_for(&self, authority: &str) -> Scheme {
+        let host = host_without_port(authority);
+        let insecure = host == "localhost"
+            || host == "127.0.0.1"
+            || host == "[::1]"
+            || self
+                .config
+                .insecure_registries
+                .iter()
+                .any(|r| r == authority || r == host);
+        if insecure {
+            Scheme::Http
+        } else {
+            Scheme::Https
+        }
+    }
+
+    /// The credential configured for a registry (Docker Hub aliases share one).
+    pub fn credential(&self, host: &str) -> Option<&Credential> {
+        if let Some(c) = self.config.credentials.get(host) {
+            return Some(c);
+        }
+        if is_docker_hub(host) {
+            return self
+                .config
+                .credentials
+                .iter()
+                .find(|(h, _)| is_docker_hub(h))
+                .map(|(_, c)| c);
+        }
+        None
+    }
+
+    /// The `Authorization` value to send to `host` for `scope`, if one is known.
+    pub(crate) fn authorization(&self, host: &str, scope: &str) -> Option<String> {
+        if let Some(t) = self.tokens.get(&(host.to_string(), scope.to_string())) {
+            return Some(t.clone());
+        }
+        if self.basic_hosts.contains(host) {
+            if let Some(Credential::Basic { username, password }) = self.credential(host) {
+                return Some(Credential::basic_header(username, password));
+            }
+        }
+        None
+    }
+
+    pub(crate) fn store_token(&mut self, host: &str, scope: &str, authorization: String) {
+        self.tokens.insert((host.to_string(), scope.to_string()), authorization);
+    }
+
+    pub(crate) fn mark_basic(&mut self, host: &str) {
+        self.basic_hosts.insert(host.to_string());
+    }
+}
+
+/// `host` of `host:port` (and `[v6]` of `[v6]:port`).
+pub fn host_without_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_and_docker_hub_host() {
+        let c = Client::new(ClientConfig {
+            insecure_registries: vec!["plain.example:5000".into()],
+            ..Default::default()
+        });
+        assert_eq!(c.registry_url("localhost:5000", "/v2/").to_string(), "http://localhost:5000/v2/");
+        assert_eq!(c.registry_url("127.0.0.1:1", "/v2/").scheme, Scheme::Http);
+        assert_eq!(c.registry_url("plain.example:5000", "/").scheme, Scheme::Http);
+        assert_eq!(c.registry_url("plain.example", "/").scheme, Scheme::Https);
+        assert_eq!(
+            c.registry_url("docker.io", "/v2/").to_string(),
+            "https://registry-1.docker.io/v2/"
+        );
+    }
+
+    #[test]
+    fn docker_hub_credentials_under_any_alias() {
+        let mut creds = BTreeMap::new();
+        creds.insert("index.docker.io".to_string(), Credential::Bearer("t".into()));
+        let c = Client::new(ClientConfig { credentials: creds, ..Default::default() });
+        assert!(c.credential("docker.io").is_some());
+        assert!(c.credential("registry-1.docker.io").is_some());
+        assert!(c.credential("quay.io").is_none());
+    }
+}

@@ -1,0 +1,83 @@
+//! The distribution-spec endpoints ocirelay uses, and the registry error body.
+
+use serde::Deserialize;
+
+use crate::digest::Digest;
+
+/// `/v2/<repo>/manifests/<tag|digest>`
+pub fn manifest_path(repository: &str, object: &str) -> String {
+    format!("/v2/{repository}/manifests/{object}")
+}
+
+/// `/v2/<repo>/blobs/<digest>`
+pub fn blob_path(repository: &str, digest: &Digest) -> String {
+    format!("/v2/{repository}/blobs/{digest}")
+}
+
+/// Error codes that mean "no such object" when a registry answers a read.
+pub const NOT_FOUND_CODES: &[&str] = &["BLOB_UNKNOWN", "MANIFEST_UNKNOWN", "NAME_UNKNOWN"];
+
+/// The first error of a registry error body (`{"errors":[{"code","message"}]}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryError {
+    /// e.g. `MANIFEST_UNKNOWN`.
+    pub code: Option<String>,
+    /// Human-readable message.
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorEntry>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEntry {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl RegistryError {
+    /// Reads the first error of an error body; an unreadable body gives an empty value.
+    pub fn parse(body: &[u8]) -> Self {
+        serde_json::from_slice::<ErrorBody>(body)
+            .ok()
+            .and_then(|b| b.errors.into_iter().next())
+            .map(|e| RegistryError {
+                code: e.code,
+                message: e.message,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the code is one of [`NOT_FOUND_CODES`].
+    pub fn is_not_found(&self) -> bool {
+        self.code.as_deref().is_some_and(|c| NOT_FOUND_CODES.contains(&c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body() {
+        let e = RegistryError::parse(
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#,
+        );
+        assert_eq!(e.code.as_deref(), Some("MANIFEST_UNKNOWN"));
+        assert!(e.is_not_found());
+        assert_eq!(RegistryError::parse(b"garbage"), RegistryError::default());
+        assert!(!RegistryError::parse(br#"{"errors":[{"code":"DENIED"}]}"#).is_not_found());
+    }
+
+    #[test]
+    fn paths() {
+        let d = Digest::sha256(b"");
+        assert_eq!(manifest_path("a/b", "latest"), "/v2/a/b/manifests/latest");
+        assert_eq!(blob_path("a", &d), format!("/v2/a/blobs/{d}"));
+    }
+}

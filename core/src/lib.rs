@@ -1,0 +1,30 @@
+//! The sans-IO engine of ocirelay: it computes what to send to a registry and
+//! what the answers mean, and never performs I/O itself. No sockets, clocks,
+//! threads or async runtime: a driver (the wasm component, or a test with
+//! scripted responses) does the sending.
+//!
+//! Layout: data model ([`reference`], [`digest`], [`descriptor`],
+//! [`media_type`], [`manifest`], [`platform`]), protocol ([`http`],
+//! [`distribution`], [`auth`]), shared client state ([`client`]), and
+//! operations as state machines ([`ops`]).
+
+pub mod auth;
+pub mod client;
+pub mod descriptor;
+pub mod digest;
+pub mod distribution;
+pub mod error;
+pub mod http;
+pub mod manifest;
+pub mod media_type;
+pub mod ops;
+pub mod platform;
+pub mod reference;
+
+pub use client::{Client, ClientConfig};
+pub use descriptor::Descriptor;
+pub use digest::{Digest, Verifier};
+pub use error::{Error, Result};
+pub use ops::{Operation, Output};
+pub use platform::Platform;
+pub use reference::Reference;

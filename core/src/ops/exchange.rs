@@ -1,0 +1,300 @@
+//! One logical registry request: sends it, answers authentication
+//! challenges (Bearer token or Basic), follows redirects, and yields the
+//! final response. Every other operation is built from exchanges.
+
+use crate::auth::{AuthScheme, Challenge, Credential, parse_token_response};
+use crate::client::Client;
+use crate::error::Error;
+use crate::http::{
+    BodyMode, Headers, Method, Request, RequestId, Response, TransportError, Url,
+    SMALL_BODY_LIMIT,
+};
+use crate::ops::{Operation, Output};
+
+/// Redirects followed before giving up.
+const MAX_REDIRECTS: u8 = 5;
+
+/// The final answer of an exchange and the id of the request it answers
+/// (a driver holding a streamed body keeps it under that id).
+#[derive(Debug)]
+pub struct Exchanged {
+    /// The request whose answer this is.
+    pub id: RequestId,
+    /// The answer.
+    pub response: Response,
+}
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct ExchangeSpec {
+    /// Registry host as in the reference (`docker.io`, `localhost:5000`).
+    pub registry: String,
+    /// Token scope, e.g. `repository:foo:pull`.
+    pub scope: String,
+    /// Method.
+    pub method: Method,
+    /// Path and query on the registry.
+    pub path: String,
+    /// `Accept`, when the endpoint needs one.
+    pub accept: Option<&'static str>,
+    /// What to do with the response body.
+    pub body_mode: BodyMode,
+}
+
+#[derive(Debug)]
+enum State {
+    Ready,
+    AwaitingMain(RequestId, SentAuth),
+    TokenNeeded { url: Url, challenged: Exchanged },
+    AwaitingToken { id: RequestId, realm: String, challenged: Exchanged, with_credentials: bool },
+    Finished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SentAuth {
+    None,
+    Basic,
+    Bearer,
+}
+
+/// The exchange state machine.
+#[derive(Debug)]
+pub struct Exchange {
+    spec: ExchangeSpec,
+    /// The registry's API authority: credentials go there and nowhere else.
+    registry_authority: String,
+    url: Url,
+    state: State,
+    redirects: u8,
+    fresh_token: bool,
+    outcome: Option<crate::error::Result<Exchanged>>,
+}
+
+impl Exchange {
+    /// An exchange for `spec` (nothing is sent until polled).
+    pub fn new(client: &Client, spec: ExchangeSpec) -> Self {
+        let url = client.registry_url(&spec.registry, &spec.path);
+        Exchange {
+            registry_authority: url.authority.clone(),
+            url,
+            spec,
+            state: State::Ready,
+            redirects: 0,
+            fresh_token: false,
+            outcome: None,
+        }
+    }
+
+    fn finish(&mut self, outcome: crate::error::Result<Exchanged>) {
+        self.state = State::Finished;
+        self.outcome = Some(outcome);
+    }
+
+    fn on_registry(&self) -> bool {
+        self.url.authority == self.registry_authority
+    }
+
+    fn main_response(&mut self, client: &mut Client, id: RequestId, sent: SentAuth, response: Response) {
+        let status = response.status;
+        if status == 401 && self.on_registry() {
+            let challenge = response
+                .headers
+                .get_all("www-authenticate")
+                .find_map(Challenge::parse);
+            let exchanged = Exchanged { id, response };
+            let Some(challenge) = challenge else {
+                return self.finish(Ok(exchanged));
+            };
+            let credential = client.credential(&self.spec.registry).cloned();
+            match challenge.scheme {
+                AuthScheme::Bearer if !self.fresh_token => {
+                    if let Some(Credential::Bearer(token)) = credential {
+                        client.store_token(&self.registry_authority, &self.spec.scope, format!("Bearer {token}"));
+                        self.fresh_token = true;
+                        self.state = State::Ready;
+                        return;
+                    }
+                    match challenge.token_url(std::slice::from_ref(&self.spec.scope)) {
+                        Ok(url) => self.state = State::TokenNeeded { url, challenged: exchanged },
+                        Err(e) => self.finish(Err(Error::Protocol {
+                            subject: self.registry_authority.clone(),
+                            detail: format!("unusable authentication challenge: {e}"),
+                        })),
+                    }
+                }
+                AuthScheme::Basic => match credential {
+                    Some(Credential::Basic { .. }) if sent != SentAuth::Basic => {
+                        client.mark_basic(&self.registry_authority);
+                        self.state = State::Ready;
+                    }
+                    Some(Credential::Basic { username, .. }) => self.finish(Err(Error::Authentication {
+                        host: self.spec.registry.clone(),
+                        reason: format!("the registry refused the credentials of user {username:?} (401)"),
+                    })),
+                    _ => self.finish(Ok(exchanged)),
+                },
+                // A fresh token that still gets 401 means this identity may
+                // not see the repository: the caller decides what that means.
+                _ => self.finish(Ok(exchanged)),
+            }
+            return;
+        }
+        let redirect = matches!(status, 301 | 302 | 303 | 307 | 308)
+            && matches!(self.spec.method, Method::Get | Method::Head);
+        if redirect {
+            if let Some(location) = response.headers.get("location") {
+                self.redirects += 1;
+                if self.redirects > MAX_REDIRECTS {
+                    return self.finish(Err(Error::Protocol {
+                        subject: self.url.to_string(),
+                        detail: format!("more than {MAX_REDIRECTS} redirects"),
+                    }));
+                }
+                match self.url.join(location) {
+                    Ok(next) => {
+                        self.url = next;
+                        self.state = State::Ready;
+                    }
+                    Err(e) => self.finish(Err(Error::Protocol {
+                        subject: self.url.to_string(),
+                        detail: format!("bad redirect: {e}"),
+                    })),
+                }
+                return;
+            }
+        }
+        self.finish(Ok(Exchanged { id, response }));
+    }
+
+    fn token_response(
+        &mut self,
+        client: &mut Client,
+        realm: String,
+        challenged: Exchanged,
+        with_credentials: bool,
+        response: Response,
+    ) {
+        match response.status {
+            200..=299 => match parse_token_response(&realm, response.bytes()) {
+                Ok(token) => {
+                    client.store_token(&self.registry_authority, &self.spec.scope, format!("Bearer {token}"));
+                    self.fresh_token = true;
+                    self.state = State::Ready;
+                }
+                Err(e) => self.finish(Err(e)),
+            },
+            401 | 403 if with_credentials => self.finish(Err(Error::Authentication {
+                host: self.spec.registry.clone(),
+                reason: format!(
+                    "token server {realm} refused the credentials ({})",
+                    response.status
+                ),
+            })),
+            // Anonymous and refused a token: the registry's 401 stands.
+            401 | 403 => self.finish(Ok(challenged)),
+            status => {
+                let e = crate::distribution::RegistryError::parse(response.bytes());
+                self.finish(Err(Error::Registry {
+                    subject: format!("token server {realm}"),
+                    status,
+                    code: e.code,
+                    message: e.message,
+                }))
+            }
+        }
+    }
+}
+
+impl Operation for Exchange {
+    type Outcome = Exchanged;
+
+    fn poll_output(&mut self, client: &mut Client) -> Output<Exchanged> {
+        match std::mem::replace(&mut self.state, State::Finished) {
+            State::Ready => {
+                let id = client.next_request_id();
+                let mut headers = Headers::new();
+                headers.set("User-Agent", client.config().user_agent.clone());
+                if let Some(accept) = self.spec.accept {
+                    headers.set("Accept", accept);
+                }
+                let mut sent = SentAuth::None;
+                // Credentials and tokens never leave the registry's host (a
+                // redirect to blob storage elsewhere goes without them).
+                if self.on_registry() {
+                    if let Some(auth) = client.authorization(&self.registry_authority, &self.spec.scope) {
+                        sent = if auth.starts_with("Basic ") { SentAuth::Basic } else { SentAuth::Bearer };
+                        headers.set("Authorization", auth);
+                    }
+                }
+                self.state = State::AwaitingMain(id, sent);
+                Output::Send(
+                    id,
+                    Request {
+                        method: self.spec.method,
+                        url: self.url.clone(),
+                        headers,
+                        body: Vec::new(),
+                        body_mode: self.spec.body_mode,
+                    },
+                )
+            }
+            State::TokenNeeded { url, challenged } => {
+                let id = client.next_request_id();
+                let mut headers = Headers::new();
+                headers.set("User-Agent", client.config().user_agent.clone());
+                let mut with_credentials = false;
+                if let Some(Credential::Basic { username, password }) = client.credential(&self.spec.registry) {
+                    headers.set("Authorization", Credential::basic_header(username, password));
+                    with_credentials = true;
+                }
+                // The realm without its query names the token server in errors.
+                let full = url.to_string();
+                let realm = full.split('?').next().unwrap_or(&full).to_string();
+                self.state = State::AwaitingToken { id, realm, challenged, with_credentials };
+                Output::Send(
+                    id,
+                    Request {
+                        method: Method::Get,
+                        url,
+                        headers,
+                        body: Vec::new(),
+                        body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
+                    },
+                )
+            }
+            State::Finished => match self.outcome.take() {
+                Some(outcome) => Output::Done(outcome),
+                None => Output::Wait,
+            },
+            waiting => {
+                self.state = waiting;
+                Output::Wait
+            }
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        client: &mut Client,
+        id: RequestId,
+        response: Result<Response, TransportError>,
+    ) {
+        match std::mem::replace(&mut self.state, State::Finished) {
+            State::AwaitingMain(expected, sent) if expected == id => match response {
+                Ok(r) => self.main_response(client, id, sent, r),
+                Err(e) => self.finish(Err(Error::Transport {
+                    host: self.url.authority.clone(),
+                    message: e.message,
+                })),
+            },
+            State::AwaitingToken { id: expected, realm, challenged, with_credentials } if expected == id => {
+                match response {
+                    Ok(r) => self.token_response(client, realm, challenged, with_credentials, r),
+                    Err(e) => self.finish(Err(Error::Transport { host: realm, message: e.message })),
+                }
+            }
+            // Not ours: put the state back untouched.
+            other => self.state = other,
+        }
+    }
+}
