@@ -28,7 +28,10 @@ impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credential::Basic { username, .. } => {
-                write!(f, "Basic {{ username: {username:?}, password: <redacted> }}")
+                write!(
+                    f,
+                    "Basic {{ username: {username:?}, password: <redacted> }}"
+                )
             }
             Credential::Bearer(_) => f.write_str("Bearer(<redacted>)"),
         }
@@ -39,7 +42,10 @@ impl Credential {
     /// The `Authorization` value for Basic authentication.
     pub fn basic_header(username: &str, password: &str) -> String {
         let raw = format!("{username}:{password}");
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
     }
 }
 
@@ -82,7 +88,11 @@ impl Challenge {
         let mut params = BTreeMap::new();
         while !rest.is_empty() {
             let Some(eq) = rest.find('=') else { break };
-            let name = rest[..eq].trim().trim_start_matches(',').trim().to_ascii_lowercase();
+            let name = rest[..eq]
+                .trim()
+                .trim_start_matches(',')
+                .trim()
+                .to_ascii_lowercase();
             rest = rest[eq + 1..].trim_start();
             let val;
             if let Some(quoted) = rest.strip_prefix('"') {
@@ -122,9 +132,10 @@ impl Challenge {
     /// the challenge names none; a challenge's own scope wins, because it is
     /// what the registry will check.
     pub fn token_url(&self, scopes: &[String]) -> Result<Url> {
-        let realm = self.params.get("realm").ok_or_else(|| {
-            Error::InvalidInput("Bearer challenge without a realm".to_string())
-        })?;
+        let realm = self
+            .params
+            .get("realm")
+            .ok_or_else(|| Error::InvalidInput("Bearer challenge without a realm".to_string()))?;
         let mut url = Url::parse(realm)?;
         let mut query = Vec::new();
         if let Some(service) = self.params.get("service") {
@@ -133,14 +144,27 @@ impl Challenge {
         let challenge_scopes: Vec<String> = self
             .params
             .get("scope")
-            .map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .map(|s| {
+                s.split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
-        let scopes = if challenge_scopes.is_empty() { scopes } else { &challenge_scopes[..] };
+        let scopes = if challenge_scopes.is_empty() {
+            scopes
+        } else {
+            &challenge_scopes[..]
+        };
         for scope in scopes {
             query.push(format!("scope={}", encode_query_component(scope)));
         }
         if !query.is_empty() {
-            let sep = if url.path_and_query.contains('?') { '&' } else { '?' };
+            let sep = if url.path_and_query.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
             url.path_and_query.push(sep);
             url.path_and_query.push_str(&query.join("&"));
         }
@@ -199,9 +223,13 @@ mod tests {
 
     #[test]
     fn challenge_without_scope_uses_ours() {
-        let c = Challenge::parse(r#"Bearer realm="https://auth.example/token?x=1", service="s""#).unwrap();
+        let c = Challenge::parse(r#"Bearer realm="https://auth.example/token?x=1", service="s""#)
+            .unwrap();
         let url = c.token_url(&["repository:a:pull".into()]).unwrap();
-        assert_eq!(url.path_and_query, "/token?x=1&service=s&scope=repository%3Aa%3Apull");
+        assert_eq!(
+            url.path_and_query,
+            "/token?x=1&service=s&scope=repository%3Aa%3Apull"
+        );
     }
 
     #[test]
@@ -218,7 +246,10 @@ mod tests {
     #[test]
     fn token_response_either_field() {
         assert_eq!(parse_token_response("r", br#"{"token":"a"}"#).unwrap(), "a");
-        assert_eq!(parse_token_response("r", br#"{"access_token":"b"}"#).unwrap(), "b");
+        assert_eq!(
+            parse_token_response("r", br#"{"access_token":"b"}"#).unwrap(),
+            "b"
+        );
         assert_eq!(
             parse_token_response("r", br#"{"token":"","access_token":"c"}"#).unwrap(),
             "c"
@@ -230,7 +261,10 @@ mod tests {
     #[test]
     fn basic_header_and_redacted_debug() {
         assert_eq!(Credential::basic_header("u", "p"), "Basic dTpw");
-        let c = Credential::Basic { username: "u".into(), password: "hunter2".into() };
+        let c = Credential::Basic {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert!(!format!("{:?}", Credential::Bearer("tok".into())).contains("tok"));
     }

@@ -55,7 +55,11 @@ impl Client {
     /// The URL of `path` on registry `host` (Docker Hub's API host for
     /// `docker.io`; plain HTTP for loopback and insecure registries).
     pub fn registry_url(&self, host: &str, path: &str) -> Url {
-        let authority = if is_docker_hub(host) { DOCKER_HUB_API_HOST } else { host };
+        let authority = if is_docker_hub(host) {
+            DOCKER_HUB_API_HOST
+        } else {
+            host
+        };
         Url {
             scheme: self.scheme_for(authority),
             authority: authority.to_string(),
@@ -110,7 +114,8 @@ impl Client {
     }
 
     pub(crate) fn store_token(&mut self, host: &str, scope: &str, authorization: String) {
-        self.tokens.insert((host.to_string(), scope.to_string()), authorization);
+        self.tokens
+            .insert((host.to_string(), scope.to_string()), authorization);
     }
 
     pub(crate) fn mark_basic(&mut self, host: &str) {
@@ -136,9 +141,15 @@ mod tests {
             insecure_registries: vec!["plain.example:5000".into()],
             ..Default::default()
         });
-        assert_eq!(c.registry_url("localhost:5000", "/v2/").to_string(), "http://localhost:5000/v2/");
+        assert_eq!(
+            c.registry_url("localhost:5000", "/v2/").to_string(),
+            "http://localhost:5000/v2/"
+        );
         assert_eq!(c.registry_url("127.0.0.1:1", "/v2/").scheme, Scheme::Http);
-        assert_eq!(c.registry_url("plain.example:5000", "/").scheme, Scheme::Http);
+        assert_eq!(
+            c.registry_url("plain.example:5000", "/").scheme,
+            Scheme::Http
+        );
         assert_eq!(c.registry_url("plain.example", "/").scheme, Scheme::Https);
         assert_eq!(
             c.registry_url("docker.io", "/v2/").to_string(),
@@ -149,8 +160,14 @@ mod tests {
     #[test]
     fn docker_hub_credentials_under_any_alias() {
         let mut creds = BTreeMap::new();
-        creds.insert("index.docker.io".to_string(), Credential::Bearer("t".into()));
-        let c = Client::new(ClientConfig { credentials: creds, ..Default::default() });
+        creds.insert(
+            "index.docker.io".to_string(),
+            Credential::Bearer("t".into()),
+        );
+        let c = Client::new(ClientConfig {
+            credentials: creds,
+            ..Default::default()
+        });
         assert!(c.credential("docker.io").is_some());
         assert!(c.credential("registry-1.docker.io").is_some());
         assert!(c.credential("quay.io").is_none());

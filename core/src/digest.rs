@@ -280,11 +280,18 @@ mod tests {
 
         let mut v = Verifier::new("x", d.clone(), Some(11));
         v.update(b"hello world").unwrap();
-        assert!(v.update(b"!").is_err(), "growing past the size fails at once");
+        assert!(
+            v.update(b"!").is_err(),
+            "growing past the size fails at once"
+        );
 
         let mut v = Verifier::new("x", d.clone(), Some(11));
         v.update(b"hello").unwrap();
-        assert!(v.finish().unwrap_err().to_string().contains("expected 11 bytes"));
+        assert!(v
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("expected 11 bytes"));
 
         let mut v = Verifier::new("ref", d.clone(), None);
         v.update(b"hello worle").unwrap();

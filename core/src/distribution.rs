@@ -55,7 +55,9 @@ impl RegistryError {
 
     /// Whether the code is one of [`NOT_FOUND_CODES`].
     pub fn is_not_found(&self) -> bool {
-        self.code.as_deref().is_some_and(|c| NOT_FOUND_CODES.contains(&c))
+        self.code
+            .as_deref()
+            .is_some_and(|c| NOT_FOUND_CODES.contains(&c))
     }
 }
 

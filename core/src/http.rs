@@ -283,8 +283,14 @@ mod tests {
         assert_eq!(u.path_and_query, "/v2/a/blobs/sha256:x?q=1");
         assert_eq!(u.join("http://cdn/x").unwrap().to_string(), "http://cdn/x");
         assert_eq!(u.join("//cdn/y").unwrap().to_string(), "https://cdn/y");
-        assert_eq!(u.join("/z?a=b").unwrap().to_string(), "https://r.example:5000/z?a=b");
-        assert_eq!(u.join("other").unwrap().to_string(), "https://r.example:5000/v2/a/blobs/other");
+        assert_eq!(
+            u.join("/z?a=b").unwrap().to_string(),
+            "https://r.example:5000/z?a=b"
+        );
+        assert_eq!(
+            u.join("other").unwrap().to_string(),
+            "https://r.example:5000/v2/a/blobs/other"
+        );
         assert_eq!(Url::parse("http://h").unwrap().path_and_query, "/");
         assert!(Url::parse("ftp://h/").is_err());
         assert!(Url::parse("http://user@h/").is_err());
@@ -304,6 +310,9 @@ mod tests {
 
     #[test]
     fn query_encoding() {
-        assert_eq!(encode_query_component("repository:a/b:pull,push"), "repository%3Aa%2Fb%3Apull%2Cpush");
+        assert_eq!(
+            encode_query_component("repository:a/b:pull,push"),
+            "repository%3Aa%2Fb%3Apull%2Cpush"
+        );
     }
 }

@@ -25,9 +25,11 @@ impl ManifestChildren {
     /// Parses the children of `manifest`; non-JSON (or JSON that is not an
     /// object) is an error, unknown fields are ignored.
     pub fn parse(manifest: &[u8]) -> Result<Self> {
-        serde_json::from_slice(manifest).map_err(|e| Error::InvalidInput(format!(
-            "manifest is not a JSON object of manifest shape: {e}"
-        )))
+        serde_json::from_slice(manifest).map_err(|e| {
+            Error::InvalidInput(format!(
+                "manifest is not a JSON object of manifest shape: {e}"
+            ))
+        })
     }
 }
 
@@ -57,7 +59,10 @@ mod tests {
 
     #[test]
     fn tolerant_of_anything_json_object_but_not_of_non_json() {
-        assert_eq!(ManifestChildren::parse(b"{}").unwrap(), ManifestChildren::default());
+        assert_eq!(
+            ManifestChildren::parse(b"{}").unwrap(),
+            ManifestChildren::default()
+        );
         assert!(ManifestChildren::parse(b"not json").is_err());
         assert!(ManifestChildren::parse(b"[1,2]").is_err());
     }

@@ -14,7 +14,11 @@ pub struct Platform {
     #[serde(default)]
     pub os: String,
     /// OS version (Windows builds).
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     /// OS features.
     #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
@@ -56,11 +60,19 @@ impl Platform {
         let (arch, variant) = match arch.as_str() {
             "i386" => ("386".to_string(), String::new()),
             "x86_64" | "x86-64" | "amd64" => {
-                let v = if variant == "v1" { String::new() } else { variant };
+                let v = if variant == "v1" {
+                    String::new()
+                } else {
+                    variant
+                };
                 ("amd64".to_string(), v)
             }
             "aarch64" | "arm64" => {
-                let v = if variant == "8" || variant == "v8" { String::new() } else { variant };
+                let v = if variant == "8" || variant == "v8" {
+                    String::new()
+                } else {
+                    variant
+                };
                 ("arm64".to_string(), v)
             }
             "armhf" => ("arm".to_string(), "v7".to_string()),
@@ -98,9 +110,7 @@ impl Platform {
         BASHBREW_ARCHES
             .iter()
             .find(|(_, os, arch, variant)| {
-                self.os == *os
-                    && self.architecture == *arch
-                    && self.variant.as_deref() == *variant
+                self.os == *os && self.architecture == *arch && self.variant.as_deref() == *variant
             })
             .map(|(name, ..)| *name)
     }
@@ -149,19 +159,43 @@ mod tests {
         assert_eq!(norm("macos", "arm64", None), t("darwin", "arm64", None));
         assert_eq!(norm("linux", "i386", Some("x")), t("linux", "386", None));
         assert_eq!(norm("linux", "x86_64", None), t("linux", "amd64", None));
-        assert_eq!(norm("linux", "x86-64", Some("v1")), t("linux", "amd64", None));
-        assert_eq!(norm("linux", "amd64", Some("v3")), t("linux", "amd64", Some("v3")));
+        assert_eq!(
+            norm("linux", "x86-64", Some("v1")),
+            t("linux", "amd64", None)
+        );
+        assert_eq!(
+            norm("linux", "amd64", Some("v3")),
+            t("linux", "amd64", Some("v3"))
+        );
         assert_eq!(norm("linux", "aarch64", None), t("linux", "arm64", None));
         assert_eq!(norm("linux", "arm64", Some("8")), t("linux", "arm64", None));
-        assert_eq!(norm("linux", "arm64", Some("v8")), t("linux", "arm64", None));
-        assert_eq!(norm("linux", "arm64", Some("v9")), t("linux", "arm64", Some("v9")));
+        assert_eq!(
+            norm("linux", "arm64", Some("v8")),
+            t("linux", "arm64", None)
+        );
+        assert_eq!(
+            norm("linux", "arm64", Some("v9")),
+            t("linux", "arm64", Some("v9"))
+        );
         assert_eq!(norm("linux", "armhf", None), t("linux", "arm", Some("v7")));
         assert_eq!(norm("linux", "armel", None), t("linux", "arm", Some("v6")));
         assert_eq!(norm("linux", "arm", None), t("linux", "arm", Some("v7")));
-        assert_eq!(norm("linux", "arm", Some("7")), t("linux", "arm", Some("v7")));
-        assert_eq!(norm("linux", "arm", Some("5")), t("linux", "arm", Some("v5")));
-        assert_eq!(norm("linux", "arm", Some("6")), t("linux", "arm", Some("v6")));
-        assert_eq!(norm("linux", "arm", Some("8")), t("linux", "arm", Some("v8")));
+        assert_eq!(
+            norm("linux", "arm", Some("7")),
+            t("linux", "arm", Some("v7"))
+        );
+        assert_eq!(
+            norm("linux", "arm", Some("5")),
+            t("linux", "arm", Some("v5"))
+        );
+        assert_eq!(
+            norm("linux", "arm", Some("6")),
+            t("linux", "arm", Some("v6"))
+        );
+        assert_eq!(
+            norm("linux", "arm", Some("8")),
+            t("linux", "arm", Some("v8"))
+        );
         assert_eq!(norm("linux", "riscv64", None), t("linux", "riscv64", None));
         assert_eq!(norm("linux", "s390x", None), t("linux", "s390x", None));
     }
@@ -187,7 +221,12 @@ mod tests {
         assert_eq!(i386.bashbrew_arch(), Some("i386"));
         let armhf = Platform::new("linux", "armhf", None).normalized();
         assert_eq!(armhf.bashbrew_arch(), Some("arm32v7"));
-        assert_eq!(Platform::new("linux", "sparc64", None).normalized().bashbrew_arch(), None);
+        assert_eq!(
+            Platform::new("linux", "sparc64", None)
+                .normalized()
+                .bashbrew_arch(),
+            None
+        );
     }
 
     #[test]

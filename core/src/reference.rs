@@ -236,7 +236,8 @@ fn valid_tag(t: &str) -> bool {
         Some(b) if b.is_ascii_alphanumeric() || b == b'_' => {}
         _ => return false,
     }
-    t.len() <= MAX_TAG_LEN && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    t.len() <= MAX_TAG_LEN
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// `[a-z0-9]+` joined by `.`, `_`, `__` or any run of `-`.
@@ -271,7 +272,11 @@ fn valid_host(h: &str) -> bool {
         let Some((v6, after)) = rest.split_once(']') else {
             return false;
         };
-        if v6.is_empty() || !v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if v6.is_empty()
+            || !v6
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return false;
         }
         match after {
@@ -329,13 +334,33 @@ mod tests {
     #[test]
     fn docker_hub_normalization_and_display() {
         let cases = [
-            ("hello-world:latest", "docker.io/library/hello-world:latest", "hello-world:latest"),
-            ("tianon/true:oci", "docker.io/tianon/true:oci", "tianon/true:oci"),
-            ("docker.io/tianon/true:oci", "docker.io/tianon/true:oci", "tianon/true:oci"),
-            ("localhost:5000/foo", "localhost:5000/foo", "localhost:5000/foo"),
+            (
+                "hello-world:latest",
+                "docker.io/library/hello-world:latest",
+                "hello-world:latest",
+            ),
+            (
+                "tianon/true:oci",
+                "docker.io/tianon/true:oci",
+                "tianon/true:oci",
+            ),
+            (
+                "docker.io/tianon/true:oci",
+                "docker.io/tianon/true:oci",
+                "tianon/true:oci",
+            ),
+            (
+                "localhost:5000/foo",
+                "localhost:5000/foo",
+                "localhost:5000/foo",
+            ),
         ];
         for (input, normalized, displayed) in cases {
-            assert_eq!(norm(input), (normalized.to_string(), displayed.to_string()), "{input}");
+            assert_eq!(
+                norm(input),
+                (normalized.to_string(), displayed.to_string()),
+                "{input}"
+            );
         }
         for alias in [
             "hello-world",
@@ -348,7 +373,10 @@ mod tests {
         ] {
             assert_eq!(
                 norm(alias),
-                ("docker.io/library/hello-world".to_string(), "hello-world".to_string()),
+                (
+                    "docker.io/library/hello-world".to_string(),
+                    "hello-world".to_string()
+                ),
                 "{alias}"
             );
         }
@@ -381,7 +409,10 @@ mod tests {
         let d = Digest::parse(D).unwrap();
         assert_eq!(r.string_with_known_digest(&d), "hello-world:latest");
         let other = Digest::sha256(b"other");
-        assert_eq!(r.string_with_known_digest(&other), format!("hello-world:latest@{D}"));
+        assert_eq!(
+            r.string_with_known_digest(&other),
+            format!("hello-world:latest@{D}")
+        );
     }
 
     #[test]

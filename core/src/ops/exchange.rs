@@ -2,12 +2,11 @@
 //! challenges (Bearer token or Basic), follows redirects, and yields the
 //! final response. Every other operation is built from exchanges.
 
-use crate::auth::{AuthScheme, Challenge, Credential, parse_token_response};
+use crate::auth::{parse_token_response, AuthScheme, Challenge, Credential};
 use crate::client::Client;
 use crate::error::Error;
 use crate::http::{
-    BodyMode, Headers, Method, Request, RequestId, Response, TransportError, Url,
-    SMALL_BODY_LIMIT,
+    BodyMode, Headers, Method, Request, RequestId, Response, TransportError, Url, SMALL_BODY_LIMIT,
 };
 use crate::ops::{Operation, Output};
 
@@ -45,8 +44,16 @@ pub struct ExchangeSpec {
 enum State {
     Ready,
     AwaitingMain(RequestId, SentAuth),
-    TokenNeeded { url: Url, challenged: Exchanged },
-    AwaitingToken { id: RequestId, realm: String, challenged: Exchanged, with_credentials: bool },
+    TokenNeeded {
+        url: Url,
+        challenged: Exchanged,
+    },
+    AwaitingToken {
+        id: RequestId,
+        realm: String,
+        challenged: Exchanged,
+        with_credentials: bool,
+    },
     Finished,
 }
 
@@ -94,7 +101,13 @@ impl Exchange {
         self.url.authority == self.registry_authority
     }
 
-    fn main_response(&mut self, client: &mut Client, id: RequestId, sent: SentAuth, response: Response) {
+    fn main_response(
+        &mut self,
+        client: &mut Client,
+        id: RequestId,
+        sent: SentAuth,
+        response: Response,
+    ) {
         let status = response.status;
         if status == 401 && self.on_registry() {
             let challenge = response
@@ -109,13 +122,22 @@ impl Exchange {
             match challenge.scheme {
                 AuthScheme::Bearer if !self.fresh_token => {
                     if let Some(Credential::Bearer(token)) = credential {
-                        client.store_token(&self.registry_authority, &self.spec.scope, format!("Bearer {token}"));
+                        client.store_token(
+                            &self.registry_authority,
+                            &self.spec.scope,
+                            format!("Bearer {token}"),
+                        );
                         self.fresh_token = true;
                         self.state = State::Ready;
                         return;
                     }
                     match challenge.token_url(std::slice::from_ref(&self.spec.scope)) {
-                        Ok(url) => self.state = State::TokenNeeded { url, challenged: exchanged },
+                        Ok(url) => {
+                            self.state = State::TokenNeeded {
+                                url,
+                                challenged: exchanged,
+                            }
+                        }
                         Err(e) => self.finish(Err(Error::Protocol {
                             subject: self.registry_authority.clone(),
                             detail: format!("unusable authentication challenge: {e}"),
@@ -127,10 +149,14 @@ impl Exchange {
                         client.mark_basic(&self.registry_authority);
                         self.state = State::Ready;
                     }
-                    Some(Credential::Basic { username, .. }) => self.finish(Err(Error::Authentication {
-                        host: self.spec.registry.clone(),
-                        reason: format!("the registry refused the credentials of user {username:?} (401)"),
-                    })),
+                    Some(Credential::Basic { username, .. }) => {
+                        self.finish(Err(Error::Authentication {
+                            host: self.spec.registry.clone(),
+                            reason: format!(
+                                "the registry refused the credentials of user {username:?} (401)"
+                            ),
+                        }))
+                    }
                     _ => self.finish(Ok(exchanged)),
                 },
                 // A fresh token that still gets 401 means this identity may
@@ -177,7 +203,11 @@ impl Exchange {
         match response.status {
             200..=299 => match parse_token_response(&realm, response.bytes()) {
                 Ok(token) => {
-                    client.store_token(&self.registry_authority, &self.spec.scope, format!("Bearer {token}"));
+                    client.store_token(
+                        &self.registry_authority,
+                        &self.spec.scope,
+                        format!("Bearer {token}"),
+                    );
                     self.fresh_token = true;
                     self.state = State::Ready;
                 }
@@ -221,8 +251,14 @@ impl Operation for Exchange {
                 // Credentials and tokens never leave the registry's host (a
                 // redirect to blob storage elsewhere goes without them).
                 if self.on_registry() {
-                    if let Some(auth) = client.authorization(&self.registry_authority, &self.spec.scope) {
-                        sent = if auth.starts_with("Basic ") { SentAuth::Basic } else { SentAuth::Bearer };
+                    if let Some(auth) =
+                        client.authorization(&self.registry_authority, &self.spec.scope)
+                    {
+                        sent = if auth.starts_with("Basic ") {
+                            SentAuth::Basic
+                        } else {
+                            SentAuth::Bearer
+                        };
                         headers.set("Authorization", auth);
                     }
                 }
@@ -243,14 +279,24 @@ impl Operation for Exchange {
                 let mut headers = Headers::new();
                 headers.set("User-Agent", client.config().user_agent.clone());
                 let mut with_credentials = false;
-                if let Some(Credential::Basic { username, password }) = client.credential(&self.spec.registry) {
-                    headers.set("Authorization", Credential::basic_header(username, password));
+                if let Some(Credential::Basic { username, password }) =
+                    client.credential(&self.spec.registry)
+                {
+                    headers.set(
+                        "Authorization",
+                        Credential::basic_header(username, password),
+                    );
                     with_credentials = true;
                 }
                 // The realm without its query names the token server in errors.
                 let full = url.to_string();
                 let realm = full.split('?').next().unwrap_or(&full).to_string();
-                self.state = State::AwaitingToken { id, realm, challenged, with_credentials };
+                self.state = State::AwaitingToken {
+                    id,
+                    realm,
+                    challenged,
+                    with_credentials,
+                };
                 Output::Send(
                     id,
                     Request {
@@ -287,12 +333,18 @@ impl Operation for Exchange {
                     message: e.message,
                 })),
             },
-            State::AwaitingToken { id: expected, realm, challenged, with_credentials } if expected == id => {
-                match response {
-                    Ok(r) => self.token_response(client, realm, challenged, with_credentials, r),
-                    Err(e) => self.finish(Err(Error::Transport { host: realm, message: e.message })),
-                }
-            }
+            State::AwaitingToken {
+                id: expected,
+                realm,
+                challenged,
+                with_credentials,
+            } if expected == id => match response {
+                Ok(r) => self.token_response(client, realm, challenged, with_credentials, r),
+                Err(e) => self.finish(Err(Error::Transport {
+                    host: realm,
+                    message: e.message,
+                })),
+            },
             // Not ours: put the state back untouched.
             other => self.state = other,
         }

@@ -4,6 +4,7 @@
 
 use std::str::FromStr;
 
+use crate::auth::repository_scope;
 use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::digest::{Digest, Verifier};
@@ -14,7 +15,6 @@ use crate::media_type::{MANIFEST_ACCEPT, OCTET_STREAM};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
 use crate::ops::{Operation, Output};
 use crate::reference::Reference;
-use crate::auth::repository_scope;
 
 /// Manifests larger than this are refused unread (as the seed's registry cache does).
 pub const MANIFEST_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
@@ -99,7 +99,11 @@ impl Lookup {
             )));
         }
         let subject = reference.to_string();
-        let method = if options.head { Method::Head } else { Method::Get };
+        let method = if options.head {
+            Method::Head
+        } else {
+            Method::Get
+        };
         let exchange = Exchange::new(client, Self::spec(&reference, options.kind, method));
         Ok(Lookup {
             reference,
@@ -113,7 +117,9 @@ impl Lookup {
 
     fn spec(reference: &Reference, kind: LookupKind, method: Method) -> ExchangeSpec {
         let (path, accept, body_mode) = match (kind, &reference.digest) {
-            (LookupKind::Blob, Some(d)) => (blob_path(&reference.repository, d), None, BodyMode::Stream),
+            (LookupKind::Blob, Some(d)) => {
+                (blob_path(&reference.repository, d), None, BodyMode::Stream)
+            }
             _ => (
                 manifest_path(&reference.repository, &reference.object()),
                 Some(MANIFEST_ACCEPT),
@@ -131,11 +137,17 @@ impl Lookup {
     }
 
     fn integrity(&self, detail: String) -> Error {
-        Error::Integrity { subject: self.subject.clone(), detail }
+        Error::Integrity {
+            subject: self.subject.clone(),
+            detail,
+        }
     }
 
     fn protocol(&self, detail: impl Into<String>) -> Error {
-        Error::Protocol { subject: self.subject.clone(), detail: detail.into() }
+        Error::Protocol {
+            subject: self.subject.clone(),
+            detail: detail.into(),
+        }
     }
 
     /// `Docker-Content-Digest`, parsed; a malformed one is the registry's error.
@@ -152,9 +164,11 @@ impl Lookup {
     fn expected_digest(&self, headers: &Headers) -> Result<Option<Digest>> {
         let claimed = self.header_digest(headers)?;
         match (&self.reference.digest, claimed) {
-            (Some(asked), Some(claimed)) if asked.algorithm() == claimed.algorithm() && *asked != claimed => Err(
-                self.integrity(format!("asked for {asked}, registry answered {claimed}")),
-            ),
+            (Some(asked), Some(claimed))
+                if asked.algorithm() == claimed.algorithm() && *asked != claimed =>
+            {
+                Err(self.integrity(format!("asked for {asked}, registry answered {claimed}")))
+            }
             (Some(asked), _) => Ok(Some(asked.clone())),
             (None, claimed) => Ok(claimed),
         }
@@ -201,16 +215,23 @@ impl Lookup {
     }
 
     fn blob_head(&self, r: &Response) -> Result<Found> {
-        let digest = self.expected_digest(&r.headers)?.ok_or_else(|| self.protocol("no digest"))?;
+        let digest = self
+            .expected_digest(&r.headers)?
+            .ok_or_else(|| self.protocol("no digest"))?;
         let size = r
             .headers
             .content_length()
             .ok_or_else(|| self.protocol("blob HEAD answer without Content-Length"))?;
-        Ok(Found { descriptor: Descriptor::new(OCTET_STREAM, digest, size), body: Body::Empty })
+        Ok(Found {
+            descriptor: Descriptor::new(OCTET_STREAM, digest, size),
+            body: Body::Empty,
+        })
     }
 
     fn blob_get(&self, id: RequestId, r: &Response) -> Result<Found> {
-        let digest = self.expected_digest(&r.headers)?.ok_or_else(|| self.protocol("no digest"))?;
+        let digest = self
+            .expected_digest(&r.headers)?
+            .ok_or_else(|| self.protocol("no digest"))?;
         let size = r
             .headers
             .content_length()
@@ -221,7 +242,10 @@ impl Lookup {
         let verifier = Verifier::new(self.subject.clone(), digest.clone(), Some(size));
         Ok(Found {
             descriptor: Descriptor::new(OCTET_STREAM, digest, size),
-            body: Body::Stream { request: id, verifier },
+            body: Body::Stream {
+                request: id,
+                verifier,
+            },
         })
     }
 
@@ -235,7 +259,10 @@ impl Lookup {
                 if size > MANIFEST_SIZE_LIMIT {
                     return Err(self.too_large(size));
                 }
-                Ok(Some(Found { descriptor: Descriptor::new(media_type, digest, size), body: Body::Empty }))
+                Ok(Some(Found {
+                    descriptor: Descriptor::new(media_type, digest, size),
+                    body: Body::Empty,
+                }))
             }
             _ => Ok(None),
         }
@@ -251,7 +278,11 @@ impl Lookup {
         let bytes = match &r.body {
             ResponseBody::Bytes(b) => b,
             ResponseBody::TooLarge => {
-                return Err(self.too_large(r.headers.content_length().unwrap_or(MANIFEST_SIZE_LIMIT + 1)))
+                return Err(self.too_large(
+                    r.headers
+                        .content_length()
+                        .unwrap_or(MANIFEST_SIZE_LIMIT + 1),
+                ))
             }
             ResponseBody::Held => return Err(self.protocol("manifest body was not read")),
         };
@@ -276,10 +307,19 @@ impl Lookup {
         let media_type = content_type(&r.headers)
             .filter(|t| t != "application/json" && t != "text/plain")
             .or_else(|| embedded_media_type(bytes))
-            .ok_or_else(|| self.protocol("manifest has no media type (no Content-Type, no mediaType field)"))?;
+            .ok_or_else(|| {
+                self.protocol("manifest has no media type (no Content-Type, no mediaType field)")
+            })?;
         let size = bytes.len() as u64;
-        let body = if self.options.head { Body::Empty } else { Body::Bytes(bytes.clone()) };
-        Ok(Found { descriptor: Descriptor::new(media_type, digest, size), body })
+        let body = if self.options.head {
+            Body::Empty
+        } else {
+            Body::Bytes(bytes.clone())
+        };
+        Ok(Found {
+            descriptor: Descriptor::new(media_type, digest, size),
+            body,
+        })
     }
 }
 
@@ -297,7 +337,10 @@ fn embedded_media_type(bytes: &[u8]) -> Option<String> {
         #[serde(rename = "mediaType")]
         media_type: Option<String>,
     }
-    serde_json::from_slice::<MediaTypeOnly>(bytes).ok()?.media_type.filter(|t| !t.is_empty())
+    serde_json::from_slice::<MediaTypeOnly>(bytes)
+        .ok()?
+        .media_type
+        .filter(|t| !t.is_empty())
 }
 
 impl Operation for Lookup {

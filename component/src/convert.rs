@@ -1,0 +1,98 @@
+//! Conversions between the WIT types and the core's.
+
+use std::collections::BTreeMap;
+
+use ocirelay_core::auth::Credential;
+use ocirelay_core::{ClientConfig, Descriptor, Error, Platform, Reference};
+
+use crate::bindings::exports::ocirelay::registry::registry as wit;
+use crate::bindings::exports::ocirelay::registry::registry as wt;
+
+pub fn error(e: Error) -> wt::Error {
+    let message = e.to_string();
+    match e {
+        Error::InvalidReference { .. } | Error::InvalidDigest { .. } => {
+            wt::Error::InvalidReference(message)
+        }
+        Error::InvalidInput(_) => wt::Error::InvalidInput(message),
+        Error::Authentication { .. } => wt::Error::Authentication(message),
+        Error::Registry { .. } => wt::Error::Registry(message),
+        Error::Integrity { .. } => wt::Error::Integrity(message),
+        Error::Protocol { .. } => wt::Error::Protocol(message),
+        Error::Transport { .. } => wt::Error::Transport(message),
+    }
+}
+
+pub fn reference_to_wit(r: &Reference) -> wt::Reference {
+    wt::Reference {
+        host: r.host.clone(),
+        repository: r.repository.clone(),
+        tag: r.tag.clone(),
+        digest: r.digest.as_ref().map(ToString::to_string),
+    }
+}
+
+/// Validates a WIT reference by the same grammar as a parsed string.
+pub fn reference_from_wit(r: &wt::Reference) -> Result<Reference, Error> {
+    let mut text = if r.host.is_empty() {
+        r.repository.clone()
+    } else {
+        format!("{}/{}", r.host, r.repository)
+    };
+    if let Some(t) = &r.tag {
+        text.push(':');
+        text.push_str(t);
+    }
+    if let Some(d) = &r.digest {
+        text.push('@');
+        text.push_str(d);
+    }
+    Reference::parse(&text)
+}
+
+fn platform_to_wit(p: &Platform) -> wt::Platform {
+    wt::Platform {
+        architecture: p.architecture.clone(),
+        os: p.os.clone(),
+        os_version: p.os_version.clone(),
+        os_features: p.os_features.clone(),
+        variant: p.variant.clone(),
+    }
+}
+
+pub fn descriptor_to_wit(d: &Descriptor) -> wt::Descriptor {
+    wt::Descriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.to_string(),
+        size: d.size,
+        urls: d.urls.clone(),
+        annotations: d
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        platform: d.platform.as_ref().map(platform_to_wit),
+        artifact_type: d.artifact_type.clone(),
+    }
+}
+
+pub fn config_from_wit(c: wit::Config) -> ClientConfig {
+    let credentials: BTreeMap<String, Credential> = c
+        .credentials
+        .into_iter()
+        .map(|(host, cred)| {
+            let cred = match cred {
+                wit::Credential::Basic((username, password)) => {
+                    Credential::Basic { username, password }
+                }
+                wit::Credential::Bearer(token) => Credential::Bearer(token),
+            };
+            (host, cred)
+        })
+        .collect();
+    ClientConfig {
+        user_agent: c.user_agent,
+        credentials,
+        insecure_registries: c.insecure_registries,
+    }
+}

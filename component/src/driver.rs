@@ -1,0 +1,66 @@
+//! The one driver loop that runs every core operation: send what it asks
+//! for, wait on all in-flight responses at once, hand each answer back.
+
+use std::collections::HashMap;
+
+use ocirelay_core::http::RequestId;
+use ocirelay_core::{Client, Operation, Output};
+
+use crate::transport::{BodyStream, InFlight, Poll};
+
+/// Runs `op` to completion. Response bodies the operation asked to stream
+/// are returned by request id for the caller to read.
+pub fn run<O: Operation>(
+    client: &mut Client,
+    op: &mut O,
+) -> (
+    ocirelay_core::Result<O::Outcome>,
+    HashMap<RequestId, BodyStream>,
+) {
+    let mut in_flight: Vec<(RequestId, InFlight)> = Vec::new();
+    let mut held = HashMap::new();
+    loop {
+        loop {
+            match op.poll_output(client) {
+                Output::Send(id, request) => match InFlight::start(request) {
+                    Ok(f) => in_flight.push((id, f)),
+                    Err(e) => op.handle_response(client, id, Err(e)),
+                },
+                Output::Wait => break,
+                Output::Done(outcome) => return (outcome, held),
+            }
+        }
+        if in_flight.is_empty() {
+            // An operation that waits with nothing in flight would wait forever.
+            let e = ocirelay_core::Error::InvalidInput(
+                "operation stalled with no request in flight".into(),
+            );
+            return (Err(e), held);
+        }
+        // Pollables are children of their futures: they must be gone before
+        // a future is consumed, so they live only for this wait.
+        let ready: Vec<u32> = {
+            let pollables: Vec<_> = in_flight.iter().map(|(_, f)| f.subscribe()).collect();
+            let refs: Vec<_> = pollables.iter().collect();
+            wasi::io::poll::poll(&refs)
+        };
+        let mut still = Vec::with_capacity(in_flight.len());
+        for (index, (id, flight)) in in_flight.into_iter().enumerate() {
+            if !ready.contains(&(index as u32)) {
+                still.push((id, flight));
+                continue;
+            }
+            match flight.poll() {
+                Poll::Pending(f) => still.push((id, f)),
+                Poll::Ready(Ok((response, body))) => {
+                    if let Some(body) = body {
+                        held.insert(id, body);
+                    }
+                    op.handle_response(client, id, Ok(response));
+                }
+                Poll::Ready(Err(e)) => op.handle_response(client, id, Err(e)),
+            }
+        }
+        in_flight = still;
+    }
+}

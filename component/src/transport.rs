@@ -1,0 +1,236 @@
+//! Sends the core's requests over `wasi:http/outgoing-handler` and reads
+//! their answers as the core asked (buffered, or held for streaming).
+
+use ocirelay_core::http::{
+    BodyMode, Headers, Method, Request, Response, ResponseBody, Scheme, TransportError,
+    SMALL_BODY_LIMIT,
+};
+use wasi::http::outgoing_handler;
+use wasi::http::types::{
+    ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse,
+    Method as WasiMethod, OutgoingBody, OutgoingRequest, Scheme as WasiScheme,
+};
+use wasi::io::streams::{InputStream, StreamError};
+
+/// Largest write wasi streams accept in one blocking call.
+const WRITE_CHUNK: usize = 4096;
+
+/// A response body kept unread so that the caller can stream it.
+///
+/// Fields drop in declaration order: the stream must go before the body,
+/// and the body before the response that owns it.
+pub struct BodyStream {
+    stream: InputStream,
+    _body: IncomingBody,
+    _response: IncomingResponse,
+}
+
+impl BodyStream {
+    fn open(response: IncomingResponse) -> Result<Self, TransportError> {
+        let body = response
+            .consume()
+            .map_err(|()| err("response body already consumed"))?;
+        let stream = body
+            .stream()
+            .map_err(|()| err("response body stream already taken"))?;
+        Ok(BodyStream {
+            stream,
+            _body: body,
+            _response: response,
+        })
+    }
+
+    /// Up to `max` bytes, blocking until some arrive; `None` at the end.
+    pub fn read(&mut self, max: u64) -> Result<Option<Vec<u8>>, TransportError> {
+        loop {
+            match self.stream.blocking_read(max) {
+                Ok(chunk) if chunk.is_empty() => continue,
+                Ok(chunk) => return Ok(Some(chunk)),
+                Err(StreamError::Closed) => return Ok(None),
+                Err(StreamError::LastOperationFailed(e)) => {
+                    return Err(err(&format!(
+                        "reading the body failed: {}",
+                        e.to_debug_string()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Reads to the end, failing (without reading further) past `limit` bytes.
+    fn read_to_end(&mut self, limit: u64) -> Result<Option<Vec<u8>>, TransportError> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self.read(64 * 1024)? {
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 > limit {
+                return Ok(None);
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+fn err(message: &str) -> TransportError {
+    TransportError {
+        message: message.to_string(),
+    }
+}
+
+fn error_code(code: &ErrorCode) -> TransportError {
+    let message = match code {
+        ErrorCode::ConnectionRefused => "connection refused".to_string(),
+        ErrorCode::HttpRequestDenied => "request denied by the host".to_string(),
+        ErrorCode::DnsError(e) => format!("DNS error: {e:?}"),
+        ErrorCode::ConnectionTimeout => "connection timed out".to_string(),
+        ErrorCode::TlsCertificateError => "TLS certificate not trusted".to_string(),
+        other => format!("{other:?}"),
+    };
+    TransportError { message }
+}
+
+/// A request that was sent and awaits its response head.
+pub struct InFlight {
+    future: FutureIncomingResponse,
+    request: Request,
+}
+
+impl InFlight {
+    /// Sends `request`.
+    pub fn start(request: Request) -> Result<InFlight, TransportError> {
+        let fields: Vec<(String, Vec<u8>)> = request
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
+            .collect();
+        let headers = Fields::from_list(&fields).map_err(|e| err(&format!("bad header: {e:?}")))?;
+        let out = OutgoingRequest::new(headers);
+        let method = match request.method {
+            Method::Get => WasiMethod::Get,
+            Method::Head => WasiMethod::Head,
+            Method::Post => WasiMethod::Post,
+            Method::Put => WasiMethod::Put,
+            Method::Patch => WasiMethod::Patch,
+            Method::Delete => WasiMethod::Delete,
+        };
+        let scheme = match request.url.scheme {
+            Scheme::Http => WasiScheme::Http,
+            Scheme::Https => WasiScheme::Https,
+        };
+        let bad = |what: &str| err(&format!("invalid {what} in {}", request.url));
+        out.set_method(&method).map_err(|()| bad("method"))?;
+        out.set_scheme(Some(&scheme)).map_err(|()| bad("scheme"))?;
+        out.set_authority(Some(&request.url.authority))
+            .map_err(|()| bad("authority"))?;
+        out.set_path_with_query(Some(&request.url.path_and_query))
+            .map_err(|()| bad("path"))?;
+        let body = out.body().map_err(|()| err("request body already taken"))?;
+
+        let future = if request.body.is_empty() {
+            // An empty body is finished before the request starts, so the
+            // host never sees a half-open body on a GET (FACTS-wasm pitfall 2).
+            OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
+            outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?
+        } else {
+            let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
+            {
+                let stream = body
+                    .write()
+                    .map_err(|()| err("request body stream already taken"))?;
+                for chunk in request.body.chunks(WRITE_CHUNK) {
+                    stream
+                        .blocking_write_and_flush(chunk)
+                        .map_err(|e| err(&format!("writing the request body failed: {e:?}")))?;
+                }
+            }
+            OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
+            future
+        };
+        Ok(InFlight { future, request })
+    }
+
+    /// A pollable that is ready once the response head arrived. Drop it
+    /// before this `InFlight`.
+    pub fn subscribe(&self) -> wasi::io::poll::Pollable {
+        self.future.subscribe()
+    }
+
+    /// The response once its head arrived, with its body read as the
+    /// request asked; the request back while it has not.
+    pub fn poll(self) -> Poll {
+        match self.future.get() {
+            None => Poll::Pending(self),
+            Some(Err(())) => Poll::Ready(Err(err("response already taken"))),
+            Some(Ok(Err(code))) => Poll::Ready(Err(error_code(&code))),
+            Some(Ok(Ok(response))) => Poll::Ready(read_response(response, &self.request)),
+        }
+    }
+}
+
+/// What [`InFlight::poll`] found.
+pub enum Poll {
+    /// Still waiting for the response head.
+    Pending(InFlight),
+    /// The response (and a held body, for a streamed 2xx), or why there is none.
+    Ready(Result<(Response, Option<BodyStream>), TransportError>),
+}
+
+fn read_response(
+    response: IncomingResponse,
+    request: &Request,
+) -> Result<(Response, Option<BodyStream>), TransportError> {
+    let status = response.status();
+    let headers: Headers = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let success = (200..300).contains(&status);
+    let limit = match request.body_mode {
+        _ if request.method == Method::Head => {
+            return Ok((
+                Response {
+                    status,
+                    headers,
+                    body: ResponseBody::Bytes(Vec::new()),
+                },
+                None,
+            ))
+        }
+        BodyMode::Stream if success => {
+            let held = BodyStream::open(response)?;
+            return Ok((
+                Response {
+                    status,
+                    headers,
+                    body: ResponseBody::Held,
+                },
+                Some(held),
+            ));
+        }
+        BodyMode::Stream => SMALL_BODY_LIMIT,
+        BodyMode::Buffer(limit) => limit,
+    };
+    if headers.content_length().is_some_and(|len| len > limit) {
+        return Ok((
+            Response {
+                status,
+                headers,
+                body: ResponseBody::TooLarge,
+            },
+            None,
+        ));
+    }
+    let body = match BodyStream::open(response)?.read_to_end(limit)? {
+        Some(bytes) => ResponseBody::Bytes(bytes),
+        None => ResponseBody::TooLarge,
+    };
+    Ok((
+        Response {
+            status,
+            headers,
+            body,
+        },
+        None,
+    ))
+}

@@ -1,0 +1,102 @@
+//! The outgoing-request hook every request of the component passes: it
+//! sends through one pooled HTTP client (keep-alive, TLS sessions reused,
+//! system roots). Rate limits and the allow-list hang here too (later).
+
+use std::error::Error as _;
+use std::future::Future;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// The pooled HTTP(S) client the hook sends through.
+pub type Pooled = Client<hyper_rustls::HttpsConnector<HttpConnector>, WasiBody>;
+
+/// Builds the shared client: one per process, cloned into every store.
+pub fn pooled_client() -> std::io::Result<Pooled> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(30)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(32)
+        .build(https))
+}
+
+/// Hooks stored per component instance.
+pub struct Hooks {
+    client: Pooled,
+}
+
+impl Hooks {
+    /// Hooks sending through `client`.
+    pub fn new(client: Pooled) -> Self {
+        Hooks { client }
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> SendFuture {
+        let client = self.client.clone();
+        Box::new(async move {
+            let (parts, body) = request.into_parts();
+            // GET and HEAD carry no body: hand hyper a finished one so a
+            // pooled connection is never left with a half-sent request.
+            let body = if parts.method == http::Method::GET || parts.method == http::Method::HEAD {
+                Empty::new().map_err(|never| match never {}).boxed_unsync()
+            } else {
+                body
+            };
+            tracing::debug!(method = %parts.method, uri = %parts.uri, "sending");
+            let request = http::Request::from_parts(parts, body);
+            let response = client.request(request).await.map_err(client_error)?;
+            tracing::debug!(status = %response.status(), "answered");
+            let response = response.map(|b| b.map_err(Error::from).boxed_unsync());
+            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
+    }
+}
+
+/// Maps the pooled client's error onto wasi-http's (connect errors keep
+/// their I/O kind, so "connection refused" and DNS failures stay distinct).
+fn client_error(e: hyper_util::client::legacy::Error) -> Error {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Error::Connect(std::io::Error::new(io.kind(), io.to_string()));
+        }
+        source = s.source();
+    }
+    if e.is_connect() {
+        return Error::Connect(std::io::Error::other(format!("{e:#}")));
+    }
+    Error::InternalError(Some(format!("{e:#}")))
+}

@@ -1,0 +1,81 @@
+//! `ocirelay`: look up, copy and push OCI images between registries.
+//!
+//! A native wasmtime host around the ocirelay component: the component does
+//! the registry work over wasi-http; this binary supplies credentials, the
+//! outgoing-request policy, and the command line.
+
+mod commands;
+mod credentials;
+mod error;
+mod hooks;
+mod output;
+mod runtime;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use error::HostError;
+use runtime::{wit, Runtime};
+
+/// Look up, copy and push OCI images between container registries.
+///
+/// Credentials come from the docker config ($DOCKER_CONFIG/config.json or
+/// ~/.docker/config.json). Registries on localhost and 127.0.0.1 are spoken
+/// to over plain HTTP. Set RUST_LOG (e.g. RUST_LOG=debug) for logs on stderr.
+///
+/// Exit codes: 0 success (including "not found", printed as null), 1 a
+/// failed operation (registry, network, authentication, integrity), 2 bad
+/// input, 3 an internal failure.
+#[derive(Debug, Parser)]
+#[command(name = "ocirelay", version)]
+struct Cli {
+    /// Also use plain HTTP for this registry host (repeatable).
+    #[arg(long = "insecure", value_name = "HOST", global = true)]
+    insecure: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Look references up and print one JSON document each: the manifest,
+    /// the blob (base64), the descriptor (--head), or null when not found.
+    Lookup(commands::lookup::LookupArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,wasmtime_wasi_http=error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ocirelay: error: starting the async runtime: {e}");
+            std::process::exit(3);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("ocirelay: error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), HostError> {
+    let config = wit::Config {
+        user_agent: format!("ocirelay/{}", env!("CARGO_PKG_VERSION")),
+        credentials: credentials::load()?,
+        insecure_registries: cli.insecure,
+    };
+    let runtime = Runtime::new()?;
+    match cli.command {
+        Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
+    }
+}

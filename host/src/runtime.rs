@@ -1,0 +1,238 @@
+//! Runs the embedded component: one engine per process, the component
+//! compiled once and cached on disk, instances made from a pre-instantiated
+//! handle, every outgoing request through [`crate::hooks::Hooks`].
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::error::HostError;
+use crate::hooks::{pooled_client, Hooks};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "relay",
+    exports: { default: async },
+});
+
+pub use exports::ocirelay::registry::registry as wit;
+
+/// The component this binary was built with.
+const COMPONENT_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ocirelay_component.wasm"));
+
+/// Per-instance state: WASI, wasi-http, and our hooks.
+pub struct State {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: Hooks,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// The engine, the ready-to-instantiate component and the pooled HTTP client.
+pub struct Runtime {
+    engine: Engine,
+    pre: RelayPre<State>,
+    http: crate::hooks::Pooled,
+}
+
+impl Runtime {
+    /// Loads the component (from the compilation cache when possible).
+    pub fn new() -> Result<Self, HostError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine =
+            Engine::new(&config).map_err(HostError::runtime("creating the wasm engine"))?;
+        let component = load_component(&engine)?;
+        let mut linker = Linker::<State>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(HostError::runtime("linking WASI"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(HostError::runtime("linking wasi-http"))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(HostError::runtime("pre-instantiating the component"))?;
+        let pre =
+            RelayPre::new(pre).map_err(HostError::runtime("binding the component's exports"))?;
+        let http = pooled_client()
+            .map_err(|e| HostError::Setup(format!("loading system TLS roots: {e}")))?;
+        Ok(Runtime { engine, pre, http })
+    }
+
+    /// A new instance with one client of the given configuration.
+    pub async fn session(&self, config: wit::Config) -> Result<Session, HostError> {
+        let state = State {
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: Hooks::new(self.http.clone()),
+        };
+        let mut store = Store::new(&self.engine, state);
+        let relay = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(HostError::runtime("instantiating the component"))?;
+        let client = relay
+            .ocirelay_registry_registry()
+            .client()
+            .call_constructor(&mut store, &config)
+            .await
+            .map_err(HostError::runtime("creating a client"))?;
+        Ok(Session {
+            store,
+            relay,
+            client,
+        })
+    }
+}
+
+/// One component instance and its client.
+pub struct Session {
+    store: Store<State>,
+    relay: Relay,
+    client: ResourceAny,
+}
+
+/// What a lookup found: its descriptor and a reader of its content.
+pub struct Found {
+    /// The descriptor as the component reported it.
+    pub descriptor: wit::Descriptor,
+    reader: ResourceAny,
+}
+
+impl Session {
+    /// Looks `reference` up; `None` when it does not exist.
+    pub async fn lookup(
+        &mut self,
+        reference: &ocirelay_core::Reference,
+        options: wit::LookupOptions,
+    ) -> Result<Option<Found>, HostError> {
+        let reference = wit::Reference {
+            host: reference.host.clone(),
+            repository: reference.repository.clone(),
+            tag: reference.tag.clone(),
+            digest: reference.digest.as_ref().map(ToString::to_string),
+        };
+        let api = self.relay.ocirelay_registry_registry();
+        let found = api
+            .client()
+            .call_lookup(&mut self.store, self.client, &reference, options)
+            .await
+            .map_err(HostError::runtime("calling lookup"))??;
+        let Some(reader) = found else { return Ok(None) };
+        let descriptor = api
+            .blob_reader()
+            .call_descriptor(&mut self.store, reader)
+            .await
+            .map_err(HostError::runtime("reading a descriptor"))?;
+        Ok(Some(Found { descriptor, reader }))
+    }
+
+    /// The next chunk of `found`'s content; empty at the end (which is
+    /// where a digest or size mismatch is reported).
+    pub async fn read(&mut self, found: &Found, max: u64) -> Result<Vec<u8>, HostError> {
+        Ok(self
+            .relay
+            .ocirelay_registry_registry()
+            .blob_reader()
+            .call_read(&mut self.store, found.reader, max)
+            .await
+            .map_err(HostError::runtime("reading content"))??)
+    }
+
+    /// Releases `found`'s reader in the component.
+    pub async fn close(&mut self, found: Found) -> Result<(), HostError> {
+        found
+            .reader
+            .resource_drop_async(&mut self.store)
+            .await
+            .map_err(HostError::runtime("closing a reader"))
+    }
+}
+
+/// Compiles the component, or loads the copy compiled by an earlier run.
+/// The cache key covers the component's bytes and everything about the
+/// engine that makes compiled code incompatible.
+fn load_component(engine: &Engine) -> Result<Component, HostError> {
+    let Some(dir) = cache_dir() else {
+        return Component::new(engine, COMPONENT_WASM)
+            .map_err(HostError::runtime("compiling the component"));
+    };
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
+    let wasm_hash = Sha256::digest(COMPONENT_WASM);
+    let name = format!(
+        "component-{}-{:016x}.cwasm",
+        wasm_hash
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        engine_hash.finish()
+    );
+    let path = dir.join(name);
+    if path.exists() {
+        // SAFETY: the file was written by `Component::serialize` of this very
+        // component for an engine of the same compatibility hash, into a
+        // directory only we write; a stale or foreign file fails wasmtime's
+        // own header check and is replaced below.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(c) => return Ok(c),
+            Err(e) => tracing::debug!("compiled component cache unusable ({e:#}); recompiling"),
+        }
+    }
+    let component = Component::new(engine, COMPONENT_WASM)
+        .map_err(HostError::runtime("compiling the component"))?;
+    if let Ok(bytes) = component.serialize() {
+        // Write then rename, so a concurrent run never maps a half-written file.
+        let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&tmp, &bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::debug!(
+                "not caching the compiled component in {}: {e}",
+                dir.display()
+            );
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok(component)
+}
+
+/// `$OCIRELAY_CACHE_DIR`, else `$XDG_CACHE_HOME/ocirelay`, else `~/.cache/ocirelay`.
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("OCIRELAY_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("ocirelay"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("ocirelay"))
+}

@@ -1,0 +1,105 @@
+//! Runs the `ocirelay` binary the workspace built, in a clean environment:
+//! its own compile cache and, unless a test gives one, an empty docker config.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// What a run printed and how it ended.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Standard output parsed as a stream of JSON documents.
+    pub fn json(&self) -> Vec<serde_json::Value> {
+        serde_json::Deserializer::from_str(&self.stdout)
+            .into_iter::<serde_json::Value>()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "stdout is not a JSON stream ({e}):\n{}\nstderr:\n{}",
+                    self.stdout, self.stderr
+                )
+            })
+    }
+
+    /// Panics with the whole output unless the run exited 0.
+    pub fn success(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "ocirelay failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// The binary next to this test executable's `deps/` directory.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executables live in target/<profile>/deps");
+    let bin = profile_dir.join("ocirelay");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build --locked`, as scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A shared compile cache for the component, so each test does not JIT it anew.
+fn cache_dir() -> PathBuf {
+    let dir = binary()
+        .parent()
+        .map(|p| p.join("ocirelay-test-cache"))
+        .expect("profile dir");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// Runs `ocirelay ARGS` with an empty docker config.
+pub fn ocirelay(args: &[&str]) -> Output {
+    let empty = tempfile::tempdir().expect("temporary docker config");
+    ocirelay_with(
+        args,
+        &[("DOCKER_CONFIG", empty.path().to_str().expect("utf-8 path"))],
+    )
+}
+
+/// Runs `ocirelay ARGS` with extra environment variables.
+pub fn ocirelay_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("DOCKER_CONFIG")
+        .env("OCIRELAY_CACHE_DIR", cache_dir());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running ocirelay");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A docker config directory with `auths` for `host`.
+pub fn docker_config(host: &str, user: &str, password: &str) -> tempfile::TempDir {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("temporary docker config");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let config = serde_json::json!({"auths": {host: {"auth": auth}}});
+    std::fs::write(dir.path().join("config.json"), config.to_string())
+        .expect("writing config.json");
+    dir
+}

@@ -1,0 +1,163 @@
+//! Deterministic test images: written as an OCI layout, pushed with
+//! `skopeo copy --all --preserve-digests`, so digests are known in advance.
+
+use std::path::Path;
+use std::process::Command;
+
+use ocirelay_core::media_type::{
+    DOCKER_CONFIG, DOCKER_LIST, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
+};
+use ocirelay_core::{Descriptor, Digest, Platform};
+use serde_json::json;
+
+use crate::registry::{temp_dir, Registry};
+
+/// Manifest flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// OCI image manifest / index.
+    Oci,
+    /// Docker v2.2 manifest / manifest list.
+    Docker,
+}
+
+/// An OCI image layout under construction.
+pub struct Layout {
+    dir: tempfile::TempDir,
+    tags: Vec<(String, Descriptor)>,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Layout {
+    /// An empty layout in a temporary directory.
+    pub fn new() -> Layout {
+        let dir = temp_dir("ocirelay-layout-");
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).expect("layout dirs");
+        std::fs::write(
+            dir.path().join("oci-layout"),
+            r#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .expect("oci-layout");
+        Layout {
+            dir,
+            tags: Vec::new(),
+        }
+    }
+
+    /// The layout's directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stores `bytes` as a blob and describes it.
+    pub fn blob(&mut self, media_type: &str, bytes: &[u8]) -> Descriptor {
+        let digest = Digest::sha256(bytes);
+        std::fs::write(
+            self.dir.path().join("blobs/sha256").join(digest.hex()),
+            bytes,
+        )
+        .expect("writing a blob");
+        Descriptor::new(media_type, digest, bytes.len() as u64)
+    }
+
+    /// An image of one platform with the given layer contents. Its config
+    /// carries the platform, its descriptor does not.
+    pub fn image(&mut self, flavour: Flavour, platform: &Platform, layers: &[&[u8]]) -> Descriptor {
+        let (config_type, manifest_type, layer_type) = match flavour {
+            Flavour::Oci => (
+                OCI_CONFIG,
+                OCI_MANIFEST,
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            ),
+            Flavour::Docker => (
+                DOCKER_CONFIG,
+                DOCKER_MANIFEST,
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            ),
+        };
+        let mut config = json!({
+            "architecture": platform.architecture,
+            "os": platform.os,
+            "rootfs": {"type": "layers", "diff_ids": []},
+        });
+        if let Some(v) = &platform.variant {
+            config["variant"] = json!(v);
+        }
+        if let Some(v) = &platform.os_version {
+            config["os.version"] = json!(v);
+        }
+        let config = self.blob(config_type, config.to_string().as_bytes());
+        let layers: Vec<Descriptor> = layers.iter().map(|l| self.blob(layer_type, l)).collect();
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": manifest_type,
+            "config": config,
+            "layers": layers,
+        });
+        self.blob(manifest_type, manifest.to_string().as_bytes())
+    }
+
+    /// An index (or Docker manifest list) of `entries`.
+    pub fn index(&mut self, flavour: Flavour, entries: &[Descriptor]) -> Descriptor {
+        let media_type = match flavour {
+            Flavour::Oci => OCI_INDEX,
+            Flavour::Docker => DOCKER_LIST,
+        };
+        let index = json!({"schemaVersion": 2, "mediaType": media_type, "manifests": entries});
+        self.blob(media_type, index.to_string().as_bytes())
+    }
+
+    /// Names `descriptor` as `tag` in the layout's `index.json`.
+    pub fn tag(&mut self, tag: &str, descriptor: &Descriptor) {
+        self.tags.push((tag.to_string(), descriptor.clone()));
+        let manifests: Vec<serde_json::Value> = self
+            .tags
+            .iter()
+            .map(|(t, d)| {
+                let mut v = serde_json::to_value(d).expect("descriptor JSON");
+                v["annotations"] = json!({"org.opencontainers.image.ref.name": t});
+                v
+            })
+            .collect();
+        let index = json!({"schemaVersion": 2, "manifests": manifests});
+        std::fs::write(self.dir.path().join("index.json"), index.to_string()).expect("index.json");
+    }
+
+    /// Pushes tag `tag` of the layout to `registry` as `repository:tag`,
+    /// digests unchanged.
+    pub fn push(&self, registry: &Registry, repository: &str, tag: &str) {
+        let source = format!("oci:{}:{tag}", self.dir.path().display());
+        let dest = format!("docker://{}/{repository}:{tag}", registry.host());
+        let mut cmd = Command::new("skopeo");
+        cmd.args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "-q",
+        ]);
+        if let Some((user, password)) = registry.credentials() {
+            cmd.arg("--dest-creds").arg(format!("{user}:{password}"));
+        }
+        let out = cmd
+            .arg(&source)
+            .arg(&dest)
+            .output()
+            .expect("running skopeo (scripts/setup installs it)");
+        assert!(
+            out.status.success(),
+            "skopeo copy {source} {dest} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `linux/amd64`-style shorthand.
+pub fn platform(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+    Platform::new(os, architecture, variant)
+}

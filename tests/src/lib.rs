@@ -1,0 +1,12 @@
+//! Test harness of ocirelay: real registries on loopback (plain, Basic and
+//! token auth), a token server, deterministic image fixtures, and a runner
+//! for the `ocirelay` binary.
+
+pub mod cli;
+pub mod fixtures;
+pub mod registry;
+pub mod token_server;
+
+pub use cli::{ocirelay, Output};
+pub use fixtures::{platform, Flavour, Layout};
+pub use registry::{Auth, Registry};

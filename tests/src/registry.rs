@@ -1,0 +1,218 @@
+//! A real CNCF distribution registry (`/usr/bin/docker-registry`) on a free
+//! loopback port with temporary storage, in one of three auth modes. It is
+//! stopped when dropped.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::token_server::TokenServer;
+
+/// The registry binary of Debian's `docker-registry` package.
+pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// How the registry authenticates.
+pub enum Auth {
+    /// No authentication.
+    None,
+    /// htpasswd Basic auth with one user.
+    Basic {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// Bearer tokens from a [`TokenServer`] (started with the registry).
+    Token {
+        /// Users the token server accepts.
+        users: Vec<(String, String)>,
+        /// Repositories anonymous callers may pull.
+        public_repositories: Vec<String>,
+    },
+}
+
+/// A running registry.
+pub struct Registry {
+    child: Child,
+    host: String,
+    dir: tempfile::TempDir,
+    token_server: Option<TokenServer>,
+    credentials: Option<(String, String)>,
+}
+
+/// A free loopback port (bound, then released for the caller to use).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding a loopback port")
+}
+
+/// Temporary storage: tmpfs when there is one (disk timings here are erratic).
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    let builder = tempfile::Builder::new().prefix(prefix).to_owned();
+    if shm.is_dir() {
+        if let Ok(d) = builder.tempdir_in(shm) {
+            return d;
+        }
+    }
+    builder.tempdir().expect("creating a temporary directory")
+}
+
+impl Registry {
+    /// Starts a registry and waits until it answers.
+    pub fn start(auth: Auth) -> Registry {
+        assert!(
+            Path::new(REGISTRY_BIN).exists(),
+            "{REGISTRY_BIN} is missing: install Debian's docker-registry package (scripts/setup does)"
+        );
+        let dir = temp_dir("ocirelay-registry-");
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let storage = dir.path().join("storage");
+        let mut auth_yaml = String::new();
+        let mut token_server = None;
+        let mut credentials = None;
+        match auth {
+            Auth::None => {}
+            Auth::Basic { user, password } => {
+                let hash = bcrypt::hash(&password, 4).expect("bcrypt");
+                let file = dir.path().join("htpasswd");
+                std::fs::write(&file, format!("{user}:{hash}\n")).expect("writing htpasswd");
+                auth_yaml = format!(
+                    "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+                    file.display()
+                );
+                credentials = Some((user, password));
+            }
+            Auth::Token {
+                users,
+                public_repositories,
+            } => {
+                let server = TokenServer::start(dir.path(), users.clone(), public_repositories);
+                auth_yaml = format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    server.realm(),
+                    crate::token_server::SERVICE,
+                    crate::token_server::ISSUER,
+                    server.bundle_path().display()
+                );
+                credentials = users.into_iter().next();
+                token_server = Some(server);
+            }
+        }
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: ocirelay-test-secret\n{auth_yaml}",
+            storage.display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("writing registry config");
+        let access_log = std::fs::File::create(dir.path().join("access.log")).expect("access log");
+        let error_log =
+            std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(access_log)
+            .stderr(error_log)
+            .spawn()
+            .expect("starting docker-registry");
+        let registry = Registry {
+            child,
+            host,
+            dir,
+            token_server,
+            credentials,
+        };
+        registry.wait_ready();
+        registry
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = TcpStream::connect(&self.host) {
+                use std::io::Write;
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let req = format!("GET /v2/ HTTP/1.0\r\nHost: {}\r\n\r\n", self.host);
+                if s.write_all(req.as_bytes()).is_ok() {
+                    let mut buf = [0u8; 12];
+                    if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "registry on {} did not come up; its log:\n{}",
+            self.host,
+            std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+        );
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `127.0.0.1:PORT/<repository>` (plus whatever the caller appends).
+    pub fn reference(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.host)
+    }
+
+    /// The user and password the registry (or its token server) accepts.
+    pub fn credentials(&self) -> Option<&(String, String)> {
+        self.credentials.as_ref()
+    }
+
+    /// The token server, in token mode.
+    pub fn token_server(&self) -> Option<&TokenServer> {
+        self.token_server.as_ref()
+    }
+
+    /// Access-log lines so far (one per request the registry served).
+    pub fn access_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("HTTP/1."))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Access-log lines of requests with this method whose path contains `needle`.
+    pub fn requests_matching(&self, method: &str, needle: &str) -> usize {
+        let prefix = format!("\"{method} ");
+        self.access_log()
+            .iter()
+            .filter(|l| l.contains(&prefix) && l.contains(needle))
+            .count()
+    }
+
+    /// The storage root.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // SIGTERM lets it exit cleanly; kill is the fallback.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

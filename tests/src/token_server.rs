@@ -1,0 +1,279 @@
+//! A small token server for the registry's token auth: issues ES256 JWTs
+//! (raw r||s signatures, `x5c` naming a self-signed certificate that the
+//! registry trusts through its `rootcertbundle`).
+//!
+//! Users with the right password get what they ask for; wrong credentials
+//! get 401; anonymous callers get `pull` on the public repositories only
+//! (and an empty grant elsewhere, as Docker Hub does).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+
+/// The `service` the registry is configured with.
+pub const SERVICE: &str = "test-service";
+/// The `issuer` the registry is configured with.
+pub const ISSUER: &str = "test-issuer";
+
+/// One token request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    /// The user that authenticated, if any.
+    pub user: Option<String>,
+    /// The scopes asked for.
+    pub scopes: Vec<String>,
+    /// Whether credentials were sent and refused.
+    pub refused: bool,
+}
+
+struct Shared {
+    key: EcdsaKeyPair,
+    cert_der: Vec<u8>,
+    users: Vec<(String, String)>,
+    public: Vec<String>,
+    requests: Mutex<Vec<TokenRequest>>,
+    counter: AtomicUsize,
+}
+
+/// A running token server; stops accepting when dropped.
+pub struct TokenServer {
+    port: u16,
+    bundle: PathBuf,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TokenServer {
+    /// Starts the server on a free loopback port, writing its certificate
+    /// bundle into `dir`.
+    pub fn start(dir: &Path, users: Vec<(String, String)>, public: Vec<String>) -> TokenServer {
+        let key =
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("generating a key");
+        let params = rcgen::CertificateParams::new(vec!["ocirelay-token-issuer".to_string()])
+            .expect("certificate parameters");
+        let cert = params.self_signed(&key).expect("self-signing");
+        let bundle = dir.join("token-bundle.pem");
+        std::fs::write(&bundle, cert.pem()).expect("writing the bundle");
+        let signing = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .expect("loading the signing key");
+        let shared = Arc::new(Shared {
+            key: signing,
+            cert_der: cert.der().to_vec(),
+            users,
+            public,
+            requests: Mutex::new(Vec::new()),
+            counter: AtomicUsize::new(0),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the token server");
+        let port = listener.local_addr().expect("local address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (shared.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(conn) = conn {
+                    let s = s.clone();
+                    std::thread::spawn(move || serve(&s, conn));
+                }
+            }
+        });
+        TokenServer {
+            port,
+            bundle,
+            shared,
+            stop,
+        }
+    }
+
+    /// The realm URL the registry sends clients to.
+    pub fn realm(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+
+    /// The certificate bundle the registry verifies tokens with.
+    pub fn bundle_path(&self) -> &Path {
+        &self.bundle
+    }
+
+    /// Every token request so far.
+    pub fn requests(&self) -> Vec<TokenRequest> {
+        self.shared
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(shared: &Shared, conn: TcpStream) {
+    let mut reader = BufReader::new(match conn.try_clone() {
+        Ok(c) => c,
+        Err(_) => return,
+    });
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut authorization = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_string());
+            }
+        }
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let scopes: Vec<String> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "scope")
+        .flat_map(|(_, v)| {
+            percent_decode(v)
+                .split(' ')
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+
+    let presented = authorization.as_deref().and_then(decode_basic);
+    let user = match &presented {
+        Some((u, p)) if shared.users.iter().any(|(uu, pp)| uu == u && pp == p) => Some(u.clone()),
+        Some(_) => {
+            record(shared, None, &scopes, true);
+            return respond(conn, 401, r#"{"details":"wrong credentials"}"#);
+        }
+        None => None,
+    };
+    record(shared, user.clone(), &scopes, false);
+
+    let access: Vec<serde_json::Value> = scopes
+        .iter()
+        .filter_map(|scope| {
+            let (kind, rest) = scope.split_once(':')?;
+            let (name, actions) = rest.rsplit_once(':')?;
+            let wanted: Vec<&str> = actions.split(',').collect();
+            let granted: Vec<&str> = if user.is_some() {
+                wanted
+            } else if shared.public.iter().any(|p| p == name) {
+                wanted.into_iter().filter(|a| *a == "pull").collect()
+            } else {
+                Vec::new()
+            };
+            Some(serde_json::json!({"type": kind, "name": name, "actions": granted}))
+        })
+        .collect();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let jti = shared.counter.fetch_add(1, Ordering::SeqCst);
+    let claims = serde_json::json!({
+        "iss": ISSUER, "sub": user.clone().unwrap_or_default(), "aud": SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("t{jti}"),
+        "access": access,
+    });
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = serde_json::json!({
+        "typ": "JWT", "alg": "ES256",
+        "x5c": [base64::engine::general_purpose::STANDARD.encode(&shared.cert_der)],
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let signature = shared
+        .key
+        .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+        .expect("signing a token");
+    let token = format!("{signing_input}.{}", b64.encode(signature.as_ref()));
+    let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300});
+    respond(conn, 200, &body.to_string());
+}
+
+fn record(shared: &Shared, user: Option<String>, scopes: &[String], refused: bool) {
+    if let Ok(mut r) = shared.requests.lock() {
+        r.push(TokenRequest {
+            user,
+            scopes: scopes.to_vec(),
+            refused,
+        });
+    }
+}
+
+fn respond(mut conn: TcpStream, status: u16, body: &str) {
+    let reason = if status == 200 { "OK" } else { "Unauthorized" };
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn decode_basic(value: &str) -> Option<(String, String)> {
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
