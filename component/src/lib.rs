@@ -97,7 +97,7 @@ enum Content {
     /// A body read straight from the registry; the verifier is taken at the end.
     Stream {
         stream: BodyStream,
-        verifier: Option<Verifier>,
+        verifier: Option<Box<Verifier>>,
     },
 }
 

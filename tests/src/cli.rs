@@ -40,20 +40,25 @@ impl Output {
     }
 }
 
-/// The binary next to this test executable's `deps/` directory.
+/// The `ocirelay` binary of the same build profile: beside this executable
+/// (a binary of this crate) or one level up (a test in `deps/`).
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test executables live in target/<profile>/deps");
-    let bin = profile_dir.join("ocirelay");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build --locked`, as scripts/test does)",
-        bin.display()
-    );
-    bin
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("ocirelay"))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no ocirelay binary at {candidates:?}: `cargo test` (or `cargo build`) builds it"
+            )
+        })
 }
 
 /// A shared compile cache for the component, so each test does not JIT it anew.

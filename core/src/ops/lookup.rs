@@ -64,8 +64,8 @@ pub enum Body {
     Stream {
         /// The request whose body this is.
         request: RequestId,
-        /// Checks the stream's digest and size.
-        verifier: Verifier,
+        /// Checks the stream's digest and size (boxed: hash state is large).
+        verifier: Box<Verifier>,
     },
 }
 
@@ -239,7 +239,11 @@ impl Lookup {
         if r.body != ResponseBody::Held {
             return Err(self.protocol("blob body was not held for streaming"));
         }
-        let verifier = Verifier::new(self.subject.clone(), digest.clone(), Some(size));
+        let verifier = Box::new(Verifier::new(
+            self.subject.clone(),
+            digest.clone(),
+            Some(size),
+        ));
         Ok(Found {
             descriptor: Descriptor::new(OCTET_STREAM, digest, size),
             body: Body::Stream {

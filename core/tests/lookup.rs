@@ -1,0 +1,532 @@
+//! The lookup state machine against scripted registry answers: every
+//! request it asks for is asserted exactly, no network involved.
+
+use std::collections::BTreeMap;
+
+use ocirelay_core::auth::Credential;
+use ocirelay_core::http::{
+    BodyMode, Headers, Method, Request, Response, ResponseBody, TransportError,
+};
+use ocirelay_core::media_type::{MANIFEST_ACCEPT, OCI_MANIFEST};
+use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupKind, LookupOptions};
+use ocirelay_core::{Client, ClientConfig, Digest, Error, Operation, Output, Reference};
+
+const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+
+fn client(credentials: &[(&str, Credential)]) -> Client {
+    let credentials: BTreeMap<String, Credential> = credentials
+        .iter()
+        .map(|(h, c)| (h.to_string(), c.clone()))
+        .collect();
+    Client::new(ClientConfig {
+        user_agent: "test-agent".into(),
+        credentials,
+        insecure_registries: vec![],
+    })
+}
+
+fn response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    Response {
+        status,
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        body: ResponseBody::Bytes(body.to_vec()),
+    }
+}
+
+fn manifest_ok(body: &[u8], digest_header: Option<&str>) -> Response {
+    let len = body.len().to_string();
+    let mut headers = vec![
+        ("Content-Type", OCI_MANIFEST),
+        ("Content-Length", len.as_str()),
+    ];
+    if let Some(d) = digest_header {
+        headers.push(("Docker-Content-Digest", d));
+    }
+    response(200, &headers, body)
+}
+
+/// Runs `op` to the end, answering each request with `answer`; returns the
+/// outcome and every request asked for, in order.
+fn drive<O: Operation>(
+    client: &mut Client,
+    op: &mut O,
+    mut answer: impl FnMut(&Request) -> Result<Response, TransportError>,
+) -> (ocirelay_core::Result<O::Outcome>, Vec<Request>) {
+    let mut sent = Vec::new();
+    for _ in 0..50 {
+        match op.poll_output(client) {
+            Output::Send(id, request) => {
+                let r = answer(&request);
+                sent.push(request);
+                op.handle_response(client, id, r);
+            }
+            Output::Wait => panic!("waiting with nothing in flight"),
+            Output::Done(outcome) => return (outcome, sent),
+        }
+    }
+    panic!("no outcome after 50 requests: {sent:#?}");
+}
+
+fn lookup(
+    client: &mut Client,
+    reference: &str,
+    options: LookupOptions,
+    answer: impl FnMut(&Request) -> Result<Response, TransportError>,
+) -> (ocirelay_core::Result<Option<Found>>, Vec<Request>) {
+    let reference = Reference::parse(reference).unwrap();
+    let mut op = Lookup::new(client, reference, options).unwrap();
+    drive(client, &mut op, answer)
+}
+
+fn urls(sent: &[Request]) -> Vec<String> {
+    sent.iter()
+        .map(|r| format!("{} {}", r.method.as_str(), r.url))
+        .collect()
+}
+
+const GET_MANIFEST: LookupOptions = LookupOptions {
+    kind: LookupKind::Manifest,
+    head: false,
+};
+const HEAD_MANIFEST: LookupOptions = LookupOptions {
+    kind: LookupKind::Manifest,
+    head: true,
+};
+
+#[test]
+fn manifest_by_tag_with_all_four_accept_types_and_user_agent() {
+    let mut c = client(&[]);
+    let digest = Digest::sha256(MANIFEST).to_string();
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Ok(manifest_ok(MANIFEST, Some(&digest)))
+    });
+    assert_eq!(
+        urls(&sent),
+        ["GET http://localhost:5000/v2/foo/manifests/v1"]
+    );
+    assert_eq!(sent[0].headers.get("accept"), Some(MANIFEST_ACCEPT));
+    assert_eq!(sent[0].headers.get("user-agent"), Some("test-agent"));
+    assert_eq!(sent[0].body_mode, BodyMode::Buffer(4 * 1024 * 1024));
+    let found = found.unwrap().unwrap();
+    assert_eq!(found.descriptor.digest.to_string(), digest);
+    assert_eq!(found.descriptor.size, MANIFEST.len() as u64);
+    assert_eq!(found.descriptor.media_type, OCI_MANIFEST);
+    assert!(matches!(found.body, Body::Bytes(ref b) if b == MANIFEST));
+}
+
+#[test]
+fn no_tag_means_latest_and_docker_hub_goes_to_its_api_host() {
+    let mut c = client(&[]);
+    let (found, sent) = lookup(&mut c, "hello-world", GET_MANIFEST, |_| {
+        Ok(manifest_ok(MANIFEST, None))
+    });
+    assert_eq!(
+        urls(&sent),
+        ["GET https://registry-1.docker.io/v2/library/hello-world/manifests/latest"]
+    );
+    assert_eq!(
+        found.unwrap().unwrap().descriptor.digest,
+        Digest::sha256(MANIFEST),
+        "computed when no header"
+    );
+}
+
+#[test]
+fn a_lying_registry_is_an_error_naming_the_reference() {
+    let wanted = Digest::sha256(b"something else");
+    let mut c = client(&[]);
+    let r = format!("localhost:5000/foo@{wanted}");
+    let (found, _) = lookup(&mut c, &r, GET_MANIFEST, |_| {
+        Ok(manifest_ok(MANIFEST, None))
+    });
+    let err = found.unwrap_err();
+    assert!(
+        matches!(err, Error::Integrity { ref subject, .. } if *subject == r),
+        "{err}"
+    );
+
+    // By tag: the body must hash to the digest the registry claims.
+    let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Ok(manifest_ok(MANIFEST, Some(&wanted.to_string())))
+    });
+    assert!(matches!(found.unwrap_err(), Error::Integrity { .. }));
+
+    // A short body against its Content-Length.
+    let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Ok(response(
+            200,
+            &[("Content-Type", OCI_MANIFEST), ("Content-Length", "999")],
+            MANIFEST,
+        ))
+    });
+    assert!(matches!(found.unwrap_err(), Error::Integrity { .. }));
+
+    // A HEAD claiming another digest than asked for.
+    let (found, _) = lookup(&mut c, &r, HEAD_MANIFEST, |_| {
+        Ok(manifest_ok(
+            b"",
+            Some(&Digest::sha256(MANIFEST).to_string()),
+        ))
+    });
+    assert!(matches!(found.unwrap_err(), Error::Integrity { .. }));
+}
+
+#[test]
+fn head_gives_the_descriptor_without_content() {
+    let mut c = client(&[]);
+    let digest = Digest::sha256(MANIFEST).to_string();
+    let len = MANIFEST.len().to_string();
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", HEAD_MANIFEST, |_| {
+        Ok(response(
+            200,
+            &[
+                ("Content-Type", OCI_MANIFEST),
+                ("Content-Length", &len),
+                ("Docker-Content-Digest", &digest),
+            ],
+            b"",
+        ))
+    });
+    assert_eq!(
+        urls(&sent),
+        ["HEAD http://localhost:5000/v2/foo/manifests/v1"]
+    );
+    let found = found.unwrap().unwrap();
+    assert_eq!(found.descriptor.size, MANIFEST.len() as u64);
+    assert!(matches!(found.body, Body::Empty));
+}
+
+#[test]
+fn head_without_docker_content_digest_falls_back_to_get() {
+    let mut c = client(&[]);
+    let len = MANIFEST.len().to_string();
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", HEAD_MANIFEST, |req| {
+        Ok(match req.method {
+            Method::Head => response(
+                200,
+                &[("Content-Type", OCI_MANIFEST), ("Content-Length", &len)],
+                b"",
+            ),
+            _ => manifest_ok(MANIFEST, None),
+        })
+    });
+    assert_eq!(
+        urls(&sent),
+        [
+            "HEAD http://localhost:5000/v2/foo/manifests/v1",
+            "GET http://localhost:5000/v2/foo/manifests/v1"
+        ]
+    );
+    let found = found.unwrap().unwrap();
+    assert_eq!(found.descriptor.digest, Digest::sha256(MANIFEST));
+    assert!(
+        matches!(found.body, Body::Empty),
+        "a HEAD lookup returns no content even after a GET"
+    );
+}
+
+#[test]
+fn not_found_is_a_value() {
+    let mut c = client(&[]);
+    for (status, body) in [
+        (404, &b""[..]),
+        (401, b""),
+        (403, b""),
+        (
+            400,
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"x"}]}"#,
+        ),
+        (400, br#"{"errors":[{"code":"NAME_UNKNOWN"}]}"#),
+        (400, br#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#),
+    ] {
+        let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+            Ok(response(status, &[], body))
+        });
+        assert!(found.unwrap().is_none(), "{status}");
+    }
+    let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Ok(response(
+            500,
+            &[],
+            br#"{"errors":[{"code":"UNKNOWN","message":"boom"}]}"#,
+        ))
+    });
+    let err = found.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "localhost:5000/foo:v1: registry answered 500 UNKNOWN: boom"
+    );
+}
+
+#[test]
+fn token_auth_challenge_token_and_retry_then_token_reuse() {
+    let mut c = client(&[(
+        "r.example",
+        Credential::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        },
+    )]);
+    let challenge =
+        r#"Bearer realm="https://auth.example/token",service="reg",scope="repository:foo:pull""#;
+    let mut answer = |req: &Request| -> Result<Response, TransportError> {
+        Ok(if req.url.authority == "auth.example" {
+            assert_eq!(
+                req.headers.get("authorization"),
+                Some("Basic dTpw"),
+                "credentials go to the realm"
+            );
+            response(200, &[], br#"{"access_token":"tok"}"#)
+        } else if req.headers.get("authorization") == Some("Bearer tok") {
+            manifest_ok(MANIFEST, None)
+        } else {
+            response(401, &[("WWW-Authenticate", challenge)], b"")
+        })
+    };
+    let (found, sent) = lookup(&mut c, "r.example/foo:v1", GET_MANIFEST, &mut answer);
+    assert!(found.unwrap().is_some());
+    assert_eq!(
+        urls(&sent),
+        [
+            "GET https://r.example/v2/foo/manifests/v1",
+            "GET https://auth.example/token?service=reg&scope=repository%3Afoo%3Apull",
+            "GET https://r.example/v2/foo/manifests/v1",
+        ]
+    );
+    assert_eq!(sent[0].headers.get("authorization"), None);
+    // The same scope again: the token is reused, one request.
+    let (found, sent) = lookup(&mut c, "r.example/foo:v2", GET_MANIFEST, &mut answer);
+    assert!(found.unwrap().is_some());
+    assert_eq!(urls(&sent), ["GET https://r.example/v2/foo/manifests/v2"]);
+}
+
+#[test]
+fn token_auth_refusals() {
+    let challenge = r#"Bearer realm="http://127.0.0.1:9/token",service="reg""#;
+    // Credentials refused by the token server: an authentication error.
+    let mut c = client(&[(
+        "localhost:5000",
+        Credential::Basic {
+            username: "u".into(),
+            password: "bad".into(),
+        },
+    )]);
+    let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |req| {
+        Ok(if req.url.path_and_query.starts_with("/token") {
+            response(401, &[], b"")
+        } else {
+            response(401, &[("WWW-Authenticate", challenge)], b"")
+        })
+    });
+    let err = found.unwrap_err();
+    assert!(matches!(err, Error::Authentication { .. }), "{err}");
+    assert!(
+        !err.to_string().contains("bad"),
+        "no secret in errors: {err}"
+    );
+
+    // Anonymous and refused: the registry's 401 stands, i.e. not found.
+    let mut c = client(&[]);
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |req| {
+        Ok(if req.url.path_and_query.starts_with("/token") {
+            response(403, &[], b"")
+        } else {
+            response(401, &[("WWW-Authenticate", challenge)], b"")
+        })
+    });
+    assert!(found.unwrap().is_none());
+    assert_eq!(sent.len(), 2);
+
+    // A fresh token that still gets 401 (insufficient scope): not found, no loop.
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |req| {
+        Ok(if req.url.path_and_query.starts_with("/token") {
+            response(200, &[], br#"{"token":"anon"}"#)
+        } else {
+            response(401, &[("WWW-Authenticate", challenge)], b"")
+        })
+    });
+    assert!(found.unwrap().is_none());
+    assert_eq!(sent.len(), 3);
+}
+
+#[test]
+fn basic_auth_challenge() {
+    let basic = [("WWW-Authenticate", r#"Basic realm="test-realm""#)];
+    let mut c = client(&[(
+        "localhost:5000",
+        Credential::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        },
+    )]);
+    let mut answer = |req: &Request| -> Result<Response, TransportError> {
+        Ok(match req.headers.get("authorization") {
+            Some("Basic dTpw") => manifest_ok(MANIFEST, None),
+            _ => response(401, &basic, b""),
+        })
+    };
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, &mut answer);
+    assert!(found.unwrap().is_some());
+    assert_eq!(sent.len(), 2);
+    let (_, sent) = lookup(&mut c, "localhost:5000/foo:v2", GET_MANIFEST, &mut answer);
+    assert_eq!(
+        sent.len(),
+        1,
+        "Basic is sent up front once the registry asked for it"
+    );
+
+    let mut wrong = client(&[(
+        "localhost:5000",
+        Credential::Basic {
+            username: "u".into(),
+            password: "nope".into(),
+        },
+    )]);
+    let (found, sent) = lookup(
+        &mut wrong,
+        "localhost:5000/foo:v1",
+        GET_MANIFEST,
+        &mut answer,
+    );
+    assert!(matches!(found.unwrap_err(), Error::Authentication { .. }));
+    assert_eq!(sent.len(), 2);
+
+    let mut anonymous = client(&[]);
+    let (found, _) = lookup(
+        &mut anonymous,
+        "localhost:5000/foo:v1",
+        GET_MANIFEST,
+        &mut answer,
+    );
+    assert!(found.unwrap().is_none());
+}
+
+#[test]
+fn blob_get_streams_and_redirect_elsewhere_drops_authorization() {
+    let digest = Digest::sha256(b"blob bytes");
+    let mut c = client(&[("localhost:5000", Credential::Bearer("tok".into()))]);
+    let challenge = r#"Bearer realm="http://localhost:5000/token",service="reg""#;
+    let (found, sent) = lookup(
+        &mut c,
+        &format!("localhost:5000/foo@{digest}"),
+        LookupOptions {
+            kind: LookupKind::Blob,
+            head: false,
+        },
+        |req| {
+            Ok(if req.url.authority == "cdn.example" {
+                Response {
+                    status: 200,
+                    headers: [("Content-Length".to_string(), "10".to_string())]
+                        .into_iter()
+                        .collect(),
+                    body: ResponseBody::Held,
+                }
+            } else if req.headers.get("authorization") == Some("Bearer tok") {
+                response(307, &[("Location", "https://cdn.example/blob?sig=1")], b"")
+            } else {
+                response(401, &[("WWW-Authenticate", challenge)], b"")
+            })
+        },
+    );
+    assert_eq!(
+        urls(&sent),
+        [
+            format!("GET http://localhost:5000/v2/foo/blobs/{digest}"),
+            format!("GET http://localhost:5000/v2/foo/blobs/{digest}"),
+            "GET https://cdn.example/blob?sig=1".to_string(),
+        ]
+    );
+    assert_eq!(sent[0].body_mode, BodyMode::Stream);
+    assert_eq!(sent[1].headers.get("authorization"), Some("Bearer tok"));
+    assert_eq!(
+        sent[2].headers.get("authorization"),
+        None,
+        "credentials stay with their registry"
+    );
+    let found = found.unwrap().unwrap();
+    assert_eq!(found.descriptor.size, 10);
+    let Body::Stream { mut verifier, .. } = found.body else {
+        panic!("a blob GET is streamed")
+    };
+    verifier.update(b"blob bytes").unwrap();
+    verifier.finish().unwrap();
+}
+
+#[test]
+fn manifests_over_4_mib_are_refused_unread() {
+    let mut c = client(&[]);
+    let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Ok(Response {
+            status: 200,
+            headers: [("Content-Length".to_string(), (5 << 20).to_string())]
+                .into_iter()
+                .collect(),
+            body: ResponseBody::TooLarge,
+        })
+    });
+    assert!(found.unwrap_err().to_string().contains("refused unread"));
+    let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", HEAD_MANIFEST, |_| {
+        let d = Digest::sha256(b"x").to_string();
+        Ok(response(
+            200,
+            &[
+                ("Content-Type", OCI_MANIFEST),
+                ("Content-Length", "5242881"),
+                ("Docker-Content-Digest", &d),
+            ],
+            b"",
+        ))
+    });
+    assert!(found.unwrap_err().to_string().contains("refused unread"));
+}
+
+#[test]
+fn invalid_inputs_and_transport_errors() {
+    let c = client(&[]);
+    let err = Lookup::new(
+        &c,
+        Reference::parse("localhost:5000/foo:v1").unwrap(),
+        LookupOptions {
+            kind: LookupKind::Blob,
+            head: false,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid input: localhost:5000/foo:v1: a blob lookup needs a digest"
+    );
+    let err = "tarball".parse::<LookupKind>().unwrap_err();
+    assert!(err.to_string().contains("\"tarball\""));
+
+    let mut c = client(&[]);
+    let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Err(TransportError {
+            message: "connection refused".into(),
+        })
+    });
+    assert_eq!(
+        found.unwrap_err().to_string(),
+        "cannot reach localhost:5000: connection refused"
+    );
+}
+
+#[test]
+fn requests_carry_no_body_and_headers_are_exact() {
+    let mut c = client(&[]);
+    let (_, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Ok(manifest_ok(MANIFEST, None))
+    });
+    let expected: Headers = [
+        ("User-Agent".to_string(), "test-agent".to_string()),
+        ("Accept".to_string(), MANIFEST_ACCEPT.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(sent[0].headers, expected);
+    assert!(sent[0].body.is_empty());
+}

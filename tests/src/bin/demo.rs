@@ -1,0 +1,43 @@
+//! The quick-start demo: starts a local registry, pushes a sample
+//! multi-platform image into it, and looks it up with `ocirelay`.
+
+use ocirelay_tests::cli::ocirelay;
+use ocirelay_tests::{platform, Auth, Flavour, Layout, Registry};
+
+fn main() {
+    let registry = Registry::start(Auth::None);
+    println!(
+        "started docker-registry on {} (temporary storage)",
+        registry.host()
+    );
+    let mut layout = Layout::new();
+    let amd64 = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[b"amd64 layer"],
+    );
+    let arm64 = layout.image(
+        Flavour::Oci,
+        &platform("linux", "arm64", Some("v8")),
+        &[b"arm64 layer"],
+    );
+    let index = layout.index(Flavour::Oci, &[amd64.clone(), arm64]);
+    layout.tag("1.0", &index);
+    layout.push(&registry, "sample/hello", "1.0");
+    println!("pushed sample/hello:1.0 (an index of linux/amd64 and linux/arm64/v8)\n");
+
+    let tag = registry.reference("sample/hello:1.0");
+    let image = registry.reference(&format!("sample/hello@{}", amd64.digest));
+    for args in [
+        vec!["lookup", "--head", tag.as_str()],
+        vec!["lookup", tag.as_str()],
+        vec!["lookup", image.as_str()],
+        vec!["lookup", "--head", "127.0.0.1:1/unreachable:x"],
+    ] {
+        println!("$ ocirelay {}", args.join(" "));
+        let out = ocirelay(&args);
+        print!("{}", out.stdout);
+        eprint!("{}", out.stderr);
+        println!("(exit {})\n", out.code);
+    }
+}
