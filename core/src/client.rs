@@ -5,11 +5,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::auth::Credential;
+use crate::cache::Cache;
 use crate::http::{RequestId, Scheme, Url};
 use crate::reference::{is_docker_hub, DOCKER_HUB_API_HOST};
 
 /// How a client is set up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Sent as `User-Agent` on every request.
     pub user_agent: String,
@@ -17,6 +18,25 @@ pub struct ClientConfig {
     pub credentials: BTreeMap<String, Credential>,
     /// Registries reached over plain HTTP, besides `localhost` and `127.0.0.1`, which always are.
     pub insecure_registries: Vec<String>,
+    /// Whether to keep the registry cache (on by default).
+    pub cache: bool,
+    /// How many requests one operation keeps in flight at most.
+    pub concurrency: usize,
+}
+
+/// Requests in flight per operation when not configured.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            user_agent: format!("ocirelay-core/{}", env!("CARGO_PKG_VERSION")),
+            credentials: BTreeMap::new(),
+            insecure_registries: Vec::new(),
+            cache: true,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
 }
 
 /// Shared state of one client.
@@ -28,12 +48,15 @@ pub struct Client {
     /// Registries that asked for Basic authentication.
     basic_hosts: HashSet<String>,
     next_id: u64,
+    /// What this client has already seen.
+    pub cache: Cache,
 }
 
 impl Client {
     /// A client with the given configuration.
     pub fn new(config: ClientConfig) -> Self {
         Client {
+            cache: Cache::new(config.cache),
             config,
             tokens: HashMap::new(),
             basic_hosts: HashSet::new(),
@@ -44,6 +67,11 @@ impl Client {
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// Requests one operation may keep in flight (at least 1).
+    pub fn concurrency(&self) -> usize {
+        self.config.concurrency.max(1)
     }
 
     /// A fresh request id.

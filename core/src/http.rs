@@ -192,8 +192,13 @@ pub enum BodyMode {
     /// [`ResponseBody::TooLarge`] without reading further.
     Buffer(u64),
     /// For a 2xx answer, keep the body unread for the caller to stream
-    /// ([`ResponseBody::Held`]); any other answer is buffered (error bodies are small).
-    Stream,
+    /// ([`ResponseBody::Held`]), unless its `Content-Length` is at most
+    /// `buffer_up_to`: then read it whole (small blobs are cached). Any other
+    /// answer is buffered (error bodies are small).
+    Stream {
+        /// Largest 2xx body read whole instead of held.
+        buffer_up_to: u64,
+    },
 }
 
 /// Largest error or token body the core reads.
@@ -232,7 +237,7 @@ pub enum ResponseBody {
     Bytes(Vec<u8>),
     /// Larger than the request's buffer limit: not read.
     TooLarge,
-    /// A 2xx body of a [`BodyMode::Stream`] request, kept by the driver.
+    /// A 2xx body of a [`BodyMode::Stream`] request, kept unread by the driver.
     Held,
 }
 

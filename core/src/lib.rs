@@ -6,15 +6,17 @@
 //! Layout: data model ([`reference`], [`digest`], [`descriptor`],
 //! [`media_type`], [`manifest`], [`platform`]), protocol ([`http`],
 //! [`distribution`], [`auth`]), shared client state ([`client`]), and
-//! operations as state machines ([`ops`]).
+//! operations as state machines ([`ops`]) with the registry [`cache`].
 
 pub mod auth;
+pub mod cache;
 pub mod client;
 pub mod descriptor;
 pub mod digest;
 pub mod distribution;
 pub mod error;
 pub mod http;
+pub mod index;
 pub mod manifest;
 pub mod media_type;
 pub mod ops;

@@ -1,8 +1,6 @@
 //! The lookup state machine against scripted registry answers: every
 //! request it asks for is asserted exactly, no network involved.
 
-use std::collections::BTreeMap;
-
 use ocirelay_core::auth::Credential;
 use ocirelay_core::http::{
     BodyMode, Headers, Method, Request, Response, ResponseBody, TransportError,
@@ -11,64 +9,10 @@ use ocirelay_core::media_type::{MANIFEST_ACCEPT, OCI_MANIFEST};
 use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupKind, LookupOptions};
 use ocirelay_core::{Client, ClientConfig, Digest, Error, Operation, Output, Reference};
 
+mod common;
+use common::{client, drive, manifest_ok, response, urls};
+
 const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
-
-fn client(credentials: &[(&str, Credential)]) -> Client {
-    let credentials: BTreeMap<String, Credential> = credentials
-        .iter()
-        .map(|(h, c)| (h.to_string(), c.clone()))
-        .collect();
-    Client::new(ClientConfig {
-        user_agent: "test-agent".into(),
-        credentials,
-        insecure_registries: vec![],
-    })
-}
-
-fn response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    Response {
-        status,
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-        body: ResponseBody::Bytes(body.to_vec()),
-    }
-}
-
-fn manifest_ok(body: &[u8], digest_header: Option<&str>) -> Response {
-    let len = body.len().to_string();
-    let mut headers = vec![
-        ("Content-Type", OCI_MANIFEST),
-        ("Content-Length", len.as_str()),
-    ];
-    if let Some(d) = digest_header {
-        headers.push(("Docker-Content-Digest", d));
-    }
-    response(200, &headers, body)
-}
-
-/// Runs `op` to the end, answering each request with `answer`; returns the
-/// outcome and every request asked for, in order.
-fn drive<O: Operation>(
-    client: &mut Client,
-    op: &mut O,
-    mut answer: impl FnMut(&Request) -> Result<Response, TransportError>,
-) -> (ocirelay_core::Result<O::Outcome>, Vec<Request>) {
-    let mut sent = Vec::new();
-    for _ in 0..50 {
-        match op.poll_output(client) {
-            Output::Send(id, request) => {
-                let r = answer(&request);
-                sent.push(request);
-                op.handle_response(client, id, r);
-            }
-            Output::Wait => panic!("waiting with nothing in flight"),
-            Output::Done(outcome) => return (outcome, sent),
-        }
-    }
-    panic!("no outcome after 50 requests: {sent:#?}");
-}
 
 fn lookup(
     client: &mut Client,
@@ -77,14 +21,8 @@ fn lookup(
     answer: impl FnMut(&Request) -> Result<Response, TransportError>,
 ) -> (ocirelay_core::Result<Option<Found>>, Vec<Request>) {
     let reference = Reference::parse(reference).unwrap();
-    let mut op = Lookup::new(client, reference, options).unwrap();
+    let mut op = Lookup::new(reference, options).unwrap();
     drive(client, &mut op, answer)
-}
-
-fn urls(sent: &[Request]) -> Vec<String> {
-    sent.iter()
-        .map(|r| format!("{} {}", r.method.as_str(), r.url))
-        .collect()
 }
 
 const GET_MANIFEST: LookupOptions = LookupOptions {
@@ -440,7 +378,12 @@ fn blob_get_streams_and_redirect_elsewhere_drops_authorization() {
             "GET https://cdn.example/blob?sig=1".to_string(),
         ]
     );
-    assert_eq!(sent[0].body_mode, BodyMode::Stream);
+    assert_eq!(
+        sent[0].body_mode,
+        BodyMode::Stream {
+            buffer_up_to: 4 << 20
+        }
+    );
     assert_eq!(sent[1].headers.get("authorization"), Some("Bearer tok"));
     assert_eq!(
         sent[2].headers.get("authorization"),
@@ -486,9 +429,7 @@ fn manifests_over_4_mib_are_refused_unread() {
 
 #[test]
 fn invalid_inputs_and_transport_errors() {
-    let c = client(&[]);
     let err = Lookup::new(
-        &c,
         Reference::parse("localhost:5000/foo:v1").unwrap(),
         LookupOptions {
             kind: LookupKind::Blob,
@@ -529,4 +470,136 @@ fn requests_carry_no_body_and_headers_are_exact() {
     .collect();
     assert_eq!(sent[0].headers, expected);
     assert!(sent[0].body.is_empty());
+}
+
+#[test]
+fn the_cache_answers_repeats_without_requests() {
+    let mut c = client(&[]);
+    let digest = Digest::sha256(MANIFEST);
+    let mut count = 0;
+    let mut answer = |_: &Request| {
+        count += 1;
+        Ok(manifest_ok(MANIFEST, Some(&digest.to_string())))
+    };
+    let (_, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, &mut answer);
+    assert_eq!(sent.len(), 1);
+    // Same tag, same digest, a HEAD of either: all known now.
+    for (r, options) in [
+        ("localhost:5000/foo:v1", GET_MANIFEST),
+        ("localhost:5000/foo:v1", HEAD_MANIFEST),
+        (&format!("localhost:5000/foo@{digest}")[..], GET_MANIFEST),
+        (&format!("localhost:5000/foo@{digest}")[..], HEAD_MANIFEST),
+    ] {
+        let (found, sent) = lookup(&mut c, r, options, &mut answer);
+        assert!(
+            sent.is_empty(),
+            "{r} {options:?} sent {}",
+            urls(&sent).join(", ")
+        );
+        let found = found.unwrap().unwrap();
+        assert_eq!(found.descriptor.digest, digest);
+        assert_eq!(matches!(found.body, Body::Empty), options.head);
+    }
+    // Another repository is not assumed to have it.
+    let (_, sent) = lookup(
+        &mut c,
+        &format!("localhost:5000/bar@{digest}"),
+        HEAD_MANIFEST,
+        &mut answer,
+    );
+    assert_eq!(sent.len(), 1);
+}
+
+#[test]
+fn a_head_result_is_upgraded_by_a_later_get() {
+    let mut c = client(&[]);
+    let digest = Digest::sha256(MANIFEST).to_string();
+    let len = MANIFEST.len().to_string();
+    let mut answer = |req: &Request| {
+        Ok(match req.method {
+            Method::Head => response(
+                200,
+                &[
+                    ("Content-Type", OCI_MANIFEST),
+                    ("Content-Length", &len),
+                    ("Docker-Content-Digest", &digest),
+                ],
+                b"",
+            ),
+            _ => manifest_ok(MANIFEST, Some(&digest)),
+        })
+    };
+    let (_, sent) = lookup(&mut c, "localhost:5000/foo:v1", HEAD_MANIFEST, &mut answer);
+    assert_eq!(sent.len(), 1);
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, &mut answer);
+    assert_eq!(
+        urls(&sent),
+        ["GET http://localhost:5000/v2/foo/manifests/v1"],
+        "a descriptor has no bytes"
+    );
+    assert!(matches!(found.unwrap().unwrap().body, Body::Bytes(_)));
+    let (_, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, &mut answer);
+    assert!(sent.is_empty());
+}
+
+#[test]
+fn small_blobs_arrive_whole_verified_and_cached() {
+    let mut c = client(&[]);
+    let digest = Digest::sha256(b"{}");
+    let blob = LookupOptions {
+        kind: LookupKind::Blob,
+        head: false,
+    };
+    let r = format!("localhost:5000/foo@{digest}");
+    let (found, sent) = lookup(&mut c, &r, blob, |_| {
+        Ok(response(200, &[("Content-Length", "2")], b"{}"))
+    });
+    assert_eq!(sent.len(), 1);
+    assert!(matches!(found.unwrap().unwrap().body, Body::Bytes(ref b) if b == b"{}"));
+    let (_, sent) = lookup(&mut c, &r, blob, |_| panic!("cached"));
+    assert!(sent.is_empty());
+
+    // A small blob that does not match its digest is refused, not cached.
+    let mut c = client(&[]);
+    let (found, _) = lookup(&mut c, &r, blob, |_| {
+        Ok(response(200, &[("Content-Length", "2")], b"[]"))
+    });
+    assert!(matches!(found.unwrap_err(), Error::Integrity { .. }));
+    let (_, sent) = lookup(&mut c, &r, blob, |_| Ok(response(404, &[], b"")));
+    assert_eq!(sent.len(), 1);
+}
+
+#[test]
+fn cache_off_asks_every_time() {
+    let mut c = Client::new(ClientConfig {
+        cache: false,
+        ..ClientConfig::default()
+    });
+    for _ in 0..2 {
+        let (_, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+            Ok(manifest_ok(MANIFEST, None))
+        });
+        assert_eq!(sent.len(), 1);
+    }
+}
+
+#[test]
+fn concurrent_lookups_of_one_key_share_one_request() {
+    let mut c = client(&[]);
+    let r = Reference::parse("localhost:5000/foo:v1").unwrap();
+    let mut a = Lookup::new(r.clone(), GET_MANIFEST).unwrap();
+    let mut b = Lookup::new(r, GET_MANIFEST).unwrap();
+    let Output::Send(id, _) = a.poll_output(&mut c) else {
+        panic!("a sends")
+    };
+    assert!(
+        matches!(b.poll_output(&mut c), Output::Wait),
+        "b waits for a's answer"
+    );
+    a.handle_response(&mut c, id, Ok(manifest_ok(MANIFEST, None)));
+    assert!(matches!(a.poll_output(&mut c), Output::Done(Ok(Some(_)))));
+    let Output::Done(Ok(Some(found))) = b.poll_output(&mut c) else {
+        panic!("b answered from the cache")
+    };
+    assert!(matches!(found.body, Body::Bytes(ref x) if x == MANIFEST));
 }

@@ -236,3 +236,35 @@ fn cache_dir() -> Option<PathBuf> {
     }
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("ocirelay"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_imports_only_standard_wasi_and_exports_the_registry() {
+        let engine = Engine::default();
+        let component =
+            Component::new(&engine, COMPONENT_WASM).expect("the embedded component compiles");
+        let ty = component.component_type();
+        let imports: Vec<String> = ty
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        eprintln!("component imports: {imports:#?}");
+        assert!(
+            imports
+                .iter()
+                .any(|i| i.starts_with("wasi:http/outgoing-handler@")),
+            "{imports:?}"
+        );
+        for import in &imports {
+            assert!(import.starts_with("wasi:"), "non-WASI import {import}");
+        }
+        let exports: Vec<String> = ty
+            .exports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        assert_eq!(exports, ["ocirelay:registry/registry@0.1.0"]);
+    }
+}

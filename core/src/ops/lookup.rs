@@ -5,6 +5,7 @@
 use std::str::FromStr;
 
 use crate::auth::repository_scope;
+use crate::cache::{CacheKey, CACHE_DATA_LIMIT};
 use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::digest::{Digest, Verifier};
@@ -17,7 +18,7 @@ use crate::ops::{Operation, Output};
 use crate::reference::Reference;
 
 /// Manifests larger than this are refused unread (as the seed's registry cache does).
-pub const MANIFEST_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+pub const MANIFEST_SIZE_LIMIT: u64 = CACHE_DATA_LIMIT;
 
 /// What to look up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,13 +79,19 @@ pub struct Found {
     pub body: Body,
 }
 
-/// The lookup state machine.
+/// The lookup state machine. It answers from the client's cache when it
+/// can, waits while another lookup fetches the same key, and records what it
+/// finds.
 #[derive(Debug)]
 pub struct Lookup {
     reference: Reference,
     options: LookupOptions,
     subject: String,
-    exchange: Exchange,
+    /// `host/repository`, the cache's namespace.
+    repo: String,
+    key: CacheKey,
+    /// `None` until the cache has been consulted and missed.
+    exchange: Option<Exchange>,
     /// A HEAD that lacked digest or size was replaced by a GET.
     head_fell_back: bool,
     outcome: Option<Result<Option<Found>>>,
@@ -92,33 +99,101 @@ pub struct Lookup {
 
 impl Lookup {
     /// A lookup of `reference`; blob lookups need a digest.
-    pub fn new(client: &Client, reference: Reference, options: LookupOptions) -> Result<Self> {
-        if options.kind == LookupKind::Blob && reference.digest.is_none() {
-            return Err(Error::InvalidInput(format!(
+    pub fn new(reference: Reference, options: LookupOptions) -> Result<Self> {
+        match (options.kind, reference.digest.clone()) {
+            (LookupKind::Manifest, _) => Ok(Self::manifest(reference, options.head)),
+            (LookupKind::Blob, Some(digest)) => Ok(Self::blob(&reference, digest, options.head)),
+            (LookupKind::Blob, None) => Err(Error::InvalidInput(format!(
                 "{reference}: a blob lookup needs a digest"
-            )));
+            ))),
         }
+    }
+
+    /// A manifest lookup (by digest, else by tag, else `latest`).
+    pub fn manifest(reference: Reference, head: bool) -> Self {
+        Self::build(
+            reference,
+            LookupOptions {
+                kind: LookupKind::Manifest,
+                head,
+            },
+        )
+    }
+
+    /// A lookup of blob `digest` in `reference`'s repository.
+    pub fn blob(reference: &Reference, digest: Digest, head: bool) -> Self {
+        Self::build(
+            reference.with_digest(digest),
+            LookupOptions {
+                kind: LookupKind::Blob,
+                head,
+            },
+        )
+    }
+
+    fn build(reference: Reference, options: LookupOptions) -> Self {
         let subject = reference.to_string();
-        let method = if options.head {
-            Method::Head
-        } else {
-            Method::Get
+        let repo = format!("{}/{}", reference.host, reference.repository);
+        let key = match (&reference.digest, reference.tag_or_latest()) {
+            (Some(d), _) => CacheKey::Object(repo.clone(), d.clone()),
+            (None, tag) => CacheKey::Tag(repo.clone(), tag.unwrap_or("latest").to_string()),
         };
-        let exchange = Exchange::new(client, Self::spec(&reference, options.kind, method));
-        Ok(Lookup {
+        Lookup {
             reference,
             options,
             subject,
-            exchange,
+            repo,
+            key,
+            exchange: None,
             head_fell_back: false,
             outcome: None,
+        }
+    }
+
+    /// What the cache already knows, in the shape this lookup returns.
+    fn from_cache(&self, client: &Client) -> Option<Found> {
+        let cached = match &self.key {
+            CacheKey::Object(repo, digest) => client.cache.object(repo, digest),
+            CacheKey::Tag(repo, tag) => client.cache.tag(repo, tag),
+        }?;
+        let body = if self.options.head {
+            Body::Empty
+        } else {
+            Body::Bytes(cached.data.as_ref()?.to_vec())
+        };
+        Some(Found {
+            descriptor: cached.descriptor.clone(),
+            body,
         })
+    }
+
+    /// Records what was found (with its bytes when they were read whole),
+    /// then shapes the answer: a HEAD lookup returns no content.
+    fn remember(&self, client: &mut Client, mut found: Found) -> Found {
+        let tag = match &self.key {
+            CacheKey::Tag(_, tag) => Some(tag.as_str()),
+            CacheKey::Object(..) => None,
+        };
+        let data = match &found.body {
+            Body::Bytes(b) => Some(b.clone()),
+            _ => None,
+        };
+        client
+            .cache
+            .insert(&self.repo, tag, &found.descriptor, data);
+        if self.options.head {
+            found.body = Body::Empty;
+        }
+        found
     }
 
     fn spec(reference: &Reference, kind: LookupKind, method: Method) -> ExchangeSpec {
         let (path, accept, body_mode) = match (kind, &reference.digest) {
             (LookupKind::Blob, Some(d)) => {
-                (blob_path(&reference.repository, d), None, BodyMode::Stream)
+                let body_mode = BodyMode::Stream {
+                    buffer_up_to: CACHE_DATA_LIMIT,
+                };
+                (blob_path(&reference.repository, d), None, body_mode)
             }
             _ => (
                 manifest_path(&reference.repository, &reference.object()),
@@ -201,10 +276,10 @@ impl Lookup {
                     // Some registries omit the digest (or size) on HEAD: read
                     // the manifest and compute it.
                     self.head_fell_back = true;
-                    self.exchange = Exchange::new(
+                    self.exchange = Some(Exchange::new(
                         client,
                         Self::spec(&self.reference, LookupKind::Manifest, Method::Get),
-                    );
+                    ));
                     return None;
                 }
                 Err(e) => Err(e),
@@ -236,20 +311,29 @@ impl Lookup {
             .headers
             .content_length()
             .ok_or_else(|| self.protocol("blob answer without Content-Length"))?;
-        if r.body != ResponseBody::Held {
-            return Err(self.protocol("blob body was not held for streaming"));
-        }
-        let verifier = Box::new(Verifier::new(
+        let mut verifier = Box::new(Verifier::new(
             self.subject.clone(),
             digest.clone(),
             Some(size),
         ));
-        Ok(Found {
-            descriptor: Descriptor::new(OCTET_STREAM, digest, size),
-            body: Body::Stream {
+        let body = match &r.body {
+            ResponseBody::Held => Body::Stream {
                 request: id,
                 verifier,
             },
+            // Small blobs arrive whole: check them now so they can be cached.
+            ResponseBody::Bytes(bytes) => {
+                verifier.update(bytes)?;
+                verifier.finish()?;
+                Body::Bytes(bytes.clone())
+            }
+            ResponseBody::TooLarge => {
+                return Err(self.protocol("blob body was neither read nor held"))
+            }
+        };
+        Ok(Found {
+            descriptor: Descriptor::new(OCTET_STREAM, digest, size),
+            body,
         })
     }
 
@@ -314,15 +398,9 @@ impl Lookup {
             .ok_or_else(|| {
                 self.protocol("manifest has no media type (no Content-Type, no mediaType field)")
             })?;
-        let size = bytes.len() as u64;
-        let body = if self.options.head {
-            Body::Empty
-        } else {
-            Body::Bytes(bytes.clone())
-        };
         Ok(Found {
-            descriptor: Descriptor::new(media_type, digest, size),
-            body,
+            descriptor: Descriptor::new(media_type, digest, bytes.len() as u64),
+            body: Body::Bytes(bytes.clone()),
         })
     }
 }
@@ -353,16 +431,35 @@ impl Operation for Lookup {
     fn poll_output(&mut self, client: &mut Client) -> Output<Option<Found>> {
         loop {
             if let Some(outcome) = self.outcome.take() {
+                client.cache.end(&self.key);
+                let outcome = outcome.map(|found| found.map(|f| self.remember(client, f)));
                 return Output::Done(outcome);
             }
-            match self.exchange.poll_output(client) {
+            let Some(exchange) = self.exchange.as_mut() else {
+                if let Some(found) = self.from_cache(client) {
+                    return Output::Done(Ok(Some(found)));
+                }
+                if client.cache.is_pending(&self.key) {
+                    // Another lookup is fetching this key; its answer lands
+                    // in the cache, and the driver polls us again after it.
+                    return Output::Wait;
+                }
+                client.cache.begin(self.key.clone());
+                let method = if self.options.head {
+                    Method::Head
+                } else {
+                    Method::Get
+                };
+                let spec = Self::spec(&self.reference, self.options.kind, method);
+                self.exchange = Some(Exchange::new(client, spec));
+                continue;
+            };
+            match exchange.poll_output(client) {
                 Output::Send(id, req) => return Output::Send(id, req),
                 Output::Wait => return Output::Wait,
-                Output::Done(Err(e)) => return Output::Done(Err(e)),
-                Output::Done(Ok(done)) => {
-                    // None: a new exchange replaced the finished one; poll it.
-                    self.outcome = self.classify(client, done);
-                }
+                Output::Done(Err(e)) => self.outcome = Some(Err(e)),
+                // None: a GET replaced a HEAD that lacked a digest; poll it.
+                Output::Done(Ok(done)) => self.outcome = self.classify(client, done),
             }
         }
     }
@@ -373,6 +470,8 @@ impl Operation for Lookup {
         id: RequestId,
         response: std::result::Result<Response, TransportError>,
     ) {
-        self.exchange.handle_response(client, id, response);
+        if let Some(exchange) = self.exchange.as_mut() {
+            exchange.handle_response(client, id, response);
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod exchange;
 pub mod lookup;
+pub mod synthesize_index;
 
 use crate::client::Client;
 use crate::error::Result;

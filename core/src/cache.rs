@@ -1,0 +1,199 @@
+//! The registry cache: what one client has already seen, so no object is
+//! requested twice in its lifetime. Pure policy; operations consult it.
+//!
+//! Objects are keyed per repository (`host/repo@digest`: a digest seen in one
+//! repository is not assumed present in another) and tags map to digests
+//! (`host/repo:tag`). Bytes are kept for objects up to 4 MiB; larger ones and
+//! HEAD results are kept as descriptors, upgraded when bytes arrive. Keys
+//! being fetched are marked pending, so a second lookup of the same key waits
+//! for the first instead of asking the registry again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::descriptor::Descriptor;
+use crate::digest::Digest;
+
+/// Objects up to this size are cached with their bytes.
+pub const CACHE_DATA_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// What the cache knows of one object in one repository.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    /// Its descriptor.
+    pub descriptor: Descriptor,
+    /// Its verified bytes, when small enough and once read.
+    pub data: Option<Arc<Vec<u8>>>,
+}
+
+/// A key being fetched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CacheKey {
+    /// `host/repo@digest`
+    Object(String, Digest),
+    /// `host/repo:tag`
+    Tag(String, String),
+}
+
+/// The cache of one client.
+#[derive(Debug, Default)]
+pub struct Cache {
+    disabled: bool,
+    objects: HashMap<(String, Digest), Cached>,
+    tags: HashMap<(String, String), Digest>,
+    pending: HashSet<CacheKey>,
+}
+
+impl Cache {
+    /// An empty cache; a disabled one remembers nothing and dedupes nothing.
+    pub fn new(enabled: bool) -> Self {
+        Cache {
+            disabled: !enabled,
+            ..Cache::default()
+        }
+    }
+
+    /// Whether the cache is on.
+    pub fn enabled(&self) -> bool {
+        !self.disabled
+    }
+
+    /// The object `digest` in `repo` (`host/repository`).
+    pub fn object(&self, repo: &str, digest: &Digest) -> Option<&Cached> {
+        self.objects.get(&(repo.to_string(), digest.clone()))
+    }
+
+    /// The object `tag` in `repo` points at.
+    pub fn tag(&self, repo: &str, tag: &str) -> Option<&Cached> {
+        let digest = self.tags.get(&(repo.to_string(), tag.to_string()))?;
+        self.object(repo, digest)
+    }
+
+    /// Records an object (and the tag it was found by). Bytes are kept only
+    /// up to [`CACHE_DATA_LIMIT`]; a descriptor never replaces known bytes.
+    pub fn insert(
+        &mut self,
+        repo: &str,
+        tag: Option<&str>,
+        descriptor: &Descriptor,
+        data: Option<Vec<u8>>,
+    ) {
+        if self.disabled {
+            return;
+        }
+        let key = (repo.to_string(), descriptor.digest.clone());
+        let data = data
+            .filter(|d| d.len() as u64 <= CACHE_DATA_LIMIT)
+            .map(Arc::new);
+        let mut stored = descriptor.clone();
+        stored.data = None;
+        match self.objects.get_mut(&key) {
+            Some(existing) => {
+                existing.descriptor = stored;
+                if data.is_some() {
+                    existing.data = data;
+                }
+            }
+            None => {
+                self.objects.insert(
+                    key,
+                    Cached {
+                        descriptor: stored,
+                        data,
+                    },
+                );
+            }
+        }
+        if let Some(tag) = tag {
+            self.tags.insert(
+                (repo.to_string(), tag.to_string()),
+                descriptor.digest.clone(),
+            );
+        }
+    }
+
+    /// Whether `key` is being fetched by another lookup.
+    pub fn is_pending(&self, key: &CacheKey) -> bool {
+        self.pending.contains(key)
+    }
+
+    /// Marks `key` as being fetched.
+    pub fn begin(&mut self, key: CacheKey) {
+        if !self.disabled {
+            self.pending.insert(key);
+        }
+    }
+
+    /// The fetch of `key` ended (with or without a result).
+    pub fn end(&mut self, key: &CacheKey) {
+        self.pending.remove(key);
+    }
+
+    /// Forgets every pending mark: called when a driver run ends, since no
+    /// operation outlives it.
+    pub fn clear_pending(&mut self) {
+        self.pending.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(bytes: &[u8]) -> Descriptor {
+        Descriptor::new("m", Digest::sha256(bytes), bytes.len() as u64)
+    }
+
+    #[test]
+    fn per_repository_keys_and_tags() {
+        let mut c = Cache::new(true);
+        let d = desc(b"x");
+        c.insert("h/a", Some("v1"), &d, Some(b"x".to_vec()));
+        assert!(c.object("h/a", &d.digest).unwrap().data.is_some());
+        assert!(
+            c.object("h/b", &d.digest).is_none(),
+            "not assumed present elsewhere"
+        );
+        assert_eq!(c.tag("h/a", "v1").unwrap().descriptor, d);
+        assert!(c.tag("h/a", "v2").is_none());
+    }
+
+    #[test]
+    fn head_results_upgrade_to_bytes_and_never_downgrade() {
+        let mut c = Cache::new(true);
+        let d = desc(b"x");
+        c.insert("h/a", None, &d, None);
+        assert!(c.object("h/a", &d.digest).unwrap().data.is_none());
+        c.insert("h/a", None, &d, Some(b"x".to_vec()));
+        c.insert("h/a", None, &d, None);
+        assert!(c.object("h/a", &d.digest).unwrap().data.is_some());
+    }
+
+    #[test]
+    fn large_objects_keep_only_their_descriptor_and_off_means_off() {
+        let mut c = Cache::new(true);
+        let big = vec![0u8; CACHE_DATA_LIMIT as usize + 1];
+        let d = desc(&big);
+        c.insert("h/a", None, &d, Some(big));
+        assert!(c.object("h/a", &d.digest).unwrap().data.is_none());
+
+        let mut off = Cache::new(false);
+        off.insert("h/a", Some("t"), &d, None);
+        assert!(off.object("h/a", &d.digest).is_none());
+        off.begin(CacheKey::Tag("h/a".into(), "t".into()));
+        assert!(!off.is_pending(&CacheKey::Tag("h/a".into(), "t".into())));
+    }
+
+    #[test]
+    fn pending_marks() {
+        let mut c = Cache::new(true);
+        let k = CacheKey::Tag("h/a".into(), "t".into());
+        c.begin(k.clone());
+        assert!(c.is_pending(&k));
+        c.end(&k);
+        assert!(!c.is_pending(&k));
+        c.begin(k.clone());
+        c.clear_pending();
+        assert!(!c.is_pending(&k));
+    }
+}
