@@ -151,7 +151,7 @@ impl Lookup {
     }
 
     /// What the cache already knows, in the shape this lookup returns.
-    fn from_cache(&self, client: &Client) -> Option<Found> {
+    fn cached_answer(&self, client: &Client) -> Option<Found> {
         let cached = match &self.key {
             CacheKey::Object(repo, digest) => client.cache.object(repo, digest),
             CacheKey::Tag(repo, tag) => client.cache.tag(repo, tag),
@@ -436,7 +436,7 @@ impl Operation for Lookup {
                 return Output::Done(outcome);
             }
             let Some(exchange) = self.exchange.as_mut() else {
-                if let Some(found) = self.from_cache(client) {
+                if let Some(found) = self.cached_answer(client) {
                     return Output::Done(Ok(Some(found)));
                 }
                 if client.cache.is_pending(&self.key) {

@@ -48,7 +48,7 @@ enum Stage {
     /// Looking the reference itself up.
     Top(Box<Lookup>),
     /// Filling in entries' platforms.
-    Platforms(Platforms),
+    Platforms(Box<Platforms>),
     Finished,
 }
 
@@ -390,13 +390,13 @@ impl Operation for SynthesizeIndex {
                     Output::Done(Ok(None)) => return Output::Done(Ok(None)),
                     Output::Done(Ok(Some(found))) => match self.start(found) {
                         Ok(index) => {
-                            self.stage = Stage::Platforms(Platforms {
+                            self.stage = Stage::Platforms(Box::new(Platforms {
                                 index,
                                 next: 0,
                                 tasks: Vec::new(),
                                 routes: HashMap::new(),
                                 next_task_id: 0,
-                            })
+                            }))
                         }
                         Err(e) => return Output::Done(Err(e)),
                     },
