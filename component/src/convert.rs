@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 
 use ocirelay_core::auth::Credential;
+use ocirelay_core::index::Index;
+use ocirelay_core::ops::lookup::{LookupKind, LookupOptions};
 use ocirelay_core::{ClientConfig, Descriptor, Error, Platform, Reference};
 
 use crate::bindings::exports::ocirelay::registry::registry as wit;
@@ -90,9 +92,40 @@ pub fn config_from_wit(c: wit::Config) -> ClientConfig {
             (host, cred)
         })
         .collect();
+    let defaults = ClientConfig::default();
     ClientConfig {
         user_agent: c.user_agent,
         credentials,
         insecure_registries: c.insecure_registries,
+        cache: c.cache,
+        concurrency: match c.concurrency {
+            0 => defaults.concurrency,
+            n => n as usize,
+        },
+    }
+}
+
+pub fn lookup_options(o: wit::LookupOptions) -> LookupOptions {
+    LookupOptions {
+        kind: match o.kind {
+            wit::LookupKind::Manifest => LookupKind::Manifest,
+            wit::LookupKind::Blob => LookupKind::Blob,
+        },
+        head: o.head,
+    }
+}
+
+pub fn index_to_wit(i: &Index) -> wt::Index {
+    wt::Index {
+        schema_version: i.schema_version,
+        media_type: i.media_type.clone().unwrap_or_default(),
+        artifact_type: i.artifact_type.clone(),
+        manifests: i.manifests.iter().map(descriptor_to_wit).collect(),
+        subject: i.subject.as_ref().map(descriptor_to_wit),
+        annotations: i
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }

@@ -17,6 +17,19 @@ pub fn run<O: Operation>(
     ocirelay_core::Result<O::Outcome>,
     HashMap<RequestId, BodyStream>,
 ) {
+    let result = run_inner(client, op);
+    // No operation outlives this run: nothing is being fetched any more.
+    client.cache.clear_pending();
+    result
+}
+
+fn run_inner<O: Operation>(
+    client: &mut Client,
+    op: &mut O,
+) -> (
+    ocirelay_core::Result<O::Outcome>,
+    HashMap<RequestId, BodyStream>,
+) {
     let mut in_flight: Vec<(RequestId, InFlight)> = Vec::new();
     let mut held = HashMap::new();
     loop {

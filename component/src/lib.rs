@@ -9,7 +9,12 @@ mod transport;
 use std::cell::RefCell;
 
 use ocirelay_core::digest::Verifier;
-use ocirelay_core::ops::lookup::{Body, Lookup, LookupKind, LookupOptions};
+use std::collections::HashMap;
+
+use ocirelay_core::http::RequestId;
+use ocirelay_core::ops::batch::{Answer, Batch, Query};
+use ocirelay_core::ops::lookup::{Body, Found, Lookup};
+use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
 use ocirelay_core::{Client as CoreClient, Reference};
 
 use bindings::exports::ocirelay::registry::registry as wit;
@@ -38,7 +43,7 @@ impl wit::Guest for Component {
     }
 }
 
-/// One client: the core's shared state (tokens; later the cache).
+/// One client: the core's shared state (tokens, cache).
 struct ClientResource {
     core: RefCell<CoreClient>,
 }
@@ -56,39 +61,100 @@ impl wit::GuestClient for ClientResource {
         options: wit::LookupOptions,
     ) -> Result<Option<wit::BlobReader>, wt::Error> {
         let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
-        let options = LookupOptions {
-            kind: match options.kind {
-                wit::LookupKind::Manifest => LookupKind::Manifest,
-                wit::LookupKind::Blob => LookupKind::Blob,
-            },
-            head: options.head,
-        };
-        let mut client = self.core.borrow_mut();
-        let mut op = Lookup::new(&client, reference, options).map_err(convert::error)?;
-        let (outcome, mut held) = driver::run(&mut client, &mut op);
-        let Some(found) = outcome.map_err(convert::error)? else {
-            return Ok(None);
-        };
-        let content = match found.body {
-            Body::Empty => Content::Bytes(Vec::new(), 0),
-            Body::Bytes(bytes) => Content::Bytes(bytes, 0),
-            Body::Stream { request, verifier } => match held.remove(&request) {
-                Some(stream) => Content::Stream {
-                    stream,
-                    verifier: Some(verifier),
-                },
-                None => {
-                    return Err(wt::Error::Protocol(
-                        "blob body went missing in the driver".into(),
-                    ))
-                }
-            },
-        };
-        Ok(Some(wit::BlobReader::new(BlobReader {
-            descriptor: convert::descriptor_to_wit(&found.descriptor),
-            content: RefCell::new(content),
-        })))
+        let mut op =
+            Lookup::new(reference, convert::lookup_options(options)).map_err(convert::error)?;
+        let (outcome, mut held) = driver::run(&mut self.core.borrow_mut(), &mut op);
+        match outcome.map_err(convert::error)? {
+            Some(found) => Ok(Some(reader(found, &mut held)?)),
+            None => Ok(None),
+        }
     }
+
+    fn synthesize_index(&self, reference: wt::Reference) -> Result<Option<wt::Index>, wt::Error> {
+        let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
+        let mut op = SynthesizeIndex::new(reference);
+        let (outcome, _) = driver::run(&mut self.core.borrow_mut(), &mut op);
+        Ok(outcome
+            .map_err(convert::error)?
+            .map(|i| convert::index_to_wit(&i)))
+    }
+
+    fn batch(&self, queries: Vec<wit::Query>) -> Vec<Result<Option<wit::Answer>, wt::Error>> {
+        // Queries with a broken reference fail alone; the rest run together.
+        let mut parsed = Vec::with_capacity(queries.len());
+        let mut early: Vec<Option<wt::Error>> = Vec::with_capacity(queries.len());
+        for q in queries {
+            let query = match q {
+                wit::Query::Lookup((r, options)) => convert::reference_from_wit(&r)
+                    .map(|r| Query::Lookup(r, convert::lookup_options(options))),
+                wit::Query::SynthesizeIndex(r) => {
+                    convert::reference_from_wit(&r).map(Query::SynthesizeIndex)
+                }
+            };
+            match query {
+                Ok(q) => {
+                    parsed.push(q);
+                    early.push(None);
+                }
+                Err(e) => early.push(Some(convert::error(e))),
+            }
+        }
+        let mut op = Batch::new(parsed);
+        let (outcome, mut held) = driver::run(&mut self.core.borrow_mut(), &mut op);
+        let mut answers = match outcome {
+            Ok(answers) => answers.into_iter(),
+            Err(e) => {
+                let e = convert::error(e);
+                return early
+                    .into_iter()
+                    .map(|x| Err(x.unwrap_or_else(|| e.clone())))
+                    .collect();
+            }
+        };
+        early
+            .into_iter()
+            .map(|failed| match failed {
+                Some(e) => Err(e),
+                None => match answers.next() {
+                    Some(Ok(Some(Answer::Found(found)))) => {
+                        reader(found, &mut held).map(|r| Some(wit::Answer::Found(r)))
+                    }
+                    Some(Ok(Some(Answer::Index(index)))) => {
+                        Ok(Some(wit::Answer::Index(convert::index_to_wit(&index))))
+                    }
+                    Some(Ok(None)) => Ok(None),
+                    Some(Err(e)) => Err(convert::error(e)),
+                    None => Err(wt::Error::Protocol("batch lost an answer".into())),
+                },
+            })
+            .collect()
+    }
+}
+
+/// A reader over a found object's content (held bodies are taken from the driver's).
+fn reader(
+    found: Found,
+    held: &mut HashMap<RequestId, BodyStream>,
+) -> Result<wit::BlobReader, wt::Error> {
+    let content = match found.body {
+        Body::Empty => Content::Bytes(Vec::new(), 0),
+        Body::Bytes(bytes) => Content::Bytes(bytes, 0),
+        Body::Stream { request, verifier } => match held.remove(&request) {
+            Some(stream) => Content::Stream {
+                stream,
+                verifier: Some(verifier),
+            },
+            None => {
+                return Err(wt::Error::Protocol(
+                    "blob body went missing in the driver".into(),
+                ))
+            }
+        },
+    };
+    Ok(wit::BlobReader::new(BlobReader {
+        descriptor: convert::descriptor_to_wit(&found.descriptor),
+        content: RefCell::new(content),
+    }))
 }
 
 enum Content {

@@ -197,7 +197,7 @@ fn read_response(
                 None,
             ))
         }
-        BodyMode::Stream if success => {
+        BodyMode::Stream { buffer_up_to } if success && !small(&headers, buffer_up_to) => {
             let held = BodyStream::open(response)?;
             return Ok((
                 Response {
@@ -208,7 +208,8 @@ fn read_response(
                 Some(held),
             ));
         }
-        BodyMode::Stream => SMALL_BODY_LIMIT,
+        BodyMode::Stream { buffer_up_to } if success => buffer_up_to,
+        BodyMode::Stream { .. } => SMALL_BODY_LIMIT,
         BodyMode::Buffer(limit) => limit,
     };
     if headers.content_length().is_some_and(|len| len > limit) {
@@ -233,4 +234,9 @@ fn read_response(
         },
         None,
     ))
+}
+
+/// A 2xx body whose announced length lets it be read whole.
+fn small(headers: &Headers, limit: u64) -> bool {
+    headers.content_length().is_some_and(|len| len <= limit)
 }

@@ -474,3 +474,56 @@ fn attestations_follow_their_subject_or_are_dropped() {
         "takes its subject's arch"
     );
 }
+
+#[test]
+fn a_batch_runs_queries_side_by_side_sharing_the_cache() {
+    use ocirelay_core::ops::batch::{Answer, Batch, Query};
+    use ocirelay_core::ops::lookup::{LookupKind, LookupOptions};
+    let mut reg = ScriptedRegistry::default();
+    let (a, _) = image(&mut reg, false, config("linux", "amd64"));
+    let (b, _) = image(&mut reg, false, config("linux", "arm64"));
+    let top = put_index(
+        &mut reg,
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry(&a, None, None), entry(&b, None, None)]}),
+        "v1",
+    );
+    let r = Reference::parse(&format!("{HOST}/{REPO}:v1")).unwrap();
+    let head = LookupOptions {
+        kind: LookupKind::Manifest,
+        head: true,
+    };
+    let bad_blob = LookupOptions {
+        kind: LookupKind::Blob,
+        head: false,
+    };
+    let mut batch = Batch::new(vec![
+        Query::SynthesizeIndex(r.clone()),
+        Query::SynthesizeIndex(r.clone()),
+        Query::Lookup(r.clone(), head),
+        Query::Lookup(r.clone(), bad_blob),
+    ]);
+    let mut c = client(&[]);
+    let (out, sent, most) = drive_concurrently(&mut c, &mut batch, |req| reg.answer(req));
+    let out = out.unwrap();
+    assert_eq!(out.len(), 4, "one outcome per query, in order");
+    let (Ok(Some(Answer::Index(x))), Ok(Some(Answer::Index(y)))) = (&out[0], &out[1]) else {
+        panic!("{out:?}")
+    };
+    assert_eq!(x, y);
+    let Ok(Some(Answer::Found(found))) = &out[2] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(found.descriptor.digest, top);
+    assert!(out[3]
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("a blob lookup needs a digest"));
+    assert_eq!(
+        sent.len(),
+        1 + 2 * 2,
+        "shared cache: the index, two manifests, two configs: {:#?}",
+        urls(&sent)
+    );
+    assert!(most >= 2);
+}

@@ -32,15 +32,24 @@ struct Cli {
     /// Also use plain HTTP for this registry host (repeatable).
     #[arg(long = "insecure", value_name = "HOST", global = true)]
     insecure: Vec<String>,
+    /// Do not cache: ask the registry every time, even for objects already seen in this run.
+    #[arg(long, global = true)]
+    no_cache: bool,
+    /// Requests one operation keeps in flight at most (manifests and configs of an index).
+    #[arg(long, value_name = "N", default_value_t = 8, global = true)]
+    concurrency: u32,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Look references up and print one JSON document each: the manifest,
-    /// the blob (base64), the descriptor (--head), or null when not found.
+    /// Look references up and print one JSON document each: the synthesized
+    /// index, the manifest, the blob (base64) or the descriptor, or null.
     Lookup(commands::lookup::LookupArgs),
+    /// Print the synthesized index of each reference (platforms, bashbrew
+    /// architectures, where each entry comes from).
+    Index(commands::index::IndexArgs),
 }
 
 fn main() {
@@ -73,9 +82,12 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         user_agent: format!("ocirelay/{}", env!("CARGO_PKG_VERSION")),
         credentials: credentials::load()?,
         insecure_registries: cli.insecure,
+        cache: !cli.no_cache,
+        concurrency: cli.concurrency,
     };
     let runtime = Runtime::new()?;
     match cli.command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
+        Command::Index(args) => commands::index::run(&runtime, config, args).await,
     }
 }

@@ -131,12 +131,7 @@ impl Session {
         reference: &ocirelay_core::Reference,
         options: wit::LookupOptions,
     ) -> Result<Option<Found>, HostError> {
-        let reference = wit::Reference {
-            host: reference.host.clone(),
-            repository: reference.repository.clone(),
-            tag: reference.tag.clone(),
-            digest: reference.digest.as_ref().map(ToString::to_string),
-        };
+        let reference = to_wit(reference);
         let api = self.relay.ocirelay_registry_registry();
         let found = api
             .client()
@@ -150,6 +145,58 @@ impl Session {
             .await
             .map_err(HostError::runtime("reading a descriptor"))?;
         Ok(Some(Found { descriptor, reader }))
+    }
+
+    /// The synthesized index of `reference`; `None` when it does not exist.
+    pub async fn synthesize_index(
+        &mut self,
+        reference: &ocirelay_core::Reference,
+    ) -> Result<Option<wit::Index>, HostError> {
+        let reference = to_wit(reference);
+        Ok(self
+            .relay
+            .ocirelay_registry_registry()
+            .client()
+            .call_synthesize_index(&mut self.store, self.client, &reference)
+            .await
+            .map_err(HostError::runtime("calling synthesize-index"))??)
+    }
+
+    /// Runs `queries` side by side in the component; one outcome each, in order.
+    pub async fn batch(
+        &mut self,
+        queries: &[Query],
+    ) -> Result<Vec<Result<Option<Answer>, HostError>>, HostError> {
+        let queries: Vec<wit::Query> = queries
+            .iter()
+            .map(|q| match q {
+                Query::Lookup(r, options) => wit::Query::Lookup((to_wit(r), *options)),
+                Query::Index(r) => wit::Query::SynthesizeIndex(to_wit(r)),
+            })
+            .collect();
+        let api = self.relay.ocirelay_registry_registry();
+        let results = api
+            .client()
+            .call_batch(&mut self.store, self.client, &queries)
+            .await
+            .map_err(HostError::runtime("calling batch"))?;
+        let mut out = Vec::with_capacity(results.len());
+        for result in results {
+            out.push(match result {
+                Ok(Some(wit::Answer::Found(reader))) => {
+                    let descriptor = api
+                        .blob_reader()
+                        .call_descriptor(&mut self.store, reader)
+                        .await
+                        .map_err(HostError::runtime("reading a descriptor"))?;
+                    Ok(Some(Answer::Found(Found { descriptor, reader })))
+                }
+                Ok(Some(wit::Answer::Index(index))) => Ok(Some(Answer::Index(index))),
+                Ok(None) => Ok(None),
+                Err(e) => Err(HostError::from(e)),
+            });
+        }
+        Ok(out)
     }
 
     /// The next chunk of `found`'s content; empty at the end (which is
@@ -171,6 +218,31 @@ impl Session {
             .resource_drop_async(&mut self.store)
             .await
             .map_err(HostError::runtime("closing a reader"))
+    }
+}
+
+/// One query of a batch.
+pub enum Query {
+    /// A lookup with its options.
+    Lookup(ocirelay_core::Reference, wit::LookupOptions),
+    /// A synthesized index.
+    Index(ocirelay_core::Reference),
+}
+
+/// What a query found.
+pub enum Answer {
+    /// A looked-up object.
+    Found(Found),
+    /// A synthesized index.
+    Index(wit::Index),
+}
+
+fn to_wit(reference: &ocirelay_core::Reference) -> wit::Reference {
+    wit::Reference {
+        host: reference.host.clone(),
+        repository: reference.repository.clone(),
+        tag: reference.tag.clone(),
+        digest: reference.digest.as_ref().map(ToString::to_string),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod fixtures;
+pub mod push;
 pub mod registry;
 pub mod token_server;
 

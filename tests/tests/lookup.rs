@@ -40,7 +40,10 @@ fn plain_registry_tag_digest_blob_head_and_not_found() {
     let by_digest = registry.reference(&format!("app@{}", manifest.digest));
     let blob = registry.reference(&format!("app@{}", layer.digest));
 
-    let out = ocirelay(&["lookup", &by_tag, &by_digest]).success();
+    let out = ocirelay(&[
+        "lookup", "--type", "manifest", &by_tag, "--type", "manifest", &by_digest,
+    ])
+    .success();
     let expected: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(
         out.json(),
@@ -73,6 +76,8 @@ fn plain_registry_tag_digest_blob_head_and_not_found() {
         registry.reference(&format!("app@{}", ocirelay_core::Digest::sha256(b"absent")));
     let out = ocirelay(&[
         "lookup",
+        "--type",
+        "manifest",
         &registry.reference("app:nope"),
         &registry.reference("nothing/here:v1"),
     ])
@@ -214,7 +219,7 @@ fn token_auth_registry() {
     let good = docker_config(registry.host(), "bob", "s3cret-token");
     let env = [("DOCKER_CONFIG", good.path().to_str().unwrap())];
     let blob = registry.reference(&format!("private/app@{}", layer.digest));
-    let out = ocirelay_with(&["lookup", &private], &env).success();
+    let out = ocirelay_with(&["lookup", "--type", "manifest", &private], &env).success();
     assert_eq!(
         out.json(),
         vec![serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()]

@@ -3,7 +3,9 @@
 //! or [`Output::Done`], send what it asked for (concurrently if you like),
 //! and hand every answer to [`Operation::handle_response`] with its id.
 
+pub mod batch;
 pub mod exchange;
+pub mod group;
 pub mod lookup;
 pub mod synthesize_index;
 

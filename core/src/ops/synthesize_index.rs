@@ -3,8 +3,6 @@
 //! images' configs (fetched concurrently, each object once), bashbrew
 //! architectures are computed fresh, and dangling attestations are dropped.
 
-use std::collections::HashMap;
-
 use base64::Engine as _;
 
 use crate::client::Client;
@@ -17,6 +15,7 @@ use crate::manifest::ManifestChildren;
 use crate::media_type::{
     is_image_config, is_image_manifest, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX,
 };
+use crate::ops::group::{Group, GroupOutput};
 use crate::ops::lookup::{Body, Found, Lookup};
 use crate::ops::{Operation, Output};
 use crate::reference::Reference;
@@ -35,14 +34,6 @@ enum Step {
     Config,
 }
 
-/// Reading one entry's platform from its manifest and config.
-#[derive(Debug)]
-struct Task {
-    entry: usize,
-    step: Step,
-    lookup: Lookup,
-}
-
 #[derive(Debug)]
 enum Stage {
     /// Looking the reference itself up.
@@ -52,16 +43,14 @@ enum Stage {
     Finished,
 }
 
-/// Platform reads in progress.
+/// Platform reads in progress: each member reads one entry's manifest or
+/// config.
 #[derive(Debug)]
 struct Platforms {
     index: Index,
     /// Entries not yet planned.
     next: usize,
-    tasks: Vec<(u64, Task)>,
-    /// Which task sent which request.
-    routes: HashMap<RequestId, u64>,
-    next_task_id: u64,
+    reads: Group<(usize, Step), Lookup>,
 }
 
 /// The synthesize-index state machine.
@@ -290,64 +279,32 @@ fn embedded(d: &Descriptor) -> Result<Option<Vec<u8>>> {
 }
 
 impl SynthesizeIndex {
-    /// Advances the platform reads: starts tasks up to the concurrency
-    /// bound and polls them until one sends or none makes progress (a task
-    /// waiting on a key another task fills is polled again after it does).
+    /// Advances the platform reads: plans entries up to the concurrency
+    /// bound and polls the reads until one sends or all wait.
     fn poll_platforms(&self, p: &mut Platforms, client: &mut Client) -> Output<Option<Index>> {
         loop {
-            while p.tasks.len() < client.concurrency() && p.next < p.index.manifests.len() {
+            while p.reads.len() < client.concurrency() && p.next < p.index.manifests.len() {
                 let entry = p.next;
                 p.next += 1;
                 match self.plan(&mut p.index.manifests[entry]) {
-                    Ok(Some((step, lookup))) => {
-                        p.tasks.push((
-                            p.next_task_id,
-                            Task {
-                                entry,
-                                step,
-                                lookup,
-                            },
-                        ));
-                        p.next_task_id += 1;
-                    }
+                    Ok(Some((step, lookup))) => p.reads.push((entry, step), lookup),
                     Ok(None) => {}
                     Err(e) => return Output::Done(Err(e)),
                 }
             }
-            if p.tasks.is_empty() && p.next >= p.index.manifests.len() {
+            if p.reads.is_empty() && p.next >= p.index.manifests.len() {
                 return Output::Done(Ok(Some(Self::finish(std::mem::take(&mut p.index)))));
             }
-            let mut progressed = false;
-            let mut i = 0;
-            while i < p.tasks.len() {
-                let (task_id, task) = &mut p.tasks[i];
-                match task.lookup.poll_output(client) {
-                    Output::Send(id, request) => {
-                        p.routes.insert(id, *task_id);
-                        return Output::Send(id, request);
-                    }
-                    Output::Wait => i += 1,
-                    Output::Done(result) => {
-                        progressed = true;
-                        let (entry, step) = (task.entry, task.step);
-                        match self.advance(&mut p.index.manifests[entry], step, result) {
-                            Ok(Some((step, lookup))) => {
-                                p.tasks[i].1 = Task {
-                                    entry,
-                                    step,
-                                    lookup,
-                                }
-                            }
-                            Ok(None) => {
-                                p.tasks.remove(i);
-                            }
-                            Err(e) => return Output::Done(Err(e)),
-                        }
+            match p.reads.poll(client) {
+                GroupOutput::Send(id, request) => return Output::Send(id, request),
+                GroupOutput::Wait => return Output::Wait,
+                GroupOutput::Finished((entry, step), result) => {
+                    match self.advance(&mut p.index.manifests[entry], step, result) {
+                        Ok(Some((step, lookup))) => p.reads.push((entry, step), lookup),
+                        Ok(None) => {}
+                        Err(e) => return Output::Done(Err(e)),
                     }
                 }
-            }
-            if !progressed {
-                return Output::Wait;
             }
         }
     }
@@ -393,9 +350,7 @@ impl Operation for SynthesizeIndex {
                             self.stage = Stage::Platforms(Box::new(Platforms {
                                 index,
                                 next: 0,
-                                tasks: Vec::new(),
-                                routes: HashMap::new(),
-                                next_task_id: 0,
+                                reads: Group::new(),
                             }))
                         }
                         Err(e) => return Output::Done(Err(e)),
@@ -430,13 +385,7 @@ impl Operation for SynthesizeIndex {
     ) {
         match &mut self.stage {
             Stage::Top(top) => top.handle_response(client, id, response),
-            Stage::Platforms(p) => {
-                if let Some(task_id) = p.routes.remove(&id) {
-                    if let Some((_, task)) = p.tasks.iter_mut().find(|(t, _)| *t == task_id) {
-                        task.lookup.handle_response(client, id, response);
-                    }
-                }
-            }
+            Stage::Platforms(p) => p.reads.handle_response(client, id, response),
             Stage::Finished => {}
         }
     }
