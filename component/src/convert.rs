@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use ocirelay_core::auth::Credential;
 use ocirelay_core::index::Index;
+use ocirelay_core::ops::ensure_manifest::ChildRefs;
 use ocirelay_core::ops::lookup::{LookupKind, LookupOptions};
-use ocirelay_core::{ClientConfig, Descriptor, Error, Platform, Reference};
+use ocirelay_core::{ClientConfig, Descriptor, Digest, Error, Platform, Reference};
 
 use crate::bindings::exports::ocirelay::registry::registry as wit;
 use crate::bindings::exports::ocirelay::registry::registry as wt;
@@ -128,4 +129,16 @@ pub fn index_to_wit(i: &Index) -> wt::Index {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     }
+}
+
+pub fn child_refs(c: wit::ChildRefs) -> Result<ChildRefs, Error> {
+    let mut by_digest = std::collections::HashMap::new();
+    for (digest, r) in &c.by_digest {
+        by_digest.insert(Digest::parse(digest)?, reference_from_wit(r)?);
+    }
+    let fallback = c.fallback.as_ref().map(reference_from_wit).transpose()?;
+    Ok(ChildRefs {
+        by_digest,
+        fallback,
+    })
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ocirelay_core::http::RequestId;
+use ocirelay_core::http::{RequestBody, RequestId};
 use ocirelay_core::{Client, Operation, Output};
 
 use crate::transport::{BodyStream, InFlight, Poll};
@@ -35,10 +35,17 @@ fn run_inner<O: Operation>(
     loop {
         loop {
             match op.poll_output(client) {
-                Output::Send(id, request) => match InFlight::start(request) {
-                    Ok(f) => in_flight.push((id, f)),
-                    Err(e) => op.handle_response(client, id, Err(e)),
-                },
+                Output::Send(id, request) => {
+                    // A streamed body comes from a response body held earlier.
+                    let source = match request.body {
+                        RequestBody::Transfer { from, .. } => held.remove(&from),
+                        _ => None,
+                    };
+                    match InFlight::start(request, source) {
+                        Ok(f) => in_flight.push((id, f)),
+                        Err(e) => op.handle_response(client, id, Err(e)),
+                    }
+                }
                 Output::Wait => break,
                 Output::Done(outcome) => return (outcome, held),
             }
@@ -50,17 +57,19 @@ fn run_inner<O: Operation>(
             );
             return (Err(e), held);
         }
-        // Pollables are children of their futures: they must be gone before
-        // a future is consumed, so they live only for this wait.
-        let ready: Vec<u32> = {
-            let pollables: Vec<_> = in_flight.iter().map(|(_, f)| f.subscribe()).collect();
+        // Pollables are children of their futures and streams: they must be
+        // gone before those are used up, so they live only for this wait.
+        {
+            let pollables: Vec<_> = in_flight.iter().flat_map(|(_, f)| f.subscribe()).collect();
             let refs: Vec<_> = pollables.iter().collect();
-            wasi::io::poll::poll(&refs)
-        };
+            wasi::io::poll::poll(&refs);
+        }
+        // Something is ready: move uploads along and collect every answer
+        // that arrived (both are non-blocking checks).
         let mut still = Vec::with_capacity(in_flight.len());
-        for (index, (id, flight)) in in_flight.into_iter().enumerate() {
-            if !ready.contains(&(index as u32)) {
-                still.push((id, flight));
+        for (id, mut flight) in in_flight {
+            if let Err(e) = flight.pump() {
+                op.handle_response(client, id, Err(e));
                 continue;
             }
             match flight.poll() {

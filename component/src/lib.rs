@@ -13,6 +13,10 @@ use std::collections::HashMap;
 
 use ocirelay_core::http::RequestId;
 use ocirelay_core::ops::batch::{Answer, Batch, Query};
+use ocirelay_core::ops::copy_blob::CopyBlob;
+use ocirelay_core::ops::copy_manifest::CopyManifest;
+use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
+use ocirelay_core::ops::ensure_manifest::EnsureManifest;
 use ocirelay_core::ops::lookup::{Body, Found, Lookup};
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
 use ocirelay_core::{Client as CoreClient, Reference};
@@ -79,6 +83,60 @@ impl wit::GuestClient for ClientResource {
             .map(|i| convert::index_to_wit(&i)))
     }
 
+    fn copy_manifest(
+        &self,
+        src: wt::Reference,
+        dst: wt::Reference,
+        children: wit::ChildRefs,
+    ) -> Result<wt::Descriptor, wt::Error> {
+        let src = convert::reference_from_wit(&src).map_err(convert::error)?;
+        let dst = convert::reference_from_wit(&dst).map_err(convert::error)?;
+        let children = convert::child_refs(children).map_err(convert::error)?;
+        self.run(&mut CopyManifest::new(src, dst, children))
+    }
+
+    fn copy_blob(
+        &self,
+        src: wt::Reference,
+        dst: wt::Reference,
+    ) -> Result<wt::Descriptor, wt::Error> {
+        let src = convert::reference_from_wit(&src).map_err(convert::error)?;
+        let dst = convert::reference_from_wit(&dst).map_err(convert::error)?;
+        let mut op = CopyBlob::new(&self.core.borrow(), src, dst, None).map_err(convert::error)?;
+        self.run(&mut op)
+    }
+
+    fn ensure_manifest(
+        &self,
+        reference: wt::Reference,
+        manifest: Vec<u8>,
+        media_type: String,
+        children: wit::ChildRefs,
+    ) -> Result<wt::Descriptor, wt::Error> {
+        let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
+        let children = convert::child_refs(children).map_err(convert::error)?;
+        let mut op = EnsureManifest::new(reference, manifest, &media_type, children)
+            .map_err(convert::error)?;
+        self.run(&mut op)
+    }
+
+    fn ensure_blob(
+        &self,
+        reference: wt::Reference,
+        content: Vec<u8>,
+    ) -> Result<wt::Descriptor, wt::Error> {
+        let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
+        let size = content.len() as u64;
+        let mut op = EnsureBlob::new(
+            &self.core.borrow(),
+            reference,
+            size,
+            BlobSource::Bytes(content),
+        )
+        .map_err(convert::error)?;
+        self.run(&mut op)
+    }
+
     fn batch(&self, queries: Vec<wit::Query>) -> Vec<Result<Option<wit::Answer>, wt::Error>> {
         // Queries with a broken reference fail alone; the rest run together.
         let mut parsed = Vec::with_capacity(queries.len());
@@ -128,6 +186,19 @@ impl wit::GuestClient for ClientResource {
                 },
             })
             .collect()
+    }
+}
+
+impl ClientResource {
+    /// Runs `op` to its end on this client, for operations that yield a descriptor.
+    fn run<O: ocirelay_core::Operation<Outcome = ocirelay_core::Descriptor>>(
+        &self,
+        op: &mut O,
+    ) -> Result<wt::Descriptor, wt::Error> {
+        let (outcome, _) = driver::run(&mut self.core.borrow_mut(), op);
+        outcome
+            .map(|d| convert::descriptor_to_wit(&d))
+            .map_err(convert::error)
     }
 }
 

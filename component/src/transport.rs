@@ -2,15 +2,15 @@
 //! their answers as the core asked (buffered, or held for streaming).
 
 use ocirelay_core::http::{
-    BodyMode, Headers, Method, Request, Response, ResponseBody, Scheme, TransportError,
-    SMALL_BODY_LIMIT,
+    BodyMode, Headers, Method, Request, RequestBody, Response, ResponseBody, Scheme,
+    TransportError, SMALL_BODY_LIMIT,
 };
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse,
     Method as WasiMethod, OutgoingBody, OutgoingRequest, Scheme as WasiScheme,
 };
-use wasi::io::streams::{InputStream, StreamError};
+use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
 /// Largest write wasi streams accept in one blocking call.
 const WRITE_CHUNK: usize = 4096;
@@ -88,15 +88,63 @@ fn error_code(code: &ErrorCode) -> TransportError {
     TransportError { message }
 }
 
-/// A request that was sent and awaits its response head.
+/// A request that was sent and awaits its response head (and, for a
+/// streamed upload, is still sending its body).
 pub struct InFlight {
+    // Declared before `future`: an upload's streams go first.
+    upload: Option<Upload>,
     future: FutureIncomingResponse,
     request: Request,
 }
 
+/// A request body streamed from a held response body, moved by `splice`
+/// inside the host: the bytes never pass through guest memory.
+struct Upload {
+    // Drop order: the sink (a child of the body) before the body.
+    sink: OutputStream,
+    body: OutgoingBody,
+    source: BodyStream,
+}
+
+impl Upload {
+    /// Moves what can be moved now; `true` once the source is exhausted.
+    fn pump(&mut self) -> Result<bool, TransportError> {
+        loop {
+            let permit = match self.sink.check_write() {
+                Ok(0) => return Ok(false),
+                Ok(n) => n,
+                Err(e) => return Err(stream_error("sending the body", e)),
+            };
+            match self.sink.splice(&self.source.stream, permit) {
+                Ok(0) => return Ok(false),
+                Ok(_) => {}
+                Err(StreamError::Closed) => return Ok(true),
+                Err(e) => return Err(stream_error("streaming the body", e)),
+            }
+        }
+    }
+
+    /// Ends the body (wasi-http checks it against `Content-Length`).
+    fn finish(self) -> Result<(), TransportError> {
+        let Upload { sink, body, source } = self;
+        sink.blocking_flush()
+            .map_err(|e| stream_error("flushing the body", e))?;
+        drop(sink);
+        drop(source);
+        OutgoingBody::finish(body, None).map_err(|e| error_code(&e))
+    }
+}
+
+fn stream_error(what: &str, e: StreamError) -> TransportError {
+    match e {
+        StreamError::Closed => err(&format!("{what}: stream closed")),
+        StreamError::LastOperationFailed(e) => err(&format!("{what}: {}", e.to_debug_string())),
+    }
+}
+
 impl InFlight {
-    /// Sends `request`.
-    pub fn start(request: Request) -> Result<InFlight, TransportError> {
+    /// Sends `request`; a [`RequestBody::Transfer`] body streams from `source`.
+    pub fn start(request: Request, source: Option<BodyStream>) -> Result<InFlight, TransportError> {
         let fields: Vec<(String, Vec<u8>)> = request
             .headers
             .iter()
@@ -125,39 +173,86 @@ impl InFlight {
             .map_err(|()| bad("path"))?;
         let body = out.body().map_err(|()| err("request body already taken"))?;
 
-        let future = if request.body.is_empty() {
-            // An empty body is finished before the request starts, so the
-            // host never sees a half-open body on a GET (FACTS-wasm pitfall 2).
-            OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
-            outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?
-        } else {
-            let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
-            {
-                let stream = body
+        match &request.body {
+            RequestBody::Empty => {
+                // An empty body is finished before the request starts, so the
+                // host never sees a half-open body on a GET (FACTS-wasm pitfall 2).
+                OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
+                let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
+                Ok(InFlight {
+                    upload: None,
+                    future,
+                    request,
+                })
+            }
+            RequestBody::Bytes(bytes) => {
+                let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
+                {
+                    let stream = body
+                        .write()
+                        .map_err(|()| err("request body stream already taken"))?;
+                    for chunk in bytes.chunks(WRITE_CHUNK) {
+                        stream
+                            .blocking_write_and_flush(chunk)
+                            .map_err(|e| stream_error("writing the request body", e))?;
+                    }
+                }
+                OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
+                Ok(InFlight {
+                    upload: None,
+                    future,
+                    request,
+                })
+            }
+            RequestBody::Transfer { .. } => {
+                let source = source.ok_or_else(|| err("the body to stream is not held"))?;
+                let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
+                let sink = body
                     .write()
                     .map_err(|()| err("request body stream already taken"))?;
-                for chunk in request.body.chunks(WRITE_CHUNK) {
-                    stream
-                        .blocking_write_and_flush(chunk)
-                        .map_err(|e| err(&format!("writing the request body failed: {e:?}")))?;
-                }
+                let upload = Upload { sink, body, source };
+                Ok(InFlight {
+                    upload: Some(upload),
+                    future,
+                    request,
+                })
             }
-            OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
-            future
-        };
-        Ok(InFlight { future, request })
+        }
     }
 
-    /// A pollable that is ready once the response head arrived. Drop it
-    /// before this `InFlight`.
-    pub fn subscribe(&self) -> wasi::io::poll::Pollable {
-        self.future.subscribe()
+    /// Pollables that are ready when there is something to do: the response
+    /// head arrived, or an upload can move bytes. Drop them before this `InFlight`.
+    pub fn subscribe(&self) -> Vec<wasi::io::poll::Pollable> {
+        let mut p = vec![self.future.subscribe()];
+        if let Some(u) = &self.upload {
+            p.push(u.sink.subscribe());
+            p.push(u.source.stream.subscribe());
+        }
+        p
+    }
+
+    /// Moves an upload's bytes along, and ends its body when the source is done.
+    pub fn pump(&mut self) -> Result<(), TransportError> {
+        if let Some(upload) = self.upload.as_mut() {
+            if upload.pump()? {
+                if let Some(done) = self.upload.take() {
+                    done.finish()?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The response once its head arrived, with its body read as the
     /// request asked; the request back while it has not.
-    pub fn poll(self) -> Poll {
-        match self.future.get() {
+    pub fn poll(mut self) -> Poll {
+        let Some(result) = self.future.get() else {
+            return Poll::Pending(self);
+        };
+        // An answer before the body was all sent (an error, most likely):
+        // the rest of the body is abandoned.
+        drop(self.upload.take());
+        match Some(result) {
             None => Poll::Pending(self),
             Some(Err(())) => Poll::Ready(Err(err("response already taken"))),
             Some(Ok(Err(code))) => Poll::Ready(Err(error_code(&code))),

@@ -133,6 +133,14 @@ impl Client {
         if let Some(t) = self.tokens.get(&(host.to_string(), scope.to_string())) {
             return Some(t.clone());
         }
+        // A token for more (pull,push) serves less (pull).
+        let wider = self
+            .tokens
+            .iter()
+            .find(|((h, s), _)| h == host && scopes_cover(s, scope));
+        if let Some((_, t)) = wider {
+            return Some(t.clone());
+        }
         if self.basic_hosts.contains(host) {
             if let Some(Credential::Basic { username, password }) = self.credential(host) {
                 return Some(Credential::basic_header(username, password));
@@ -149,6 +157,28 @@ impl Client {
     pub(crate) fn mark_basic(&mut self, host: &str) {
         self.basic_hosts.insert(host.to_string());
     }
+}
+
+/// Whether the scopes of `granted` (space-separated `type:name:actions`)
+/// include every action of `wanted`.
+fn scopes_cover(granted: &str, wanted: &str) -> bool {
+    let split = |s: &str| -> Vec<(String, String)> {
+        s.split(' ')
+            .filter_map(|scope| {
+                let (kind_name, actions) = scope.rsplit_once(':')?;
+                Some(
+                    actions
+                        .split(',')
+                        .map(|a| (kind_name.to_string(), a.to_string()))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .flatten()
+            .collect()
+    };
+    let have = split(granted);
+    let want = split(wanted);
+    !want.is_empty() && want.iter().all(|w| have.contains(w))
 }
 
 /// `host` of `host:port` (and `[v6]` of `[v6]:port`).
@@ -183,6 +213,18 @@ mod tests {
             c.registry_url("docker.io", "/v2/").to_string(),
             "https://registry-1.docker.io/v2/"
         );
+    }
+
+    #[test]
+    fn wider_scopes_cover_narrower_ones() {
+        assert!(scopes_cover("repository:a:pull,push", "repository:a:pull"));
+        assert!(scopes_cover(
+            "repository:a:pull,push repository:b:pull",
+            "repository:b:pull"
+        ));
+        assert!(!scopes_cover("repository:a:pull", "repository:a:pull,push"));
+        assert!(!scopes_cover("repository:a:pull", "repository:ab:pull"));
+        assert!(!scopes_cover("repository:a:pull", ""));
     }
 
     #[test]

@@ -14,6 +14,28 @@ pub fn blob_path(repository: &str, digest: &Digest) -> String {
     format!("/v2/{repository}/blobs/{digest}")
 }
 
+/// `/v2/<repo>/blobs/uploads/`: starts an upload session.
+pub fn upload_path(repository: &str) -> String {
+    format!("/v2/{repository}/blobs/uploads/")
+}
+
+/// `/v2/<repo>/blobs/uploads/?mount=<digest>&from=<source repo>`: a cross-repository mount.
+pub fn mount_path(repository: &str, digest: &Digest, from: &str) -> String {
+    format!("/v2/{repository}/blobs/uploads/?mount={digest}&from={from}")
+}
+
+/// The upload URL with `digest=` added, for the PUT that completes it.
+pub fn with_digest_query(url: &crate::http::Url, digest: &Digest) -> crate::http::Url {
+    let mut url = url.clone();
+    let sep = if url.path_and_query.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    url.path_and_query = format!("{}{sep}digest={digest}", url.path_and_query);
+    url
+}
+
 /// Error codes that mean "no such object" when a registry answers a read.
 pub const NOT_FOUND_CODES: &[&str] = &["BLOB_UNKNOWN", "MANIFEST_UNKNOWN", "NAME_UNKNOWN"];
 

@@ -213,10 +213,43 @@ pub struct Request {
     pub url: Url,
     /// Headers, `User-Agent` and `Authorization` included.
     pub headers: Headers,
-    /// Body bytes (small bodies only; large uploads are streamed by name).
-    pub body: Vec<u8>,
+    /// The body.
+    pub body: RequestBody,
     /// What to do with the response body.
     pub body_mode: BodyMode,
+}
+
+/// What a request carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestBody {
+    /// Nothing.
+    Empty,
+    /// These bytes (manifests, small blobs).
+    Bytes(Vec<u8>),
+    /// The held body of an earlier response (a blob GET), streamed through
+    /// by the driver without passing through the core: `size` bytes exactly.
+    Transfer {
+        /// The request whose held response body to send.
+        from: RequestId,
+        /// Its length, sent as `Content-Length`.
+        size: u64,
+    },
+}
+
+impl RequestBody {
+    /// The body's length, when it has one.
+    pub fn len(&self) -> Option<u64> {
+        match self {
+            RequestBody::Empty => None,
+            RequestBody::Bytes(b) => Some(b.len() as u64),
+            RequestBody::Transfer { size, .. } => Some(*size),
+        }
+    }
+
+    /// Whether there is no body.
+    pub fn is_empty(&self) -> bool {
+        self.len().unwrap_or(0) == 0
+    }
 }
 
 /// What a driver got back.

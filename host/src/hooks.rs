@@ -4,6 +4,8 @@
 
 use std::error::Error as _;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
@@ -32,15 +34,28 @@ pub fn pooled_client() -> std::io::Result<Pooled> {
         .build(https))
 }
 
+/// What went over the wire, for progress reports: counted here, in the
+/// hook every request passes, so the component needs no progress API.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Request body bytes sent (uploads).
+    pub bytes_sent: AtomicU64,
+    /// Objects written: answers 201 Created (blob uploads, mounts, manifests).
+    pub objects_written: AtomicU64,
+    /// Requests sent.
+    pub requests: AtomicU64,
+}
+
 /// Hooks stored per component instance.
 pub struct Hooks {
     client: Pooled,
+    traffic: Arc<Traffic>,
 }
 
 impl Hooks {
-    /// Hooks sending through `client`.
-    pub fn new(client: Pooled) -> Self {
-        Hooks { client }
+    /// Hooks sending through `client`, counting into `traffic`.
+    pub fn new(client: Pooled, traffic: Arc<Traffic>) -> Self {
+        Hooks { client, traffic }
     }
 }
 
@@ -64,6 +79,7 @@ impl WasiHttpHooks for Hooks {
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
         let client = self.client.clone();
+        let traffic = self.traffic.clone();
         Box::new(async move {
             let (parts, body) = request.into_parts();
             // GET and HEAD carry no body: hand hyper a finished one so a
@@ -71,12 +87,25 @@ impl WasiHttpHooks for Hooks {
             let body = if parts.method == http::Method::GET || parts.method == http::Method::HEAD {
                 Empty::new().map_err(|never| match never {}).boxed_unsync()
             } else {
-                body
+                let counter = traffic.clone();
+                body.map_frame(move |frame| {
+                    if let Some(data) = frame.data_ref() {
+                        counter
+                            .bytes_sent
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                    frame
+                })
+                .boxed_unsync()
             };
+            traffic.requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(method = %parts.method, uri = %parts.uri, "sending");
             let request = http::Request::from_parts(parts, body);
             let response = client.request(request).await.map_err(client_error)?;
             tracing::debug!(status = %response.status(), "answered");
+            if response.status() == http::StatusCode::CREATED {
+                traffic.objects_written.fetch_add(1, Ordering::Relaxed);
+            }
             let response = response.map(|b| b.map_err(Error::from).boxed_unsync());
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });

@@ -50,6 +50,9 @@ enum Command {
     /// Print the synthesized index of each reference (platforms, bashbrew
     /// architectures, where each entry comes from).
     Index(commands::index::IndexArgs),
+    /// Copy an image or index with all its children (or, with --blob, one
+    /// blob) from SRC to DST and print the resulting descriptor.
+    Copy(commands::copy::CopyArgs),
 }
 
 fn main() {
@@ -89,5 +92,6 @@ async fn run(cli: Cli) -> Result<(), HostError> {
     match cli.command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,
+        Command::Copy(args) => commands::copy::run(&runtime, config, args).await,
     }
 }

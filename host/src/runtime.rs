@@ -4,6 +4,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
@@ -12,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::error::HostError;
-use crate::hooks::{pooled_client, Hooks};
+use crate::hooks::{pooled_client, Hooks, Traffic};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -57,6 +58,8 @@ pub struct Runtime {
     engine: Engine,
     pre: RelayPre<State>,
     http: crate::hooks::Pooled,
+    /// What every instance of this runtime sent, for progress reports.
+    pub traffic: Arc<Traffic>,
 }
 
 impl Runtime {
@@ -79,7 +82,12 @@ impl Runtime {
             RelayPre::new(pre).map_err(HostError::runtime("binding the component's exports"))?;
         let http = pooled_client()
             .map_err(|e| HostError::Setup(format!("loading system TLS roots: {e}")))?;
-        Ok(Runtime { engine, pre, http })
+        Ok(Runtime {
+            engine,
+            pre,
+            http,
+            traffic: Arc::default(),
+        })
     }
 
     /// A new instance with one client of the given configuration.
@@ -88,7 +96,7 @@ impl Runtime {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: Hooks::new(self.http.clone()),
+            hooks: Hooks::new(self.http.clone(), self.traffic.clone()),
         };
         let mut store = Store::new(&self.engine, state);
         let relay = self
@@ -197,6 +205,46 @@ impl Session {
             });
         }
         Ok(out)
+    }
+
+    /// Copies manifest `src` (with all its children) to `dst`.
+    pub async fn copy_manifest(
+        &mut self,
+        src: &ocirelay_core::Reference,
+        dst: &ocirelay_core::Reference,
+    ) -> Result<wit::Descriptor, HostError> {
+        let children = wit::ChildRefs {
+            by_digest: Vec::new(),
+            fallback: None,
+        };
+        Ok(self
+            .relay
+            .ocirelay_registry_registry()
+            .client()
+            .call_copy_manifest(
+                &mut self.store,
+                self.client,
+                &to_wit(src),
+                &to_wit(dst),
+                &children,
+            )
+            .await
+            .map_err(HostError::runtime("calling copy-manifest"))??)
+    }
+
+    /// Copies blob `src` to `dst`.
+    pub async fn copy_blob(
+        &mut self,
+        src: &ocirelay_core::Reference,
+        dst: &ocirelay_core::Reference,
+    ) -> Result<wit::Descriptor, HostError> {
+        Ok(self
+            .relay
+            .ocirelay_registry_registry()
+            .client()
+            .call_copy_blob(&mut self.store, self.client, &to_wit(src), &to_wit(dst))
+            .await
+            .map_err(HostError::runtime("calling copy-blob"))??)
     }
 
     /// The next chunk of `found`'s content; empty at the end (which is

@@ -6,7 +6,8 @@ use crate::auth::{parse_token_response, AuthScheme, Challenge, Credential};
 use crate::client::Client;
 use crate::error::Error;
 use crate::http::{
-    BodyMode, Headers, Method, Request, RequestId, Response, TransportError, Url, SMALL_BODY_LIMIT,
+    BodyMode, Headers, Method, Request, RequestBody, RequestId, Response, TransportError, Url,
+    SMALL_BODY_LIMIT,
 };
 use crate::ops::{Operation, Output};
 
@@ -28,16 +29,47 @@ pub struct Exchanged {
 pub struct ExchangeSpec {
     /// Registry host as in the reference (`docker.io`, `localhost:5000`).
     pub registry: String,
-    /// Token scope, e.g. `repository:foo:pull`.
-    pub scope: String,
+    /// Token scopes, e.g. `repository:foo:pull` (a mount also needs `pull`
+    /// on its source repository).
+    pub scopes: Vec<String>,
     /// Method.
     pub method: Method,
-    /// Path and query on the registry.
-    pub path: String,
+    /// Where: a path on the registry, or an absolute URL it handed out
+    /// (an upload's `Location`).
+    pub target: Target,
     /// `Accept`, when the endpoint needs one.
     pub accept: Option<&'static str>,
+    /// `Content-Type` of the body, when there is one.
+    pub content_type: Option<String>,
+    /// The request body.
+    pub body: RequestBody,
     /// What to do with the response body.
     pub body_mode: BodyMode,
+}
+
+/// Where an exchange sends its request.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Path and query on the registry.
+    Path(String),
+    /// An absolute URL (resolved already).
+    Url(Url),
+}
+
+impl ExchangeSpec {
+    /// A GET or HEAD of `path` on `registry` with `scopes`, no body.
+    pub fn read(registry: &str, scopes: Vec<String>, method: Method, path: String) -> Self {
+        ExchangeSpec {
+            registry: registry.to_string(),
+            scopes,
+            method,
+            target: Target::Path(path),
+            accept: None,
+            content_type: None,
+            body: RequestBody::Empty,
+            body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -70,6 +102,8 @@ pub struct Exchange {
     spec: ExchangeSpec,
     /// The registry's API authority: credentials go there and nowhere else.
     registry_authority: String,
+    /// The scopes as one token-cache key.
+    scope_key: String,
     url: Url,
     state: State,
     redirects: u8,
@@ -80,9 +114,14 @@ pub struct Exchange {
 impl Exchange {
     /// An exchange for `spec` (nothing is sent until polled).
     pub fn new(client: &Client, spec: ExchangeSpec) -> Self {
-        let url = client.registry_url(&spec.registry, &spec.path);
+        let registry_authority = client.registry_url(&spec.registry, "/").authority;
+        let url = match &spec.target {
+            Target::Path(path) => client.registry_url(&spec.registry, path),
+            Target::Url(url) => url.clone(),
+        };
         Exchange {
-            registry_authority: url.authority.clone(),
+            scope_key: spec.scopes.join(" "),
+            registry_authority,
             url,
             spec,
             state: State::Ready,
@@ -109,7 +148,10 @@ impl Exchange {
         response: Response,
     ) {
         let status = response.status;
-        if status == 401 && self.on_registry() {
+        // A streamed body cannot be sent twice: its 401 is final (the
+        // operation gets its token on an earlier request of the same scopes).
+        let replayable = !matches!(self.spec.body, RequestBody::Transfer { .. });
+        if status == 401 && self.on_registry() && replayable {
             let challenge = response
                 .headers
                 .get_all("www-authenticate")
@@ -124,14 +166,14 @@ impl Exchange {
                     if let Some(Credential::Bearer(token)) = credential {
                         client.store_token(
                             &self.registry_authority,
-                            &self.spec.scope,
+                            &self.scope_key,
                             format!("Bearer {token}"),
                         );
                         self.fresh_token = true;
                         self.state = State::Ready;
                         return;
                     }
-                    match challenge.token_url(std::slice::from_ref(&self.spec.scope)) {
+                    match challenge.token_url(&self.spec.scopes) {
                         Ok(url) => {
                             self.state = State::TokenNeeded {
                                 url,
@@ -205,7 +247,7 @@ impl Exchange {
                 Ok(token) => {
                     client.store_token(
                         &self.registry_authority,
-                        &self.spec.scope,
+                        &self.scope_key,
                         format!("Bearer {token}"),
                     );
                     self.fresh_token = true;
@@ -247,12 +289,18 @@ impl Operation for Exchange {
                 if let Some(accept) = self.spec.accept {
                     headers.set("Accept", accept);
                 }
+                if let Some(content_type) = &self.spec.content_type {
+                    headers.set("Content-Type", content_type.clone());
+                }
+                if let Some(len) = self.spec.body.len() {
+                    headers.set("Content-Length", len.to_string());
+                }
                 let mut sent = SentAuth::None;
                 // Credentials and tokens never leave the registry's host (a
                 // redirect to blob storage elsewhere goes without them).
                 if self.on_registry() {
                     if let Some(auth) =
-                        client.authorization(&self.registry_authority, &self.spec.scope)
+                        client.authorization(&self.registry_authority, &self.scope_key)
                     {
                         sent = if auth.starts_with("Basic ") {
                             SentAuth::Basic
@@ -269,7 +317,7 @@ impl Operation for Exchange {
                         method: self.spec.method,
                         url: self.url.clone(),
                         headers,
-                        body: Vec::new(),
+                        body: self.spec.body.clone(),
                         body_mode: self.spec.body_mode,
                     },
                 )
@@ -303,7 +351,7 @@ impl Operation for Exchange {
                         method: Method::Get,
                         url,
                         headers,
-                        body: Vec::new(),
+                        body: RequestBody::Empty,
                         body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
                     },
                 )

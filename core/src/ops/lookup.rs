@@ -94,6 +94,9 @@ pub struct Lookup {
     exchange: Option<Exchange>,
     /// A HEAD that lacked digest or size was replaced by a GET.
     head_fell_back: bool,
+    /// Token actions asked for: `pull`, or `pull,push` when the lookup
+    /// precedes a push (one token then serves both).
+    actions: &'static str,
     outcome: Option<Result<Option<Found>>>,
 }
 
@@ -146,8 +149,16 @@ impl Lookup {
             key,
             exchange: None,
             head_fell_back: false,
+            actions: "pull",
             outcome: None,
         }
+    }
+
+    /// Asks for a push token: for a lookup in a repository about to be
+    /// pushed to.
+    pub fn for_push(mut self) -> Self {
+        self.actions = "pull,push";
+        self
     }
 
     /// What the cache already knows, in the shape this lookup returns.
@@ -187,7 +198,13 @@ impl Lookup {
         found
     }
 
-    fn spec(reference: &Reference, kind: LookupKind, method: Method) -> ExchangeSpec {
+    fn spec(
+        reference: &Reference,
+        kind: LookupKind,
+        method: Method,
+        actions: &str,
+    ) -> ExchangeSpec {
+        let scope = repository_scope(&reference.repository, actions);
         let (path, accept, body_mode) = match (kind, &reference.digest) {
             (LookupKind::Blob, Some(d)) => {
                 let body_mode = BodyMode::Stream {
@@ -202,12 +219,9 @@ impl Lookup {
             ),
         };
         ExchangeSpec {
-            registry: reference.host.clone(),
-            scope: repository_scope(&reference.repository, "pull"),
-            method,
-            path,
             accept,
             body_mode,
+            ..ExchangeSpec::read(&reference.host, vec![scope], method, path)
         }
     }
 
@@ -278,7 +292,12 @@ impl Lookup {
                     self.head_fell_back = true;
                     self.exchange = Some(Exchange::new(
                         client,
-                        Self::spec(&self.reference, LookupKind::Manifest, Method::Get),
+                        Self::spec(
+                            &self.reference,
+                            LookupKind::Manifest,
+                            Method::Get,
+                            self.actions,
+                        ),
                     ));
                     return None;
                 }
@@ -450,7 +469,7 @@ impl Operation for Lookup {
                 } else {
                     Method::Get
                 };
-                let spec = Self::spec(&self.reference, self.options.kind, method);
+                let spec = Self::spec(&self.reference, self.options.kind, method, self.actions);
                 self.exchange = Some(Exchange::new(client, spec));
                 continue;
             };

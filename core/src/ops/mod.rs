@@ -4,6 +4,10 @@
 //! and hand every answer to [`Operation::handle_response`] with its id.
 
 pub mod batch;
+pub mod copy_blob;
+pub mod copy_manifest;
+pub mod ensure_blob;
+pub mod ensure_manifest;
 pub mod exchange;
 pub mod group;
 pub mod lookup;

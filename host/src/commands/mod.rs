@@ -1,4 +1,5 @@
 //! One module per command.
 
+pub mod copy;
 pub mod index;
 pub mod lookup;

@@ -1,0 +1,80 @@
+//! `ocirelay copy`: an image or index with all its children (or one blob)
+//! from one reference to another.
+
+use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ocirelay_core::Reference;
+
+use crate::commands::lookup::descriptor_from_wit;
+use crate::error::HostError;
+use crate::output::write_json;
+use crate::runtime::{wit, Runtime};
+
+/// Arguments of `ocirelay copy`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Copies keep the exact bytes and media types, so digests never change.
+Within one registry, blobs are mounted across repositories (no bytes move);
+across registries they stream from source to destination in bounded memory,
+layers in parallel. Content already at the destination is not sent again: a
+re-run costs one HEAD. Prints the resulting descriptor as JSON; on a terminal,
+progress (bytes and objects written) goes to stderr.")]
+pub struct CopyArgs {
+    /// Copy a single blob (SRC must name a digest) instead of a manifest.
+    #[arg(long)]
+    pub blob: bool,
+    /// What to copy, e.g. `localhost:5000/app:v1` or `…/app@sha256:…`.
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// Where to, e.g. `registry.example/app:v1` (a tag, a digest, or neither:
+    /// then it is pushed by digest).
+    #[arg(value_name = "DST")]
+    pub dst: String,
+}
+
+/// Runs the command.
+pub async fn run(runtime: &Runtime, config: wit::Config, args: CopyArgs) -> Result<(), HostError> {
+    let src = Reference::parse(&args.src)?;
+    let dst = Reference::parse(&args.dst)?;
+    let progress = std::io::stderr().is_terminal().then(|| progress(runtime));
+    let mut session = runtime.session(config).await?;
+    let result = if args.blob {
+        session.copy_blob(&src, &dst).await
+    } else {
+        session.copy_manifest(&src, &dst).await
+    };
+    if let Some((bar, task)) = progress {
+        task.abort();
+        bar.finish_and_clear();
+    }
+    let descriptor = descriptor_from_wit(&result?)?;
+    write_json(&mut std::io::stdout().lock(), &descriptor)
+        .map_err(|e| HostError::Setup(format!("writing output: {e}")))
+}
+
+/// A spinner with bytes and objects written, refreshed from the hook's counters.
+fn progress(runtime: &Runtime) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let traffic = runtime.traffic.clone();
+    let shown = bar.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let bytes = traffic.bytes_sent.load(Ordering::Relaxed);
+            shown.set_message(format!(
+                "{} sent, {} objects written, {} requests",
+                indicatif::HumanBytes(bytes),
+                traffic.objects_written.load(Ordering::Relaxed),
+                traffic.requests.load(Ordering::Relaxed),
+            ));
+            shown.tick();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (bar, task)
+}
