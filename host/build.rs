@@ -27,7 +27,14 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--locked", "--release", "-p", "ocirelay-component"])
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            "component",
+            "-p",
+            "ocirelay-component",
+        ])
         .args(["--target", "wasm32-wasip2", "--target-dir"])
         .arg(&target_dir);
     for var in [
@@ -51,7 +58,7 @@ fn main() {
              (rustup target add wasm32-wasip2)"
         );
     }
-    let wasm = target_dir.join("wasm32-wasip2/release/ocirelay_component.wasm");
+    let wasm = target_dir.join("wasm32-wasip2/component/ocirelay_component.wasm");
     let out =
         PathBuf::from(env::var("OUT_DIR").expect("set by cargo")).join("ocirelay_component.wasm");
     std::fs::copy(&wasm, &out).unwrap_or_else(|e| panic!("copying {}: {e}", wasm.display()));

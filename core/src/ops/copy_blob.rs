@@ -80,6 +80,23 @@ impl CopyBlob {
                 return Err(Error::InvalidInput(format!("{r}: blobs cannot have tags")));
             }
         }
+        // Already made present at the destination by this client: done.
+        let dst_repo = format!("{}/{}", destination.host, destination.repository);
+        if let Some(cached) = client.cache.object(&dst_repo, &digest) {
+            let media_type = known
+                .as_ref()
+                .map_or(OCTET_STREAM, |k| k.media_type.as_str());
+            let d = Descriptor::new(media_type, digest.clone(), cached.descriptor.size);
+            let (stage, outcome) = (Stage::Finished, Some(Ok(d)));
+            return Ok(CopyBlob {
+                source,
+                destination,
+                digest,
+                known,
+                stage,
+                outcome,
+            });
+        }
         let stage = if source.host == destination.host {
             let scopes = vec![
                 repository_scope(&destination.repository, "pull,push"),

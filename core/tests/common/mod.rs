@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use ocirelay_core::auth::Credential;
-use ocirelay_core::http::{Method, Request, RequestId, Response, ResponseBody, TransportError};
+use ocirelay_core::http::{
+    Method, Request, RequestBody, RequestId, Response, ResponseBody, TransportError,
+};
 use ocirelay_core::media_type::OCI_MANIFEST;
 use ocirelay_core::{Client, ClientConfig, Digest, Operation, Output};
 
@@ -104,12 +106,21 @@ pub fn urls(sent: &[Request]) -> Vec<String> {
 }
 
 /// A registry of scripted content: objects by digest and tags, per
-/// repository, answered like the real thing.
+/// repository, answered like the real thing, pushes and mounts included.
 #[derive(Default)]
 pub struct ScriptedRegistry {
     /// (repository, digest) -> (media type, bytes)
     objects: HashMap<(String, String), (String, Vec<u8>)>,
     tags: HashMap<(String, String), String>,
+    /// Upload sessions: id -> repository.
+    uploads: HashMap<u32, String>,
+    next_upload: u32,
+    /// Mounts are refused (as registries that cannot see the source do).
+    pub refuse_mounts: bool,
+    /// Mounts open an upload session instead of mounting.
+    pub mounts_open_sessions: bool,
+    /// Blob GETs bigger than this are answered with a held body.
+    pub hold_above: Option<u64>,
 }
 
 impl ScriptedRegistry {
@@ -125,6 +136,100 @@ impl ScriptedRegistry {
     pub fn tag(&mut self, repository: &str, tag: &str, digest: &Digest) {
         self.tags
             .insert((repository.into(), tag.into()), digest.to_string());
+    }
+
+    pub fn has(&self, repository: &str, digest: &Digest) -> bool {
+        self.objects
+            .contains_key(&(repository.into(), digest.to_string()))
+    }
+
+    /// Answers reads and writes: uploads (POST, then PUT with `digest=`),
+    /// mounts, and manifest PUTs, which need their children present.
+    pub fn serve(&mut self, req: &Request) -> Result<Response, TransportError> {
+        let path = req.url.path_and_query.clone();
+        match req.method {
+            Method::Get | Method::Head => self.answer(req),
+            Method::Post => {
+                let rest = path.trim_start_matches("/v2/");
+                let (repo, query) = rest.split_once("/blobs/uploads/").expect("upload path");
+                if let Some(q) = query.strip_prefix("?mount=") {
+                    let (digest, from) = q.split_once("&from=").expect("mount query");
+                    if self.refuse_mounts {
+                        return Ok(response(404, &[], b""));
+                    }
+                    let key = (from.to_string(), digest.to_string());
+                    let found = self.objects.get(&key).cloned();
+                    if let (false, Some(obj)) = (self.mounts_open_sessions, found) {
+                        self.objects.insert((repo.into(), digest.into()), obj);
+                        return Ok(response(201, &[("Docker-Content-Digest", digest)], b""));
+                    }
+                }
+                self.next_upload += 1;
+                self.uploads.insert(self.next_upload, repo.into());
+                let location = format!("/upload/{}?state=x", self.next_upload);
+                Ok(response(202, &[("Location", &location)], b""))
+            }
+            Method::Put if path.starts_with("/upload/") => {
+                let id: u32 = path[8..].split('?').next().unwrap().parse().unwrap();
+                let repo = self.uploads.remove(&id).expect("an open session");
+                let digest = path
+                    .split("digest=")
+                    .nth(1)
+                    .expect("digest= on the PUT")
+                    .to_string();
+                let bytes = match &req.body {
+                    RequestBody::Bytes(b) => {
+                        if Digest::sha256(b).to_string() != digest {
+                            let e = br#"{"errors":[{"code":"DIGEST_INVALID"}]}"#;
+                            return Ok(response(400, &[], e));
+                        }
+                        b.clone()
+                    }
+                    // A streamed body: the scripted driver carries no bytes.
+                    RequestBody::Transfer { size, .. } => vec![0; *size as usize],
+                    RequestBody::Empty => Vec::new(),
+                };
+                self.objects.insert(
+                    (repo, digest.clone()),
+                    ("application/octet-stream".into(), bytes),
+                );
+                Ok(response(201, &[("Docker-Content-Digest", &digest)], b""))
+            }
+            Method::Put => {
+                let rest = path.trim_start_matches("/v2/");
+                let (repo, object) = rest.rsplit_once("/manifests/").expect("manifest path");
+                let RequestBody::Bytes(bytes) = &req.body else {
+                    panic!("manifests are sent whole")
+                };
+                let children = ocirelay_core::manifest::ManifestChildren::parse(bytes).unwrap();
+                let all = children
+                    .manifests
+                    .iter()
+                    .chain(children.config.iter())
+                    .chain(children.layers.iter());
+                for c in all {
+                    if c.urls.is_empty() && !self.has(repo, &c.digest) {
+                        let e = br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN"}]}"#;
+                        return Ok(response(400, &[], e));
+                    }
+                }
+                let media_type = req
+                    .headers
+                    .get("content-type")
+                    .unwrap_or_default()
+                    .to_string();
+                let d = self.put(repo, &media_type, bytes);
+                if !object.starts_with("sha256:") {
+                    self.tag(repo, object, &d);
+                }
+                Ok(response(
+                    201,
+                    &[("Docker-Content-Digest", &d.to_string())],
+                    b"",
+                ))
+            }
+            _ => Ok(response(405, &[], b"")),
+        }
     }
 
     /// Answers GET/HEAD of `/v2/<repo>/(manifests|blobs)/<ref>`.
@@ -144,6 +249,16 @@ impl ScriptedRegistry {
         match self.objects.get(&(repo.into(), digest.clone())) {
             Some((media_type, bytes)) => {
                 let len = bytes.len().to_string();
+                let big = self.hold_above.is_some_and(|h| bytes.len() as u64 > h);
+                if req.method == Method::Get && big {
+                    let mut r = response(
+                        200,
+                        &[("Content-Length", &len), ("Docker-Content-Digest", &digest)],
+                        b"",
+                    );
+                    r.body = ResponseBody::Held;
+                    return Ok(r);
+                }
                 let body = if req.method == Method::Head {
                     &[][..]
                 } else {

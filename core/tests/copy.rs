@@ -1,0 +1,567 @@
+//! Pushing and copying against scripted registries: ensure-blob, copy-blob,
+//! ensure-manifest and copy-manifest, with every request asserted.
+
+use std::collections::HashMap;
+
+use ocirelay_core::http::{Method, Request, RequestBody, Response, TransportError};
+use ocirelay_core::media_type::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+use ocirelay_core::ops::copy_blob::CopyBlob;
+use ocirelay_core::ops::copy_manifest::CopyManifest;
+use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
+use ocirelay_core::ops::ensure_manifest::{ChildRefs, EnsureManifest};
+use ocirelay_core::{Client, Descriptor, Digest, Error, Reference};
+use serde_json::json;
+
+mod common;
+use common::{client, drive, drive_concurrently, response, urls, ScriptedRegistry};
+
+const A: &str = "localhost:5000";
+const B: &str = "127.0.0.1:6000";
+
+/// Registries by host; requests are routed by their authority.
+#[derive(Default)]
+struct World(HashMap<String, ScriptedRegistry>);
+
+impl World {
+    fn reg(&mut self, host: &str) -> &mut ScriptedRegistry {
+        self.0.entry(host.to_string()).or_default()
+    }
+
+    fn serve(&mut self, req: &Request) -> Result<Response, TransportError> {
+        self.reg(&req.url.authority.clone()).serve(req)
+    }
+}
+
+fn r(s: &str) -> Reference {
+    Reference::parse(s).unwrap()
+}
+
+/// An image (config + layers) in `repo` of `host`; returns the manifest bytes and its descriptor.
+fn image(world: &mut World, host: &str, repo: &str, layers: &[&[u8]]) -> (Vec<u8>, Descriptor) {
+    let reg = world.reg(host);
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let cd = reg.put(repo, OCI_CONFIG, config);
+    let layers: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            let d = reg.put(repo, "application/octet-stream", l);
+            json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.to_string(), "size": l.len()})
+        })
+        .collect();
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": cd.to_string(), "size": config.len()},
+        "layers": layers,
+    })
+    .to_string()
+    .into_bytes();
+    let d = reg.put(repo, OCI_MANIFEST, &manifest);
+    let len = manifest.len() as u64;
+    (manifest, Descriptor::new(OCI_MANIFEST, d, len))
+}
+
+fn methods(sent: &[Request]) -> Vec<String> {
+    sent.iter()
+        .map(|r| {
+            let path = r.url.path_and_query.split('?').next().unwrap_or("");
+            let kind = if path.contains("/manifests/") {
+                "manifest"
+            } else if path.contains("/blobs/uploads/") || path.starts_with("/upload/") {
+                "upload"
+            } else if path.contains("/blobs/") {
+                "blob"
+            } else {
+                "other"
+            };
+            let mount = if r.url.path_and_query.contains("mount=") {
+                "+mount"
+            } else {
+                ""
+            };
+            format!("{} {}{mount} {}", r.method.as_str(), kind, r.url.authority)
+        })
+        .collect()
+}
+
+#[test]
+fn ensure_blob_checks_its_input_then_heads_only_when_worth_it() {
+    let mut world = World::default();
+    let mut c = client(&[]);
+    let small = b"small blob".to_vec();
+    let d = Digest::sha256(&small);
+
+    // Bad references and lying content: errors before anything is sent.
+    let err = EnsureBlob::new(
+        &c,
+        r(&format!("{A}/x:tag@{d}")),
+        10,
+        BlobSource::Bytes(small.clone()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("blobs cannot have tags"), "{err}");
+    let err = EnsureBlob::new(
+        &c,
+        r(&format!("{A}/x")),
+        10,
+        BlobSource::Bytes(small.clone()),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("blobs must be pushed by digest"),
+        "{err}"
+    );
+    let err = EnsureBlob::new(
+        &c,
+        r(&format!("{A}/x@{d}")),
+        10,
+        BlobSource::Bytes(b"other blob".to_vec()),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Integrity { .. }), "{err}");
+
+    // Small: no HEAD, POST + PUT.
+    let mut op = EnsureBlob::new(
+        &c,
+        r(&format!("{A}/x@{d}")),
+        10,
+        BlobSource::Bytes(small.clone()),
+    )
+    .unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap().digest, d);
+    assert_eq!(
+        methods(&sent),
+        [format!("POST upload {A}"), format!("PUT upload {A}")]
+    );
+    assert_eq!(
+        sent[1].headers.get("content-type"),
+        Some("application/octet-stream")
+    );
+    assert!(sent[1].url.path_and_query.ends_with(&format!("digest={d}")));
+    assert!(world.reg(A).has("x", &d));
+
+    // Big and already present: one HEAD, nothing sent.
+    let big = vec![7u8; 70_000];
+    let bd = world.reg(A).put("x", "application/octet-stream", &big);
+    let mut op = EnsureBlob::new(
+        &c,
+        r(&format!("{A}/x@{bd}")),
+        70_000,
+        BlobSource::Bytes(big),
+    )
+    .unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap().size, 70_000);
+    assert_eq!(methods(&sent), [format!("HEAD blob {A}")]);
+}
+
+#[test]
+fn a_registry_refusing_the_digest_is_an_integrity_error() {
+    let mut c = client(&[]);
+    let content = b"content".to_vec();
+    let d = Digest::sha256(&content);
+    let mut op =
+        EnsureBlob::new(&c, r(&format!("{A}/x@{d}")), 7, BlobSource::Bytes(content)).unwrap();
+    let (out, _) = drive(&mut c, &mut op, |q| {
+        Ok(match q.method {
+            Method::Post => response(202, &[("Location", "/upload/1")], b""),
+            _ => response(400, &[], br#"{"errors":[{"code":"DIGEST_INVALID"}]}"#),
+        })
+    });
+    let err = out.unwrap_err();
+    assert!(
+        matches!(err, Error::Integrity { .. }) && err.to_string().contains("DIGEST_INVALID"),
+        "{err}"
+    );
+}
+
+#[test]
+fn copy_blob_within_a_registry_mounts() {
+    let mut world = World::default();
+    let (_, _) = image(&mut world, A, "src", &[b"layer"]);
+    let d = Digest::sha256(b"layer");
+    let mut c = client(&[]);
+    let mut op = CopyBlob::new(
+        &c,
+        r(&format!("{A}/src@{d}")),
+        r(&format!("{A}/dst")),
+        Some(Descriptor::new("l", d.clone(), 5)),
+    )
+    .unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap(), Descriptor::new("l", d.clone(), 5));
+    assert_eq!(methods(&sent), [format!("POST upload+mount {A}")]);
+    assert!(sent[0]
+        .url
+        .path_and_query
+        .ends_with(&format!("?mount={d}&from=src")));
+    assert!(world.reg(A).has("dst", &d));
+
+    // The cache knows it now: ensuring it again costs nothing.
+    let mut op = CopyBlob::new(
+        &c,
+        r(&format!("{A}/src@{d}")),
+        r(&format!("{A}/dst")),
+        Some(Descriptor::new("l", d.clone(), 70_000)),
+    )
+    .unwrap();
+    let (_, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert!(sent.is_empty(), "made present by this client: no request");
+}
+
+#[test]
+fn a_mount_answered_with_a_session_streams_into_it() {
+    let mut world = World::default();
+    world.reg(A).mounts_open_sessions = true;
+    world.reg(A).hold_above = Some(0);
+    image(&mut world, A, "src", &[b"big layer"]);
+    let d = Digest::sha256(b"big layer");
+    let mut c = client(&[]);
+    let mut op =
+        CopyBlob::new(&c, r(&format!("{A}/src@{d}")), r(&format!("{A}/dst")), None).unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap().size, 9);
+    assert_eq!(
+        methods(&sent),
+        [
+            format!("POST upload+mount {A}"),
+            format!("GET blob {A}"),
+            format!("PUT upload {A}")
+        ],
+        "no second POST: the mount's session is used"
+    );
+    assert_eq!(
+        sent[2].body,
+        RequestBody::Transfer {
+            from: ocirelay_core::http::RequestId(2),
+            size: 9
+        }
+    );
+}
+
+#[test]
+fn a_refused_mount_falls_back_to_a_copy() {
+    let mut world = World::default();
+    world.reg(A).refuse_mounts = true;
+    image(&mut world, A, "src", &[b"layer"]);
+    let d = Digest::sha256(b"layer");
+    let mut c = client(&[]);
+    let mut op =
+        CopyBlob::new(&c, r(&format!("{A}/src@{d}")), r(&format!("{A}/dst")), None).unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap().digest, d);
+    assert_eq!(
+        methods(&sent),
+        [
+            format!("POST upload+mount {A}"),
+            format!("GET blob {A}"),
+            format!("POST upload {A}"),
+            format!("PUT upload {A}")
+        ]
+    );
+    assert_eq!(
+        sent[3].body,
+        RequestBody::Bytes(b"layer".to_vec()),
+        "small blobs arrive whole and go whole"
+    );
+}
+
+#[test]
+fn copy_blob_across_registries_heads_then_streams() {
+    let mut world = World::default();
+    world.reg(A).hold_above = Some(1000);
+    let big = vec![3u8; 100_000];
+    let d = world.reg(A).put("src", "application/octet-stream", &big);
+    let known = Descriptor::new(
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        d.clone(),
+        100_000,
+    );
+    let mut c = client(&[]);
+    let mut op = CopyBlob::new(
+        &c,
+        r(&format!("{A}/src@{d}")),
+        r(&format!("{B}/dst@{d}")),
+        Some(known.clone()),
+    )
+    .unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap(), known);
+    assert_eq!(
+        methods(&sent),
+        [
+            format!("HEAD blob {B}"),
+            format!("GET blob {A}"),
+            format!("POST upload {B}"),
+            format!("PUT upload {B}")
+        ]
+    );
+    let RequestBody::Transfer { size, .. } = sent[3].body else {
+        panic!("streamed: {:?}", sent[3].body)
+    };
+    assert_eq!(size, 100_000);
+    assert_eq!(sent[3].headers.get("content-length"), Some("100000"));
+
+    // Present now: a HEAD, nothing else (fresh client, so not from cache).
+    let mut c = client(&[]);
+    let mut op = CopyBlob::new(
+        &c,
+        r(&format!("{A}/src@{d}")),
+        r(&format!("{B}/dst")),
+        Some(known),
+    )
+    .unwrap();
+    let (_, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(methods(&sent), [format!("HEAD blob {B}")]);
+
+    // Bad arguments.
+    let err = CopyBlob::new(&c, r(&format!("{A}/src")), r(&format!("{B}/dst")), None).unwrap_err();
+    assert!(err.to_string().contains("missing digest"), "{err}");
+    let other = Digest::sha256(b"x");
+    let err = CopyBlob::new(
+        &c,
+        r(&format!("{A}/src@{d}")),
+        r(&format!("{B}/dst@{other}")),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
+}
+
+#[test]
+fn ensure_manifest_head_hit_sends_nothing_else() {
+    let mut world = World::default();
+    let (bytes, desc) = image(&mut world, A, "app", &[b"l"]);
+    world.reg(A).tag("app", "v1", &desc.digest);
+    let mut c = client(&[]);
+    let mut op = EnsureManifest::new(
+        r(&format!("{A}/app:v1")),
+        bytes,
+        OCI_MANIFEST,
+        ChildRefs::default(),
+    )
+    .unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap().digest, desc.digest);
+    assert_eq!(methods(&sent), [format!("HEAD manifest {A}")]);
+    assert!(sent[0].url.path_and_query.ends_with("/manifests/v1"));
+}
+
+#[test]
+fn copy_manifest_across_registries_copies_children_then_pushes_again() {
+    let mut world = World::default();
+    let (_, desc) = image(&mut world, A, "src", &[b"one", b"two"]);
+    world.reg(A).tag("src", "v1", &desc.digest);
+    let mut c = client(&[]);
+    let mut op = CopyManifest::new(
+        r(&format!("{A}/src:v1")),
+        r(&format!("{B}/dst:v1")),
+        ChildRefs::default(),
+    );
+    let (out, sent, most) = drive_concurrently(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(
+        out.unwrap().digest,
+        desc.digest,
+        "digests never change in a copy"
+    );
+    let m = methods(&sent);
+    assert_eq!(
+        &m[..3],
+        [
+            format!("GET manifest {A}"),
+            format!("HEAD manifest {B}"),
+            format!("PUT manifest {B}")
+        ]
+    );
+    assert_eq!(m.last().unwrap(), &format!("PUT manifest {B}"));
+    assert_eq!(
+        m.iter().filter(|x| x.starts_with("GET blob")).count(),
+        3,
+        "config and two layers: {m:#?}"
+    );
+    assert!(most >= 3, "children are copied side by side");
+    for blob in [&b"one"[..], b"two"] {
+        assert!(world.reg(B).has("dst", &Digest::sha256(blob)));
+    }
+
+    // The same copy again in this client: one HEAD, answered from the cache.
+    let mut op = CopyManifest::new(
+        r(&format!("{A}/src:v1")),
+        r(&format!("{B}/dst:v1")),
+        ChildRefs::default(),
+    );
+    let (_, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert!(sent.is_empty(), "{:?}", urls(&sent));
+    // A fresh client: the source GET, and one HEAD at the destination.
+    let mut c = client(&[]);
+    let mut op = CopyManifest::new(
+        r(&format!("{A}/src:v1")),
+        r(&format!("{B}/dst:v1")),
+        ChildRefs::default(),
+    );
+    let (_, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(
+        methods(&sent),
+        [format!("GET manifest {A}"), format!("HEAD manifest {B}")]
+    );
+}
+
+#[test]
+fn index_children_are_ensured_recursively_from_their_fallback_refs() {
+    let mut world = World::default();
+    // The child image lives in another repository than the index.
+    let (_, child) = image(&mut world, A, "images", &[b"layer"]);
+    let mut entry = serde_json::to_value(&child).unwrap();
+    entry["platform"] = json!({"architecture": "amd64", "os": "linux"});
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]})
+        .to_string()
+        .into_bytes();
+    let mut c = client(&[]);
+    let mut children = ChildRefs::default();
+    children
+        .by_digest
+        .insert(child.digest.clone(), r(&format!("{A}/images")));
+    let mut op = EnsureManifest::new(
+        r(&format!("{B}/dst:multi")),
+        index.clone(),
+        OCI_INDEX,
+        children,
+    )
+    .unwrap();
+    let (out, sent, _) = drive_concurrently(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap().digest, Digest::sha256(&index));
+    assert!(
+        world.reg(B).has("dst", &child.digest),
+        "the child manifest was ensured"
+    );
+    assert!(
+        world.reg(B).has("dst", &Digest::sha256(b"layer")),
+        "its layer came from the child's own source"
+    );
+    let gets: Vec<String> = sent
+        .iter()
+        .filter(|q| q.method == Method::Get)
+        .map(|q| q.url.path_and_query.clone())
+        .collect();
+    assert!(
+        gets.iter().all(|p| p.starts_with("/v2/images/")),
+        "{gets:#?}"
+    );
+
+    // Without a source for the child, the fallback is the reference itself:
+    // nothing there, so a clear error naming it.
+    let mut c = client(&[]);
+    let mut op = EnsureManifest::new(
+        r(&format!("{B}/elsewhere:x")),
+        index,
+        OCI_INDEX,
+        ChildRefs::default(),
+    )
+    .unwrap();
+    let (out, _) = drive(&mut c, &mut op, |q| world.serve(q));
+    let err = out.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "{B}/elsewhere@{}: manifest not found",
+            child.digest
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn ensure_manifest_checks_digests_both_ways() {
+    let mut world = World::default();
+    let (bytes, desc) = image(&mut world, A, "app", &[b"l"]);
+    // A reference digest that is not the bytes' is an error, up front.
+    let other = Digest::sha256(b"nope");
+    let err = EnsureManifest::new(
+        r(&format!("{A}/app:v1@{other}")),
+        bytes.clone(),
+        OCI_MANIFEST,
+        ChildRefs::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
+
+    // Tag and (matching) digest: HEAD by tag, PUT by tag.
+    let mut c = client(&[]);
+    let mut op = EnsureManifest::new(
+        r(&format!("{A}/app:v2@{}", desc.digest)),
+        bytes.clone(),
+        OCI_MANIFEST,
+        ChildRefs::default(),
+    )
+    .unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert!(out.is_ok());
+    assert!(
+        sent.iter()
+            .all(|q| q.url.path_and_query.ends_with("/manifests/v2")),
+        "{:?}",
+        urls(&sent)
+    );
+
+    // A registry that stores another digest than ours is an error.
+    let mut c = client(&[]);
+    let mut op = EnsureManifest::new(
+        r(&format!("{A}/app:v3")),
+        bytes,
+        OCI_MANIFEST,
+        ChildRefs::default(),
+    )
+    .unwrap();
+    let (out, _) = drive(&mut c, &mut op, |q| {
+        Ok(match q.method {
+            Method::Head => response(404, &[], b""),
+            _ => response(201, &[("Docker-Content-Digest", &other.to_string())], b""),
+        })
+    });
+    let err = out.unwrap_err().to_string();
+    assert!(
+        err.contains("pushed digest from registry") && err.contains(&other.to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn foreign_layers_are_not_copied_and_a_missing_source_is_an_error() {
+    let mut world = World::default();
+    let config = br#"{"architecture":"amd64","os":"windows"}"#;
+    let cd = world.reg(A).put("src", OCI_CONFIG, config);
+    let foreign = Digest::sha256(b"foreign");
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": cd.to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": foreign.to_string(), "size": 7, "urls": ["https://example.invalid/x"]}],
+    })
+    .to_string()
+    .into_bytes();
+    let d = world.reg(A).put("src", OCI_MANIFEST, &manifest);
+    let mut c: Client = client(&[]);
+    let mut op = CopyManifest::new(
+        r(&format!("{A}/src@{d}")),
+        r(&format!("{B}/dst")),
+        ChildRefs::default(),
+    );
+    let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap().digest, d);
+    assert!(
+        !sent
+            .iter()
+            .any(|q| q.url.path_and_query.contains(&foreign.to_string())),
+        "{:?}",
+        urls(&sent)
+    );
+
+    let mut op = CopyManifest::new(
+        r(&format!("{A}/src:missing")),
+        r(&format!("{B}/dst")),
+        ChildRefs::default(),
+    );
+    let (out, _) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(
+        out.unwrap_err().to_string(),
+        format!("invalid input: {A}/src:missing: manifest not found")
+    );
+}
