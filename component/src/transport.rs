@@ -104,20 +104,31 @@ struct Upload {
     sink: OutputStream,
     body: OutgoingBody,
     source: BodyStream,
+    /// Bytes moved so far, and how many the body has (`Content-Length`):
+    /// wasi-http closes the sink once that many were written.
+    sent: u64,
+    size: u64,
 }
 
 impl Upload {
     /// Moves what can be moved now; `true` once the source is exhausted.
     fn pump(&mut self) -> Result<bool, TransportError> {
         loop {
+            if self.sent >= self.size {
+                return Ok(true);
+            }
             let permit = match self.sink.check_write() {
                 Ok(0) => return Ok(false),
                 Ok(n) => n,
                 Err(e) => return Err(stream_error("sending the body", e)),
             };
-            match self.sink.splice(&self.source.stream, permit) {
+            match self
+                .sink
+                .splice(&self.source.stream, permit.min(self.size - self.sent))
+            {
                 Ok(0) => return Ok(false),
-                Ok(_) => {}
+                Ok(n) => self.sent += n,
+                // The source ended early: `finish` reports the shortfall.
                 Err(StreamError::Closed) => return Ok(true),
                 Err(e) => return Err(stream_error("streaming the body", e)),
             }
@@ -126,11 +137,32 @@ impl Upload {
 
     /// Ends the body (wasi-http checks it against `Content-Length`).
     fn finish(self) -> Result<(), TransportError> {
-        let Upload { sink, body, source } = self;
-        sink.blocking_flush()
-            .map_err(|e| stream_error("flushing the body", e))?;
+        let Upload {
+            sink,
+            body,
+            source,
+            sent,
+            size,
+        } = self;
+        let flushed = if sent < size {
+            Err(err(&format!(
+                "the source ended after {sent} of {size} bytes"
+            )))
+        } else {
+            match sink.blocking_flush() {
+                // Closed: wasi-http ended the body itself, every byte written.
+                Ok(()) | Err(StreamError::Closed) => Ok(()),
+                Err(e) => Err(stream_error("flushing the body", e)),
+            }
+        };
+        // Explicit drops on every path: locals would otherwise go in reverse
+        // order, the body before its stream, which traps ("resource has children").
         drop(sink);
         drop(source);
+        if let Err(e) = flushed {
+            drop(body);
+            return Err(e);
+        }
         OutgoingBody::finish(body, None).map_err(|e| error_code(&e))
     }
 }
@@ -204,13 +236,20 @@ impl InFlight {
                     request,
                 })
             }
-            RequestBody::Transfer { .. } => {
+            RequestBody::Transfer { size, .. } => {
+                let size = *size;
                 let source = source.ok_or_else(|| err("the body to stream is not held"))?;
                 let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
                 let sink = body
                     .write()
                     .map_err(|()| err("request body stream already taken"))?;
-                let upload = Upload { sink, body, source };
+                let upload = Upload {
+                    sink,
+                    body,
+                    source,
+                    sent: 0,
+                    size,
+                };
                 Ok(InFlight {
                     upload: Some(upload),
                     future,

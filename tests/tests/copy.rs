@@ -1,0 +1,296 @@
+//! `ocirelay copy` between real registries: mounts, streamed copies, auth,
+//! re-runs, and a source that lies.
+
+use ocirelay_core::Digest;
+use ocirelay_tests::cli::{docker_config, ocirelay_with};
+use ocirelay_tests::{ocirelay, platform, Auth, Flavour, Layout, Registry};
+use serde_json::{json, Value};
+
+/// Request lines (method and path) of the access log since `from`.
+fn requests(registry: &Registry, from: usize) -> Vec<String> {
+    registry.access_log()[from..]
+        .iter()
+        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+        .collect()
+}
+
+/// Like [`requests`], leaving out 401 challenges (token auth answers the
+/// first request of a scope with one, by design).
+fn answered(registry: &Registry, from: usize) -> Vec<String> {
+    registry.access_log()[from..]
+        .iter()
+        .filter(|l| {
+            l.split('"')
+                .nth(2)
+                .is_some_and(|rest| !rest.trim_start().starts_with("401"))
+        })
+        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
+        .collect()
+}
+
+/// A three-platform index, tagged `v1` in `layout`.
+fn three_platforms(layout: &mut Layout) -> ocirelay_core::Descriptor {
+    let entries: Vec<_> = [("amd64", None), ("arm64", Some("v8")), ("s390x", None)]
+        .into_iter()
+        .map(|(arch, variant)| {
+            let layers: [&[u8]; 2] = [arch.as_bytes(), b"shared base layer"];
+            layout.image(Flavour::Oci, &platform("linux", arch, variant), &layers)
+        })
+        .collect();
+    let index = layout.index(Flavour::Oci, &entries);
+    layout.tag("v1", &index);
+    index
+}
+
+fn index_of(reference: &str, env: &[(&str, &str)]) -> Value {
+    let out = ocirelay_with(&["index", reference], env).success();
+    let mut doc = out.json().remove(0);
+    // Where it was found differs by design; everything else must not.
+    doc["annotations"] = json!(null);
+    for m in doc["manifests"].as_array_mut().expect("manifests") {
+        m["annotations"]["org.opencontainers.image.ref.name"] = json!(null);
+    }
+    doc
+}
+
+#[test]
+fn within_one_registry_blobs_are_mounted_and_a_rerun_costs_one_head() {
+    let registry = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let index = three_platforms(&mut layout);
+    layout.push(&registry, "src/app", "v1");
+    let (src, dst) = (
+        registry.reference("src/app:v1"),
+        registry.reference("dst/app:v1"),
+    );
+
+    let before = registry.access_log().len();
+    let out = ocirelay(&["copy", &src, &dst]).success();
+    assert_eq!(out.json()[0]["digest"], json!(index.digest.to_string()));
+    let sent = requests(&registry, before);
+    assert!(
+        !sent
+            .iter()
+            .any(|r| r.starts_with("GET ") && r.contains("/blobs/")),
+        "mounted, not copied:\n{}",
+        sent.join("\n")
+    );
+    assert!(
+        sent.iter().any(|r| r.contains("mount=")),
+        "{}",
+        sent.join("\n")
+    );
+    assert_eq!(index_of(&dst, &[]), index_of(&src, &[]));
+
+    let before = registry.access_log().len();
+    ocirelay(&["copy", &src, &dst]).success();
+    let sent = requests(&registry, before);
+    let at_dst: Vec<_> = sent.iter().filter(|r| r.contains("/dst/")).collect();
+    assert_eq!(
+        at_dst.len(),
+        1,
+        "one HEAD at the destination:\n{}",
+        sent.join("\n")
+    );
+    assert!(at_dst[0].starts_with("HEAD /v2/dst/app/manifests/v1"));
+}
+
+#[test]
+fn across_registries_with_token_auth_both_ways() {
+    let plain = Registry::start(Auth::None);
+    let token = Registry::start(Auth::Token {
+        users: vec![("carol".into(), "pw-carol".into())],
+        public_repositories: vec![],
+    });
+    let config = docker_config(token.host(), "carol", "pw-carol");
+    let env = [("DOCKER_CONFIG", config.path().to_str().unwrap())];
+    let mut layout = Layout::new();
+    let index = three_platforms(&mut layout);
+    layout.push(&plain, "src/app", "v1");
+
+    let src = plain.reference("src/app:v1");
+    let mid = token.reference("mirror/app:v1");
+    let out = ocirelay_with(&["copy", &src, &mid], &env).success();
+    assert_eq!(out.json()[0]["digest"], json!(index.digest.to_string()));
+    assert_eq!(index_of(&mid, &env), index_of(&src, &[]));
+
+    // Back out of the token registry into another repository of the plain one.
+    let back = plain.reference("back/app:v1");
+    ocirelay_with(&["copy", &mid, &back], &env).success();
+    assert_eq!(index_of(&back, &[]), index_of(&src, &[]));
+
+    // A re-run sends HEADs only, one per top-level reference.
+    let before = token.access_log().len();
+    ocirelay_with(&["copy", &src, &mid], &env).success();
+    let sent = answered(&token, before);
+    let registry_requests: Vec<_> = sent
+        .iter()
+        .filter(|r| r.contains(" /v2/") && !r.contains(" /v2/ "))
+        .collect();
+    assert!(
+        registry_requests.iter().all(|r| r.starts_with("HEAD ")),
+        "{}",
+        sent.join("\n")
+    );
+    assert!(
+        registry_requests
+            .iter()
+            .filter(|r| r.contains("/manifests/"))
+            .count()
+            == 1,
+        "{}",
+        sent.join("\n")
+    );
+
+    // Without credentials the token registry refuses the push: a clear error.
+    let out = ocirelay(&["copy", &src, &token.reference("other/app:v1")]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("other/app"), "{}", out.stderr);
+}
+
+#[test]
+fn a_docker_manifest_list_and_a_single_blob() {
+    let a = Registry::start(Auth::None);
+    let b = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let amd64 = layout.image(
+        Flavour::Docker,
+        &platform("linux", "amd64", None),
+        &[b"docker amd64"],
+    );
+    let arm = layout.image(
+        Flavour::Docker,
+        &platform("linux", "arm", Some("v7")),
+        &[b"docker arm"],
+    );
+    let list = layout.index(Flavour::Docker, &[amd64, arm]);
+    layout.tag("list", &list);
+    layout.push(&a, "lib/app", "list");
+    let (src, dst) = (a.reference("lib/app:list"), b.reference("lib/app:list"));
+    let out = ocirelay(&["copy", &src, &dst]).success();
+    assert_eq!(out.json()[0]["digest"], json!(list.digest.to_string()));
+    assert_eq!(
+        out.json()[0]["mediaType"],
+        json!("application/vnd.docker.distribution.manifest.list.v2+json")
+    );
+    assert_eq!(index_of(&dst, &[]), index_of(&src, &[]));
+
+    let layer = Digest::sha256(b"docker arm");
+    let out = ocirelay(&[
+        "copy",
+        "--blob",
+        &a.reference(&format!("lib/app@{layer}")),
+        &b.reference("blobs/only"),
+    ])
+    .success();
+    assert_eq!(out.json()[0]["digest"], json!(layer.to_string()));
+    let out = ocirelay(&[
+        "lookup",
+        "--type",
+        "blob",
+        &b.reference(&format!("blobs/only@{layer}")),
+    ])
+    .success();
+    assert_eq!(
+        out.json()[0],
+        json!("ZG9ja2VyIGFybQ=="),
+        "base64 of the layer's bytes"
+    );
+
+    let out = ocirelay(&[
+        "copy",
+        "--blob",
+        &a.reference("lib/app:list"),
+        &b.reference("x"),
+    ]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("missing digest"), "{}", out.stderr);
+}
+
+#[test]
+fn a_source_that_lies_about_a_blob_is_refused_and_nothing_lands() {
+    let a = Registry::start(Auth::None);
+    let b = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let image = layout.image(Flavour::Oci, &platform("linux", "amd64", None), &[&big]);
+    layout.tag("v1", &image);
+    layout.push(&a, "app", "v1");
+    // Corrupt the stored layer in place (same size), behind the registry's back.
+    let layer = Digest::sha256(&big);
+    let data = a
+        .storage()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&layer.hex()[..2])
+        .join(layer.hex())
+        .join("data");
+    let mut corrupt = std::fs::read(&data).expect("the stored layer");
+    corrupt[1000] ^= 0xff;
+    std::fs::write(&data, corrupt).expect("corrupting the layer");
+
+    let out = ocirelay(&["copy", &a.reference("app:v1"), &b.reference("app:v1")]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("DIGEST_INVALID") || out.stderr.contains("does not match"),
+        "{}",
+        out.stderr
+    );
+    let out = ocirelay(&[
+        "lookup",
+        "--type",
+        "blob",
+        "--head",
+        &b.reference(&format!("app@{layer}")),
+        "--head",
+        &b.reference("app:v1"),
+    ])
+    .success();
+    assert_eq!(
+        out.json(),
+        vec![json!(null), json!(null)],
+        "no such blob, no tag at the destination"
+    );
+
+    // Read directly, the lie is caught by our own verification.
+    let out = ocirelay(&[
+        "lookup",
+        "--type",
+        "blob",
+        &a.reference(&format!("app@{layer}")),
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("content does not match"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_large_blob_streams_across_registries() {
+    let a = Registry::start(Auth::None);
+    let b = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let big: Vec<u8> = (0..16 * 1024 * 1024u32)
+        .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes())
+        .collect();
+    let image = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[&big, b"small"],
+    );
+    layout.tag("big", &image);
+    layout.push(&a, "app", "big");
+    ocirelay(&["copy", &a.reference("app:big"), &b.reference("app:big")]).success();
+    // The destination verified the digest on upload; read it back through ours too.
+    let layer = Digest::sha256(&big);
+    let out = ocirelay(&[
+        "lookup",
+        "--type",
+        "blob",
+        "--head",
+        &b.reference(&format!("app@{layer}")),
+    ])
+    .success();
+    assert_eq!(out.json()[0]["size"], json!(big.len()));
+}
