@@ -14,6 +14,9 @@ pub enum HostError {
     /// Set-up outside the component failed (credentials, TLS roots, ...).
     #[error("{0}")]
     Setup(String),
+    /// Writing the output failed (a closed pipe is not reported).
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
     /// The wasm runtime failed (a trap is a bug in ocirelay).
     #[error("{context}: {source:#}")]
     Runtime {
@@ -39,7 +42,7 @@ impl HostError {
             HostError::Component(wit::Error::InvalidReference(_) | wit::Error::InvalidInput(_)) => {
                 2
             }
-            HostError::Component(_) | HostError::Setup(_) => 1,
+            HostError::Component(_) | HostError::Setup(_) | HostError::Output(_) => 1,
             HostError::Runtime { .. } => 3,
         }
     }

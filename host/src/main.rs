@@ -74,9 +74,14 @@ fn main() {
             std::process::exit(3);
         }
     };
-    if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("ocirelay: error: {e}");
-        std::process::exit(e.exit_code());
+    match runtime.block_on(run(cli)) {
+        Ok(()) => {}
+        // The reader went away (`| head`): nothing left to say to anyone.
+        Err(HostError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            eprintln!("ocirelay: error: {e}");
+            std::process::exit(e.exit_code());
+        }
     }
 }
 

@@ -50,8 +50,7 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: CopyArgs) -> Resu
         bar.finish_and_clear();
     }
     let descriptor = descriptor_from_wit(&result?)?;
-    write_json(&mut std::io::stdout().lock(), &descriptor)
-        .map_err(|e| HostError::Setup(format!("writing output: {e}")))
+    write_json(&mut std::io::stdout().lock(), &descriptor).map_err(HostError::from)
 }
 
 /// A spinner with bytes and objects written, refreshed from the hook's counters.

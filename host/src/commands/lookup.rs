@@ -130,10 +130,6 @@ pub async fn run_queries(
     Ok(())
 }
 
-fn output_error(e: std::io::Error) -> HostError {
-    HostError::Setup(format!("writing output: {e}"))
-}
-
 async fn print_answer<W: Write>(
     session: &mut Session,
     out: &mut W,
@@ -141,9 +137,9 @@ async fn print_answer<W: Write>(
     answer: Option<Answer>,
 ) -> Result<(), HostError> {
     match answer {
-        None => write_json(out, &serde_json::Value::Null).map_err(output_error),
+        None => write_json(out, &serde_json::Value::Null).map_err(HostError::from),
         Some(Answer::Index(index)) => {
-            write_json(out, &index_from_wit(&index)?).map_err(output_error)
+            write_json(out, &index_from_wit(&index)?).map_err(HostError::from)
         }
         Some(Answer::Found(found)) => {
             let Query::Lookup(reference, options) = query else {
@@ -166,7 +162,7 @@ async fn print_found<W: Write>(
     if options.head {
         let descriptor = descriptor_from_wit(&found.descriptor)?;
         session.close(found).await?;
-        return write_json(out, &descriptor).map_err(output_error);
+        return write_json(out, &descriptor).map_err(HostError::from);
     }
     match options.kind {
         wit::LookupKind::Manifest => {
@@ -182,12 +178,12 @@ async fn print_found<W: Write>(
             let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
                 HostError::Setup(format!("{reference}: the manifest is not JSON: {e}"))
             })?;
-            write_json(out, &value).map_err(output_error)
+            write_json(out, &value).map_err(HostError::from)
         }
         wit::LookupKind::Blob => {
             // Streamed as base64 in 3-byte multiples so memory stays bounded;
             // a mismatch surfaces on the last read, before the closing quote.
-            out.write_all(b"\"").map_err(output_error)?;
+            out.write_all(b"\"").map_err(HostError::from)?;
             let mut carry = Vec::new();
             loop {
                 let chunk = session.read(&found, 1 << 20).await?;
@@ -197,12 +193,12 @@ async fn print_found<W: Write>(
                 carry.extend_from_slice(&chunk);
                 let whole = carry.len() / 3 * 3;
                 let encoded = base64::engine::general_purpose::STANDARD.encode(&carry[..whole]);
-                out.write_all(encoded.as_bytes()).map_err(output_error)?;
+                out.write_all(encoded.as_bytes()).map_err(HostError::from)?;
                 carry.drain(..whole);
             }
             let encoded = base64::engine::general_purpose::STANDARD.encode(&carry);
-            out.write_all(encoded.as_bytes()).map_err(output_error)?;
-            out.write_all(b"\"\n").map_err(output_error)?;
+            out.write_all(encoded.as_bytes()).map_err(HostError::from)?;
+            out.write_all(b"\"\n").map_err(HostError::from)?;
             session.close(found).await
         }
     }

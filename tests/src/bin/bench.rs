@@ -2,90 +2,148 @@
 //! registries with tmpfs storage. Run through `bench/run`, which builds the
 //! release binary and installs the tools this needs.
 //!
-//! Each command runs under GNU time (`/usr/bin/time -f "%e %M"`) for its
-//! peak RSS, timed from here for wall time; the table shows medians of the runs, and the
-//! registry's access log gives request counts.
+//! Each command runs under GNU time (`/usr/bin/time -f "%M"`) for its peak
+//! RSS and is timed from here for wall time; the tables show medians, and
+//! the registries' access logs give request counts.
 
 use std::process::Command;
+use std::time::Instant;
 
+use ocirelay_core::Descriptor;
 use ocirelay_tests::{platform, Auth, Flavour, Layout, Registry};
 
-struct Measured {
-    seconds: Vec<f64>,
-    peak_kib: Vec<u64>,
+struct Run {
+    seconds: f64,
+    peak_kib: u64,
+}
+
+/// Runs `argv` once under GNU time.
+fn run(argv: &[&str], env: &[(&str, &str)]) -> Run {
+    let started = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "BENCH %M"])
+        .args(argv)
+        .envs(env.iter().copied())
+        .output()
+        .expect("running /usr/bin/time (bench/run installs it)");
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{argv:?} failed:\n{stderr}");
+    let peak_kib = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("BENCH "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Run { seconds, peak_kib }
+}
+
+struct Row {
+    scenario: String,
+    tool: &'static str,
+    seconds: f64,
+    peak_mib: f64,
     requests: usize,
 }
 
-fn median_f(v: &mut [f64]) -> f64 {
+fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
-fn median_u(v: &mut [u64]) -> u64 {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
-/// Runs `argv` `runs` times; returns timings and the registry requests of one run.
-fn measure(registry: &Registry, runs: usize, argv: &[&str], env: &[(&str, &str)]) -> Measured {
-    let mut seconds = Vec::new();
-    let mut peak_kib = Vec::new();
-    let mut requests = 0;
-    for i in 0..runs {
-        let before = registry.access_log().len();
-        let started = std::time::Instant::now();
-        let out = Command::new("/usr/bin/time")
-            .args(["-f", "BENCH %e %M"])
-            .args(argv)
-            .envs(env.iter().copied())
-            .output()
-            .expect("running /usr/bin/time (bench/run installs it)");
-        let elapsed = started.elapsed().as_secs_f64();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{argv:?} failed:\n{stderr}");
-        let line = stderr
-            .lines()
-            .rev()
-            .find(|l| l.starts_with("BENCH "))
-            .expect("time's output");
-        let mut fields = line.split_whitespace().skip(1);
-        // GNU time's wall clock has 10 ms steps: ours is finer.
-        let _coarse = fields.next();
-        seconds.push(elapsed);
-        peak_kib.push(fields.next().and_then(|s| s.parse().ok()).unwrap_or(0));
-        if i == 0 {
-            requests = registry.access_log().len() - before;
-        }
-    }
-    Measured {
-        seconds,
-        peak_kib,
-        requests,
+fn print(rows: &[Row]) {
+    println!("| scenario                      | tool     |    wall    | peak RSS  | requests |");
+    println!("|-------------------------------|----------|------------|-----------|----------|");
+    for r in rows {
+        println!(
+            "| {:<29} | {:<8} | {:>7.1} ms | {:>5.1} MiB | {:>8} |",
+            r.scenario,
+            r.tool,
+            r.seconds * 1000.0,
+            r.peak_mib,
+            r.requests
+        );
     }
 }
 
-fn report(name: &str, tool: &str, mut m: Measured) -> f64 {
-    let s = median_f(&mut m.seconds);
-    println!(
-        "| {name:<22} | {tool:<8} | {:>9.1} ms | {:>8.1} MiB | {:>8} |",
-        s * 1000.0,
-        median_u(&mut m.peak_kib) as f64 / 1024.0,
-        m.requests
+/// Deterministic bytes (xorshift), so fixtures and digests repeat run to run.
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The copy fixtures: (name, tag) pushed to `src` as `bench/<name>:<tag>`.
+fn copy_fixtures(src: &Registry) -> Vec<&'static str> {
+    const MIB: usize = 1024 * 1024;
+    let mut layout = Layout::new();
+    // A 272 MiB single image: one large layer and a small one.
+    let big = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[&bytes(1, 256 * MIB), &bytes(2, 16 * MIB)],
     );
-    s
+    layout.tag("single", &big);
+    // Three platforms with small layers.
+    let small: Vec<Descriptor> = [("amd64", None), ("arm64", Some("v8")), ("s390x", None)]
+        .iter()
+        .enumerate()
+        .map(|(i, (arch, v))| {
+            let layers: Vec<Vec<u8>> = (0..3)
+                .map(|l| bytes(100 + 10 * i as u64 + l, 4096))
+                .collect();
+            let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+            layout.image(Flavour::Oci, &platform("linux", arch, *v), &refs)
+        })
+        .collect();
+    let three = layout.index(Flavour::Oci, &small);
+    layout.tag("three", &three);
+    // Eight platforms x five 1 MiB layers.
+    let arches = [
+        "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le",
+    ];
+    let eight: Vec<Descriptor> = arches
+        .iter()
+        .enumerate()
+        .map(|(i, arch)| {
+            let layers: Vec<Vec<u8>> = (0..5)
+                .map(|l| bytes(1000 + 10 * i as u64 + l, MIB))
+                .collect();
+            let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+            layout.image(Flavour::Oci, &platform("linux", arch, None), &refs)
+        })
+        .collect();
+    let eight = layout.index(Flavour::Oci, &eight);
+    layout.tag("eight", &eight);
+    for tag in ["single", "three", "eight"] {
+        layout.push(src, &format!("bench/{tag}"), tag);
+    }
+    vec!["single", "three", "eight"]
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let ocirelay = args.next().expect("usage: bench OCIRELAY_BINARY [RUNS]");
-    let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(15);
+    let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(7);
     let cache = ocirelay_tests::registry::temp_dir("ocirelay-bench-cache-");
-    let cache_env = [(
+    let env = [(
         "OCIRELAY_CACHE_DIR",
         cache.path().to_str().expect("utf-8 path"),
     )];
+    // skopeo keeps a blob-location cache across runs: give it a fresh home.
+    let skopeo_home = ocirelay_tests::registry::temp_dir("ocirelay-bench-skopeo-");
+    let skopeo_env = [("HOME", skopeo_home.path().to_str().expect("utf-8 path"))];
 
-    let registry = Registry::start(Auth::None);
+    let src = Registry::start(Auth::None);
+    println!("pushing fixtures…");
+    let fixtures = copy_fixtures(&src);
     let mut layout = Layout::new();
     let amd64 = layout.image(
         Flavour::Oci,
@@ -99,69 +157,155 @@ fn main() {
     );
     let index = layout.index(Flavour::Oci, &[amd64, arm64]);
     layout.tag("bench", &index);
-    layout.push(&registry, "bench/app", "bench");
-    let reference = registry.reference("bench/app:bench");
-    let docker_ref = format!("docker://{reference}");
-
+    layout.push(&src, "bench/app", "bench");
+    let app = src.reference("bench/app:bench");
+    let docker_app = format!("docker://{app}");
     // Warm-up: the first run compiles the component into the cache.
-    measure(
-        &registry,
-        1,
-        &[&ocirelay, "lookup", "--head", &reference],
-        &cache_env,
+    run(&[&ocirelay, "lookup", "--head", &app], &env);
+
+    let mut rows = Vec::new();
+    let measure_lookup = |rows: &mut Vec<Row>,
+                          scenario: &str,
+                          tool: &'static str,
+                          argv: &[&str],
+                          env: &[(&str, &str)]| {
+        let before = src.access_log().len();
+        let first = run(argv, env);
+        let requests = src.access_log().len() - before;
+        let mut times = vec![first.seconds];
+        let mut peaks = vec![first.peak_kib as f64];
+        for _ in 1..runs.max(15) {
+            let r = run(argv, env);
+            times.push(r.seconds);
+            peaks.push(r.peak_kib as f64);
+        }
+        rows.push(Row {
+            scenario: scenario.into(),
+            tool,
+            seconds: median(times),
+            peak_mib: median(peaks) / 1024.0,
+            requests,
+        });
+    };
+    measure_lookup(
+        &mut rows,
+        "lookup --head",
+        "ocirelay",
+        &[&ocirelay, "lookup", "--head", &app],
+        &env,
+    );
+    measure_lookup(
+        &mut rows,
+        "inspect --raw",
+        "skopeo",
+        &[
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &docker_app,
+        ],
+        &skopeo_env,
+    );
+    measure_lookup(
+        &mut rows,
+        "lookup (synthesized index)",
+        "ocirelay",
+        &[&ocirelay, "lookup", &app],
+        &env,
+    );
+    measure_lookup(
+        &mut rows,
+        "inspect (with config)",
+        "skopeo",
+        &["skopeo", "inspect", "--tls-verify=false", &docker_app],
+        &skopeo_env,
     );
 
-    println!("{runs} runs each, medians; requests counted in the registry's access log\n");
-    println!("| scenario               | tool     |      wall     |  peak RSS    | requests |");
-    println!("|------------------------|----------|---------------|--------------|----------|");
-    let ours = report(
-        "lookup --head (HEAD)",
-        "ocirelay",
-        measure(
-            &registry,
-            runs,
-            &[&ocirelay, "lookup", "--head", &reference],
-            &cache_env,
-        ),
-    );
-    let theirs = report(
-        "inspect --raw (GET)",
-        "skopeo",
-        measure(
-            &registry,
-            runs,
-            &[
-                "skopeo",
-                "inspect",
-                "--raw",
-                "--tls-verify=false",
-                &docker_ref,
-            ],
-            &[],
-        ),
-    );
-    report(
-        "lookup (synth. index)",
-        "ocirelay",
-        measure(
-            &registry,
-            runs,
-            &[&ocirelay, "lookup", &reference],
-            &cache_env,
-        ),
-    );
-    report(
-        "inspect (config)",
-        "skopeo",
-        measure(
-            &registry,
-            runs,
-            &["skopeo", "inspect", "--tls-verify=false", &docker_ref],
-            &[],
-        ),
-    );
-    println!(
-        "\nlookup --head / skopeo inspect --raw: {:.2}x",
-        ours / theirs
-    );
+    for tag in &fixtures {
+        let source = src.reference(&format!("bench/{tag}:{tag}"));
+        for tool in ["ocirelay", "skopeo"] {
+            let mut times = Vec::new();
+            let mut peaks = Vec::new();
+            let mut requests = 0;
+            let mut rerun_requests = 0;
+            for i in 0..runs {
+                // A fresh destination each time: nothing to mount or skip.
+                let dst = Registry::start(Auth::None);
+                let target = dst.reference(&format!("copy/{tag}:{tag}"));
+                let (docker_src, docker_dst) =
+                    (format!("docker://{source}"), format!("docker://{target}"));
+                let argv: Vec<&str> = if tool == "ocirelay" {
+                    vec![&ocirelay, "copy", &source, &target]
+                } else {
+                    vec![
+                        "skopeo",
+                        "copy",
+                        "--all",
+                        "-q",
+                        "--src-tls-verify=false",
+                        "--dest-tls-verify=false",
+                        &docker_src,
+                        &docker_dst,
+                    ]
+                };
+                let env: &[(&str, &str)] = if tool == "ocirelay" {
+                    &env
+                } else {
+                    &skopeo_env
+                };
+                let (src_before, dst_before) = (src.access_log().len(), dst.access_log().len());
+                let r = run(&argv, env);
+                times.push(r.seconds);
+                peaks.push(r.peak_kib as f64);
+                if i == 0 {
+                    requests =
+                        src.access_log().len() - src_before + dst.access_log().len() - dst_before;
+                    let (src_before, dst_before) = (src.access_log().len(), dst.access_log().len());
+                    run(&argv, env);
+                    rerun_requests =
+                        src.access_log().len() - src_before + dst.access_log().len() - dst_before;
+                }
+            }
+            rows.push(Row {
+                scenario: format!("copy {tag}"),
+                tool,
+                seconds: median(times),
+                peak_mib: median(peaks) / 1024.0,
+                requests,
+            });
+            rows.push(Row {
+                scenario: format!("copy {tag}, re-run"),
+                tool,
+                seconds: f64::NAN,
+                peak_mib: f64::NAN,
+                requests: rerun_requests,
+            });
+        }
+    }
+    println!("\n{runs} runs per copy (15 per lookup), medians; requests from the registries' access logs\n");
+    print(&rows);
+    let ratio = |scenario: &str| {
+        let t = |tool: &str| {
+            rows.iter()
+                .find(|r| r.scenario == scenario && r.tool == tool)
+                .map(|r| r.seconds)
+        };
+        match (t("ocirelay"), t("skopeo")) {
+            (Some(a), Some(b)) => println!("{scenario}: ocirelay / skopeo = {:.2}x", a / b),
+            _ => {}
+        }
+    };
+    println!();
+    for s in ["copy single", "copy three", "copy eight"] {
+        ratio(s);
+    }
+    let l = |tool: &str, s: &str| {
+        rows.iter()
+            .find(|r| r.scenario == s && r.tool == tool)
+            .map(|r| r.seconds)
+    };
+    if let (Some(a), Some(b)) = (l("ocirelay", "lookup --head"), l("skopeo", "inspect --raw")) {
+        println!("lookup --head / inspect --raw: {:.2}x", a / b);
+    }
 }
