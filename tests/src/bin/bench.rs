@@ -291,9 +291,8 @@ fn main() {
                 .find(|r| r.scenario == scenario && r.tool == tool)
                 .map(|r| r.seconds)
         };
-        match (t("ocirelay"), t("skopeo")) {
-            (Some(a), Some(b)) => println!("{scenario}: ocirelay / skopeo = {:.2}x", a / b),
-            _ => {}
+        if let (Some(a), Some(b)) = (t("ocirelay"), t("skopeo")) {
+            println!("{scenario}: ocirelay / skopeo = {:.2}x", a / b);
         }
     };
     println!();
