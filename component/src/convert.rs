@@ -6,6 +6,7 @@ use ocirelay_core::auth::Credential;
 use ocirelay_core::index::Index;
 use ocirelay_core::ops::ensure_manifest::ChildRefs;
 use ocirelay_core::ops::lookup::{LookupKind, LookupOptions};
+use ocirelay_core::retry::RetryPolicy;
 use ocirelay_core::{ClientConfig, Descriptor, Digest, Error, Platform, Reference};
 
 use crate::bindings::exports::ocirelay::registry::registry as wit;
@@ -102,6 +103,13 @@ pub fn config_from_wit(c: wit::Config) -> ClientConfig {
         concurrency: match c.concurrency {
             0 => defaults.concurrency,
             n => n as usize,
+        },
+        retry: RetryPolicy {
+            too_many_requests_deadline: match c.retry_deadline_secs {
+                0 => defaults.retry.too_many_requests_deadline,
+                n => std::time::Duration::from_secs(n.into()),
+            },
+            ..defaults.retry
         },
     }
 }

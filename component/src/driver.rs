@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 
-use ocirelay_core::http::{RequestBody, RequestId};
+use ocirelay_core::http::{Request, RequestBody, RequestId};
 use ocirelay_core::{Client, Operation, Output};
+use wasi::clocks::monotonic_clock;
+use wasi::io::poll::Pollable;
 
 use crate::transport::{BodyStream, InFlight, Poll};
 
@@ -31,6 +33,8 @@ fn run_inner<O: Operation>(
     HashMap<RequestId, BodyStream>,
 ) {
     let mut in_flight: Vec<(RequestId, InFlight)> = Vec::new();
+    // Retries wait for their timer before they start.
+    let mut scheduled: Vec<(RequestId, Request, Option<BodyStream>, Pollable)> = Vec::new();
     let mut held = HashMap::new();
     loop {
         loop {
@@ -41,16 +45,23 @@ fn run_inner<O: Operation>(
                         RequestBody::Transfer { from, .. } => held.remove(&from),
                         _ => None,
                     };
-                    match InFlight::start(request, source) {
-                        Ok(f) => in_flight.push((id, f)),
-                        Err(e) => op.handle_response(client, id, Err(e)),
+                    match request.not_before {
+                        Some(delay) => {
+                            let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+                            let timer = monotonic_clock::subscribe_duration(nanos);
+                            scheduled.push((id, request, source, timer));
+                        }
+                        None => match InFlight::start(request, source) {
+                            Ok(f) => in_flight.push((id, f)),
+                            Err(e) => op.handle_response(client, id, Err(e)),
+                        },
                     }
                 }
                 Output::Wait => break,
                 Output::Done(outcome) => return (outcome, held),
             }
         }
-        if in_flight.is_empty() {
+        if in_flight.is_empty() && scheduled.is_empty() {
             // An operation that waits with nothing in flight would wait forever.
             let e = ocirelay_core::Error::InvalidInput(
                 "operation stalled with no request in flight".into(),
@@ -61,9 +72,23 @@ fn run_inner<O: Operation>(
         // gone before those are used up, so they live only for this wait.
         {
             let pollables: Vec<_> = in_flight.iter().flat_map(|(_, f)| f.subscribe()).collect();
-            let refs: Vec<_> = pollables.iter().collect();
+            let mut refs: Vec<_> = pollables.iter().collect();
+            refs.extend(scheduled.iter().map(|(_, _, _, timer)| timer));
             wasi::io::poll::poll(&refs);
         }
+        // Retries whose wait is over start now.
+        let mut waiting = Vec::with_capacity(scheduled.len());
+        for (id, request, source, timer) in scheduled {
+            if !timer.ready() {
+                waiting.push((id, request, source, timer));
+                continue;
+            }
+            match InFlight::start(request, source) {
+                Ok(f) => in_flight.push((id, f)),
+                Err(e) => op.handle_response(client, id, Err(e)),
+            }
+        }
+        scheduled = waiting;
         // Something is ready: move uploads along and collect every answer
         // that arrived (both are non-blocking checks).
         let mut still = Vec::with_capacity(in_flight.len());

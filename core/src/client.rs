@@ -8,6 +8,7 @@ use crate::auth::Credential;
 use crate::cache::Cache;
 use crate::http::{RequestId, Scheme, Url};
 use crate::reference::{is_docker_hub, DOCKER_HUB_API_HOST};
+use crate::retry::RetryPolicy;
 
 /// How a client is set up.
 #[derive(Debug, Clone)]
@@ -22,6 +23,8 @@ pub struct ClientConfig {
     pub cache: bool,
     /// How many requests one operation keeps in flight at most.
     pub concurrency: usize,
+    /// When and how long to retry.
+    pub retry: RetryPolicy,
 }
 
 /// Requests in flight per operation when not configured.
@@ -35,6 +38,7 @@ impl Default for ClientConfig {
             insecure_registries: Vec::new(),
             cache: true,
             concurrency: DEFAULT_CONCURRENCY,
+            retry: RetryPolicy::default(),
         }
     }
 }

@@ -217,6 +217,8 @@ pub struct Request {
     pub body: RequestBody,
     /// What to do with the response body.
     pub body_mode: BodyMode,
+    /// Wait this long before sending (a retry); `None`: send now.
+    pub not_before: Option<std::time::Duration>,
 }
 
 /// What a request carries.

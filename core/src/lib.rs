@@ -22,6 +22,7 @@ pub mod media_type;
 pub mod ops;
 pub mod platform;
 pub mod reference;
+pub mod retry;
 
 pub use client::{Client, ClientConfig};
 pub use descriptor::Descriptor;

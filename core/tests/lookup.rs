@@ -603,3 +603,53 @@ fn concurrent_lookups_of_one_key_share_one_request() {
     };
     assert!(matches!(found.body, Body::Bytes(ref x) if x == MANIFEST));
 }
+
+#[test]
+fn server_errors_and_429_are_retried_not_before_the_delay() {
+    use std::time::Duration;
+    let mut c = client(&[]);
+    let mut answers = vec![
+        response(503, &[], b""),
+        response(429, &[("Retry-After", "3")], b""),
+        manifest_ok(MANIFEST, None),
+    ]
+    .into_iter();
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Ok(answers.next().unwrap())
+    });
+    assert!(found.unwrap().is_some());
+    let delays: Vec<_> = sent.iter().map(|r| r.not_before).collect();
+    assert_eq!(
+        delays,
+        [
+            None,
+            Some(Duration::from_secs(1)),
+            Some(Duration::from_secs(3))
+        ]
+    );
+
+    // A permanent 500: three tries in all, then the error, naming the reference.
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v2", GET_MANIFEST, |_| {
+        Ok(response(500, &[], b""))
+    });
+    assert_eq!(sent.len(), 3);
+    assert_eq!(
+        found.unwrap_err().to_string(),
+        "localhost:5000/foo:v2: registry answered 500"
+    );
+
+    // Connection failures are retried like 503.
+    let mut failures = 0;
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v3", GET_MANIFEST, |_| {
+        failures += 1;
+        if failures < 3 {
+            Err(TransportError {
+                message: "connection reset".into(),
+            })
+        } else {
+            Ok(manifest_ok(MANIFEST, None))
+        }
+    });
+    assert!(found.unwrap().is_some());
+    assert_eq!(sent.len(), 3);
+}

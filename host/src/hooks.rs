@@ -82,9 +82,16 @@ impl WasiHttpHooks for Hooks {
         let traffic = self.traffic.clone();
         Box::new(async move {
             let (parts, body) = request.into_parts();
-            // GET and HEAD carry no body: hand hyper a finished one so a
-            // pooled connection is never left with a half-sent request.
-            let body = if parts.method == http::Method::GET || parts.method == http::Method::HEAD {
+            // GET, HEAD and zero-length writes carry no body: hand hyper a
+            // finished one, so it neither frames it as chunked nor leaves a
+            // pooled connection with a half-sent request.
+            let empty = parts.method == http::Method::GET
+                || parts.method == http::Method::HEAD
+                || parts
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .is_some_and(|v| v == "0");
+            let body = if empty {
                 Empty::new().map_err(|never| match never {}).boxed_unsync()
             } else {
                 let counter = traffic.clone();

@@ -38,6 +38,10 @@ struct Cli {
     /// Requests one operation keeps in flight at most (manifests and configs of an index).
     #[arg(long, value_name = "N", default_value_t = 8, global = true)]
     concurrency: u32,
+    /// Seconds a request keeps retrying "429 Too Many Requests" (server
+    /// errors and connection failures get three tries in all).
+    #[arg(long, value_name = "SECS", default_value_t = 300, global = true)]
+    retry_deadline: u32,
     #[command(subcommand)]
     command: Command,
 }
@@ -92,6 +96,7 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         insecure_registries: cli.insecure,
         cache: !cli.no_cache,
         concurrency: cli.concurrency,
+        retry_deadline_secs: cli.retry_deadline,
     };
     let runtime = Runtime::new()?;
     match cli.command {

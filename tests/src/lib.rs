@@ -3,6 +3,7 @@
 //! for the `ocirelay` binary.
 
 pub mod cli;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod push;
 pub mod registry;

@@ -48,8 +48,14 @@ pub struct CopyBlob {
     digest: Digest,
     known: Option<Descriptor>,
     stage: Stage,
+    /// Streamed copies restarted after the connection broke mid-way.
+    restarts: u32,
     outcome: Option<Result<Descriptor>>,
 }
+
+/// Streamed copies restart at most this often (a broken stream cannot be
+/// resent: the copy starts over with a new GET and a new upload session).
+const MAX_RESTARTS: u32 = 2;
 
 impl CopyBlob {
     /// Copies blob `source` (with digest, no tag) to `destination` (no tag;
@@ -94,6 +100,7 @@ impl CopyBlob {
                 digest,
                 known,
                 stage,
+                restarts: 0,
                 outcome,
             });
         }
@@ -126,6 +133,7 @@ impl CopyBlob {
             digest,
             known,
             stage,
+            restarts: 0,
             outcome: None,
         })
     }
@@ -329,6 +337,12 @@ impl Operation for CopyBlob {
                     }
                 },
                 Stage::Upload(mut op) => match op.poll_output(client) {
+                    // The stream broke (either side): the abandoned session is
+                    // never completed, so nothing half-written lands; start over.
+                    Output::Done(Err(Error::Transport { .. })) if self.restarts < MAX_RESTARTS => {
+                        self.restarts += 1;
+                        self.stage = self.get_source(None);
+                    }
                     Output::Done(outcome) => self.finish(client, outcome),
                     other => {
                         self.stage = Stage::Upload(op);

@@ -10,6 +10,9 @@ use crate::http::{
     SMALL_BODY_LIMIT,
 };
 use crate::ops::{Operation, Output};
+use crate::retry::Attempt;
+
+use std::time::Duration;
 
 /// Redirects followed before giving up.
 const MAX_REDIRECTS: u8 = 5;
@@ -108,6 +111,11 @@ pub struct Exchange {
     state: State,
     redirects: u8,
     fresh_token: bool,
+    /// Tries of the main request so far, the waits asked for between
+    /// them, and the wait before the next one.
+    tries: u32,
+    waited: Duration,
+    next_delay: Option<Duration>,
     outcome: Option<crate::error::Result<Exchanged>>,
 }
 
@@ -127,7 +135,35 @@ impl Exchange {
             state: State::Ready,
             redirects: 0,
             fresh_token: false,
+            tries: 0,
+            waited: Duration::ZERO,
+            next_delay: None,
             outcome: None,
+        }
+    }
+
+    /// Whether the body can be sent again (a streamed one cannot).
+    fn replayable(&self) -> bool {
+        !matches!(self.spec.body, RequestBody::Transfer { .. })
+    }
+
+    /// Schedules another try when the policy allows one.
+    fn retry(&mut self, client: &Client, attempt: Attempt<'_>) -> bool {
+        if !self.replayable() {
+            return false;
+        }
+        match client
+            .config()
+            .retry
+            .decide(attempt, self.tries, self.waited)
+        {
+            Some(delay) => {
+                self.waited += delay;
+                self.next_delay = Some(delay);
+                self.state = State::Ready;
+                true
+            }
+            None => false,
         }
     }
 
@@ -148,9 +184,17 @@ impl Exchange {
         response: Response,
     ) {
         let status = response.status;
+        let attempt = Attempt::Status {
+            status,
+            retry_after: response.headers.get("retry-after"),
+            date: response.headers.get("date"),
+        };
+        if matches!(status, 429 | 500 | 502 | 503 | 504) && self.retry(client, attempt) {
+            return;
+        }
         // A streamed body cannot be sent twice: its 401 is final (the
         // operation gets its token on an earlier request of the same scopes).
-        let replayable = !matches!(self.spec.body, RequestBody::Transfer { .. });
+        let replayable = self.replayable();
         if status == 401 && self.on_registry() && replayable {
             let challenge = response
                 .headers
@@ -292,8 +336,14 @@ impl Operation for Exchange {
                 if let Some(content_type) = &self.spec.content_type {
                     headers.set("Content-Type", content_type.clone());
                 }
-                if let Some(len) = self.spec.body.len() {
-                    headers.set("Content-Length", len.to_string());
+                match self.spec.body.len() {
+                    Some(len) => headers.set("Content-Length", len.to_string()),
+                    // A write without a body says so, rather than leaving the
+                    // transport to frame an empty body as chunked.
+                    None if !matches!(self.spec.method, Method::Get | Method::Head) => {
+                        headers.set("Content-Length", "0")
+                    }
+                    None => {}
                 }
                 let mut sent = SentAuth::None;
                 // Credentials and tokens never leave the registry's host (a
@@ -310,6 +360,7 @@ impl Operation for Exchange {
                         headers.set("Authorization", auth);
                     }
                 }
+                self.tries += 1;
                 self.state = State::AwaitingMain(id, sent);
                 Output::Send(
                     id,
@@ -319,6 +370,7 @@ impl Operation for Exchange {
                         headers,
                         body: self.spec.body.clone(),
                         body_mode: self.spec.body_mode,
+                        not_before: self.next_delay.take(),
                     },
                 )
             }
@@ -353,6 +405,7 @@ impl Operation for Exchange {
                         headers,
                         body: RequestBody::Empty,
                         body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
+                        not_before: None,
                     },
                 )
             }
@@ -376,10 +429,14 @@ impl Operation for Exchange {
         match std::mem::replace(&mut self.state, State::Finished) {
             State::AwaitingMain(expected, sent) if expected == id => match response {
                 Ok(r) => self.main_response(client, id, sent, r),
-                Err(e) => self.finish(Err(Error::Transport {
-                    host: self.url.authority.clone(),
-                    message: e.message,
-                })),
+                Err(e) => {
+                    if !self.retry(client, Attempt::ConnectionFailed) {
+                        self.finish(Err(Error::Transport {
+                            host: self.url.authority.clone(),
+                            message: e.message,
+                        }))
+                    }
+                }
             },
             State::AwaitingToken {
                 id: expected,

@@ -1,0 +1,229 @@
+//! Retry decisions, as pure functions of what happened: 429 is retried until
+//! a deadline, 500/502/503/504 and connection failures up to three tries in
+//! all, never sooner than one second, `Retry-After` honoured. Time is an
+//! argument: the deadline counts the waits already asked for, and an
+//! HTTP-date `Retry-After` is read against the answer's own `Date`.
+
+use std::time::Duration;
+
+/// How persistent to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries in all (first included) for server errors and connection failures.
+    pub server_error_tries: u32,
+    /// How long 429s are waited out, in total, before giving up.
+    pub too_many_requests_deadline: Duration,
+    /// The least wait between two tries of one request.
+    pub min_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            server_error_tries: 3,
+            too_many_requests_deadline: Duration::from_secs(300),
+            min_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What came back from one try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt<'a> {
+    /// An HTTP answer with its `Retry-After` and `Date` headers.
+    Status {
+        /// The status.
+        status: u16,
+        /// `Retry-After`, when present.
+        retry_after: Option<&'a str>,
+        /// `Date`, when present (what an HTTP-date `Retry-After` is relative to).
+        date: Option<&'a str>,
+    },
+    /// No answer: connection refused, reset, timed out.
+    ConnectionFailed,
+}
+
+impl RetryPolicy {
+    /// How long to wait before try number `tries + 1`, or `None` to give
+    /// up. `tries` counts tries made so far; `waited` is the total of the
+    /// waits already asked for this request.
+    pub fn decide(&self, attempt: Attempt<'_>, tries: u32, waited: Duration) -> Option<Duration> {
+        let (retryable, retry_after) = match attempt {
+            Attempt::Status {
+                status: 429,
+                retry_after,
+                date,
+            } => {
+                let wait = retry_after
+                    .and_then(|v| parse_retry_after(v, date))
+                    .unwrap_or(self.min_delay)
+                    .max(self.min_delay);
+                if waited + wait > self.too_many_requests_deadline {
+                    return None;
+                }
+                return Some(wait);
+            }
+            Attempt::Status {
+                status: 500 | 502 | 503 | 504,
+                retry_after,
+                date,
+            } => (true, retry_after.and_then(|v| parse_retry_after(v, date))),
+            Attempt::Status { .. } => (false, None),
+            Attempt::ConnectionFailed => (true, None),
+        };
+        if !retryable || tries >= self.server_error_tries {
+            return None;
+        }
+        Some(retry_after.unwrap_or(self.min_delay).max(self.min_delay))
+    }
+}
+
+/// `Retry-After` as a delay: delta-seconds, or an HTTP date taken relative
+/// to the answer's `Date` (no clock here; without `Date`, `None`).
+pub fn parse_retry_after(value: &str, date: Option<&str>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = parse_http_date(value)?;
+    let now = parse_http_date(date?)?;
+    Some(Duration::from_secs(at.saturating_sub(now)))
+}
+
+/// Seconds since the epoch of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn parse_http_date(s: &str) -> Option<u64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let day: u64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as u64
+        + 1;
+    let year: u64 = year.parse().ok()?;
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *sec > 60 || year < 1970 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> Attempt<'static> {
+        Attempt::Status {
+            status,
+            retry_after: None,
+            date: None,
+        }
+    }
+
+    #[test]
+    fn server_errors_three_tries_in_all() {
+        let p = RetryPolicy::default();
+        for s in [500, 502, 503, 504] {
+            assert_eq!(
+                p.decide(status(s), 1, Duration::ZERO),
+                Some(Duration::from_secs(1)),
+                "{s}"
+            );
+            assert_eq!(
+                p.decide(status(s), 2, Duration::ZERO),
+                Some(Duration::from_secs(1)),
+                "{s}"
+            );
+            assert_eq!(p.decide(status(s), 3, Duration::ZERO), None, "{s}");
+        }
+        assert_eq!(
+            p.decide(Attempt::ConnectionFailed, 1, Duration::ZERO),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(p.decide(Attempt::ConnectionFailed, 3, Duration::ZERO), None);
+        for s in [200, 400, 401, 404, 501] {
+            assert_eq!(p.decide(status(s), 1, Duration::ZERO), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn too_many_requests_until_the_deadline() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            p.decide(status(429), 50, Duration::from_secs(100)),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(p.decide(status(429), 300, Duration::from_secs(300)), None);
+        let a = Attempt::Status {
+            status: 429,
+            retry_after: Some("7"),
+            date: None,
+        };
+        assert_eq!(p.decide(a, 1, Duration::ZERO), Some(Duration::from_secs(7)));
+        assert_eq!(
+            p.decide(a, 1, Duration::from_secs(295)),
+            None,
+            "7 s more would pass the deadline"
+        );
+    }
+
+    #[test]
+    fn never_sooner_than_a_second() {
+        let p = RetryPolicy::default();
+        let a = Attempt::Status {
+            status: 503,
+            retry_after: Some("0"),
+            date: None,
+        };
+        assert_eq!(p.decide(a, 1, Duration::ZERO), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(
+            parse_retry_after("120", None),
+            Some(Duration::from_secs(120))
+        );
+        let date = "Sat, 28 Nov 2026 10:00:00 GMT";
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 10:00:30 GMT", Some(date)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 09:00:00 GMT", Some(date)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 10:00:30 GMT", None),
+            None,
+            "no clock here"
+        );
+        assert_eq!(parse_retry_after("soon", Some(date)), None);
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
+    }
+}

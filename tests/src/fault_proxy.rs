@@ -1,0 +1,210 @@
+//! A fault-injecting proxy on loopback, placed between ocirelay and a real
+//! registry. Requests pass through unchanged (their `Host` too, so upload
+//! locations point back at the proxy) unless a scripted rule matches: then
+//! it answers a status instead, or cuts the connection after some bytes of
+//! the response body or of the request body.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// What a rule does to a matching request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer this status (with these headers) instead of forwarding.
+    Status(u16, Vec<(String, String)>),
+    /// Forward, but cut the connection after this many response body bytes.
+    CutResponseAfter(usize),
+    /// Forward, but cut the connection after this many request body bytes.
+    CutRequestAfter(usize),
+}
+
+/// A rule: requests whose method is `method` and whose path contains
+/// `needle` get `fault`, `times` times.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// `GET`, `PUT`, ...
+    pub method: String,
+    /// Part of the path.
+    pub needle: String,
+    /// What happens.
+    pub fault: Fault,
+    /// How many more matching requests it applies to.
+    pub times: usize,
+}
+
+#[derive(Default)]
+struct Script {
+    rules: Vec<Rule>,
+    log: Vec<String>,
+}
+
+/// A running proxy.
+pub struct FaultProxy {
+    port: u16,
+    script: Arc<Mutex<Script>>,
+}
+
+impl FaultProxy {
+    /// A proxy in front of `upstream` (`host:port`).
+    pub fn start(upstream: &str) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let script = Arc::new(Mutex::new(Script::default()));
+        let (s, up) = (script.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (s, up) = (s.clone(), up.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &up, &s);
+                });
+            }
+        });
+        FaultProxy { port, script }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Adds a rule.
+    pub fn add(&self, method: &str, needle: &str, fault: Fault, times: usize) {
+        if let Ok(mut s) = self.script.lock() {
+            s.rules.push(Rule {
+                method: method.into(),
+                needle: needle.into(),
+                fault,
+                times,
+            });
+        }
+    }
+
+    /// Every request seen (`METHOD path -> what happened`).
+    pub fn log(&self) -> Vec<String> {
+        self.script
+            .lock()
+            .map(|s| s.log.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+        // One request per upstream connection: its end is the response's end.
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        head.extend_from_slice(line.as_bytes());
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
+
+    let fault = {
+        let mut s = script
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?;
+        let fault = s
+            .rules
+            .iter_mut()
+            .find(|r| r.times > 0 && r.method == method && path.contains(&r.needle))
+            .map(|r| {
+                r.times -= 1;
+                r.fault.clone()
+            });
+        s.log.push(format!("{method} {path} -> {fault:?}"));
+        fault
+    };
+    let mut client_out = client;
+    if let Some(Fault::Status(status, headers)) = &fault {
+        // Drain the request body so the client sees an answer, not a reset.
+        let mut body = vec![0u8; content_length];
+        reader.read_exact(&mut body)?;
+        let mut answer =
+            format!("HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\nConnection: close\r\n");
+        for (n, v) in headers {
+            answer.push_str(&format!("{n}: {v}\r\n"));
+        }
+        answer.push_str("\r\n");
+        client_out.write_all(answer.as_bytes())?;
+        return Ok(());
+    }
+
+    let mut up = TcpStream::connect(upstream)?;
+    up.write_all(request_line.as_bytes())?;
+    up.write_all(&head)?;
+    up.write_all(b"Connection: close\r\n\r\n")?;
+    // The request body, cut short when the script says so.
+    let limit = match fault {
+        Some(Fault::CutRequestAfter(n)) => n.min(content_length),
+        _ => content_length,
+    };
+    let mut remaining = limit;
+    let mut buf = vec![0u8; 64 * 1024];
+    while remaining > 0 {
+        let cap = remaining.min(buf.len());
+        let n = reader.read(&mut buf[..cap])?;
+        if n == 0 {
+            break;
+        }
+        up.write_all(&buf[..n])?;
+        remaining -= n;
+    }
+    if limit < content_length {
+        let _ = up.shutdown(Shutdown::Both);
+        let _ = client_out.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+
+    // The response: its head whole, then the body up to any cut.
+    let mut up_reader = BufReader::new(up);
+    let mut response_head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if up_reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        response_head.extend_from_slice(line.as_bytes());
+        if line == "\r\n" {
+            break;
+        }
+    }
+    client_out.write_all(&response_head)?;
+    let mut budget = match fault {
+        Some(Fault::CutResponseAfter(n)) => n,
+        _ => usize::MAX,
+    };
+    loop {
+        let n = up_reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let take = n.min(budget);
+        client_out.write_all(&buf[..take])?;
+        budget -= take;
+        if budget == 0 {
+            let _ = client_out.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+    }
+    Ok(())
+}

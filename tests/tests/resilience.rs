@@ -1,0 +1,197 @@
+//! Faults between ocirelay and a real registry, injected by a proxy:
+//! retries, restarts of broken streams, and clear failures.
+
+use ocirelay_core::Digest;
+use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
+use ocirelay_tests::{ocirelay, platform, Auth, Flavour, Layout, Registry};
+use serde_json::json;
+
+fn status(code: u16) -> Fault {
+    Fault::Status(code, Vec::new())
+}
+
+#[test]
+fn server_errors_and_429s_are_retried() {
+    let registry = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let image = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[b"retry me"],
+    );
+    layout.tag("v1", &image);
+    layout.push(&registry, "app", "v1");
+    let proxy = FaultProxy::start(registry.host());
+    proxy.add("GET", "/manifests/v1", status(503), 2);
+    proxy.add(
+        "HEAD",
+        "/manifests/v1",
+        Fault::Status(429, vec![("Retry-After".into(), "1".into())]),
+        2,
+    );
+    let reference = format!("{}/app:v1", proxy.host());
+    // Separate runs: in one, the HEAD would be answered from the cache.
+    let out = ocirelay(&["lookup", "--head", &reference]).success();
+    assert_eq!(out.json()[0]["digest"], json!(image.digest.to_string()));
+    ocirelay(&["lookup", "--type", "manifest", &reference]).success();
+    let log = proxy.log();
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("GET ")).count(),
+        3,
+        "{log:#?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("HEAD ")).count(),
+        3,
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn a_copy_through_bursts_of_429_and_503_arrives_identical() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let a = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[b"one", b"two", b"three"],
+    );
+    let b = layout.image(
+        Flavour::Oci,
+        &platform("linux", "arm64", Some("v8")),
+        &[b"four", b"five"],
+    );
+    let index = layout.index(Flavour::Oci, &[a, b]);
+    layout.tag("v1", &index);
+    layout.push(&src, "app", "v1");
+    let proxy = FaultProxy::start(dst.host());
+    proxy.add(
+        "POST",
+        "/blobs/uploads/",
+        Fault::Status(429, vec![("Retry-After".into(), "1".into())]),
+        3,
+    );
+    proxy.add("PUT", "/manifests/", status(503), 2);
+    proxy.add("HEAD", "/blobs/", status(502), 1);
+    let target = format!("{}/app:v1", proxy.host());
+    let out = ocirelay(&["copy", &src.reference("app:v1"), &target]).success();
+    assert_eq!(out.json()[0]["digest"], json!(index.digest.to_string()));
+    let check = ocirelay(&["lookup", "--head", &dst.reference("app:v1")]).success();
+    assert_eq!(check.json()[0]["digest"], json!(index.digest.to_string()));
+    let src_index = ocirelay(&["index", &src.reference("app:v1")])
+        .success()
+        .json();
+    let dst_index = ocirelay(&["index", &dst.reference("app:v1")])
+        .success()
+        .json();
+    assert_eq!(
+        src_index[0]["manifests"].as_array().map(Vec::len),
+        dst_index[0]["manifests"].as_array().map(Vec::len)
+    );
+    for (s, d) in src_index[0]["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(dst_index[0]["manifests"].as_array().unwrap())
+    {
+        assert_eq!(s["digest"], d["digest"]);
+        assert_eq!(s["platform"], d["platform"]);
+    }
+}
+
+#[test]
+fn a_permanent_500_is_a_clear_error_and_nothing_new_is_tagged() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let image = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[b"doomed"],
+    );
+    layout.tag("v1", &image);
+    layout.push(&src, "app", "v1");
+    let proxy = FaultProxy::start(dst.host());
+    proxy.add("PUT", "/manifests/", status(500), 1000);
+    let target = format!("{}/app:v1", proxy.host());
+    let out = ocirelay(&["copy", &src.reference("app:v1"), &target]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("{target}: registry answered 500")),
+        "{}",
+        out.stderr
+    );
+    let check = ocirelay(&["lookup", "--head", &dst.reference("app:v1")]).success();
+    assert_eq!(
+        check.json(),
+        vec![json!(null)],
+        "nothing at the destination tag"
+    );
+    let puts = proxy
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("PUT ") && l.contains("/manifests/"))
+        .count();
+    assert_eq!(puts, 3, "three tries in all: {:#?}", proxy.log());
+}
+
+#[test]
+fn broken_streams_mid_download_and_mid_upload_are_recovered() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let big: Vec<u8> = (0..16 * 1024 * 1024u32)
+        .flat_map(|i| i.wrapping_mul(0x9E37_79B1).to_le_bytes())
+        .collect();
+    let image = layout.image(Flavour::Oci, &platform("linux", "amd64", None), &[&big]);
+    layout.tag("v1", &image);
+    layout.push(&src, "app", "v1");
+    let layer = Digest::sha256(&big);
+    let src_proxy = FaultProxy::start(src.host());
+    let dst_proxy = FaultProxy::start(dst.host());
+    // The 64 MiB layer's download breaks after 10 MiB, its upload after 20 MiB.
+    src_proxy.add(
+        "GET",
+        &format!("/blobs/{layer}"),
+        Fault::CutResponseAfter(10 << 20),
+        1,
+    );
+    dst_proxy.add(
+        "PUT",
+        "/blobs/uploads/",
+        Fault::CutRequestAfter(20 << 20),
+        1,
+    );
+    let out = ocirelay(&[
+        "copy",
+        &format!("{}/app:v1", src_proxy.host()),
+        &format!("{}/app:v1", dst_proxy.host()),
+    ])
+    .success();
+    assert_eq!(out.json()[0]["digest"], json!(image.digest.to_string()));
+    let head = ocirelay(&[
+        "lookup",
+        "--type",
+        "blob",
+        "--head",
+        &dst.reference(&format!("app@{layer}")),
+    ])
+    .success();
+    assert_eq!(
+        head.json()[0]["size"],
+        json!(big.len()),
+        "the blob arrived whole (and the registry checked its digest)"
+    );
+    let gets = src_proxy
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("GET ") && l.contains(&layer.to_string()))
+        .count();
+    assert!(
+        gets >= 2,
+        "the download was restarted: {:#?}",
+        src_proxy.log()
+    );
+}
