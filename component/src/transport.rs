@@ -12,9 +12,6 @@ use wasi::http::types::{
 };
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
-/// Largest write wasi streams accept in one blocking call.
-const WRITE_CHUNK: usize = 4096;
-
 /// A response body kept unread so that the caller can stream it.
 ///
 /// Fields drop in declaration order: the stream must go before the body,
@@ -167,6 +164,32 @@ impl Upload {
     }
 }
 
+/// Writes `bytes` in the chunks the stream permits (waiting when it is full),
+/// then flushes.
+fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), TransportError> {
+    while !bytes.is_empty() {
+        let permit = stream
+            .check_write()
+            .map_err(|e| stream_error("writing the request body", e))?;
+        if permit == 0 {
+            stream.subscribe().block();
+            continue;
+        }
+        let n = usize::try_from(permit)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        stream
+            .write(&bytes[..n])
+            .map_err(|e| stream_error("writing the request body", e))?;
+        bytes = &bytes[n..];
+    }
+    match stream.blocking_flush() {
+        // Closed: wasi-http ended the body at its Content-Length, all written.
+        Ok(()) | Err(StreamError::Closed) => Ok(()),
+        Err(e) => Err(stream_error("flushing the request body", e)),
+    }
+}
+
 fn stream_error(what: &str, e: StreamError) -> TransportError {
     match e {
         StreamError::Closed => err(&format!("{what}: stream closed")),
@@ -223,11 +246,7 @@ impl InFlight {
                     let stream = body
                         .write()
                         .map_err(|()| err("request body stream already taken"))?;
-                    for chunk in bytes.chunks(WRITE_CHUNK) {
-                        stream
-                            .blocking_write_and_flush(chunk)
-                            .map_err(|e| stream_error("writing the request body", e))?;
-                    }
+                    write_all(&stream, bytes)?;
                 }
                 OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
                 Ok(InFlight {
@@ -273,7 +292,18 @@ impl InFlight {
     /// Moves an upload's bytes along, and ends its body when the source is done.
     pub fn pump(&mut self) -> Result<(), TransportError> {
         if let Some(upload) = self.upload.as_mut() {
-            if upload.pump()? {
+            let done = match upload.pump() {
+                Ok(done) => done,
+                // A body cut short usually means the request failed: its
+                // own error (refused, reset) says more than "stream closed".
+                Err(e) => {
+                    return Err(match self.future.get() {
+                        Some(Ok(Err(code))) => error_code(&code),
+                        _ => e,
+                    })
+                }
+            };
+            if done {
                 if let Some(done) = self.upload.take() {
                     done.finish()?;
                 }

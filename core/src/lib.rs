@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod ops;
 pub mod platform;
+pub mod rate_limit;
 pub mod reference;
 pub mod retry;
 

@@ -14,6 +14,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::policy::Policy;
+
 /// The pooled HTTP(S) client the hook sends through.
 pub type Pooled = Client<hyper_rustls::HttpsConnector<HttpConnector>, WasiBody>;
 
@@ -50,12 +52,17 @@ pub struct Traffic {
 pub struct Hooks {
     client: Pooled,
     traffic: Arc<Traffic>,
+    policy: Arc<Policy>,
 }
 
 impl Hooks {
-    /// Hooks sending through `client`, counting into `traffic`.
-    pub fn new(client: Pooled, traffic: Arc<Traffic>) -> Self {
-        Hooks { client, traffic }
+    /// Hooks sending through `client` under `policy`, counting into `traffic`.
+    pub fn new(client: Pooled, traffic: Arc<Traffic>, policy: Arc<Policy>) -> Self {
+        Hooks {
+            client,
+            traffic,
+            policy,
+        }
     }
 }
 
@@ -80,7 +87,18 @@ impl WasiHttpHooks for Hooks {
     ) -> SendFuture {
         let client = self.client.clone();
         let traffic = self.traffic.clone();
+        let policy = self.policy.clone();
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        if !policy.allows(&authority) {
+            tracing::warn!(host = %authority, "refused: not a registry this command names, nor one it was sent to");
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
         Box::new(async move {
+            policy.wait_turn(&authority).await;
             let (parts, body) = request.into_parts();
             // GET, HEAD and zero-length writes carry no body: hand hyper a
             // finished one, so it neither frames it as chunked nor leaves a
@@ -110,6 +128,7 @@ impl WasiHttpHooks for Hooks {
             let request = http::Request::from_parts(parts, body);
             let response = client.request(request).await.map_err(client_error)?;
             tracing::debug!(status = %response.status(), "answered");
+            policy.learn(&authority, response.status().as_u16(), response.headers());
             if response.status() == http::StatusCode::CREATED {
                 traffic.objects_written.fetch_add(1, Ordering::Relaxed);
             }

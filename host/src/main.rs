@@ -9,6 +9,7 @@ mod credentials;
 mod error;
 mod hooks;
 mod output;
+mod policy;
 mod runtime;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,10 @@ struct Cli {
     /// Requests one operation keeps in flight at most (manifests and configs of an index).
     #[arg(long, value_name = "N", default_value_t = 8, global = true)]
     concurrency: u32,
+    /// Limit requests to HOST to N per PERIOD (s, m or h), e.g.
+    /// `registry.example=100/1m` (repeatable; Docker Hub: 300/1m by default).
+    #[arg(long = "rate", value_name = "HOST=N/PERIOD", global = true)]
+    rates: Vec<String>,
     /// Seconds a request keeps retrying "429 Too Many Requests" (server
     /// errors and connection failures get three tries in all).
     #[arg(long, value_name = "SECS", default_value_t = 300, global = true)]
@@ -98,7 +103,12 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         concurrency: cli.concurrency,
         retry_deadline_secs: cli.retry_deadline,
     };
-    let runtime = Runtime::new()?;
+    let rates = cli
+        .rates
+        .iter()
+        .map(|r| ocirelay_core::rate_limit::RateSpec::parse(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runtime = Runtime::new(policy::Policy::new(rates))?;
     match cli.command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,

@@ -14,6 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::error::HostError;
 use crate::hooks::{pooled_client, Hooks, Traffic};
+use crate::policy::Policy;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -60,11 +61,13 @@ pub struct Runtime {
     http: crate::hooks::Pooled,
     /// What every instance of this runtime sent, for progress reports.
     pub traffic: Arc<Traffic>,
+    /// Rate limits and allowed hosts, shared by every instance.
+    pub policy: Arc<Policy>,
 }
 
 impl Runtime {
     /// Loads the component (from the compilation cache when possible).
-    pub fn new() -> Result<Self, HostError> {
+    pub fn new(policy: Policy) -> Result<Self, HostError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         let engine =
@@ -87,6 +90,7 @@ impl Runtime {
             pre,
             http,
             traffic: Arc::default(),
+            policy: Arc::new(policy),
         })
     }
 
@@ -96,7 +100,7 @@ impl Runtime {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: Hooks::new(self.http.clone(), self.traffic.clone()),
+            hooks: Hooks::new(self.http.clone(), self.traffic.clone(), self.policy.clone()),
         };
         let mut store = Store::new(&self.engine, state);
         let relay = self

@@ -123,7 +123,7 @@ impl CopyBlob {
             ))
         } else {
             Stage::GetSource {
-                lookup: Box::new(Lookup::blob(&source, digest.clone(), false)),
+                lookup: Box::new(Lookup::blob(&source, digest.clone(), false).streamed()),
                 session: None,
             }
         };
@@ -155,7 +155,7 @@ impl CopyBlob {
 
     fn get_source(&self, session: Option<Url>) -> Stage {
         Stage::GetSource {
-            lookup: Box::new(Lookup::blob(&self.source, self.digest.clone(), false)),
+            lookup: Box::new(Lookup::blob(&self.source, self.digest.clone(), false).streamed()),
             session,
         }
     }

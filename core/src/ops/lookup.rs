@@ -97,6 +97,8 @@ pub struct Lookup {
     /// Token actions asked for: `pull`, or `pull,push` when the lookup
     /// precedes a push (one token then serves both).
     actions: &'static str,
+    /// Hold every blob body for streaming, small ones too (a copy's source).
+    always_stream: bool,
     outcome: Option<Result<Option<Found>>>,
 }
 
@@ -150,6 +152,7 @@ impl Lookup {
             exchange: None,
             head_fell_back: false,
             actions: "pull",
+            always_stream: false,
             outcome: None,
         }
     }
@@ -158,6 +161,14 @@ impl Lookup {
     /// pushed to.
     pub fn for_push(mut self) -> Self {
         self.actions = "pull,push";
+        self
+    }
+
+    /// Holds the blob body for streaming whatever its size: for a copy's
+    /// source, whose bytes go straight into an upload (not into memory, not
+    /// into the cache).
+    pub fn streamed(mut self) -> Self {
+        self.always_stream = true;
         self
     }
 
@@ -198,18 +209,17 @@ impl Lookup {
         found
     }
 
-    fn spec(
-        reference: &Reference,
-        kind: LookupKind,
-        method: Method,
-        actions: &str,
-    ) -> ExchangeSpec {
-        let scope = repository_scope(&reference.repository, actions);
+    fn spec(&self, kind: LookupKind, method: Method) -> ExchangeSpec {
+        let reference = &self.reference;
+        let scope = repository_scope(&reference.repository, self.actions);
+        let buffer_up_to = if self.always_stream {
+            0
+        } else {
+            CACHE_DATA_LIMIT
+        };
         let (path, accept, body_mode) = match (kind, &reference.digest) {
             (LookupKind::Blob, Some(d)) => {
-                let body_mode = BodyMode::Stream {
-                    buffer_up_to: CACHE_DATA_LIMIT,
-                };
+                let body_mode = BodyMode::Stream { buffer_up_to };
                 (blob_path(&reference.repository, d), None, body_mode)
             }
             _ => (
@@ -292,12 +302,7 @@ impl Lookup {
                     self.head_fell_back = true;
                     self.exchange = Some(Exchange::new(
                         client,
-                        Self::spec(
-                            &self.reference,
-                            LookupKind::Manifest,
-                            Method::Get,
-                            self.actions,
-                        ),
+                        self.spec(LookupKind::Manifest, Method::Get),
                     ));
                     return None;
                 }
@@ -469,7 +474,7 @@ impl Operation for Lookup {
                 } else {
                     Method::Get
                 };
-                let spec = Self::spec(&self.reference, self.options.kind, method, self.actions);
+                let spec = self.spec(self.options.kind, method);
                 self.exchange = Some(Exchange::new(client, spec));
                 continue;
             };

@@ -1,0 +1,72 @@
+//! The host's outgoing-request policy: rate limits and the allow-list.
+
+use std::time::{Duration, Instant};
+
+use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
+use ocirelay_tests::{ocirelay, platform, Auth, Flavour, Layout, Registry};
+
+#[test]
+fn a_rate_limit_is_a_lower_bound_on_time() {
+    let registry = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let image = layout.image(Flavour::Oci, &platform("linux", "amd64", None), &[b"rated"]);
+    layout.tag("v1", &image);
+    layout.push(&registry, "app", "v1");
+    // R = 4 per second, burst B = 4; N = 12 HEADs (no cache: each one is sent).
+    let reference = registry.reference("app:v1");
+    let rate = format!("{}=4/s", registry.host());
+    let mut args = vec!["lookup", "--no-cache", "--rate", &rate];
+    for _ in 0..12 {
+        args.extend(["--head", reference.as_str()]);
+    }
+    let started = Instant::now();
+    let out = ocirelay(&args).success();
+    let elapsed = started.elapsed();
+    assert_eq!(out.json().len(), 12);
+    // (N - B) / R = 2 s at least; the start-up of the process only adds.
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "12 requests at 4/s with burst 4 took {elapsed:?}"
+    );
+
+    let out = ocirelay(&["lookup", "--rate", "nonsense", &reference]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("rate \"nonsense\""), "{}", out.stderr);
+}
+
+#[test]
+fn hosts_outside_the_allow_list_are_refused_by_the_hook() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let image = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[b"guarded"],
+    );
+    layout.tag("v1", &image);
+    layout.push(&src, "app", "v1");
+    // The destination hands out an upload session on a host nobody named.
+    let stranger = ocirelay_tests::registry::free_port();
+    let proxy = FaultProxy::start(dst.host());
+    let location = format!("http://127.0.0.1:{stranger}/upload/elsewhere");
+    proxy.add(
+        "POST",
+        "/blobs/uploads/",
+        Fault::Status(202, vec![("Location".into(), location)]),
+        10,
+    );
+    let out = ocirelay(&[
+        "copy",
+        &src.reference("app:v1"),
+        &format!("{}/app:v1", proxy.host()),
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot reach 127.0.0.1:{stranger}: request denied by the host"
+        )),
+        "{}",
+        out.stderr
+    );
+}
