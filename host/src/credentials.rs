@@ -1,6 +1,8 @@
 //! Registry credentials from the docker client's config
-//! (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`): the `auths`
-//! entries. Secrets are handed to the component and never printed.
+//! (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`): `auths`
+//! entries, and for the hosts a command names `credHelpers` / `credsStore`
+//! (`docker-credential-<name> get`). Secrets are handed to the component and
+//! never printed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,13 +10,71 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use serde::Deserialize;
 
+use ocirelay_core::reference::is_docker_hub;
+
 use crate::error::HostError;
 use crate::runtime::wit::Credential;
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct DockerConfig {
     #[serde(default)]
     auths: BTreeMap<String, AuthEntry>,
+    #[serde(default)]
+    creds_store: Option<String>,
+    #[serde(default)]
+    cred_helpers: BTreeMap<String, String>,
+}
+
+/// What `docker-credential-<name> get` prints.
+#[derive(Deserialize)]
+struct HelperAnswer {
+    #[serde(rename = "Username", default)]
+    username: String,
+    #[serde(rename = "Secret", default)]
+    secret: String,
+}
+
+/// Docker Hub's key in credential stores.
+const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
+
+/// Asks helper `name` for `server`'s credentials; `None` when it has none.
+fn from_helper(name: &str, server: &str) -> Result<Option<Credential>, HostError> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let program = format!("docker-credential-{name}");
+    let mut child = match Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return Err(HostError::Setup(format!("running {program}: {e}"))),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| HostError::Setup(format!("running {program}: {e}")))?;
+    if !out.status.success() {
+        // "credentials not found" and the like: anonymous, not an error.
+        tracing::debug!(helper = %program, server, "no credentials from the helper");
+        return Ok(None);
+    }
+    let answer: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|e| {
+        HostError::Setup(format!(
+            "{program} answered something that is not credentials JSON: {e}"
+        ))
+    })?;
+    if answer.username == "<token>" {
+        // An identity token needs the OAuth2 refresh flow, not done yet.
+        tracing::warn!(helper = %program, server, "identity tokens are not supported yet; going anonymous");
+        return Ok(None);
+    }
+    Ok(Some(Credential::Basic((answer.username, answer.secret))))
 }
 
 #[derive(Deserialize, Default)]
@@ -45,8 +105,9 @@ fn registry_host(key: &str) -> String {
     k.split('/').next().unwrap_or(k).to_string()
 }
 
-/// Credentials by registry host; no config file means none.
-pub fn load() -> Result<Vec<(String, Credential)>, HostError> {
+/// Credentials by registry host: every `auths` entry, then helpers for the
+/// `hosts` a command names that no entry covers. No config file means none.
+pub fn load(hosts: &[String]) -> Result<Vec<(String, Credential)>, HostError> {
     let Some(path) = config_path() else {
         return Ok(Vec::new());
     };
@@ -58,14 +119,14 @@ pub fn load() -> Result<Vec<(String, Credential)>, HostError> {
     let config: DockerConfig = serde_json::from_str(&text)
         .map_err(|e| HostError::Setup(format!("{} is not a docker config: {e}", path.display())))?;
     let mut out = Vec::new();
-    for (key, entry) in config.auths {
-        let host = registry_host(&key);
-        if let Some(token) = entry.registrytoken.filter(|t| !t.is_empty()) {
+    for (key, entry) in &config.auths {
+        let host = registry_host(key);
+        if let Some(token) = entry.registrytoken.clone().filter(|t| !t.is_empty()) {
             out.push((host, Credential::Bearer(token)));
             continue;
         }
-        let pair = match (entry.username, entry.password, entry.auth) {
-            (Some(u), Some(p), _) if !u.is_empty() => Some((u, p)),
+        let pair = match (&entry.username, &entry.password, &entry.auth) {
+            (Some(u), Some(p), _) if !u.is_empty() => Some((u.clone(), p.clone())),
             (_, _, Some(auth)) if !auth.is_empty() => {
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(auth.trim())
@@ -89,6 +150,35 @@ pub fn load() -> Result<Vec<(String, Credential)>, HostError> {
         };
         if let Some(pair) = pair {
             out.push((host, Credential::Basic(pair)));
+        }
+    }
+    for host in hosts {
+        let hub = is_docker_hub(host);
+        if out
+            .iter()
+            .any(|(h, _)| h == host || (hub && is_docker_hub(h)))
+        {
+            continue;
+        }
+        let helper = config
+            .cred_helpers
+            .iter()
+            .find(|(k, _)| {
+                let k = registry_host(k);
+                k == *host || (hub && is_docker_hub(&k))
+            })
+            .map(|(_, v)| v.clone())
+            .or_else(|| config.creds_store.clone())
+            .filter(|h| !h.is_empty());
+        if let Some(helper) = helper {
+            let server = if hub {
+                DOCKER_HUB_SERVER
+            } else {
+                host.as_str()
+            };
+            if let Some(c) = from_helper(&helper, server)? {
+                out.push((host.clone(), c));
+            }
         }
     }
     Ok(out)

@@ -94,10 +94,39 @@ fn main() {
     }
 }
 
+impl Command {
+    /// The registries this command names: what credentials are looked up
+    /// for and what the component may reach (besides where they send it).
+    fn hosts(&self) -> Result<Vec<String>, HostError> {
+        let refs: Vec<ocirelay_core::Reference> = match self {
+            Command::Lookup(args) => commands::lookup::parse_items(&args.items)?
+                .into_iter()
+                .map(|q| match q {
+                    runtime::Query::Lookup(r, _) | runtime::Query::Index(r) => r,
+                })
+                .collect(),
+            Command::Index(args) => args
+                .refs
+                .iter()
+                .map(|r| ocirelay_core::Reference::parse(r))
+                .collect::<Result<_, _>>()?,
+            Command::Copy(args) => vec![
+                ocirelay_core::Reference::parse(&args.src)?,
+                ocirelay_core::Reference::parse(&args.dst)?,
+            ],
+        };
+        let mut hosts: Vec<String> = refs.into_iter().map(|r| r.host).collect();
+        hosts.sort();
+        hosts.dedup();
+        Ok(hosts)
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), HostError> {
+    let hosts = cli.command.hosts()?;
     let config = wit::Config {
         user_agent: format!("ocirelay/{}", env!("CARGO_PKG_VERSION")),
-        credentials: credentials::load()?,
+        credentials: credentials::load(&hosts)?,
         insecure_registries: cli.insecure,
         cache: !cli.no_cache,
         concurrency: cli.concurrency,
@@ -109,6 +138,9 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         .map(|r| ocirelay_core::rate_limit::RateSpec::parse(r))
         .collect::<Result<Vec<_>, _>>()?;
     let runtime = Runtime::new(policy::Policy::new(rates))?;
+    for host in &hosts {
+        runtime.policy.allow(host);
+    }
     match cli.command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,

@@ -80,7 +80,7 @@ impl FaultProxy {
         }
     }
 
-    /// Every request seen (`METHOD path -> what happened`).
+    /// Every request seen (`METHOD path [(with Authorization)] -> what happened`).
     pub fn log(&self) -> Vec<String> {
         self.script
             .lock()
@@ -95,6 +95,7 @@ fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut content_length = 0usize;
+    let mut authorized = false;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
@@ -104,6 +105,7 @@ fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::
             break;
         }
         let lower = line.to_ascii_lowercase();
+        authorized |= lower.starts_with("authorization:");
         if let Some(v) = lower.strip_prefix("content-length:") {
             content_length = v.trim().parse().unwrap_or(0);
         }
@@ -131,7 +133,12 @@ fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::
                 r.times -= 1;
                 r.fault.clone()
             });
-        s.log.push(format!("{method} {path} -> {fault:?}"));
+        let auth = if authorized {
+            " (with Authorization)"
+        } else {
+            ""
+        };
+        s.log.push(format!("{method} {path}{auth} -> {fault:?}"));
         fault
     };
     let mut client_out = client;

@@ -1,0 +1,150 @@
+//! Credentials from the docker config: `auths`, `credHelpers`, `credsStore`;
+//! secrets never in the output, even at the most verbose logging.
+
+use std::os::unix::fs::PermissionsExt;
+
+use ocirelay_tests::cli::ocirelay_with;
+use ocirelay_tests::{platform, Auth, Flavour, Layout, Registry};
+use serde_json::json;
+
+/// A `docker-credential-<name>` script answering `user`/`secret` for `server`.
+fn helper(dir: &std::path::Path, name: &str, server: &str, user: &str, secret: &str) {
+    let script = format!(
+        "#!/bin/sh\nread server\nif [ \"$1\" = get ] && [ \"$server\" = \"{server}\" ]; then\n  printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{secret}\"}}' \"$server\"\nelse\n  echo 'credentials not found in native keychain' >&2; exit 1\nfi\n"
+    );
+    let path = dir.join(format!("docker-credential-{name}"));
+    std::fs::write(&path, script).expect("writing the helper");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+#[test]
+fn helpers_authenticate_and_secrets_stay_out_of_logs() {
+    let basic = Registry::start(Auth::Basic {
+        user: "dave".into(),
+        password: "basic-secret-8472".into(),
+    });
+    let token = Registry::start(Auth::Token {
+        users: vec![("erin".into(), "token-secret-1953".into())],
+        public_repositories: vec![],
+    });
+    let mut layout = Layout::new();
+    let image = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[b"helped"],
+    );
+    layout.tag("v1", &image);
+    layout.push(&basic, "private/app", "v1");
+    layout.push(&token, "private/app", "v1");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    helper(&bin, "ocitest", basic.host(), "dave", "basic-secret-8472");
+    helper(&bin, "ocistore", token.host(), "erin", "token-secret-1953");
+    let config = json!({"credHelpers": {basic.host(): "ocitest"}, "credsStore": "ocistore"});
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env = [
+        ("DOCKER_CONFIG", dir.path().to_str().unwrap()),
+        ("PATH", path.as_str()),
+        ("RUST_LOG", "trace"),
+    ];
+    let out = ocirelay_with(
+        &[
+            "lookup",
+            "--head",
+            &basic.reference("private/app:v1"),
+            "--head",
+            &token.reference("private/app:v1"),
+        ],
+        &env,
+    )
+    .success();
+    let docs = out.json();
+    assert_eq!(
+        docs[0]["digest"],
+        json!(image.digest.to_string()),
+        "credHelpers served the basic registry"
+    );
+    assert_eq!(
+        docs[1]["digest"],
+        json!(image.digest.to_string()),
+        "credsStore served the token registry"
+    );
+    for secret in ["basic-secret-8472", "token-secret-1953"] {
+        assert!(!out.stderr.contains(secret), "{secret} in the trace log");
+        assert!(!out.stdout.contains(secret));
+    }
+    // The bearer tokens (JWTs, "eyJ…") never show either.
+    assert!(!out.stderr.contains("eyJ"), "a token in the trace log");
+    assert!(
+        out.stderr.contains("TRACE") || out.stderr.contains("DEBUG"),
+        "the log was on"
+    );
+}
+
+#[test]
+fn a_redirect_to_another_host_goes_without_authorization() {
+    use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
+    let private = Registry::start(Auth::Basic {
+        user: "fay".into(),
+        password: "pw-fay-3391".into(),
+    });
+    let storage = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let image = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[b"redirected layer"],
+    );
+    layout.tag("v1", &image);
+    layout.push(&private, "app", "v1");
+    layout.push(&storage, "app", "v1");
+    let layer = ocirelay_core::Digest::sha256(b"redirected layer");
+    // "Blob storage" on another loopback host, and the registry sending us there.
+    let cdn = FaultProxy::start(storage.host());
+    let front = FaultProxy::start(private.host());
+    let location = format!("http://{}/v2/app/blobs/{layer}?signed=1", cdn.host());
+    front.add(
+        "GET",
+        &format!("/blobs/{layer}"),
+        Fault::Status(307, vec![("Location".into(), location)]),
+        10,
+    );
+
+    let config = ocirelay_tests::cli::docker_config(&front.host(), "fay", "pw-fay-3391");
+    let env = [("DOCKER_CONFIG", config.path().to_str().unwrap())];
+    // The HEAD meets the registry's Basic challenge, so the GET after it
+    // carries Authorization up front, into the redirect.
+    let blob = format!("{}/app@{layer}", front.host());
+    let out = ocirelay_with(
+        &[
+            "lookup", "--type", "blob", "--head", &blob, "--type", "blob", &blob,
+        ],
+        &env,
+    )
+    .success();
+    assert_eq!(
+        out.json()[1],
+        json!("cmVkaXJlY3RlZCBsYXllcg=="),
+        "base64 of the layer, fetched from the other host"
+    );
+    let cdn_log = cdn.log();
+    assert!(
+        !cdn_log.is_empty() && cdn_log.iter().all(|l| !l.contains("with Authorization")),
+        "{cdn_log:#?}"
+    );
+    assert!(
+        front
+            .log()
+            .iter()
+            .any(|l| l.contains("/blobs/") && l.contains("with Authorization")),
+        "{:#?}",
+        front.log()
+    );
+}
