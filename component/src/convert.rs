@@ -111,6 +111,11 @@ pub fn config_from_wit(c: wit::Config) -> ClientConfig {
             },
             ..defaults.retry
         },
+        // The host validated it; a bad one here means no mirror.
+        docker_hub_proxy: c
+            .docker_hub_proxy
+            .as_deref()
+            .and_then(|p| ocirelay_core::client::parse_docker_hub_proxy(p).ok()),
     }
 }
 

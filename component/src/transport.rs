@@ -90,6 +90,8 @@ fn error_code(code: &ErrorCode) -> TransportError {
 pub struct InFlight {
     // Declared before `future`: an upload's streams go first.
     upload: Option<Upload>,
+    /// Why an upload was abandoned, for when the answer says no more.
+    failed: Option<TransportError>,
     future: FutureIncomingResponse,
     request: Request,
 }
@@ -236,6 +238,7 @@ impl InFlight {
                 let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
                 Ok(InFlight {
                     upload: None,
+                    failed: None,
                     future,
                     request,
                 })
@@ -251,6 +254,7 @@ impl InFlight {
                 OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
                 Ok(InFlight {
                     upload: None,
+                    failed: None,
                     future,
                     request,
                 })
@@ -271,6 +275,7 @@ impl InFlight {
                 };
                 Ok(InFlight {
                     upload: Some(upload),
+                    failed: None,
                     future,
                     request,
                 })
@@ -294,13 +299,12 @@ impl InFlight {
         if let Some(upload) = self.upload.as_mut() {
             let done = match upload.pump() {
                 Ok(done) => done,
-                // A body cut short usually means the request failed: its
-                // own error (refused, reset) says more than "stream closed".
+                // Abandon the body: the host then fails the request, and its
+                // answer (refused, reset) says more than "stream closed".
                 Err(e) => {
-                    return Err(match self.future.get() {
-                        Some(Ok(Err(code))) => error_code(&code),
-                        _ => e,
-                    })
+                    self.upload = None;
+                    self.failed = Some(e);
+                    return Ok(());
                 }
             };
             if done {
@@ -324,7 +328,10 @@ impl InFlight {
         match Some(result) {
             None => Poll::Pending(self),
             Some(Err(())) => Poll::Ready(Err(err("response already taken"))),
-            Some(Ok(Err(code))) => Poll::Ready(Err(error_code(&code))),
+            Some(Ok(Err(code))) => Poll::Ready(Err(match self.failed.take() {
+                Some(e) if !matches!(code, ErrorCode::HttpRequestDenied) => e,
+                _ => error_code(&code),
+            })),
             Some(Ok(Ok(response))) => Poll::Ready(read_response(response, &self.request)),
         }
     }

@@ -25,6 +25,9 @@ pub struct ClientConfig {
     pub concurrency: usize,
     /// When and how long to retry.
     pub retry: RetryPolicy,
+    /// A Docker Hub read-through mirror: reads of Docker Hub go there (its
+    /// 404 is final), writes still go to Docker Hub.
+    pub docker_hub_proxy: Option<Url>,
 }
 
 /// Requests in flight per operation when not configured.
@@ -39,6 +42,7 @@ impl Default for ClientConfig {
             cache: true,
             concurrency: DEFAULT_CONCURRENCY,
             retry: RetryPolicy::default(),
+            docker_hub_proxy: None,
         }
     }
 }
@@ -163,6 +167,19 @@ impl Client {
     }
 }
 
+/// Validates a Docker Hub mirror URL (`DOCKERHUB_PUBLIC_PROXY`): `http` or
+/// `https`, a host, and no path, query or user info.
+pub fn parse_docker_hub_proxy(input: &str) -> crate::error::Result<Url> {
+    let bad =
+        |why: &str| crate::error::Error::InvalidInput(format!("Docker Hub proxy {input:?}: {why}"));
+    let url = Url::parse(input.trim_end_matches('/'))
+        .map_err(|_| bad("must be an http:// or https:// URL"))?;
+    if url.path_and_query != "/" {
+        return Err(bad("must have no path or query"));
+    }
+    Ok(url)
+}
+
 /// Whether the scopes of `granted` (space-separated `type:name:actions`)
 /// include every action of `wanted`.
 fn scopes_cover(granted: &str, wanted: &str) -> bool {
@@ -229,6 +246,30 @@ mod tests {
         assert!(!scopes_cover("repository:a:pull", "repository:a:pull,push"));
         assert!(!scopes_cover("repository:a:pull", "repository:ab:pull"));
         assert!(!scopes_cover("repository:a:pull", ""));
+    }
+
+    #[test]
+    fn docker_hub_proxy_urls() {
+        let u = parse_docker_hub_proxy("https://mirror.example:5000/").unwrap();
+        assert_eq!(
+            (u.scheme, u.authority.as_str()),
+            (Scheme::Https, "mirror.example:5000")
+        );
+        assert_eq!(
+            parse_docker_hub_proxy("http://127.0.0.1:1").unwrap().scheme,
+            Scheme::Http
+        );
+        for bad in [
+            "mirror.example",
+            "ftp://m",
+            "https://m/v2",
+            "https://m/?x=1",
+            "https://user@m",
+            "",
+        ] {
+            let e = parse_docker_hub_proxy(bad).unwrap_err();
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -653,3 +653,44 @@ fn server_errors_and_429_are_retried_not_before_the_delay() {
     assert!(found.unwrap().is_some());
     assert_eq!(sent.len(), 3);
 }
+
+#[test]
+fn docker_hub_reads_go_to_the_mirror_without_docker_hub_credentials() {
+    let mut creds = std::collections::BTreeMap::new();
+    creds.insert(
+        "docker.io".to_string(),
+        Credential::Bearer("hub-token".into()),
+    );
+    let mut c = Client::new(ClientConfig {
+        credentials: creds,
+        docker_hub_proxy: Some(
+            ocirelay_core::client::parse_docker_hub_proxy("http://127.0.0.1:7000").unwrap(),
+        ),
+        ..ClientConfig::default()
+    });
+    let (found, sent) = lookup(&mut c, "hello-world", GET_MANIFEST, |_| {
+        Ok(response(
+            401,
+            &[(
+                "WWW-Authenticate",
+                r#"Bearer realm="http://127.0.0.1:7000/token""#,
+            )],
+            b"",
+        ))
+    });
+    assert!(found.unwrap().is_none(), "the mirror's answer is final");
+    assert_eq!(
+        urls(&sent),
+        ["GET http://127.0.0.1:7000/v2/library/hello-world/manifests/latest"]
+    );
+    assert_eq!(
+        sent[0].headers.get("authorization"),
+        None,
+        "Docker Hub's token stays with Docker Hub"
+    );
+    // Other registries are not affected.
+    let (_, sent) = lookup(&mut c, "localhost:5000/x:y", GET_MANIFEST, |_| {
+        Ok(response(404, &[], b""))
+    });
+    assert_eq!(urls(&sent), ["GET http://localhost:5000/v2/x/manifests/y"]);
+}

@@ -21,7 +21,8 @@ use runtime::{wit, Runtime};
 /// Look up, copy and push OCI images between container registries.
 ///
 /// Credentials come from the docker config ($DOCKER_CONFIG/config.json or
-/// ~/.docker/config.json). Registries on localhost and 127.0.0.1 are spoken
+/// ~/.docker/config.json). DOCKERHUB_PUBLIC_PROXY (or _HOST) sends Docker
+/// Hub reads to a read-through mirror. Registries on localhost and 127.0.0.1 are spoken
 /// to over plain HTTP. Set RUST_LOG (e.g. RUST_LOG=debug) for logs on stderr.
 ///
 /// Exit codes: 0 success (including "not found", printed as null), 1 a
@@ -122,8 +123,25 @@ impl Command {
     }
 }
 
+/// `DOCKERHUB_PUBLIC_PROXY` (a URL) or `DOCKERHUB_PUBLIC_PROXY_HOST` (a
+/// host, spoken to over HTTPS), validated: a bad value stops the command.
+fn docker_hub_proxy() -> Result<Option<ocirelay_core::http::Url>, HostError> {
+    use ocirelay_core::client::parse_docker_hub_proxy;
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let url = match (
+        var("DOCKERHUB_PUBLIC_PROXY"),
+        var("DOCKERHUB_PUBLIC_PROXY_HOST"),
+    ) {
+        (Some(url), _) => parse_docker_hub_proxy(&url)?,
+        (None, Some(host)) => parse_docker_hub_proxy(&format!("https://{host}"))?,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(url))
+}
+
 async fn run(cli: Cli) -> Result<(), HostError> {
     let hosts = cli.command.hosts()?;
+    let mirror = docker_hub_proxy()?;
     let config = wit::Config {
         user_agent: format!("ocirelay/{}", env!("CARGO_PKG_VERSION")),
         credentials: credentials::load(&hosts)?,
@@ -131,6 +149,7 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         cache: !cli.no_cache,
         concurrency: cli.concurrency,
         retry_deadline_secs: cli.retry_deadline,
+        docker_hub_proxy: mirror.as_ref().map(ToString::to_string),
     };
     let rates = cli
         .rates
@@ -140,6 +159,9 @@ async fn run(cli: Cli) -> Result<(), HostError> {
     let runtime = Runtime::new(policy::Policy::new(rates))?;
     for host in &hosts {
         runtime.policy.allow(host);
+    }
+    if let Some(m) = &mirror {
+        runtime.policy.allow(&m.authority);
     }
     match cli.command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,

@@ -10,6 +10,7 @@ use crate::http::{
     SMALL_BODY_LIMIT,
 };
 use crate::ops::{Operation, Output};
+use crate::reference::is_docker_hub;
 use crate::retry::Attempt;
 
 use std::time::Duration;
@@ -123,9 +124,20 @@ impl Exchange {
     /// An exchange for `spec` (nothing is sent until polled).
     pub fn new(client: &Client, spec: ExchangeSpec) -> Self {
         let registry_authority = client.registry_url(&spec.registry, "/").authority;
-        let url = match &spec.target {
-            Target::Path(path) => client.registry_url(&spec.registry, path),
-            Target::Url(url) => url.clone(),
+        let url = match (&spec.target, client.config().docker_hub_proxy.as_ref()) {
+            // Docker Hub reads go to its mirror; credentials stay with
+            // Docker Hub (the mirror is another host).
+            (Target::Path(path), Some(mirror))
+                if is_docker_hub(&spec.registry)
+                    && matches!(spec.method, Method::Get | Method::Head) =>
+            {
+                Url {
+                    path_and_query: path.clone(),
+                    ..mirror.clone()
+                }
+            }
+            (Target::Path(path), _) => client.registry_url(&spec.registry, path),
+            (Target::Url(url), _) => url.clone(),
         };
         Exchange {
             scope_key: spec.scopes.join(" "),

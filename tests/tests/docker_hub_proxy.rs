@@ -1,0 +1,72 @@
+//! `DOCKERHUB_PUBLIC_PROXY`: Docker Hub reads go to a read-through mirror
+//! (here a loopback registry), whose 404 is final.
+
+use ocirelay_tests::cli::ocirelay_with;
+use ocirelay_tests::{platform, Auth, Flavour, Layout, Registry};
+use serde_json::json;
+
+#[test]
+fn docker_hub_reads_go_to_the_mirror() {
+    let mirror = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let image = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[b"hello from the mirror"],
+    );
+    layout.tag("latest", &image);
+    layout.push(&mirror, "library/hello-world", "latest");
+    let url = format!("http://{}", mirror.host());
+    let env = [("DOCKERHUB_PUBLIC_PROXY", url.as_str())];
+
+    let out = ocirelay_with(
+        &[
+            "lookup",
+            "--head",
+            "hello-world",
+            "--head",
+            "docker.io/library/hello-world:latest",
+        ],
+        &env,
+    )
+    .success();
+    let docs = out.json();
+    assert_eq!(docs[0]["digest"], json!(image.digest.to_string()));
+    assert_eq!(docs[0], docs[1]);
+    let out = ocirelay_with(&["index", "hello-world"], &env).success();
+    assert_eq!(
+        out.json()[0]["manifests"][0]["annotations"]["com.docker.official-images.bashbrew.arch"],
+        json!("amd64")
+    );
+    assert_eq!(
+        out.json()[0]["annotations"]["org.opencontainers.image.ref.name"],
+        json!(format!("hello-world@{}", image.digest)),
+        "names stay Docker Hub's"
+    );
+    // The mirror's 404 is final: null, with no second try at Docker Hub.
+    let out = ocirelay_with(&["lookup", "--head", "busybox:nope"], &env).success();
+    assert_eq!(out.json(), vec![json!(null)]);
+
+    let host_only = [("DOCKERHUB_PUBLIC_PROXY_HOST", mirror.host())];
+    // _HOST means HTTPS; this mirror speaks plain HTTP, so the failure shows it was used.
+    let out = ocirelay_with(&["lookup", "--head", "hello-world"], &host_only);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains(mirror.host()), "{}", out.stderr);
+
+    for bad in [
+        "mirror.example",
+        "ftp://mirror.example",
+        "https://mirror.example/v2/",
+    ] {
+        let out = ocirelay_with(
+            &["lookup", "hello-world"],
+            &[("DOCKERHUB_PUBLIC_PROXY", bad)],
+        );
+        assert_eq!(out.code, 2, "{bad}: {out:?}");
+        assert!(
+            out.stderr.contains(&format!("Docker Hub proxy {bad:?}")),
+            "{}",
+            out.stderr
+        );
+    }
+}
