@@ -82,6 +82,11 @@ impl Reference {
         }
     }
 
+    /// `host/repository`: the namespace the registry cache keys objects in.
+    pub fn cache_namespace(&self) -> String {
+        format!("{}/{}", self.host, self.repository)
+    }
+
     /// The same repository with another digest and no tag.
     pub fn with_digest(&self, digest: Digest) -> Self {
         Reference {

@@ -87,7 +87,7 @@ impl CopyBlob {
             }
         }
         // Already made present at the destination by this client: done.
-        let dst_repo = format!("{}/{}", destination.host, destination.repository);
+        let dst_repo = destination.cache_namespace();
         if let Some(cached) = client.cache.object(&dst_repo, &digest) {
             let media_type = known
                 .as_ref()
@@ -146,7 +146,7 @@ impl CopyBlob {
 
     fn finish(&mut self, client: &mut Client, outcome: Result<Descriptor>) {
         if let Ok(d) = &outcome {
-            let repo = format!("{}/{}", self.destination.host, self.destination.repository);
+            let repo = self.destination.cache_namespace();
             client.cache.insert(&repo, None, d, None);
         }
         self.stage = Stage::Finished;

@@ -178,7 +178,7 @@ impl EnsureBlob {
 
     fn done(&mut self, client: &mut Client, outcome: Result<Descriptor>) {
         if let Ok(d) = &outcome {
-            let repo = format!("{}/{}", self.reference.host, self.reference.repository);
+            let repo = self.reference.cache_namespace();
             client.cache.insert(&repo, None, d, None);
         }
         self.stage = Stage::Finished;

@@ -163,7 +163,7 @@ impl EnsureManifest {
 
     fn finish(&mut self, client: &mut Client, outcome: Result<Descriptor>) {
         if let Ok(d) = &outcome {
-            let repo = format!("{}/{}", self.reference.host, self.reference.repository);
+            let repo = self.reference.cache_namespace();
             client.cache.insert(
                 &repo,
                 self.reference.tag.as_deref(),

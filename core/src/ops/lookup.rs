@@ -138,7 +138,7 @@ impl Lookup {
 
     fn build(reference: Reference, options: LookupOptions) -> Self {
         let subject = reference.to_string();
-        let repo = format!("{}/{}", reference.host, reference.repository);
+        let repo = reference.cache_namespace();
         let key = match (&reference.digest, reference.tag_or_latest()) {
             (Some(d), _) => CacheKey::Object(repo.clone(), d.clone()),
             (None, tag) => CacheKey::Tag(repo.clone(), tag.unwrap_or("latest").to_string()),
