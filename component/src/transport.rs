@@ -68,9 +68,7 @@ impl BodyStream {
 }
 
 fn err(message: &str) -> TransportError {
-    TransportError {
-        message: message.to_string(),
-    }
+    TransportError::transient(message)
 }
 
 fn error_code(code: &ErrorCode) -> TransportError {
@@ -82,7 +80,14 @@ fn error_code(code: &ErrorCode) -> TransportError {
         ErrorCode::TlsCertificateError => "TLS certificate not trusted".to_string(),
         other => format!("{other:?}"),
     };
-    TransportError { message }
+    let permanent = matches!(
+        code,
+        ErrorCode::HttpRequestDenied
+            | ErrorCode::DnsError(_)
+            | ErrorCode::TlsCertificateError
+            | ErrorCode::HttpRequestUriInvalid
+    );
+    TransportError { message, permanent }
 }
 
 /// A request that was sent and awaits its response head (and, for a

@@ -296,6 +296,27 @@ impl Response {
 pub struct TransportError {
     /// The transport's description (connection refused, DNS, TLS, ...).
     pub message: String,
+    /// Trying again cannot help (refused by the host's policy, an unknown
+    /// host, an untrusted certificate): no retry.
+    pub permanent: bool,
+}
+
+impl TransportError {
+    /// A failure worth another try (reset, refused, timed out).
+    pub fn transient(message: impl Into<String>) -> Self {
+        TransportError {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    /// A failure no retry can mend.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        TransportError {
+            message: message.into(),
+            permanent: true,
+        }
+    }
 }
 
 /// Percent-encodes a query component (RFC 3986 unreserved characters pass).

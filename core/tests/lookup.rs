@@ -446,9 +446,7 @@ fn invalid_inputs_and_transport_errors() {
 
     let mut c = client(&[]);
     let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
-        Err(TransportError {
-            message: "connection refused".into(),
-        })
+        Err(TransportError::transient("connection refused"))
     });
     assert_eq!(
         found.unwrap_err().to_string(),
@@ -643,9 +641,7 @@ fn server_errors_and_429_are_retried_not_before_the_delay() {
     let (found, sent) = lookup(&mut c, "localhost:5000/foo:v3", GET_MANIFEST, |_| {
         failures += 1;
         if failures < 3 {
-            Err(TransportError {
-                message: "connection reset".into(),
-            })
+            Err(TransportError::transient("connection reset"))
         } else {
             Ok(manifest_ok(MANIFEST, None))
         }
@@ -693,4 +689,17 @@ fn docker_hub_reads_go_to_the_mirror_without_docker_hub_credentials() {
         Ok(response(404, &[], b""))
     });
     assert_eq!(urls(&sent), ["GET http://localhost:5000/v2/x/manifests/y"]);
+}
+
+#[test]
+fn permanent_transport_failures_are_not_retried() {
+    let mut c = client(&[]);
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Err(TransportError::permanent("request denied by the host"))
+    });
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        found.unwrap_err().to_string(),
+        "cannot reach localhost:5000: request denied by the host"
+    );
 }

@@ -442,7 +442,7 @@ impl Operation for Exchange {
             State::AwaitingMain(expected, sent) if expected == id => match response {
                 Ok(r) => self.main_response(client, id, sent, r),
                 Err(e) => {
-                    if !self.retry(client, Attempt::ConnectionFailed) {
+                    if e.permanent || !self.retry(client, Attempt::ConnectionFailed) {
                         self.finish(Err(Error::Transport {
                             host: self.url.authority.clone(),
                             message: e.message,
