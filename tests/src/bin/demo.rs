@@ -1,5 +1,5 @@
 //! The quick-start demo: starts a local registry, pushes a sample
-//! multi-platform image into it, and looks it up with `ocirelay`.
+//! multi-platform image into it, looks it up and copies it with `ocirelay`.
 
 use ocirelay_tests::cli::ocirelay;
 use ocirelay_tests::{platform, Auth, Flavour, Layout, Registry};
@@ -28,10 +28,13 @@ fn main() {
 
     let tag = registry.reference("sample/hello:1.0");
     let image = registry.reference(&format!("sample/hello@{}", amd64.digest));
+    let copy = registry.reference("mirror/hello:1.0");
     for args in [
         vec!["lookup", "--head", tag.as_str()],
         vec!["lookup", tag.as_str()],
-        vec!["lookup", image.as_str()],
+        vec!["lookup", "--type", "manifest", image.as_str()],
+        vec!["copy", tag.as_str(), copy.as_str()],
+        vec!["lookup", "--head", copy.as_str()],
         vec!["lookup", "--head", "127.0.0.1:1/unreachable:x"],
     ] {
         println!("$ ocirelay {}", args.join(" "));
