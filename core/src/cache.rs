@@ -112,6 +112,17 @@ impl Cache {
         }
     }
 
+    /// Records what an operation made present at `at` (its repository, and
+    /// its tag when it has one): pushes and mounts.
+    pub fn record(
+        &mut self,
+        at: &crate::reference::Reference,
+        descriptor: &Descriptor,
+        data: Option<Vec<u8>>,
+    ) {
+        self.insert(&at.cache_namespace(), at.tag.as_deref(), descriptor, data);
+    }
+
     /// Whether `key` is being fetched by another lookup.
     pub fn is_pending(&self, key: &CacheKey) -> bool {
         self.pending.contains(key)

@@ -146,8 +146,7 @@ impl CopyBlob {
 
     fn finish(&mut self, client: &mut Client, outcome: Result<Descriptor>) {
         if let Ok(d) = &outcome {
-            let repo = self.destination.cache_namespace();
-            client.cache.insert(&repo, None, d, None);
+            client.cache.record(&self.destination, d, None);
         }
         self.stage = Stage::Finished;
         self.outcome = Some(outcome);

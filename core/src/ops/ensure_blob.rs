@@ -178,8 +178,7 @@ impl EnsureBlob {
 
     fn done(&mut self, client: &mut Client, outcome: Result<Descriptor>) {
         if let Ok(d) = &outcome {
-            let repo = self.reference.cache_namespace();
-            client.cache.insert(&repo, None, d, None);
+            client.cache.record(&self.reference, d, None);
         }
         self.stage = Stage::Finished;
         self.outcome = Some(outcome);

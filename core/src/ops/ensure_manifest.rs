@@ -163,13 +163,9 @@ impl EnsureManifest {
 
     fn finish(&mut self, client: &mut Client, outcome: Result<Descriptor>) {
         if let Ok(d) = &outcome {
-            let repo = self.reference.cache_namespace();
-            client.cache.insert(
-                &repo,
-                self.reference.tag.as_deref(),
-                d,
-                Some(self.bytes.clone()),
-            );
+            client
+                .cache
+                .record(&self.reference, d, Some(self.bytes.clone()));
         }
         self.stage = Stage::Finished;
         self.outcome = Some(outcome);
