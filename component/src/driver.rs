@@ -37,6 +37,8 @@ fn run_inner<O: Operation>(
     let mut scheduled: Vec<(RequestId, Request, Option<BodyStream>, Pollable)> = Vec::new();
     let mut held = HashMap::new();
     loop {
+        // Time is the core's input: token lifetimes are judged against it.
+        client.set_now(std::time::Duration::from_nanos(monotonic_clock::now()));
         loop {
             match op.poll_output(client) {
                 Output::Send(id, request) => {

@@ -179,20 +179,41 @@ struct TokenResponse {
     token: Option<String>,
     #[serde(default)]
     access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// A bearer token and how long it lives.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The token itself.
+    pub value: String,
+    /// Its lifetime (60 s when the endpoint does not say, as the token spec has it).
+    pub lifetime: std::time::Duration,
+}
+
+// Tokens never reach logs through Debug.
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token(<redacted>, {:?})", self.lifetime)
+    }
 }
 
 /// The bearer token from a token endpoint's JSON body.
-pub fn parse_token_response(realm: &str, body: &[u8]) -> Result<String> {
+pub fn parse_token_response(realm: &str, body: &[u8]) -> Result<Token> {
     let bad = |detail: String| Error::Protocol {
         subject: format!("token endpoint {realm}"),
         detail,
     };
     let t: TokenResponse =
         serde_json::from_slice(body).map_err(|e| bad(format!("answer is not token JSON: {e}")))?;
-    t.token
+    let lifetime = std::time::Duration::from_secs(t.expires_in.filter(|s| *s > 0).unwrap_or(60));
+    let value = t
+        .token
         .filter(|t| !t.is_empty())
         .or(t.access_token.filter(|t| !t.is_empty()))
-        .ok_or_else(|| bad("answer has neither token nor access_token".to_string()))
+        .ok_or_else(|| bad("answer has neither token nor access_token".to_string()))?;
+    Ok(Token { value, lifetime })
 }
 
 /// The scope string for a repository and actions, e.g. `repository:foo:pull`.
@@ -245,13 +266,18 @@ mod tests {
 
     #[test]
     fn token_response_either_field() {
-        assert_eq!(parse_token_response("r", br#"{"token":"a"}"#).unwrap(), "a");
+        let a = parse_token_response("r", br#"{"token":"a"}"#).unwrap();
         assert_eq!(
-            parse_token_response("r", br#"{"access_token":"b"}"#).unwrap(),
-            "b"
+            (a.value.as_str(), a.lifetime.as_secs()),
+            ("a", 60),
+            "60 s when unsaid"
         );
+        let b = parse_token_response("r", br#"{"access_token":"b","expires_in":300}"#).unwrap();
+        assert_eq!((b.value.as_str(), b.lifetime.as_secs()), ("b", 300));
         assert_eq!(
-            parse_token_response("r", br#"{"token":"","access_token":"c"}"#).unwrap(),
+            parse_token_response("r", br#"{"token":"","access_token":"c"}"#)
+                .unwrap()
+                .value,
             "c"
         );
         assert!(parse_token_response("r", b"{}").is_err());

@@ -3,6 +3,7 @@
 //! tokens obtained, and request ids.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use crate::auth::Credential;
 use crate::cache::Cache;
@@ -52,7 +53,11 @@ impl Default for ClientConfig {
 pub struct Client {
     config: ClientConfig,
     /// `Authorization` values by (registry host, scope).
-    tokens: HashMap<(String, String), String>,
+    /// `Authorization` values by (registry host, scope), with when they
+    /// stop being used (`None`: never, for tokens configured by the user).
+    tokens: HashMap<(String, String), (String, Option<Duration>)>,
+    /// The driver's clock, as last told (time is an input here).
+    now: Duration,
     /// Registries that asked for Basic authentication.
     basic_hosts: HashSet<String>,
     next_id: u64,
@@ -67,6 +72,7 @@ impl Client {
             cache: Cache::new(config.cache),
             config,
             tokens: HashMap::new(),
+            now: Duration::ZERO,
             basic_hosts: HashSet::new(),
             next_id: 0,
         }
@@ -138,15 +144,20 @@ impl Client {
 
     /// The `Authorization` value to send to `host` for `scope`, if one is known.
     pub(crate) fn authorization(&self, host: &str, scope: &str) -> Option<String> {
-        if let Some(t) = self.tokens.get(&(host.to_string(), scope.to_string())) {
+        let live = |(_, until): &&(String, Option<Duration>)| until.is_none_or(|u| u > self.now);
+        if let Some((t, _)) = self
+            .tokens
+            .get(&(host.to_string(), scope.to_string()))
+            .filter(live)
+        {
             return Some(t.clone());
         }
         // A token for more (pull,push) serves less (pull).
         let wider = self
             .tokens
             .iter()
-            .find(|((h, s), _)| h == host && scopes_cover(s, scope));
-        if let Some((_, t)) = wider {
+            .find(|((h, s), t)| h == host && scopes_cover(s, scope) && live(t));
+        if let Some((_, (t, _))) = wider {
             return Some(t.clone());
         }
         if self.basic_hosts.contains(host) {
@@ -157,9 +168,26 @@ impl Client {
         None
     }
 
-    pub(crate) fn store_token(&mut self, host: &str, scope: &str, authorization: String) {
-        self.tokens
-            .insert((host.to_string(), scope.to_string()), authorization);
+    /// Tells the client what time it is (the driver's monotonic clock):
+    /// tokens are dropped once their lifetime has passed.
+    pub fn set_now(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+    }
+
+    /// Keeps a token for `lifetime` (renewed a little early: a tenth of its
+    /// life, at most 10 s); `None` keeps it for good.
+    pub(crate) fn store_token(
+        &mut self,
+        host: &str,
+        scope: &str,
+        authorization: String,
+        lifetime: Option<Duration>,
+    ) {
+        let until = lifetime.map(|l| self.now + l - (l / 10).min(Duration::from_secs(10)));
+        self.tokens.insert(
+            (host.to_string(), scope.to_string()),
+            (authorization, until),
+        );
     }
 
     pub(crate) fn mark_basic(&mut self, host: &str) {
@@ -233,6 +261,41 @@ mod tests {
         assert_eq!(
             c.registry_url("docker.io", "/v2/").to_string(),
             "https://registry-1.docker.io/v2/"
+        );
+    }
+
+    #[test]
+    fn tokens_expire_with_the_clock_the_driver_gives() {
+        let mut c = Client::new(ClientConfig::default());
+        c.set_now(Duration::from_secs(100));
+        c.store_token(
+            "h",
+            "repository:a:pull",
+            "Bearer t".into(),
+            Some(Duration::from_secs(300)),
+        );
+        c.store_token("h", "repository:b:pull", "Bearer forever".into(), None);
+        assert_eq!(
+            c.authorization("h", "repository:a:pull").as_deref(),
+            Some("Bearer t")
+        );
+        c.set_now(Duration::from_secs(100 + 289));
+        assert!(c.authorization("h", "repository:a:pull").is_some());
+        c.set_now(Duration::from_secs(100 + 291));
+        assert_eq!(
+            c.authorization("h", "repository:a:pull"),
+            None,
+            "renewed 10 s before it expires"
+        );
+        assert!(
+            c.authorization("h", "repository:b:pull").is_some(),
+            "configured tokens do not expire"
+        );
+        c.set_now(Duration::from_secs(5));
+        assert_eq!(
+            c.authorization("h", "repository:a:pull"),
+            None,
+            "the clock never goes back"
         );
     }
 

@@ -703,3 +703,39 @@ fn permanent_transport_failures_are_not_retried() {
         "cannot reach localhost:5000: request denied by the host"
     );
 }
+
+#[test]
+fn an_expired_token_is_not_sent_and_a_new_one_is_fetched() {
+    use std::time::Duration;
+    let mut c = client(&[]);
+    let challenge = r#"Bearer realm="https://auth.example/token",service="reg""#;
+    let digest = Digest::sha256(MANIFEST).to_string();
+    let mut issued = 0;
+    let mut answer = |req: &Request| -> Result<Response, TransportError> {
+        Ok(if req.url.authority == "auth.example" {
+            issued += 1;
+            let body = format!(r#"{{"token":"t{issued}","expires_in":300}}"#);
+            response(200, &[], body.as_bytes())
+        } else if req.headers.get("authorization") == Some(&format!("Bearer t{issued}")[..]) {
+            manifest_ok(MANIFEST, Some(&digest))
+        } else {
+            response(401, &[("WWW-Authenticate", challenge)], b"")
+        })
+    };
+    c.set_now(Duration::from_secs(1000));
+    let (_, sent) = lookup(&mut c, "r.example/foo:v1", HEAD_MANIFEST, &mut answer);
+    assert_eq!(sent.len(), 3, "401, token, retry");
+    c.set_now(Duration::from_secs(1200));
+    let (_, sent) = lookup(&mut c, "r.example/foo:v2", HEAD_MANIFEST, &mut answer);
+    assert_eq!(sent.len(), 1, "still fresh");
+    assert_eq!(sent[0].headers.get("authorization"), Some("Bearer t1"));
+    c.set_now(Duration::from_secs(1000 + 300));
+    let (found, sent) = lookup(&mut c, "r.example/foo:v3", HEAD_MANIFEST, &mut answer);
+    assert!(found.unwrap().is_some());
+    assert_eq!(
+        sent[0].headers.get("authorization"),
+        None,
+        "the expired token is not sent"
+    );
+    assert_eq!(sent[2].headers.get("authorization"), Some("Bearer t2"));
+}

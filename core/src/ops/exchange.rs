@@ -224,6 +224,7 @@ impl Exchange {
                             &self.registry_authority,
                             &self.scope_key,
                             format!("Bearer {token}"),
+                            None,
                         );
                         self.fresh_token = true;
                         self.state = State::Ready;
@@ -304,7 +305,8 @@ impl Exchange {
                     client.store_token(
                         &self.registry_authority,
                         &self.scope_key,
-                        format!("Bearer {token}"),
+                        format!("Bearer {}", token.value),
+                        Some(token.lifetime),
                     );
                     self.fresh_token = true;
                     self.state = State::Ready;
