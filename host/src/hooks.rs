@@ -25,11 +25,20 @@ pub fn pooled_client() -> std::io::Result<Pooled> {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(30)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()?
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b,
+        // No CA certificates on this machine: plain-HTTP registries still
+        // work; HTTPS ones fail with an untrusted-certificate error.
+        Err(e) => {
+            tracing::warn!("no system TLS roots ({e}); HTTPS registries will not be trusted");
+            let roots = rustls::RootCertStore::empty();
+            let config = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+        }
+    };
+    let https = builder.https_or_http().enable_http1().wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(32)

@@ -252,3 +252,18 @@ fn token_auth_registry() {
     );
     assert!(!out.stderr.contains("wrong-password"));
 }
+
+#[test]
+fn a_machine_without_ca_certificates_still_reaches_plain_http_registries() {
+    let registry = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let (manifest, _, _) = sample(&mut layout);
+    layout.push(&registry, "app", "v1");
+    let env = [
+        ("SSL_CERT_FILE", "/nonexistent/ca.pem"),
+        ("SSL_CERT_DIR", "/nonexistent"),
+    ];
+    let out = ocirelay_with(&["lookup", "--head", &registry.reference("app:v1")], &env).success();
+    assert_eq!(out.json(), vec![descriptor_json(&manifest)]);
+    assert!(out.stderr.contains("no system TLS roots"), "{}", out.stderr);
+}
