@@ -330,14 +330,13 @@ impl InFlight {
         // An answer before the body was all sent (an error, most likely):
         // the rest of the body is abandoned.
         drop(self.upload.take());
-        match Some(result) {
-            None => Poll::Pending(self),
-            Some(Err(())) => Poll::Ready(Err(err("response already taken"))),
-            Some(Ok(Err(code))) => Poll::Ready(Err(match self.failed.take() {
+        match result {
+            Err(()) => Poll::Ready(Err(err("response already taken"))),
+            Ok(Err(code)) => Poll::Ready(Err(match self.failed.take() {
                 Some(e) if !matches!(code, ErrorCode::HttpRequestDenied) => e,
                 _ => error_code(&code),
             })),
-            Some(Ok(Ok(response))) => Poll::Ready(read_response(response, &self.request)),
+            Ok(Ok(response)) => Poll::Ready(read_response(response, &self.request)),
         }
     }
 }

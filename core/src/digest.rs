@@ -208,11 +208,6 @@ impl Verifier {
         Ok(())
     }
 
-    /// Bytes seen so far.
-    pub fn seen(&self) -> u64 {
-        self.seen
-    }
-
     /// Ends the stream: the size and digest must both match.
     pub fn finish(self) -> Result<Digest> {
         if let Some(size) = self.expected_size {

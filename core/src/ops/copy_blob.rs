@@ -14,7 +14,7 @@ use crate::media_type::OCTET_STREAM;
 use crate::ops::ensure_blob::{BlobSource, EnsureBlob, BLOB_SIZE_WORTH_HEAD};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
 use crate::ops::lookup::{Body, Found, Lookup};
-use crate::ops::{Operation, Output};
+use crate::ops::{pass, Operation, Output};
 use crate::reference::Reference;
 
 #[derive(Debug)]
@@ -370,13 +370,5 @@ impl Operation for CopyBlob {
             Stage::Upload(op) => op.handle_response(client, id, response),
             Stage::Finished => {}
         }
-    }
-}
-
-/// A sub-operation's Send or Wait, passed up (its Done is handled by the caller).
-pub(crate) fn pass<A, B>(output: Output<A>) -> Output<B> {
-    match output {
-        Output::Send(id, request) => Output::Send(id, request),
-        _ => Output::Wait,
     }
 }

@@ -6,10 +6,9 @@ use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::error::Error;
 use crate::http::{RequestId, Response, TransportError};
-use crate::ops::copy_blob::pass;
 use crate::ops::ensure_manifest::{ChildRefs, EnsureManifest};
 use crate::ops::lookup::{Body, Lookup};
-use crate::ops::{Operation, Output};
+use crate::ops::{pass, Operation, Output};
 use crate::reference::Reference;
 
 #[derive(Debug)]

@@ -14,12 +14,12 @@ use crate::http::{
     BodyMode, Method, RequestBody, RequestId, Response, TransportError, SMALL_BODY_LIMIT,
 };
 use crate::manifest::ManifestChildren;
-use crate::ops::copy_blob::{pass, CopyBlob};
+use crate::ops::copy_blob::CopyBlob;
 use crate::ops::copy_manifest::CopyManifest;
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged, Target};
 use crate::ops::group::{Group, GroupOutput};
 use crate::ops::lookup::Lookup;
-use crate::ops::{Operation, Output};
+use crate::ops::{pass, Operation, Output};
 use crate::reference::Reference;
 
 /// Where a manifest's children can be found: by digest, and a fallback for

@@ -28,6 +28,15 @@ pub enum Output<T> {
     Done(Result<T>),
 }
 
+/// A sub-operation's Send or Wait, passed up by the operation composing it
+/// (which handles the sub-operation's Done itself).
+pub(crate) fn pass<A, B>(output: Output<A>) -> Output<B> {
+    match output {
+        Output::Send(id, request) => Output::Send(id, request),
+        _ => Output::Wait,
+    }
+}
+
 /// The shape every operation shares, so one driver runs them all.
 pub trait Operation {
     /// What the operation produces.
