@@ -65,12 +65,36 @@ enum Command {
     Copy(commands::copy::CopyArgs),
 }
 
+/// The compiler's crates: at `trace` they log every instruction, which
+/// made compiling the component take minutes instead of seconds.
+const COMPILER_CRATES: &[&str] = &[
+    "wasmtime_internal_cranelift",
+    "wasmtime_internal_environ",
+    "cranelift_codegen",
+    "cranelift_frontend",
+    "regalloc2",
+    "wasmparser",
+];
+
+/// `RUST_LOG`, else warnings only; the compiler stays at `warn` unless
+/// `RUST_LOG` names its crates.
+fn log_filter() -> EnvFilter {
+    let given = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = EnvFilter::try_new(&given)
+        .ok()
+        .filter(|_| !given.trim().is_empty())
+        .unwrap_or_else(|| EnvFilter::new("warn,wasmtime_wasi_http=error"));
+    for name in COMPILER_CRATES.iter().filter(|c| !given.contains(*c)) {
+        if let Ok(directive) = format!("{name}=warn").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn,wasmtime_wasi_http=error")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
