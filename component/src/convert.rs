@@ -90,6 +90,7 @@ pub fn config_from_wit(c: wit::Config) -> ClientConfig {
                     Credential::Basic { username, password }
                 }
                 wit::Credential::Bearer(token) => Credential::Bearer(token),
+                wit::Credential::IdentityToken(token) => Credential::IdentityToken(token),
             };
             (host, cred)
         })

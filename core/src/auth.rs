@@ -21,6 +21,9 @@ pub enum Credential {
     },
     /// A bearer token issued elsewhere, sent as is.
     Bearer(String),
+    /// An OAuth2 refresh token (Docker's `identitytoken`): traded at the
+    /// token realm for access tokens (`grant_type=refresh_token`).
+    IdentityToken(String),
 }
 
 // Secrets never reach logs through Debug.
@@ -34,6 +37,7 @@ impl std::fmt::Debug for Credential {
                 )
             }
             Credential::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Credential::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
         }
     }
 }
@@ -128,18 +132,18 @@ impl Challenge {
         Some(Challenge { scheme, params })
     }
 
-    /// The token request for this (Bearer) challenge. `scopes` are used when
-    /// the challenge names none; a challenge's own scope wins, because it is
-    /// what the registry will check.
-    pub fn token_url(&self, scopes: &[String]) -> Result<Url> {
+    /// The realm, and the `service` and `scope` parameters of a token
+    /// request. `scopes` are used when the challenge names none; a
+    /// challenge's own scope wins, because it is what the registry will check.
+    fn token_params(&self, scopes: &[String]) -> Result<(Url, Vec<(&'static str, String)>)> {
         let realm = self
             .params
             .get("realm")
             .ok_or_else(|| Error::InvalidInput("Bearer challenge without a realm".to_string()))?;
-        let mut url = Url::parse(realm)?;
-        let mut query = Vec::new();
+        let url = Url::parse(realm)?;
+        let mut params = Vec::new();
         if let Some(service) = self.params.get("service") {
-            query.push(format!("service={}", encode_query_component(service)));
+            params.push(("service", service.clone()));
         }
         let challenge_scopes: Vec<String> = self
             .params
@@ -156,20 +160,118 @@ impl Challenge {
         } else {
             &challenge_scopes[..]
         };
-        for scope in scopes {
-            query.push(format!("scope={}", encode_query_component(scope)));
-        }
-        if !query.is_empty() {
+        params.extend(scopes.iter().map(|s| ("scope", s.clone())));
+        Ok((url, params))
+    }
+
+    /// The GET token request for this (Bearer) challenge (anonymous or with
+    /// Basic credentials).
+    pub fn token_url(&self, scopes: &[String]) -> Result<Url> {
+        let (mut url, params) = self.token_params(scopes)?;
+        if !params.is_empty() {
             let sep = if url.path_and_query.contains('?') {
                 '&'
             } else {
                 '?'
             };
             url.path_and_query.push(sep);
-            url.path_and_query.push_str(&query.join("&"));
+            url.path_and_query.push_str(&form_encode(&params));
         }
         Ok(url)
     }
+
+    /// The token request for this (Bearer) challenge with `credential`: a
+    /// GET (anonymous, or with Basic credentials), or for an identity token
+    /// the OAuth2 POST that trades it for an access token.
+    pub fn token_request(
+        &self,
+        scopes: &[String],
+        credential: Option<&Credential>,
+    ) -> Result<TokenRequest> {
+        match credential {
+            Some(Credential::IdentityToken(refresh_token)) => {
+                let (url, mut params) = self.token_params(scopes)?;
+                // OAuth2 joins scopes with spaces into one field.
+                let scope: Vec<String> = params
+                    .iter()
+                    .filter(|(k, _)| *k == "scope")
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                params.retain(|(k, _)| *k != "scope");
+                if !scope.is_empty() {
+                    params.push(("scope", scope.join(" ")));
+                }
+                params.push(("grant_type", "refresh_token".to_string()));
+                params.push(("client_id", OAUTH_CLIENT_ID.to_string()));
+                params.push(("refresh_token", refresh_token.clone()));
+                Ok(TokenRequest {
+                    url,
+                    form: Some(form_encode(&params)),
+                    authorization: None,
+                })
+            }
+            Some(Credential::Basic { username, password }) => Ok(TokenRequest {
+                url: self.token_url(scopes)?,
+                form: None,
+                authorization: Some(Credential::basic_header(username, password)),
+            }),
+            Some(Credential::Bearer(_)) | None => Ok(TokenRequest {
+                url: self.token_url(scopes)?,
+                form: None,
+                authorization: None,
+            }),
+        }
+    }
+}
+
+/// The `client_id` sent with OAuth2 token requests.
+pub const OAUTH_CLIENT_ID: &str = "ocirelay";
+
+/// A request to a token realm, as [`Challenge::token_request`] builds it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// Where to send it.
+    pub url: Url,
+    /// A `application/x-www-form-urlencoded` body: sent as a POST when
+    /// present, else the request is a GET.
+    pub form: Option<String>,
+    /// The `Authorization` value (Basic credentials), when there is one.
+    pub authorization: Option<String>,
+}
+
+// Secrets (the refresh token, a password) never reach logs through Debug.
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("url", &self.url.to_string())
+            .field("form", &self.form.as_ref().map(|_| "<redacted>"))
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl TokenRequest {
+    /// The realm without its query: names the token server in errors.
+    pub fn realm(&self) -> String {
+        let full = self.url.to_string();
+        full.split('?').next().unwrap_or(&full).to_string()
+    }
+
+    /// Whether the request carries credentials (so a refusal is about them).
+    pub fn with_credentials(&self) -> bool {
+        self.form.is_some() || self.authorization.is_some()
+    }
+}
+
+fn form_encode(params: &[(&str, String)]) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode_query_component(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// A token endpoint's answer; either field may carry the token.

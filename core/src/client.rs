@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use crate::auth::Credential;
+use crate::auth::{AuthScheme, Challenge, Credential};
 use crate::cache::Cache;
 use crate::http::{RequestId, Scheme, Url};
 use crate::reference::{is_docker_hub, DOCKER_HUB_API_HOST};
@@ -52,7 +52,6 @@ impl Default for ClientConfig {
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
-    /// `Authorization` values by (registry host, scope).
     /// `Authorization` values by (registry host, scope), with when they
     /// stop being used (`None`: never, for tokens configured by the user).
     tokens: HashMap<(String, String), (String, Option<Duration>)>,
@@ -60,6 +59,10 @@ pub struct Client {
     now: Duration,
     /// Registries that asked for Basic authentication.
     basic_hosts: HashSet<String>,
+    /// The last Bearer challenge of each registry, without its scope: a
+    /// token for a new scope is asked for before the request, sparing the
+    /// 401 round trip.
+    challenges: HashMap<String, Challenge>,
     next_id: u64,
     /// What this client has already seen.
     pub cache: Cache,
@@ -74,6 +77,7 @@ impl Client {
             tokens: HashMap::new(),
             now: Duration::ZERO,
             basic_hosts: HashSet::new(),
+            challenges: HashMap::new(),
             next_id: 0,
         }
     }
@@ -193,6 +197,24 @@ impl Client {
     pub(crate) fn mark_basic(&mut self, host: &str) {
         self.basic_hosts.insert(host.to_string());
     }
+
+    /// Remembers `host`'s Bearer challenge (its realm and service; the
+    /// scope and error are the request's own and are dropped).
+    pub(crate) fn remember_challenge(&mut self, host: &str, challenge: &Challenge) {
+        if challenge.scheme != AuthScheme::Bearer {
+            return;
+        }
+        let mut remembered = challenge.clone();
+        remembered
+            .params
+            .retain(|name, _| name != "scope" && name != "error");
+        self.challenges.insert(host.to_string(), remembered);
+    }
+
+    /// The Bearer challenge `host` answered with last, if any.
+    pub(crate) fn remembered_challenge(&self, host: &str) -> Option<&Challenge> {
+        self.challenges.get(host)
+    }
 }
 
 /// Validates a Docker Hub mirror URL (`DOCKERHUB_PUBLIC_PROXY`): `http` or
@@ -210,7 +232,7 @@ pub fn parse_docker_hub_proxy(input: &str) -> crate::error::Result<Url> {
 
 /// Whether the scopes of `granted` (space-separated `type:name:actions`)
 /// include every action of `wanted`.
-fn scopes_cover(granted: &str, wanted: &str) -> bool {
+pub(crate) fn scopes_cover(granted: &str, wanted: &str) -> bool {
     let split = |s: &str| -> Vec<(String, String)> {
         s.split(' ')
             .filter_map(|scope| {

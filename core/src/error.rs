@@ -66,6 +66,9 @@ pub enum Error {
         host: String,
         /// The transport's own words.
         message: String,
+        /// Whether trying again cannot help (refused by policy, unknown
+        /// host, untrusted certificate), as opposed to a broken connection.
+        permanent: bool,
     },
 }
 

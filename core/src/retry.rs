@@ -43,6 +43,28 @@ pub enum Attempt<'a> {
     ConnectionFailed,
 }
 
+/// One request's retry history under a policy: tries made and waits asked.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retries {
+    tries: u32,
+    waited: Duration,
+}
+
+impl Retries {
+    /// Counts a try as sent.
+    pub fn sent(&mut self) {
+        self.tries += 1;
+    }
+
+    /// The wait before the next try after `attempt` failed, or `None` to
+    /// give up; the wait counts toward the deadline.
+    pub fn next(&mut self, policy: &RetryPolicy, attempt: Attempt<'_>) -> Option<Duration> {
+        let delay = policy.decide(attempt, self.tries, self.waited)?;
+        self.waited += delay;
+        Some(delay)
+    }
+}
+
 impl RetryPolicy {
     /// How long to wait before try number `tries + 1`, or `None` to give
     /// up. `tries` counts tries made so far; `waited` is the total of the

@@ -565,3 +565,38 @@ fn foreign_layers_are_not_copied_and_a_missing_source_is_an_error() {
         format!("invalid input: {A}/src:missing: manifest not found")
     );
 }
+
+#[test]
+fn a_broken_stream_restarts_but_a_refused_one_does_not() {
+    let big = vec![5u8; 100_000];
+    for (permanent, puts) in [(false, 3), (true, 1)] {
+        let mut world = World::default();
+        world.reg(A).hold_above = Some(1000);
+        let d = world.reg(A).put("src", "application/octet-stream", &big);
+        let mut c = client(&[]);
+        let mut op =
+            CopyBlob::new(&c, r(&format!("{A}/src@{d}")), r(&format!("{B}/dst")), None).unwrap();
+        // Every streamed upload breaks: a broken connection is tried three
+        // times in all, a refusal by policy once.
+        let (out, sent) = drive(&mut c, &mut op, |q| {
+            if q.method == Method::Put {
+                let message = "connection reset";
+                Err(if permanent {
+                    TransportError::permanent(message)
+                } else {
+                    TransportError::transient(message)
+                })
+            } else {
+                world.serve(q)
+            }
+        });
+        let err = out.unwrap_err();
+        assert!(
+            matches!(err, Error::Transport { permanent: p, .. } if p == permanent),
+            "{err:?}"
+        );
+        let put_count = sent.iter().filter(|q| q.method == Method::Put).count();
+        assert_eq!(put_count, puts, "permanent: {permanent}");
+        assert!(!world.reg(B).has("dst", &d), "nothing half-written lands");
+    }
+}

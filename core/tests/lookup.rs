@@ -278,7 +278,9 @@ fn token_auth_refusals() {
     assert!(found.unwrap().is_none());
     assert_eq!(sent.len(), 2);
 
-    // A fresh token that still gets 401 (insufficient scope): not found, no loop.
+    // A fresh token that still gets 401 (insufficient scope): not found, no
+    // loop. The client knows the challenge by now, so the token is asked for
+    // ahead of the request.
     let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |req| {
         Ok(if req.url.path_and_query.starts_with("/token") {
             response(200, &[], br#"{"token":"anon"}"#)
@@ -287,7 +289,14 @@ fn token_auth_refusals() {
         })
     });
     assert!(found.unwrap().is_none());
-    assert_eq!(sent.len(), 3);
+    assert_eq!(
+        urls(&sent),
+        [
+            "GET http://127.0.0.1:9/token?service=reg&scope=repository%3Afoo%3Apull",
+            "GET http://localhost:5000/v2/foo/manifests/v1",
+        ]
+    );
+    assert_eq!(sent[1].headers.get("authorization"), Some("Bearer anon"));
 }
 
 #[test]
@@ -732,10 +741,145 @@ fn an_expired_token_is_not_sent_and_a_new_one_is_fetched() {
     c.set_now(Duration::from_secs(1000 + 300));
     let (found, sent) = lookup(&mut c, "r.example/foo:v3", HEAD_MANIFEST, &mut answer);
     assert!(found.unwrap().is_some());
+    // The expired token is not sent: a new one is asked for first, from the
+    // challenge the registry sent before.
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].url.authority, "auth.example");
+    assert_eq!(sent[1].headers.get("authorization"), Some("Bearer t2"));
+}
+
+#[test]
+fn token_requests_are_retried_like_any_other() {
+    let challenge = r#"Bearer realm="https://auth.example/token",service="reg""#;
+    let digest = Digest::sha256(MANIFEST).to_string();
+    let mut c = client(&[]);
+    let mut token_tries = 0;
+    let (found, sent) = lookup(&mut c, "r.example/foo:v1", HEAD_MANIFEST, |req| {
+        if req.url.authority == "auth.example" {
+            token_tries += 1;
+            return match token_tries {
+                1 => Ok(response(503, &[("Retry-After", "2")], b"")),
+                2 => Err(TransportError::transient("connection reset")),
+                _ => Ok(response(200, &[], br#"{"token":"t"}"#)),
+            };
+        }
+        Ok(match req.headers.get("authorization") {
+            Some("Bearer t") => manifest_ok(MANIFEST, Some(&digest)),
+            _ => response(401, &[("WWW-Authenticate", challenge)], b""),
+        })
+    });
+    assert!(found.unwrap().is_some());
+    let delays: Vec<_> = sent
+        .iter()
+        .map(|r| r.not_before.map(|d| d.as_secs()))
+        .collect();
+    assert_eq!(delays, [None, None, Some(2), Some(1), None]);
+
+    // A token server that keeps failing ends in an error naming it.
+    let mut c = client(&[]);
+    let (found, sent) = lookup(&mut c, "r.example/foo:v1", HEAD_MANIFEST, |req| {
+        Ok(if req.url.authority == "auth.example" {
+            response(500, &[], b"")
+        } else {
+            response(401, &[("WWW-Authenticate", challenge)], b"")
+        })
+    });
     assert_eq!(
-        sent[0].headers.get("authorization"),
-        None,
-        "the expired token is not sent"
+        found.unwrap_err().to_string(),
+        "token server https://auth.example/token: registry answered 500"
     );
-    assert_eq!(sent[2].headers.get("authorization"), Some("Bearer t2"));
+    assert_eq!(sent.len(), 4, "the 401, then three token tries");
+}
+
+#[test]
+fn an_identity_token_is_traded_for_access_tokens_by_oauth2_post() {
+    let challenge = r#"Bearer realm="https://auth.example/token",service="reg""#;
+    let digest = Digest::sha256(MANIFEST).to_string();
+    let refresh = "refresh-SECRET";
+    let mut c = client(&[("r.example", Credential::IdentityToken(refresh.to_string()))]);
+    let (found, sent) = lookup(&mut c, "r.example/foo/bar:v1", HEAD_MANIFEST, |req| {
+        Ok(if req.url.authority == "auth.example" {
+            response(200, &[], br#"{"access_token":"a","expires_in":300}"#)
+        } else if req.headers.get("authorization") == Some("Bearer a") {
+            manifest_ok(MANIFEST, Some(&digest))
+        } else {
+            response(401, &[("WWW-Authenticate", challenge)], b"")
+        })
+    });
+    assert!(found.unwrap().is_some());
+    let token = &sent[1];
+    assert_eq!(token.method, Method::Post);
+    assert_eq!(token.url.to_string(), "https://auth.example/token");
+    assert_eq!(
+        token.headers.get("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    let ocirelay_core::http::RequestBody::Bytes(form) = &token.body else {
+        panic!("a form body: {:?}", token.body)
+    };
+    assert_eq!(
+        String::from_utf8_lossy(form),
+        "service=reg&scope=repository%3Afoo%2Fbar%3Apull&grant_type=refresh_token\
+         &client_id=ocirelay&refresh_token=refresh-SECRET"
+    );
+    assert_eq!(token.headers.get("authorization"), None);
+
+    // Refused (OAuth2 says 400 invalid_grant): an authentication error
+    // that names the registry and keeps the token to itself.
+    let mut c = client(&[("r.example", Credential::IdentityToken(refresh.to_string()))]);
+    let (found, _) = lookup(&mut c, "r.example/foo/bar:v1", HEAD_MANIFEST, |req| {
+        Ok(if req.url.authority == "auth.example" {
+            response(400, &[], br#"{"error":"invalid_grant"}"#)
+        } else {
+            response(401, &[("WWW-Authenticate", challenge)], b"")
+        })
+    });
+    let err = found.unwrap_err();
+    assert!(matches!(err, Error::Authentication { .. }), "{err}");
+    assert!(err.to_string().contains("r.example"), "{err}");
+    assert!(!err.to_string().contains("SECRET"), "{err}");
+    assert!(!format!("{c:?}").contains("SECRET"), "no secret in Debug");
+}
+
+#[test]
+fn a_new_scope_gets_its_token_ahead_unless_the_registry_wants_more() {
+    let challenge = |scope: &str| {
+        format!(r#"Bearer realm="https://auth.example/token",service="reg",scope="{scope}""#)
+    };
+    let digest = Digest::sha256(MANIFEST).to_string();
+    let mut c = client(&[]);
+    // The registry insists on push for repository b (as some do for
+    // mirrors): the token asked ahead for pull is not enough.
+    let mut answer = |req: &Request| -> Result<Response, TransportError> {
+        let auth = req.headers.get("authorization").unwrap_or("");
+        Ok(if req.url.authority == "auth.example" {
+            let scope = req.url.path_and_query.split("scope=").nth(1).unwrap_or("");
+            let body = format!(r#"{{"token":"{scope}"}}"#);
+            response(200, &[], body.as_bytes())
+        } else if (req.url.path_and_query.starts_with("/v2/a/") && auth.contains("a%3Apull"))
+            || (req.url.path_and_query.starts_with("/v2/b/") && auth.contains("b%3Apull%2Cpush"))
+        {
+            manifest_ok(MANIFEST, Some(&digest))
+        } else if req.url.path_and_query.starts_with("/v2/b/") {
+            let scope = challenge("repository:b:pull,push");
+            return Ok(response(401, &[("WWW-Authenticate", &scope)], b""));
+        } else {
+            let scope = challenge("repository:a:pull");
+            return Ok(response(401, &[("WWW-Authenticate", &scope)], b""));
+        })
+    };
+    let (found, sent) = lookup(&mut c, "r.example/a:v1", HEAD_MANIFEST, &mut answer);
+    assert!(found.unwrap().is_some());
+    assert_eq!(sent.len(), 3, "the first time: 401, token, again");
+    let (found, sent) = lookup(&mut c, "r.example/b:v1", HEAD_MANIFEST, &mut answer);
+    assert!(found.unwrap().is_some());
+    assert_eq!(
+        urls(&sent),
+        [
+            "GET https://auth.example/token?service=reg&scope=repository%3Ab%3Apull",
+            "HEAD https://r.example/v2/b/manifests/v1",
+            "GET https://auth.example/token?service=reg&scope=repository%3Ab%3Apull%2Cpush",
+            "HEAD https://r.example/v2/b/manifests/v1",
+        ]
+    );
 }

@@ -1,8 +1,9 @@
 //! Registry credentials from the docker client's config
 //! (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`): `auths`
 //! entries, and for the hosts a command names `credHelpers` / `credsStore`
-//! (`docker-credential-<name> get`). Secrets are handed to the component and
-//! never printed.
+//! (`docker-credential-<name> get`): passwords, registry tokens and identity
+//! (OAuth2 refresh) tokens. Secrets are handed to the component and never
+//! printed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ struct HelperAnswer {
     #[serde(rename = "Secret", default)]
     secret: String,
 }
+
+/// The user name with which a helper says its secret is an identity token.
+const IDENTITY_TOKEN_USER: &str = "<token>";
 
 /// Docker Hub's key in credential stores.
 const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
@@ -69,10 +73,9 @@ fn from_helper(name: &str, server: &str) -> Result<Option<Credential>, HostError
             "{program} answered something that is not credentials JSON: {e}"
         ))
     })?;
-    if answer.username == "<token>" {
-        // An identity token needs the OAuth2 refresh flow, not done yet.
-        tracing::warn!(helper = %program, server, "identity tokens are not supported yet; going anonymous");
-        return Ok(None);
+    // Docker's convention: the secret is an identity (refresh) token.
+    if answer.username == IDENTITY_TOKEN_USER {
+        return Ok(Some(Credential::IdentityToken(answer.secret)));
     }
     Ok(Some(Credential::Basic((answer.username, answer.secret))))
 }
@@ -87,6 +90,8 @@ struct AuthEntry {
     password: Option<String>,
     #[serde(default)]
     registrytoken: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
 }
 
 fn config_path() -> Option<PathBuf> {
@@ -123,6 +128,12 @@ pub fn load(hosts: &[String]) -> Result<Vec<(String, Credential)>, HostError> {
         let host = registry_host(key);
         if let Some(token) = entry.registrytoken.clone().filter(|t| !t.is_empty()) {
             out.push((host, Credential::Bearer(token)));
+            continue;
+        }
+        // As docker does: an identity token wins over the `auth` beside it
+        // (which then holds only the user name).
+        if let Some(token) = entry.identitytoken.clone().filter(|t| !t.is_empty()) {
+            out.push((host, Credential::IdentityToken(token)));
             continue;
         }
         let pair = match (&entry.username, &entry.password, &entry.auth) {

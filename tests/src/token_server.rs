@@ -4,7 +4,10 @@
 //!
 //! Users with the right password get what they ask for; wrong credentials
 //! get 401; anonymous callers get `pull` on the public repositories only
-//! (and an empty grant elsewhere, as Docker Hub does).
+//! (and an empty grant elsewhere, as Docker Hub does). A refresh token
+//! issued by [`TokenServer::issue_refresh_token`] is traded for access
+//! tokens by OAuth2 POST (`grant_type=refresh_token`); an unknown one gets
+//! 400 `invalid_grant`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -30,6 +33,8 @@ pub struct TokenRequest {
     pub scopes: Vec<String>,
     /// Whether credentials were sent and refused.
     pub refused: bool,
+    /// Whether it was an OAuth2 POST trading a refresh token.
+    pub refresh: bool,
 }
 
 struct Shared {
@@ -38,6 +43,8 @@ struct Shared {
     users: Vec<(String, String)>,
     public: Vec<String>,
     requests: Mutex<Vec<TokenRequest>>,
+    /// Refresh tokens issued, with their user.
+    refresh_tokens: Mutex<Vec<(String, String)>>,
     counter: AtomicUsize,
 }
 
@@ -72,6 +79,7 @@ impl TokenServer {
             users,
             public,
             requests: Mutex::new(Vec::new()),
+            refresh_tokens: Mutex::new(Vec::new()),
             counter: AtomicUsize::new(0),
         });
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the token server");
@@ -107,6 +115,16 @@ impl TokenServer {
         &self.bundle
     }
 
+    /// A new refresh token for `user` (what docker keeps as `identitytoken`).
+    pub fn issue_refresh_token(&self, user: &str) -> String {
+        let n = self.shared.counter.fetch_add(1, Ordering::SeqCst);
+        let token = format!("refresh-{n}-{user}");
+        if let Ok(mut r) = self.shared.refresh_tokens.lock() {
+            r.push((token.clone(), user.to_string()));
+        }
+        token
+    }
+
     /// Every token request so far.
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.shared
@@ -135,42 +153,79 @@ fn serve(shared: &Shared, conn: TcpStream) {
         return;
     }
     let mut authorization = None;
+    let mut content_length = 0usize;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
             break;
         }
         if let Some((name, value)) = line.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("authorization") {
+            let name = name.trim();
+            if name.eq_ignore_ascii_case("authorization") {
                 authorization = Some(value.trim().to_string());
+            } else if name.eq_ignore_ascii_case("content-length") {
+                content_length = value.trim().parse().unwrap_or(0);
             }
         }
     }
+    let mut form = vec![0u8; content_length.min(64 * 1024)];
+    if std::io::Read::read_exact(&mut reader, &mut form).is_err() {
+        return;
+    }
+    let post = request_line.starts_with("POST ");
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
     let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let scopes: Vec<String> = query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .filter(|(k, _)| *k == "scope")
-        .flat_map(|(_, v)| {
-            percent_decode(v)
-                .split(' ')
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
+    // GET parameters come in the query, OAuth2 POST ones in the body.
+    let params: Vec<(String, String)> = if post {
+        String::from_utf8_lossy(&form).into_owned()
+    } else {
+        query.to_string()
+    }
+    .split('&')
+    .filter_map(|kv| kv.split_once('='))
+    .map(|(k, v)| (k.to_string(), percent_decode(v)))
+    .collect();
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let scopes: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
         .filter(|s| !s.is_empty())
         .collect();
 
-    let presented = authorization.as_deref().and_then(decode_basic);
-    let user = match &presented {
-        Some((u, p)) if shared.users.iter().any(|(uu, pp)| uu == u && pp == p) => Some(u.clone()),
-        Some(_) => {
-            record(shared, None, &scopes, true);
-            return respond(conn, 401, r#"{"details":"wrong credentials"}"#);
+    let user = if post {
+        let known = shared.refresh_tokens.lock().ok().and_then(|r| {
+            let presented = param("refresh_token")?;
+            r.iter()
+                .find(|(t, _)| t == presented)
+                .map(|(_, u)| u.clone())
+        });
+        let grant = param("grant_type").map(String::as_str);
+        match known {
+            Some(user) if grant == Some("refresh_token") => {
+                record(shared, Some(user.clone()), &scopes, false, true);
+                Some(user)
+            }
+            _ => {
+                record(shared, None, &scopes, true, true);
+                return respond(conn, 400, r#"{"error":"invalid_grant"}"#);
+            }
         }
-        None => None,
+    } else {
+        let presented = authorization.as_deref().and_then(decode_basic);
+        let user = match &presented {
+            Some((u, p)) if shared.users.iter().any(|(uu, pp)| uu == u && pp == p) => {
+                Some(u.clone())
+            }
+            Some(_) => {
+                record(shared, None, &scopes, true, false);
+                return respond(conn, 401, r#"{"details":"wrong credentials"}"#);
+            }
+            None => None,
+        };
+        record(shared, user.clone(), &scopes, false, false);
+        user
     };
-    record(shared, user.clone(), &scopes, false);
 
     let access: Vec<serde_json::Value> = scopes
         .iter()
@@ -217,18 +272,23 @@ fn serve(shared: &Shared, conn: TcpStream) {
     respond(conn, 200, &body.to_string());
 }
 
-fn record(shared: &Shared, user: Option<String>, scopes: &[String], refused: bool) {
+fn record(shared: &Shared, user: Option<String>, scopes: &[String], refused: bool, refresh: bool) {
     if let Ok(mut r) = shared.requests.lock() {
         r.push(TokenRequest {
             user,
             scopes: scopes.to_vec(),
             refused,
+            refresh,
         });
     }
 }
 
 fn respond(mut conn: TcpStream, status: u16, body: &str) {
-    let reason = if status == 200 { "OK" } else { "Unauthorized" };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        _ => "Unauthorized",
+    };
     let _ = write!(
         conn,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -148,3 +148,85 @@ fn a_redirect_to_another_host_goes_without_authorization() {
         front.log()
     );
 }
+
+#[test]
+fn identity_tokens_are_traded_by_oauth2_and_never_shown() {
+    let token = Registry::start(Auth::Token {
+        users: vec![("gil".into(), "unused-password".into())],
+        public_repositories: vec![],
+    });
+    let mut layout = Layout::new();
+    let image = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[b"identity"],
+    );
+    layout.tag("v1", &image);
+    layout.push(&token, "private/app", "v1");
+    let server = token.token_server().expect("a token registry");
+    let reference = token.reference("private/app:v1");
+
+    // From `auths`, as `docker login` leaves it: `auth` holds only the user.
+    let from_auths = server.issue_refresh_token("gil");
+    let dir = tempfile::tempdir().unwrap();
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "gil:");
+    let config = json!({"auths": {token.host(): {"auth": auth, "identitytoken": from_auths}}});
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let env = [
+        ("DOCKER_CONFIG", dir.path().to_str().unwrap()),
+        ("RUST_LOG", "trace"),
+    ];
+    let out = ocirelay_with(&["lookup", "--head", &reference], &env).success();
+    assert_eq!(out.json()[0]["digest"], json!(image.digest.to_string()));
+    assert!(
+        !out.stderr.contains(&from_auths),
+        "the refresh token in the log"
+    );
+    assert!(!out.stderr.contains("eyJ"), "an access token in the log");
+
+    // From a helper answering with Docker's `<token>` user.
+    let from_helper = server.issue_refresh_token("gil");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    helper(&bin, "ociid", token.host(), "<token>", &from_helper);
+    let config = json!({"credHelpers": {token.host(): "ociid"}});
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let env = [
+        ("DOCKER_CONFIG", dir.path().to_str().unwrap()),
+        ("PATH", path.as_str()),
+        ("RUST_LOG", "trace"),
+    ];
+    let out = ocirelay_with(&["lookup", "--head", &reference], &env).success();
+    assert_eq!(out.json()[0]["digest"], json!(image.digest.to_string()));
+    assert!(
+        !out.stderr.contains(&from_helper),
+        "the refresh token in the log"
+    );
+
+    let grants: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.refresh)
+        .collect();
+    assert_eq!(grants.len(), 2, "one OAuth2 grant per run: {grants:?}");
+    assert!(grants
+        .iter()
+        .all(|g| g.user.as_deref() == Some("gil") && !g.refused));
+
+    // A refresh token the server does not know: an authentication error
+    // naming the registry, exit 1, the token not echoed.
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({"auths": {token.host(): {"identitytoken": "refresh-stale-0000"}}});
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let env = [("DOCKER_CONFIG", dir.path().to_str().unwrap())];
+    let out = ocirelay_with(&["lookup", "--head", &reference], &env);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("authentication to") && out.stderr.contains(token.host()),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("refresh-stale-0000"), "{}", out.stderr);
+}

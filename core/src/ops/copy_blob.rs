@@ -338,7 +338,9 @@ impl Operation for CopyBlob {
                 Stage::Upload(mut op) => match op.poll_output(client) {
                     // The stream broke (either side): the abandoned session is
                     // never completed, so nothing half-written lands; start over.
-                    Output::Done(Err(Error::Transport { .. })) if self.restarts < MAX_RESTARTS => {
+                    Output::Done(Err(Error::Transport {
+                        permanent: false, ..
+                    })) if self.restarts < MAX_RESTARTS => {
                         self.restarts += 1;
                         self.stage = self.get_source(None);
                     }

@@ -3,7 +3,7 @@
 //! final response. Every other operation is built from exchanges.
 
 use crate::auth::{parse_token_response, AuthScheme, Challenge, Credential};
-use crate::client::Client;
+use crate::client::{scopes_cover, Client};
 use crate::error::Error;
 use crate::http::{
     BodyMode, Headers, Method, Request, RequestBody, RequestId, Response, TransportError, Url,
@@ -11,7 +11,7 @@ use crate::http::{
 };
 use crate::ops::{Operation, Output};
 use crate::reference::is_docker_hub;
-use crate::retry::Attempt;
+use crate::retry::{Attempt, Retries};
 
 use std::time::Duration;
 
@@ -76,18 +76,25 @@ impl ExchangeSpec {
     }
 }
 
+/// A token to obtain: from `challenge`'s realm, in answer to the
+/// registry's 401 (`challenged`), or ahead of the request (`None`) from the
+/// challenge the registry sent last time.
+#[derive(Debug)]
+struct TokenWanted {
+    challenge: Challenge,
+    challenged: Option<Exchanged>,
+}
+
 #[derive(Debug)]
 enum State {
     Ready,
     AwaitingMain(RequestId, SentAuth),
-    TokenNeeded {
-        url: Url,
-        challenged: Exchanged,
-    },
+    TokenNeeded(Box<TokenWanted>),
     AwaitingToken {
         id: RequestId,
+        wanted: Box<TokenWanted>,
+        /// The realm without its query: names the token server in errors.
         realm: String,
-        challenged: Exchanged,
         with_credentials: bool,
     },
     Finished,
@@ -111,11 +118,13 @@ pub struct Exchange {
     url: Url,
     state: State,
     redirects: u8,
+    /// A token was obtained in answer to this exchange's 401: another 401 is final.
     fresh_token: bool,
-    /// Tries of the main request so far, the waits asked for between
-    /// them, and the wait before the next one.
-    tries: u32,
-    waited: Duration,
+    /// A token was asked for ahead of the request (granted or not).
+    asked_ahead: bool,
+    main_retries: Retries,
+    token_retries: Retries,
+    /// The wait before the next request (a retry).
     next_delay: Option<Duration>,
     outcome: Option<crate::error::Result<Exchanged>>,
 }
@@ -147,8 +156,9 @@ impl Exchange {
             state: State::Ready,
             redirects: 0,
             fresh_token: false,
-            tries: 0,
-            waited: Duration::ZERO,
+            asked_ahead: false,
+            main_retries: Retries::default(),
+            token_retries: Retries::default(),
             next_delay: None,
             outcome: None,
         }
@@ -159,18 +169,13 @@ impl Exchange {
         !matches!(self.spec.body, RequestBody::Transfer { .. })
     }
 
-    /// Schedules another try when the policy allows one.
+    /// Schedules another try of the main request when the policy allows one.
     fn retry(&mut self, client: &Client, attempt: Attempt<'_>) -> bool {
         if !self.replayable() {
             return false;
         }
-        match client
-            .config()
-            .retry
-            .decide(attempt, self.tries, self.waited)
-        {
+        match self.main_retries.next(&client.config().retry, attempt) {
             Some(delay) => {
-                self.waited += delay;
                 self.next_delay = Some(delay);
                 self.state = State::Ready;
                 true
@@ -186,6 +191,54 @@ impl Exchange {
 
     fn on_registry(&self) -> bool {
         self.url.authority == self.registry_authority
+    }
+
+    /// The challenge to get a token from before sending: the registry's
+    /// last one, when it is known to want tokens and none covers our scopes.
+    fn token_ahead(&mut self, client: &Client) -> Option<Challenge> {
+        if self.asked_ahead
+            || self.fresh_token
+            || self.spec.scopes.is_empty()
+            || !self.on_registry()
+            || client
+                .authorization(&self.registry_authority, &self.scope_key)
+                .is_some()
+        {
+            return None;
+        }
+        let challenge = client
+            .remembered_challenge(&self.registry_authority)?
+            .clone();
+        self.asked_ahead = true;
+        Some(challenge)
+    }
+
+    /// Whether a 401 after a token asked ahead names scopes beyond ours:
+    /// the registry wants more than we asked for, so one more token is due.
+    fn wants_more_than_asked(&self, challenge: &Challenge) -> bool {
+        self.asked_ahead
+            && challenge
+                .params
+                .get("scope")
+                .is_some_and(|wanted| !scopes_cover(&self.scope_key, wanted))
+    }
+
+    /// Sets out to get a token for `wanted` (a configured bearer token is
+    /// simply used).
+    fn obtain_token(&mut self, client: &mut Client, wanted: TokenWanted) {
+        if let Some(Credential::Bearer(token)) = client.credential(&self.spec.registry) {
+            let authorization = format!("Bearer {token}");
+            client.store_token(
+                &self.registry_authority,
+                &self.scope_key,
+                authorization,
+                None,
+            );
+            self.fresh_token |= wanted.challenged.is_some();
+            self.state = State::Ready;
+        } else {
+            self.state = State::TokenNeeded(Box::new(wanted));
+        }
     }
 
     fn main_response(
@@ -204,8 +257,8 @@ impl Exchange {
         if matches!(status, 429 | 500 | 502 | 503 | 504) && self.retry(client, attempt) {
             return;
         }
-        // A streamed body cannot be sent twice: its 401 is final (the
-        // operation gets its token on an earlier request of the same scopes).
+        // A streamed body cannot be sent twice: its 401 is final (its token
+        // is asked for ahead, from the challenge of an earlier request).
         let replayable = self.replayable();
         if status == 401 && self.on_registry() && replayable {
             let challenge = response
@@ -216,44 +269,32 @@ impl Exchange {
             let Some(challenge) = challenge else {
                 return self.finish(Ok(exchanged));
             };
-            let credential = client.credential(&self.spec.registry).cloned();
+            client.remember_challenge(&self.registry_authority, &challenge);
             match challenge.scheme {
-                AuthScheme::Bearer if !self.fresh_token => {
-                    if let Some(Credential::Bearer(token)) = credential {
-                        client.store_token(
-                            &self.registry_authority,
-                            &self.scope_key,
-                            format!("Bearer {token}"),
-                            None,
-                        );
-                        self.fresh_token = true;
-                        self.state = State::Ready;
-                        return;
-                    }
-                    match challenge.token_url(&self.spec.scopes) {
-                        Ok(url) => {
-                            self.state = State::TokenNeeded {
-                                url,
-                                challenged: exchanged,
-                            }
-                        }
-                        Err(e) => self.finish(Err(Error::Protocol {
-                            subject: self.registry_authority.clone(),
-                            detail: format!("unusable authentication challenge: {e}"),
-                        })),
-                    }
+                AuthScheme::Bearer
+                    if !self.fresh_token
+                        && (!self.asked_ahead || self.wants_more_than_asked(&challenge)) =>
+                {
+                    self.obtain_token(
+                        client,
+                        TokenWanted {
+                            challenge,
+                            challenged: Some(exchanged),
+                        },
+                    );
                 }
-                AuthScheme::Basic => match credential {
+                AuthScheme::Basic => match client.credential(&self.spec.registry) {
                     Some(Credential::Basic { .. }) if sent != SentAuth::Basic => {
                         client.mark_basic(&self.registry_authority);
                         self.state = State::Ready;
                     }
                     Some(Credential::Basic { username, .. }) => {
+                        let reason = format!(
+                            "the registry refused the credentials of user {username:?} (401)"
+                        );
                         self.finish(Err(Error::Authentication {
                             host: self.spec.registry.clone(),
-                            reason: format!(
-                                "the registry refused the credentials of user {username:?} (401)"
-                            ),
+                            reason,
                         }))
                     }
                     _ => self.finish(Ok(exchanged)),
@@ -291,38 +332,72 @@ impl Exchange {
         self.finish(Ok(Exchanged { id, response }));
     }
 
+    /// Schedules another try of the token request when the policy allows one.
+    fn retry_token(
+        &mut self,
+        client: &Client,
+        attempt: Attempt<'_>,
+        wanted: Box<TokenWanted>,
+    ) -> Option<Box<TokenWanted>> {
+        match self.token_retries.next(&client.config().retry, attempt) {
+            Some(delay) => {
+                self.next_delay = Some(delay);
+                self.state = State::TokenNeeded(wanted);
+                None
+            }
+            None => Some(wanted),
+        }
+    }
+
     fn token_response(
         &mut self,
         client: &mut Client,
+        wanted: Box<TokenWanted>,
         realm: String,
-        challenged: Exchanged,
         with_credentials: bool,
         response: Response,
     ) {
-        match response.status {
-            200..=299 => match parse_token_response(&realm, response.bytes()) {
-                Ok(token) => {
-                    client.store_token(
-                        &self.registry_authority,
-                        &self.scope_key,
-                        format!("Bearer {}", token.value),
-                        Some(token.lifetime),
-                    );
-                    self.fresh_token = true;
-                    self.state = State::Ready;
+        let status = response.status;
+        let attempt = Attempt::Status {
+            status,
+            retry_after: response.headers.get("retry-after"),
+            date: response.headers.get("date"),
+        };
+        let wanted = match status {
+            200..=299 => {
+                match parse_token_response(&realm, response.bytes()) {
+                    Ok(token) => {
+                        client.store_token(
+                            &self.registry_authority,
+                            &self.scope_key,
+                            format!("Bearer {}", token.value),
+                            Some(token.lifetime),
+                        );
+                        self.fresh_token |= wanted.challenged.is_some();
+                        self.state = State::Ready;
+                    }
+                    Err(e) => self.finish(Err(e)),
                 }
-                Err(e) => self.finish(Err(e)),
+                return;
+            }
+            429 | 500 | 502 | 503 | 504 => match self.retry_token(client, attempt, wanted) {
+                None => return,
+                Some(wanted) => wanted,
             },
-            401 | 403 if with_credentials => self.finish(Err(Error::Authentication {
+            _ => wanted,
+        };
+        match (status, wanted.challenged) {
+            // OAuth2 answers a refused refresh token with 400.
+            (400 | 401 | 403, _) if with_credentials => self.finish(Err(Error::Authentication {
                 host: self.spec.registry.clone(),
-                reason: format!(
-                    "token server {realm} refused the credentials ({})",
-                    response.status
-                ),
+                reason: format!("token server {realm} refused the credentials ({status})"),
             })),
             // Anonymous and refused a token: the registry's 401 stands.
-            401 | 403 => self.finish(Ok(challenged)),
-            status => {
+            (401 | 403, Some(challenged)) => self.finish(Ok(challenged)),
+            // Asked ahead and refused: the request goes without a token
+            // and the registry decides.
+            (401 | 403, None) => self.state = State::Ready,
+            _ => {
                 let e = crate::distribution::RegistryError::parse(response.bytes());
                 self.finish(Err(Error::Registry {
                     subject: format!("token server {realm}"),
@@ -333,7 +408,63 @@ impl Exchange {
             }
         }
     }
+
+    /// The request to the token realm for `wanted`.
+    fn token_request(
+        &mut self,
+        client: &mut Client,
+        wanted: Box<TokenWanted>,
+    ) -> Output<Exchanged> {
+        let token_request = wanted
+            .challenge
+            .token_request(&self.spec.scopes, client.credential(&self.spec.registry));
+        let token_request = match token_request {
+            Ok(r) => r,
+            Err(e) => {
+                self.finish(Err(Error::Protocol {
+                    subject: self.registry_authority.clone(),
+                    detail: format!("unusable authentication challenge: {e}"),
+                }));
+                return self.poll_output(client);
+            }
+        };
+        let id = client.next_request_id();
+        let mut headers = Headers::new();
+        headers.set("User-Agent", client.config().user_agent.clone());
+        if let Some(authorization) = &token_request.authorization {
+            headers.set("Authorization", authorization.clone());
+        }
+        let (method, body) = match &token_request.form {
+            Some(form) => {
+                headers.set("Content-Type", FORM_URLENCODED);
+                headers.set("Content-Length", form.len().to_string());
+                (Method::Post, RequestBody::Bytes(form.clone().into_bytes()))
+            }
+            None => (Method::Get, RequestBody::Empty),
+        };
+        self.token_retries.sent();
+        self.state = State::AwaitingToken {
+            id,
+            wanted,
+            realm: token_request.realm(),
+            with_credentials: token_request.with_credentials(),
+        };
+        Output::Send(
+            id,
+            Request {
+                method,
+                url: token_request.url,
+                headers,
+                body,
+                body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
+                not_before: self.next_delay.take(),
+            },
+        )
+    }
 }
+
+/// The media type of an OAuth2 token request body.
+const FORM_URLENCODED: &str = "application/x-www-form-urlencoded";
 
 impl Operation for Exchange {
     type Outcome = Exchanged;
@@ -341,6 +472,14 @@ impl Operation for Exchange {
     fn poll_output(&mut self, client: &mut Client) -> Output<Exchanged> {
         match std::mem::replace(&mut self.state, State::Finished) {
             State::Ready => {
+                if let Some(challenge) = self.token_ahead(client) {
+                    let wanted = TokenWanted {
+                        challenge,
+                        challenged: None,
+                    };
+                    self.obtain_token(client, wanted);
+                    return self.poll_output(client);
+                }
                 let id = client.next_request_id();
                 let mut headers = Headers::new();
                 headers.set("User-Agent", client.config().user_agent.clone());
@@ -374,7 +513,7 @@ impl Operation for Exchange {
                         headers.set("Authorization", auth);
                     }
                 }
-                self.tries += 1;
+                self.main_retries.sent();
                 self.state = State::AwaitingMain(id, sent);
                 Output::Send(
                     id,
@@ -388,41 +527,7 @@ impl Operation for Exchange {
                     },
                 )
             }
-            State::TokenNeeded { url, challenged } => {
-                let id = client.next_request_id();
-                let mut headers = Headers::new();
-                headers.set("User-Agent", client.config().user_agent.clone());
-                let mut with_credentials = false;
-                if let Some(Credential::Basic { username, password }) =
-                    client.credential(&self.spec.registry)
-                {
-                    headers.set(
-                        "Authorization",
-                        Credential::basic_header(username, password),
-                    );
-                    with_credentials = true;
-                }
-                // The realm without its query names the token server in errors.
-                let full = url.to_string();
-                let realm = full.split('?').next().unwrap_or(&full).to_string();
-                self.state = State::AwaitingToken {
-                    id,
-                    realm,
-                    challenged,
-                    with_credentials,
-                };
-                Output::Send(
-                    id,
-                    Request {
-                        method: Method::Get,
-                        url,
-                        headers,
-                        body: RequestBody::Empty,
-                        body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
-                        not_before: None,
-                    },
-                )
-            }
+            State::TokenNeeded(wanted) => self.token_request(client, wanted),
             State::Finished => match self.outcome.take() {
                 Some(outcome) => Output::Done(outcome),
                 None => Output::Wait,
@@ -448,21 +553,31 @@ impl Operation for Exchange {
                         self.finish(Err(Error::Transport {
                             host: self.url.authority.clone(),
                             message: e.message,
+                            permanent: e.permanent,
                         }))
                     }
                 }
             },
             State::AwaitingToken {
                 id: expected,
+                wanted,
                 realm,
-                challenged,
                 with_credentials,
             } if expected == id => match response {
-                Ok(r) => self.token_response(client, realm, challenged, with_credentials, r),
-                Err(e) => self.finish(Err(Error::Transport {
-                    host: realm,
-                    message: e.message,
-                })),
+                Ok(r) => self.token_response(client, wanted, realm, with_credentials, r),
+                Err(e) => {
+                    if e.permanent
+                        || self
+                            .retry_token(client, Attempt::ConnectionFailed, wanted)
+                            .is_some()
+                    {
+                        self.finish(Err(Error::Transport {
+                            host: realm,
+                            message: e.message,
+                            permanent: e.permanent,
+                        }))
+                    }
+                }
             },
             // Not ours: put the state back untouched.
             other => self.state = other,
