@@ -7,9 +7,10 @@ mod driver;
 mod transport;
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use ocirelay_core::digest::Verifier;
-use std::collections::HashMap;
 
 use ocirelay_core::http::RequestId;
 use ocirelay_core::ops::batch::{Answer, Batch, Query};
@@ -18,6 +19,7 @@ use ocirelay_core::ops::copy_manifest::CopyManifest;
 use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
 use ocirelay_core::ops::ensure_manifest::EnsureManifest;
 use ocirelay_core::ops::lookup::{Body, Found, Lookup};
+use ocirelay_core::ops::resume_blob::ResumeBlob;
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
 use ocirelay_core::{Client as CoreClient, Reference};
 
@@ -47,15 +49,18 @@ impl wit::Guest for Component {
     }
 }
 
-/// One client: the core's shared state (tokens, cache).
+/// One client: the core's shared state (tokens, cache). Blob readers share
+/// it too, to resume a read that broke.
 struct ClientResource {
-    core: RefCell<CoreClient>,
+    core: Rc<RefCell<CoreClient>>,
 }
 
 impl wit::GuestClient for ClientResource {
     fn new(config: wit::Config) -> Self {
         ClientResource {
-            core: RefCell::new(CoreClient::new(convert::config_from_wit(config))),
+            core: Rc::new(RefCell::new(CoreClient::new(convert::config_from_wit(
+                config,
+            )))),
         }
     }
 
@@ -65,11 +70,11 @@ impl wit::GuestClient for ClientResource {
         options: wit::LookupOptions,
     ) -> Result<Option<wit::BlobReader>, wt::Error> {
         let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
-        let mut op =
-            Lookup::new(reference, convert::lookup_options(options)).map_err(convert::error)?;
+        let mut op = Lookup::new(reference.clone(), convert::lookup_options(options))
+            .map_err(convert::error)?;
         let (outcome, mut held) = driver::run(&mut self.core.borrow_mut(), &mut op);
         match outcome.map_err(convert::error)? {
-            Some(found) => Ok(Some(reader(found, &mut held)?)),
+            Some(found) => Ok(Some(self.reader(found, reference, &mut held)?)),
             None => Ok(None),
         }
     }
@@ -140,6 +145,8 @@ impl wit::GuestClient for ClientResource {
     fn batch(&self, queries: Vec<wit::Query>) -> Vec<Result<Option<wit::Answer>, wt::Error>> {
         // Queries with a broken reference fail alone; the rest run together.
         let mut parsed = Vec::with_capacity(queries.len());
+        // Each lookup's reference, for its reader.
+        let mut looked_up = Vec::with_capacity(queries.len());
         let mut early: Vec<Option<wt::Error>> = Vec::with_capacity(queries.len());
         for q in queries {
             let query = match q {
@@ -151,6 +158,9 @@ impl wit::GuestClient for ClientResource {
             };
             match query {
                 Ok(q) => {
+                    if let Query::Lookup(r, _) = &q {
+                        looked_up.push(r.clone());
+                    }
                     parsed.push(q);
                     early.push(None);
                 }
@@ -169,14 +179,18 @@ impl wit::GuestClient for ClientResource {
                     .collect();
             }
         };
+        let mut looked_up = looked_up.into_iter();
         early
             .into_iter()
             .map(|failed| match failed {
                 Some(e) => Err(e),
                 None => match answers.next() {
-                    Some(Ok(Some(Answer::Found(found)))) => {
-                        reader(found, &mut held).map(|r| Some(wit::Answer::Found(r)))
-                    }
+                    Some(Ok(Some(Answer::Found(found)))) => match looked_up.next() {
+                        Some(reference) => self
+                            .reader(found, reference, &mut held)
+                            .map(|r| Some(wit::Answer::Found(r))),
+                        None => Err(wt::Error::Protocol("batch lost a reference".into())),
+                    },
                     Some(Ok(Some(Answer::Index(index)))) => {
                         Ok(Some(wit::Answer::Index(convert::index_to_wit(&index))))
                     }
@@ -190,6 +204,41 @@ impl wit::GuestClient for ClientResource {
 }
 
 impl ClientResource {
+    /// A reader over a found object's content (held bodies are taken from
+    /// the driver's); `reference` is what was looked up, for resuming.
+    fn reader(
+        &self,
+        found: Found,
+        reference: Reference,
+        held: &mut HashMap<RequestId, BodyStream>,
+    ) -> Result<wit::BlobReader, wt::Error> {
+        let content = match found.body {
+            Body::Empty => Content::Bytes(Vec::new(), 0),
+            Body::Bytes(bytes) => Content::Bytes(bytes, 0),
+            Body::Stream { request, verifier } => match held.remove(&request) {
+                Some(stream) => Content::Stream {
+                    stream,
+                    verifier: Some(verifier),
+                    resume: Resume {
+                        client: self.core.clone(),
+                        reference: reference.with_digest(found.descriptor.digest.clone()),
+                        size: found.descriptor.size,
+                        tries: 0,
+                    },
+                },
+                None => {
+                    return Err(wt::Error::Protocol(
+                        "blob body went missing in the driver".into(),
+                    ))
+                }
+            },
+        };
+        Ok(wit::BlobReader::new(BlobReader {
+            descriptor: convert::descriptor_to_wit(&found.descriptor),
+            content: RefCell::new(content),
+        }))
+    }
+
     /// Runs `op` to its end on this client, for operations that yield a descriptor.
     fn run<O: ocirelay_core::Operation<Outcome = ocirelay_core::Descriptor>>(
         &self,
@@ -202,32 +251,6 @@ impl ClientResource {
     }
 }
 
-/// A reader over a found object's content (held bodies are taken from the driver's).
-fn reader(
-    found: Found,
-    held: &mut HashMap<RequestId, BodyStream>,
-) -> Result<wit::BlobReader, wt::Error> {
-    let content = match found.body {
-        Body::Empty => Content::Bytes(Vec::new(), 0),
-        Body::Bytes(bytes) => Content::Bytes(bytes, 0),
-        Body::Stream { request, verifier } => match held.remove(&request) {
-            Some(stream) => Content::Stream {
-                stream,
-                verifier: Some(verifier),
-            },
-            None => {
-                return Err(wt::Error::Protocol(
-                    "blob body went missing in the driver".into(),
-                ))
-            }
-        },
-    };
-    Ok(wit::BlobReader::new(BlobReader {
-        descriptor: convert::descriptor_to_wit(&found.descriptor),
-        content: RefCell::new(content),
-    }))
-}
-
 enum Content {
     /// Verified bytes and the read position.
     Bytes(Vec<u8>, usize),
@@ -235,7 +258,50 @@ enum Content {
     Stream {
         stream: BodyStream,
         verifier: Option<Box<Verifier>>,
+        resume: Resume,
     },
+}
+
+/// Reads of a stream that broke resume at most this often.
+const MAX_RESUMES: u32 = 3;
+
+/// What it takes to read a blob again from where its stream broke.
+struct Resume {
+    client: Rc<RefCell<CoreClient>>,
+    /// The blob, by digest.
+    reference: Reference,
+    size: u64,
+    tries: u32,
+}
+
+impl Resume {
+    /// A stream of the blob from byte `offset` on (asked for by `Range`;
+    /// when the registry sends the whole blob instead, the bytes before
+    /// `offset` are read and dropped).
+    fn reopen(&mut self, offset: u64) -> Result<BodyStream, wt::Error> {
+        self.tries += 1;
+        let mut client = self.client.borrow_mut();
+        let mut op =
+            ResumeBlob::new(&client, &self.reference, offset, self.size).map_err(convert::error)?;
+        let (outcome, mut held) = driver::run(&mut client, &mut op);
+        let resumed = outcome.map_err(convert::error)?;
+        let mut stream = held.remove(&resumed.request).ok_or_else(|| {
+            wt::Error::Protocol("resumed blob body went missing in the driver".into())
+        })?;
+        let mut skip = resumed.skip;
+        while skip > 0 {
+            let broken =
+                |message: String| wt::Error::Transport(format!("{}: {message}", self.reference));
+            match stream
+                .read(skip.min(1 << 20))
+                .map_err(|e| broken(e.message))?
+            {
+                Some(chunk) => skip -= chunk.len() as u64,
+                None => return Err(broken("the blob ended early when read again".into())),
+            }
+        }
+        Ok(stream)
+    }
 }
 
 /// A found object's descriptor and content, checked as it is read.
@@ -258,13 +324,27 @@ impl wit::GuestBlobReader for BlobReader {
                 *pos = end;
                 Ok(chunk)
             }
-            Content::Stream { stream, verifier } => {
+            Content::Stream {
+                stream,
+                verifier,
+                resume,
+            } => {
                 let Some(v) = verifier.as_mut() else {
                     return Ok(Vec::new());
                 };
-                let chunk = stream.read(max).map_err(|e| {
-                    wt::Error::Transport(format!("{}: {}", self.descriptor.digest, e.message))
-                })?;
+                let chunk = loop {
+                    match stream.read(max) {
+                        Ok(chunk) => break chunk,
+                        // The connection broke: read on from where it did.
+                        Err(e) if !e.permanent && resume.tries < MAX_RESUMES => {
+                            *stream = resume.reopen(v.seen())?;
+                        }
+                        Err(e) => {
+                            let digest = &self.descriptor.digest;
+                            return Err(wt::Error::Transport(format!("{digest}: {}", e.message)));
+                        }
+                    }
+                };
                 match chunk {
                     Some(chunk) => {
                         v.update(&chunk).map_err(convert::error)?;

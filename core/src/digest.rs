@@ -208,6 +208,11 @@ impl Verifier {
         Ok(())
     }
 
+    /// Bytes fed so far: where a resumed read starts.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
     /// Ends the stream: the size and digest must both match.
     pub fn finish(self) -> Result<Digest> {
         if let Some(size) = self.expected_size {

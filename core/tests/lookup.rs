@@ -883,3 +883,60 @@ fn a_new_scope_gets_its_token_ahead_unless_the_registry_wants_more() {
         ]
     );
 }
+
+#[test]
+fn a_broken_blob_read_resumes_with_a_range() {
+    use ocirelay_core::ops::resume_blob::{ResumeBlob, Resumed};
+    let digest = Digest::sha256(b"0123456789");
+    let reference = Reference::parse(&format!("localhost:5000/foo@{digest}")).unwrap();
+    let held = |status: u16, headers: &[(&str, &str)]| {
+        let mut r = response(status, headers, b"");
+        r.body = ResponseBody::Held;
+        r
+    };
+    let resume = |c: &mut Client, answer: Response| {
+        let mut op = ResumeBlob::new(c, &reference, 4, 10).unwrap();
+        drive(c, &mut op, |_| Ok(answer.clone()))
+    };
+
+    // Honoured: the rest, nothing to skip.
+    let mut c = client(&[]);
+    let (out, sent) = resume(
+        &mut c,
+        held(
+            206,
+            &[("Content-Range", "bytes 4-9/10"), ("Content-Length", "6")],
+        ),
+    );
+    assert_eq!(
+        urls(&sent),
+        [format!("GET http://localhost:5000/v2/foo/blobs/{digest}")]
+    );
+    assert_eq!(sent[0].headers.get("range"), Some("bytes=4-"));
+    assert!(matches!(
+        sent[0].body_mode,
+        BodyMode::Stream { buffer_up_to: 0 }
+    ));
+    assert_eq!(out.unwrap().skip, 0);
+
+    // Ignored: the whole blob again, its first 4 bytes to skip.
+    let (out, _) = resume(&mut c, held(200, &[("Content-Length", "10")]));
+    assert!(matches!(out, Ok(Resumed { skip: 4, .. })));
+
+    // A range other than the one asked for, or another size: errors naming the blob.
+    let (out, _) = resume(&mut c, held(206, &[("Content-Range", "bytes 0-9/10")]));
+    let err = out.unwrap_err().to_string();
+    assert!(
+        err.contains(&digest.to_string()) && err.contains("Content-Range"),
+        "{err}"
+    );
+    let (out, _) = resume(&mut c, held(200, &[("Content-Length", "11")]));
+    assert!(matches!(out, Err(Error::Integrity { .. })));
+    let (out, _) = resume(&mut c, response(404, &[], b""));
+    assert!(out.unwrap_err().to_string().contains("404"));
+
+    // Nothing left to resume, or no digest: refused before any request.
+    assert!(ResumeBlob::new(&c, &reference, 10, 10).is_err());
+    let no_digest = Reference::parse("localhost:5000/foo:v1").unwrap();
+    assert!(ResumeBlob::new(&c, &no_digest, 0, 10).is_err());
+}

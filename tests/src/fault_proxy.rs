@@ -80,7 +80,7 @@ impl FaultProxy {
         }
     }
 
-    /// Every request seen (`METHOD path [(with Authorization)] -> what happened`).
+    /// Every request seen (`METHOD path [(with Authorization)] [(Range: …)] -> what happened`).
     pub fn log(&self) -> Vec<String> {
         self.script
             .lock()
@@ -96,6 +96,7 @@ fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::
     reader.read_line(&mut request_line)?;
     let mut content_length = 0usize;
     let mut authorized = false;
+    let mut range = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
@@ -106,6 +107,9 @@ fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::
         }
         let lower = line.to_ascii_lowercase();
         authorized |= lower.starts_with("authorization:");
+        if let Some(v) = lower.strip_prefix("range:") {
+            range = Some(v.trim().to_string());
+        }
         if let Some(v) = lower.strip_prefix("content-length:") {
             content_length = v.trim().parse().unwrap_or(0);
         }
@@ -138,7 +142,9 @@ fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::
         } else {
             ""
         };
-        s.log.push(format!("{method} {path}{auth} -> {fault:?}"));
+        let range = range.map(|r| format!(" (Range: {r})")).unwrap_or_default();
+        s.log
+            .push(format!("{method} {path}{auth}{range} -> {fault:?}"));
         fault
     };
     let mut client_out = client;

@@ -1,6 +1,7 @@
 //! Faults between ocirelay and a real registry, injected by a proxy:
 //! retries, restarts of broken streams, and clear failures.
 
+use base64::Engine as _;
 use ocirelay_core::Digest;
 use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
 use ocirelay_tests::{ocirelay, platform, Auth, Flavour, Layout, Registry};
@@ -193,5 +194,62 @@ fn broken_streams_mid_download_and_mid_upload_are_recovered() {
         gets >= 2,
         "the download was restarted: {:#?}",
         src_proxy.log()
+    );
+}
+
+#[test]
+fn a_blob_read_that_breaks_resumes_where_it_stopped() {
+    let registry = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    // Larger than the 4 MiB held in memory: streamed to the reader.
+    let big: Vec<u8> = (0..(6 << 20) / 4u32)
+        .flat_map(|i| i.wrapping_mul(0x85EB_CA6B).to_le_bytes())
+        .collect();
+    let image = layout.image(Flavour::Oci, &platform("linux", "amd64", None), &[&big]);
+    layout.tag("v1", &image);
+    layout.push(&registry, "app", "v1");
+    let layer = Digest::sha256(&big);
+    let proxy = FaultProxy::start(registry.host());
+    // The first read breaks after 1 MiB, the resumed one after 2 MiB more.
+    proxy.add(
+        "GET",
+        &format!("/blobs/{layer}"),
+        Fault::CutResponseAfter(1 << 20),
+        1,
+    );
+    proxy.add(
+        "GET",
+        &format!("/blobs/{layer}"),
+        Fault::CutResponseAfter(2 << 20),
+        1,
+    );
+    let blob = format!("{}/app@{layer}", proxy.host());
+    let out = ocirelay(&["lookup", "--type", "blob", &blob]).success();
+    let expected = base64::engine::general_purpose::STANDARD.encode(&big);
+    assert!(out.json()[0] == json!(expected), "the blob arrived whole");
+    let gets: Vec<String> = proxy
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("GET ") && l.contains(&layer.to_string()))
+        .collect();
+    assert_eq!(gets.len(), 3, "{gets:#?}");
+    assert!(!gets[0].contains("Range"), "{gets:#?}");
+    assert!(gets[1].contains("(Range: bytes=1048576-)"), "{gets:#?}");
+    assert!(gets[2].contains("(Range: bytes=3145728-)"), "{gets:#?}");
+    let statuses: Vec<String> = registry
+        .access_log()
+        .iter()
+        .filter(|l| l.contains("/blobs/sha256:"))
+        .filter_map(|l| {
+            l.split('"')
+                .nth(2)?
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(
+        statuses.ends_with(&["206".to_string(), "206".to_string()]),
+        "{statuses:?}"
     );
 }

@@ -157,6 +157,7 @@ impl EnsureManifest {
             content_type: Some(self.descriptor.media_type.clone()),
             body: RequestBody::Bytes(self.bytes.clone()),
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
+            range_from: None,
         };
         Exchange::new(client, spec)
     }

@@ -45,6 +45,8 @@ pub struct ExchangeSpec {
     pub accept: Option<&'static str>,
     /// `Content-Type` of the body, when there is one.
     pub content_type: Option<String>,
+    /// Asks for the body from this byte on (`Range: bytes=N-`): a resumed read.
+    pub range_from: Option<u64>,
     /// The request body.
     pub body: RequestBody,
     /// What to do with the response body.
@@ -70,6 +72,7 @@ impl ExchangeSpec {
             target: Target::Path(path),
             accept: None,
             content_type: None,
+            range_from: None,
             body: RequestBody::Empty,
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
         }
@@ -488,6 +491,9 @@ impl Operation for Exchange {
                 }
                 if let Some(content_type) = &self.spec.content_type {
                     headers.set("Content-Type", content_type.clone());
+                }
+                if let Some(offset) = self.spec.range_from {
+                    headers.set("Range", format!("bytes={offset}-"));
                 }
                 match self.spec.body.len() {
                     Some(len) => headers.set("Content-Length", len.to_string()),

@@ -11,6 +11,7 @@ pub mod ensure_manifest;
 pub mod exchange;
 pub mod group;
 pub mod lookup;
+pub mod resume_blob;
 pub mod synthesize_index;
 
 use crate::client::Client;

@@ -1,0 +1,141 @@
+//! Resume-blob: reads a blob again from a byte offset after its stream
+//! broke (`Range: bytes=N-`). A registry that answers 206 sends the rest; one
+//! that ignores the range sends it all again, and the reader skips what it
+//! already has. Either way the reader's verifier carries on, so the digest
+//! check still covers every byte handed out.
+
+use crate::auth::repository_scope;
+use crate::client::Client;
+use crate::distribution::{blob_path, RegistryError};
+use crate::error::{Error, Result};
+use crate::http::{BodyMode, Method, RequestId, Response, ResponseBody, TransportError};
+use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
+use crate::ops::{Operation, Output};
+use crate::reference::Reference;
+
+/// Where the resumed body starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    /// The request whose body the driver holds, unread.
+    pub request: RequestId,
+    /// Bytes at the start of that body that the reader already has
+    /// (0 when the registry honoured the range).
+    pub skip: u64,
+}
+
+/// The resume-blob state machine.
+#[derive(Debug)]
+pub struct ResumeBlob {
+    subject: String,
+    offset: u64,
+    size: u64,
+    exchange: Exchange,
+}
+
+impl ResumeBlob {
+    /// Reads blob `reference` (with digest) of `size` bytes from `offset` on.
+    pub fn new(client: &Client, reference: &Reference, offset: u64, size: u64) -> Result<Self> {
+        let Some(digest) = &reference.digest else {
+            return Err(Error::InvalidInput(format!(
+                "{reference}: resuming a blob read needs its digest"
+            )));
+        };
+        if offset >= size {
+            return Err(Error::InvalidInput(format!(
+                "{reference}: cannot resume at byte {offset} of {size}"
+            )));
+        }
+        let spec = ExchangeSpec {
+            range_from: Some(offset),
+            // Held whatever its size: the reader streams it.
+            body_mode: BodyMode::Stream { buffer_up_to: 0 },
+            ..ExchangeSpec::read(
+                &reference.host,
+                vec![repository_scope(&reference.repository, "pull")],
+                Method::Get,
+                blob_path(&reference.repository, digest),
+            )
+        };
+        Ok(ResumeBlob {
+            subject: reference.to_string(),
+            offset,
+            size,
+            exchange: Exchange::new(client, spec),
+        })
+    }
+
+    fn protocol(&self, detail: String) -> Error {
+        Error::Protocol {
+            subject: self.subject.clone(),
+            detail,
+        }
+    }
+
+    fn classify(&self, done: Exchanged) -> Result<Resumed> {
+        let Exchanged { id, response } = done;
+        if !matches!(response.body, ResponseBody::Held) && response.is_success() {
+            return Err(self.protocol("resumed blob body was not held".to_string()));
+        }
+        match response.status {
+            206 => {
+                let range = response.headers.get("content-range").unwrap_or("");
+                let expected = format!("bytes {}-{}/{}", self.offset, self.size - 1, self.size);
+                if range.trim() != expected {
+                    return Err(self.protocol(format!(
+                        "asked for bytes {}- of {}, registry sent Content-Range {range:?}",
+                        self.offset, self.size
+                    )));
+                }
+                Ok(Resumed {
+                    request: id,
+                    skip: 0,
+                })
+            }
+            200 => match response.headers.content_length() {
+                Some(len) if len == self.size => Ok(Resumed {
+                    request: id,
+                    skip: self.offset,
+                }),
+                other => Err(Error::Integrity {
+                    subject: self.subject.clone(),
+                    detail: format!(
+                        "read again, the blob is {} bytes, not {}",
+                        other.map_or("an unknown number of".to_string(), |n| n.to_string()),
+                        self.size
+                    ),
+                }),
+            },
+            status => {
+                let e = RegistryError::parse(response.bytes());
+                Err(Error::Registry {
+                    subject: self.subject.clone(),
+                    status,
+                    code: e.code,
+                    message: e.message,
+                })
+            }
+        }
+    }
+}
+
+impl Operation for ResumeBlob {
+    type Outcome = Resumed;
+
+    fn poll_output(&mut self, client: &mut Client) -> Output<Resumed> {
+        match self.exchange.poll_output(client) {
+            Output::Done(Ok(done)) => Output::Done(self.classify(done)),
+            Output::Done(Err(e)) => Output::Done(Err(e)),
+            Output::Send(id, request) => Output::Send(id, request),
+            Output::Wait => Output::Wait,
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        client: &mut Client,
+        id: RequestId,
+        response: std::result::Result<Response, TransportError>,
+    ) {
+        self.exchange.handle_response(client, id, response);
+    }
+}
