@@ -6,6 +6,8 @@ use ocirelay_core::auth::Credential;
 use ocirelay_core::index::Index;
 use ocirelay_core::ops::ensure_manifest::ChildRefs;
 use ocirelay_core::ops::lookup::{LookupKind, LookupOptions};
+use ocirelay_core::policy::HostPolicy;
+use ocirelay_core::rate_limit::RateSpec;
 use ocirelay_core::retry::RetryPolicy;
 use ocirelay_core::{ClientConfig, Descriptor, Digest, Error, Platform, Reference};
 
@@ -117,7 +119,25 @@ pub fn config_from_wit(c: wit::Config) -> ClientConfig {
             .docker_hub_proxy
             .as_deref()
             .and_then(|p| ocirelay_core::client::parse_docker_hub_proxy(p).ok()),
+        policy: c.policy.map(policy_from_wit),
     }
+}
+
+fn policy_from_wit(p: wit::Policy) -> HostPolicy {
+    let rates = p
+        .rate_limits
+        .into_iter()
+        .map(|r| RateSpec {
+            host: r.host,
+            count: r.requests,
+            period: std::time::Duration::from_millis(r.period_ms),
+        })
+        .collect();
+    let mut policy = HostPolicy::new(rates);
+    if !p.allowed_hosts.is_empty() {
+        policy.restrict_to(p.allowed_hosts.iter().map(String::as_str));
+    }
+    policy
 }
 
 pub fn lookup_options(o: wit::LookupOptions) -> LookupOptions {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::auth::{AuthScheme, Challenge, Credential};
 use crate::cache::Cache;
-use crate::http::{RequestId, Scheme, Url};
+use crate::http::{RequestId, Response, Scheme, Url};
+use crate::policy::{Admission, HostPolicy};
 use crate::reference::{is_docker_hub, DOCKER_HUB_API_HOST};
 use crate::retry::RetryPolicy;
 
@@ -29,6 +30,9 @@ pub struct ClientConfig {
     /// A Docker Hub read-through mirror: reads of Docker Hub go there (its
     /// 404 is final), writes still go to Docker Hub.
     pub docker_hub_proxy: Option<Url>,
+    /// Rate limits and allowed hosts for the driver to apply before each
+    /// request ([`Client::admit`]), when the host applies none of its own.
+    pub policy: Option<HostPolicy>,
 }
 
 /// Requests in flight per operation when not configured.
@@ -44,6 +48,7 @@ impl Default for ClientConfig {
             concurrency: DEFAULT_CONCURRENCY,
             retry: RetryPolicy::default(),
             docker_hub_proxy: None,
+            policy: None,
         }
     }
 }
@@ -64,14 +69,17 @@ pub struct Client {
     /// 401 round trip.
     challenges: HashMap<String, Challenge>,
     next_id: u64,
+    /// The configured policy's state (buckets, hosts learned).
+    policy: Option<HostPolicy>,
     /// What this client has already seen.
     pub cache: Cache,
 }
 
 impl Client {
     /// A client with the given configuration.
-    pub fn new(config: ClientConfig) -> Self {
+    pub fn new(mut config: ClientConfig) -> Self {
         Client {
+            policy: config.policy.take(),
             cache: Cache::new(config.cache),
             config,
             tokens: HashMap::new(),
@@ -170,6 +178,25 @@ impl Client {
             }
         }
         None
+    }
+
+    /// What the configured policy says of sending to `authority` now (no
+    /// policy: go). A driver asks before every request it starts.
+    pub fn admit(&mut self, authority: &str) -> Admission {
+        match self.policy.as_mut() {
+            Some(p) => p.admit(authority, self.now),
+            None => Admission::Go,
+        }
+    }
+
+    /// Lets the configured policy learn from `authority`'s answer (realms,
+    /// redirects, 429s). A driver hands it every response.
+    pub fn observe(&mut self, authority: &str, response: &Response) {
+        if let Some(p) = self.policy.as_mut() {
+            let challenges = response.headers.get_all("www-authenticate");
+            let location = response.headers.get("location");
+            p.learn(authority, response.status, challenges, location, self.now);
+        }
     }
 
     /// Tells the client what time it is (the driver's monotonic clock):

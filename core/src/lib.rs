@@ -5,8 +5,9 @@
 //!
 //! Layout: data model ([`reference`], [`digest`], [`descriptor`],
 //! [`media_type`], [`manifest`], [`platform`]), protocol ([`http`],
-//! [`distribution`], [`auth`]), shared client state ([`client`]), and
-//! operations as state machines ([`ops`]) with the registry [`cache`].
+//! [`distribution`], [`auth`]), shared client state ([`client`]), policy
+//! ([`retry`], [`rate_limit`], [`policy`]), and operations as state machines
+//! ([`ops`]) with the registry [`cache`].
 
 pub mod auth;
 pub mod cache;
@@ -21,6 +22,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod ops;
 pub mod platform;
+pub mod policy;
 pub mod rate_limit;
 pub mod reference;
 pub mod retry;

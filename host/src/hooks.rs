@@ -102,12 +102,11 @@ impl WasiHttpHooks for Hooks {
             .authority()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        if !policy.allows(&authority) {
-            tracing::warn!(host = %authority, "refused: not a registry this command names, nor one it was sent to");
-            return Box::new(async { Err(Error::HttpRequestDenied) });
-        }
         Box::new(async move {
-            policy.wait_turn(&authority).await;
+            if policy.admit(&authority).await.is_err() {
+                tracing::warn!(host = %authority, "refused: not a registry this command names, nor one it was sent to");
+                return Err(Error::HttpRequestDenied);
+            }
             let (parts, body) = request.into_parts();
             // GET, HEAD and zero-length writes carry no body: hand hyper a
             // finished one, so it neither frames it as chunked nor leaves a

@@ -174,19 +174,19 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         concurrency: cli.concurrency,
         retry_deadline_secs: cli.retry_deadline,
         docker_hub_proxy: mirror.as_ref().map(ToString::to_string),
+        // The hook applies the policy, shared by every instance.
+        policy: None,
     };
     let rates = cli
         .rates
         .iter()
         .map(|r| ocirelay_core::rate_limit::RateSpec::parse(r))
         .collect::<Result<Vec<_>, _>>()?;
-    let runtime = Runtime::new(policy::Policy::new(rates))?;
-    for host in &hosts {
-        runtime.policy.allow(host);
-    }
-    if let Some(m) = &mirror {
-        runtime.policy.allow(&m.authority);
-    }
+    let allowed = hosts
+        .iter()
+        .map(String::as_str)
+        .chain(mirror.as_ref().map(|m| m.authority.as_str()));
+    let runtime = Runtime::new(policy::Policy::new(rates, allowed))?;
     match cli.command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,

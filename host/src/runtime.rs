@@ -365,6 +365,66 @@ fn cache_dir() -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    /// An embedder whose hook applies no policy of its own (ours is told to
+    /// let both hosts through) still gets the allow-list and the rate limit,
+    /// from the component's configured policy.
+    #[test]
+    fn the_component_applies_its_own_policy_for_embedders() {
+        use std::time::{Duration, Instant};
+        let registry = ocirelay_tests::Registry::start(ocirelay_tests::Auth::None);
+        let stranger = "127.0.0.1:1";
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        rt.block_on(async {
+            let hook_policy = Policy::new(Vec::new(), [registry.host(), stranger]);
+            let runtime = Runtime::new(hook_policy).expect("the runtime");
+            let config = wit::Config {
+                user_agent: "embedder".into(),
+                credentials: Vec::new(),
+                insecure_registries: Vec::new(),
+                cache: false,
+                concurrency: 0,
+                retry_deadline_secs: 0,
+                docker_hub_proxy: None,
+                policy: Some(wit::Policy {
+                    allowed_hosts: vec![registry.host().to_string()],
+                    rate_limits: vec![wit::RateLimit {
+                        host: registry.host().to_string(),
+                        requests: 2,
+                        period_ms: 1000,
+                    }],
+                }),
+            };
+            let mut session = runtime.session(config).await.expect("a session");
+            let head = wit::LookupOptions {
+                kind: wit::LookupKind::Manifest,
+                head: true,
+            };
+            let elsewhere = ocirelay_core::Reference::parse(&format!("{stranger}/x:y")).unwrap();
+            let err = session
+                .lookup(&elsewhere, head)
+                .await
+                .err()
+                .expect("refused");
+            assert!(
+                err.to_string().contains("not a host this client may reach"),
+                "{err}"
+            );
+            // 6 requests at 2 per second, burst 2: at least 2 seconds.
+            let started = Instant::now();
+            for i in 0..6 {
+                let r = ocirelay_core::Reference::parse(&registry.reference(&format!("app:t{i}")));
+                let found = session.lookup(&r.unwrap(), head).await.expect("a lookup");
+                assert!(found.is_none());
+            }
+            assert!(started.elapsed() >= Duration::from_secs(2));
+            let sent = runtime.traffic.requests.load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(sent, 6, "the refused request never reached the hook");
+        });
+    }
+
     #[test]
     fn component_imports_only_standard_wasi_and_exports_the_registry() {
         let engine = Engine::default();
