@@ -44,6 +44,10 @@ struct Cli {
     /// `registry.example=100/1m` (repeatable; Docker Hub: 300/1m by default).
     #[arg(long = "rate", value_name = "HOST=N/PERIOD", global = true)]
     rates: Vec<String>,
+    /// Trust the CA certificates in this PEM file for HTTPS, besides the
+    /// system's (repeatable).
+    #[arg(long = "ca-file", value_name = "PEM", global = true)]
+    ca_files: Vec<std::path::PathBuf>,
     /// Seconds a request keeps retrying "429 Too Many Requests" (server
     /// errors and connection failures get three tries in all).
     #[arg(long, value_name = "SECS", default_value_t = 300, global = true)]
@@ -186,7 +190,7 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         .iter()
         .map(String::as_str)
         .chain(mirror.as_ref().map(|m| m.authority.as_str()));
-    let runtime = Runtime::new(policy::Policy::new(rates, allowed))?;
+    let runtime = Runtime::new(policy::Policy::new(rates, allowed), &cli.ca_files)?;
     match cli.command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,

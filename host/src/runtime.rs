@@ -66,8 +66,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Loads the component (from the compilation cache when possible).
-    pub fn new(policy: Policy) -> Result<Self, HostError> {
+    /// Loads the component (from the compilation cache when possible);
+    /// HTTPS trusts the system's roots and the certificates of `ca_files`.
+    pub fn new(policy: Policy, ca_files: &[std::path::PathBuf]) -> Result<Self, HostError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         let engine =
@@ -83,8 +84,7 @@ impl Runtime {
             .map_err(HostError::runtime("pre-instantiating the component"))?;
         let pre =
             RelayPre::new(pre).map_err(HostError::runtime("binding the component's exports"))?;
-        let http = pooled_client()
-            .map_err(|e| HostError::Setup(format!("loading system TLS roots: {e}")))?;
+        let http = pooled_client(ca_files)?;
         Ok(Runtime {
             engine,
             pre,
@@ -379,7 +379,7 @@ mod tests {
             .expect("a tokio runtime");
         rt.block_on(async {
             let hook_policy = Policy::new(Vec::new(), [registry.host(), stranger]);
-            let runtime = Runtime::new(hook_policy).expect("the runtime");
+            let runtime = Runtime::new(hook_policy, &[]).expect("the runtime");
             let config = wit::Config {
                 user_agent: "embedder".into(),
                 credentials: Vec::new(),
@@ -420,7 +420,10 @@ mod tests {
                 assert!(found.is_none());
             }
             assert!(started.elapsed() >= Duration::from_secs(2));
-            let sent = runtime.traffic.requests.load(std::sync::atomic::Ordering::Relaxed);
+            let sent = runtime
+                .traffic
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed);
             assert_eq!(sent, 6, "the refused request never reached the hook");
         });
     }

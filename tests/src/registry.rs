@@ -1,6 +1,6 @@
 //! A real CNCF distribution registry (`/usr/bin/docker-registry`) on a free
-//! loopback port with temporary storage, in one of three auth modes. It is
-//! stopped when dropped.
+//! loopback port with temporary storage, in one of three auth modes, over
+//! plain HTTP or HTTPS with its own CA. It is stopped when dropped.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -40,6 +40,7 @@ pub struct Registry {
     dir: tempfile::TempDir,
     token_server: Option<TokenServer>,
     credentials: Option<(String, String)>,
+    ca_file: Option<PathBuf>,
 }
 
 /// A free loopback port (bound, then released for the caller to use).
@@ -65,6 +66,16 @@ pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
 impl Registry {
     /// Starts a registry and waits until it answers.
     pub fn start(auth: Auth) -> Registry {
+        Self::launch(auth, false)
+    }
+
+    /// Starts a registry that speaks HTTPS only, with a certificate for
+    /// 127.0.0.1 from a CA of its own ([`Registry::ca_file`]).
+    pub fn start_tls(auth: Auth) -> Registry {
+        Self::launch(auth, true)
+    }
+
+    fn launch(auth: Auth, tls: bool) -> Registry {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} is missing: install Debian's docker-registry package (scripts/setup does)"
@@ -104,8 +115,19 @@ impl Registry {
                 token_server = Some(server);
             }
         }
+        let (tls_yaml, ca_file) = if tls {
+            let (ca, cert, key) = tls_files(dir.path());
+            let yaml = format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            );
+            (yaml, Some(ca))
+        } else {
+            (String::new(), None)
+        };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: ocirelay-test-secret\n{auth_yaml}",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: ocirelay-test-secret\n{tls_yaml}{auth_yaml}",
             storage.display()
         );
         let config_path = dir.path().join("config.yml");
@@ -127,6 +149,7 @@ impl Registry {
             dir,
             token_server,
             credentials,
+            ca_file,
         };
         registry.wait_ready();
         registry
@@ -168,6 +191,11 @@ impl Registry {
     /// The user and password the registry (or its token server) accepts.
     pub fn credentials(&self) -> Option<&(String, String)> {
         self.credentials.as_ref()
+    }
+
+    /// The PEM file of the CA that signed an HTTPS registry's certificate.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
     }
 
     /// The token server, in token mode.
@@ -215,4 +243,32 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files
+/// in `dir`: (CA certificate, server certificate, server key).
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ocirelay test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("self-signing the CA");
+    let key = rcgen::KeyPair::generate().expect("a server key");
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server parameters");
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let cert = params
+        .signed_by(&key, &issuer)
+        .expect("signing the server certificate");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("writing the CA");
+    std::fs::write(&paths.1, cert.pem()).expect("writing the certificate");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("writing the key");
+    paths
 }

@@ -70,3 +70,47 @@ fn docker_hub_reads_go_to_the_mirror() {
         );
     }
 }
+
+#[test]
+fn an_https_mirror_is_trusted_through_ca_file() {
+    let mirror = Registry::start_tls(Auth::None);
+    let mut layout = Layout::new();
+    let image = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[b"hello over TLS"],
+    );
+    layout.tag("latest", &image);
+    layout.push(&mirror, "library/hello-world", "latest");
+    let ca = mirror
+        .ca_file()
+        .expect("an HTTPS registry")
+        .to_str()
+        .unwrap();
+    let env = [("DOCKERHUB_PUBLIC_PROXY_HOST", mirror.host())];
+
+    // The test CA is not the system's: untrusted.
+    let out = ocirelay_with(&["lookup", "--head", "hello-world"], &env);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("TLS certificate not trusted") && out.stderr.contains("UnknownIssuer"),
+        "{}",
+        out.stderr
+    );
+
+    let out = ocirelay_with(&["--ca-file", ca, "lookup", "--head", "hello-world"], &env).success();
+    assert_eq!(out.json()[0]["digest"], json!(image.digest.to_string()));
+
+    // A file that holds no certificate is bad input naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let empty = empty.to_str().unwrap();
+    let out = ocirelay_with(&["--ca-file", empty, "lookup", "hello-world"], &env);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("--ca-file {empty}")),
+        "{}",
+        out.stderr
+    );
+}
