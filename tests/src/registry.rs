@@ -213,6 +213,22 @@ impl Registry {
             .collect()
     }
 
+    /// The requests served since access-log line `from`: each request line
+    /// (`GET /v2/… HTTP/1.1`) with the status answered.
+    pub fn served(&self, from: usize) -> Vec<(String, u16)> {
+        self.access_log()
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|l| {
+                let mut quoted = l.split('"');
+                let request = quoted.nth(1)?.to_string();
+                let status = quoted.next()?.split_whitespace().next()?.parse().ok()?;
+                Some((request, status))
+            })
+            .collect()
+    }
+
     /// Access-log lines of requests with this method whose path contains `needle`.
     pub fn requests_matching(&self, method: &str, needle: &str) -> usize {
         let prefix = format!("\"{method} ");

@@ -8,24 +8,14 @@ use serde_json::{json, Value};
 
 /// Request lines (method and path) of the access log since `from`.
 fn requests(registry: &Registry, from: usize) -> Vec<String> {
-    registry.access_log()[from..]
-        .iter()
-        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
-        .collect()
+    registry.served(from).into_iter().map(|(r, _)| r).collect()
 }
 
 /// Like [`requests`], leaving out 401 challenges (token auth answers the
 /// first request of a scope with one, by design).
 fn answered(registry: &Registry, from: usize) -> Vec<String> {
-    registry.access_log()[from..]
-        .iter()
-        .filter(|l| {
-            l.split('"')
-                .nth(2)
-                .is_some_and(|rest| !rest.trim_start().starts_with("401"))
-        })
-        .filter_map(|l| l.split('"').nth(1).map(str::to_string))
-        .collect()
+    let served = registry.served(from).into_iter();
+    served.filter(|(_, s)| *s != 401).map(|(r, _)| r).collect()
 }
 
 /// A three-platform index, tagged `v1` in `layout`.

@@ -10,7 +10,7 @@ use crate::distribution::{blob_path, RegistryError};
 use crate::error::{Error, Result};
 use crate::http::{BodyMode, Method, RequestId, Response, ResponseBody, TransportError};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
-use crate::ops::{Operation, Output};
+use crate::ops::{pass, Operation, Output};
 use crate::reference::Reference;
 
 /// Where the resumed body starts.
@@ -125,8 +125,7 @@ impl Operation for ResumeBlob {
         match self.exchange.poll_output(client) {
             Output::Done(Ok(done)) => Output::Done(self.classify(done)),
             Output::Done(Err(e)) => Output::Done(Err(e)),
-            Output::Send(id, request) => Output::Send(id, request),
-            Output::Wait => Output::Wait,
+            other => pass(other),
         }
     }
 
