@@ -145,8 +145,8 @@ impl wit::GuestClient for ClientResource {
     fn batch(&self, queries: Vec<wit::Query>) -> Vec<Result<Option<wit::Answer>, wt::Error>> {
         // Queries with a broken reference fail alone; the rest run together.
         let mut parsed = Vec::with_capacity(queries.len());
-        // Each lookup's reference, for its reader.
-        let mut looked_up = Vec::with_capacity(queries.len());
+        // Each query's reference, for a reader of what it finds.
+        let mut references = Vec::with_capacity(queries.len());
         let mut early: Vec<Option<wt::Error>> = Vec::with_capacity(queries.len());
         for q in queries {
             let query = match q {
@@ -158,9 +158,9 @@ impl wit::GuestClient for ClientResource {
             };
             match query {
                 Ok(q) => {
-                    if let Query::Lookup(r, _) = &q {
-                        looked_up.push(r.clone());
-                    }
+                    references.push(match &q {
+                        Query::Lookup(r, _) | Query::SynthesizeIndex(r) => r.clone(),
+                    });
                     parsed.push(q);
                     early.push(None);
                 }
@@ -170,7 +170,7 @@ impl wit::GuestClient for ClientResource {
         let mut op = Batch::new(parsed);
         let (outcome, mut held) = driver::run(&mut self.core.borrow_mut(), &mut op);
         let mut answers = match outcome {
-            Ok(answers) => answers.into_iter(),
+            Ok(answers) => answers.into_iter().zip(references),
             Err(e) => {
                 let e = convert::error(e);
                 return early
@@ -179,23 +179,19 @@ impl wit::GuestClient for ClientResource {
                     .collect();
             }
         };
-        let mut looked_up = looked_up.into_iter();
         early
             .into_iter()
             .map(|failed| match failed {
                 Some(e) => Err(e),
                 None => match answers.next() {
-                    Some(Ok(Some(Answer::Found(found)))) => match looked_up.next() {
-                        Some(reference) => self
-                            .reader(found, reference, &mut held)
-                            .map(|r| Some(wit::Answer::Found(r))),
-                        None => Err(wt::Error::Protocol("batch lost a reference".into())),
-                    },
-                    Some(Ok(Some(Answer::Index(index)))) => {
+                    Some((Ok(Some(Answer::Found(found))), reference)) => self
+                        .reader(found, reference, &mut held)
+                        .map(|r| Some(wit::Answer::Found(r))),
+                    Some((Ok(Some(Answer::Index(index))), _)) => {
                         Ok(Some(wit::Answer::Index(convert::index_to_wit(&index))))
                     }
-                    Some(Ok(None)) => Ok(None),
-                    Some(Err(e)) => Err(convert::error(e)),
+                    Some((Ok(None), _)) => Ok(None),
+                    Some((Err(e), _)) => Err(convert::error(e)),
                     None => Err(wt::Error::Protocol("batch lost an answer".into())),
                 },
             })

@@ -243,4 +243,29 @@ fn a_blob_read_that_breaks_resumes_where_it_stopped() {
         .map(|(_, status)| status)
         .collect();
     assert!(statuses.ends_with(&[206, 206]), "{statuses:?}");
+
+    // In a batch, each reader resumes in its own repository (after a
+    // query that found nothing, here).
+    let app_layer = format!("/app/blobs/{layer}");
+    proxy.add("GET", &app_layer, Fault::CutResponseAfter(1 << 20), 1);
+    let nothing = format!("{}/nothing@{layer}", proxy.host());
+    let args = [
+        "lookup",
+        "--parallel",
+        "--type",
+        "blob",
+        &nothing,
+        "--type",
+        "blob",
+        &blob,
+    ];
+    let out = ocirelay(&args).success();
+    let docs = out.json();
+    assert_eq!(docs[0], json!(null));
+    assert!(docs[1] == json!(expected), "the blob arrived whole");
+    let last = proxy.log().pop().unwrap_or_default();
+    assert!(
+        last.contains(&app_layer) && last.contains("Range"),
+        "{last}"
+    );
 }
