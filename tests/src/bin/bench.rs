@@ -52,11 +52,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn print(rows: &[Row]) {
-    println!("| scenario                      | tool     |    wall    | peak RSS  | requests |");
-    println!("|-------------------------------|----------|------------|-----------|----------|");
+    println!("| scenario                         | tool     |    wall    | peak RSS  | requests |");
+    println!("|----------------------------------|----------|------------|-----------|----------|");
     for r in rows {
         println!(
-            "| {:<29} | {:<8} | {:>7.1} ms | {:>5.1} MiB | {:>8} |",
+            "| {:<32} | {:<8} | {:>7.1} ms | {:>5.1} MiB | {:>8} |",
             r.scenario,
             r.tool,
             r.seconds * 1000.0,
@@ -126,6 +126,121 @@ fn copy_fixtures(src: &Registry) -> Vec<&'static str> {
         layout.push(src, &format!("bench/{tag}"), tag);
     }
     vec!["single", "three", "eight"]
+}
+
+/// The user every token-auth registry of the benchmark accepts.
+const USER: (&str, &str) = ("bench", "bench-password");
+
+fn token_auth() -> Auth {
+    Auth::Token {
+        users: vec![(USER.0.into(), USER.1.into())],
+        public_repositories: Vec::new(),
+    }
+}
+
+/// A docker config with [`USER`]'s credentials for `hosts`.
+fn docker_config(hosts: &[&str]) -> tempfile::TempDir {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("a temporary docker config");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", USER.0, USER.1));
+    let auths: serde_json::Map<String, serde_json::Value> = hosts
+        .iter()
+        .map(|h| (h.to_string(), serde_json::json!({ "auth": auth })))
+        .collect();
+    let config = serde_json::json!({ "auths": auths });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).expect("config.json");
+    dir
+}
+
+/// Requests a registry served so far, its token server's included.
+fn requests_served(registry: &Registry) -> usize {
+    let tokens = registry.token_server().map_or(0, |t| t.requests().len());
+    registry.access_log().len() + tokens
+}
+
+/// How to run the copies.
+struct Bench<'a> {
+    ocirelay: &'a str,
+    env: &'a [(&'a str, &'a str)],
+    skopeo_env: &'a [(&'a str, &'a str)],
+    runs: usize,
+}
+
+impl Bench<'_> {
+    /// Copies `source` (on `src`) into a fresh registry per run, with each
+    /// tool; `auth` makes the destinations token-auth ones (credentials
+    /// for both sides are then given to each tool). Returns a row per tool
+    /// and one per tool for a re-run.
+    fn copy(
+        &self,
+        scenario: &str,
+        src: &Registry,
+        source: &str,
+        auth: Option<fn() -> Auth>,
+    ) -> Vec<Row> {
+        let mut rows = Vec::new();
+        for tool in ["ocirelay", "skopeo"] {
+            let mut times = Vec::new();
+            let mut peaks = Vec::new();
+            let mut requests = 0;
+            let mut rerun_requests = 0;
+            for i in 0..self.runs {
+                // A fresh destination each time: nothing to mount or skip.
+                let dst = Registry::start(auth.map_or(Auth::None, |a| a()));
+                let target = dst.reference(&format!("copy/{scenario}").replace([' ', ','], "-"));
+                let target = format!("{target}:v1");
+                let (docker_src, docker_dst) =
+                    (format!("docker://{source}"), format!("docker://{target}"));
+                let config = docker_config(&[src.host(), dst.host()]);
+                let creds = format!("{}:{}", USER.0, USER.1);
+                let mut argv: Vec<&str>;
+                let mut env: Vec<(&str, &str)>;
+                if tool == "ocirelay" {
+                    argv = vec![self.ocirelay, "copy", source, &target];
+                    env = self.env.to_vec();
+                    env.push(("DOCKER_CONFIG", config.path().to_str().expect("utf-8 path")));
+                } else {
+                    argv = vec!["skopeo", "copy", "--all", "-q"];
+                    if auth.is_some() {
+                        argv.extend(["--src-creds", &creds, "--dest-creds", &creds]);
+                    }
+                    argv.extend([
+                        "--src-tls-verify=false",
+                        "--dest-tls-verify=false",
+                        &docker_src,
+                        &docker_dst,
+                    ]);
+                    env = self.skopeo_env.to_vec();
+                }
+                let served = || requests_served(src) + requests_served(&dst);
+                let before = served();
+                let r = run(&argv, &env);
+                times.push(r.seconds);
+                peaks.push(r.peak_kib as f64);
+                if i == 0 {
+                    requests = served() - before;
+                    let before = served();
+                    run(&argv, &env);
+                    rerun_requests = served() - before;
+                }
+            }
+            rows.push(Row {
+                scenario: scenario.into(),
+                tool,
+                seconds: median(times),
+                peak_mib: median(peaks) / 1024.0,
+                requests,
+            });
+            rows.push(Row {
+                scenario: format!("{scenario}, re-run"),
+                tool,
+                seconds: f64::NAN,
+                peak_mib: f64::NAN,
+                requests: rerun_requests,
+            });
+        }
+        rows
+    }
 }
 
 fn main() {
@@ -222,67 +337,37 @@ fn main() {
         &skopeo_env,
     );
 
+    let bench = Bench {
+        ocirelay: &ocirelay,
+        env: &env,
+        skopeo_env: &skopeo_env,
+        runs,
+    };
     for tag in &fixtures {
         let source = src.reference(&format!("bench/{tag}:{tag}"));
-        for tool in ["ocirelay", "skopeo"] {
-            let mut times = Vec::new();
-            let mut peaks = Vec::new();
-            let mut requests = 0;
-            let mut rerun_requests = 0;
-            for i in 0..runs {
-                // A fresh destination each time: nothing to mount or skip.
-                let dst = Registry::start(Auth::None);
-                let target = dst.reference(&format!("copy/{tag}:{tag}"));
-                let (docker_src, docker_dst) =
-                    (format!("docker://{source}"), format!("docker://{target}"));
-                let argv: Vec<&str> = if tool == "ocirelay" {
-                    vec![&ocirelay, "copy", &source, &target]
-                } else {
-                    vec![
-                        "skopeo",
-                        "copy",
-                        "--all",
-                        "-q",
-                        "--src-tls-verify=false",
-                        "--dest-tls-verify=false",
-                        &docker_src,
-                        &docker_dst,
-                    ]
-                };
-                let env: &[(&str, &str)] = if tool == "ocirelay" {
-                    &env
-                } else {
-                    &skopeo_env
-                };
-                let (src_before, dst_before) = (src.access_log().len(), dst.access_log().len());
-                let r = run(&argv, env);
-                times.push(r.seconds);
-                peaks.push(r.peak_kib as f64);
-                if i == 0 {
-                    requests =
-                        src.access_log().len() - src_before + dst.access_log().len() - dst_before;
-                    let (src_before, dst_before) = (src.access_log().len(), dst.access_log().len());
-                    run(&argv, env);
-                    rerun_requests =
-                        src.access_log().len() - src_before + dst.access_log().len() - dst_before;
-                }
-            }
-            rows.push(Row {
-                scenario: format!("copy {tag}"),
-                tool,
-                seconds: median(times),
-                peak_mib: median(peaks) / 1024.0,
-                requests,
-            });
-            rows.push(Row {
-                scenario: format!("copy {tag}, re-run"),
-                tool,
-                seconds: f64::NAN,
-                peak_mib: f64::NAN,
-                requests: rerun_requests,
-            });
-        }
+        rows.extend(bench.copy(&format!("copy {tag}"), &src, &source, None));
     }
+
+    // Token auth on both sides, as on Docker Hub and most clouds: the
+    // three-platform image between two token-auth registries (seeded from
+    // the plain one by ocirelay itself). Token requests count too.
+    let tok_src = Registry::start(token_auth());
+    let three = "bench/three:three";
+    let seeded = tok_src.reference(three);
+    let config = docker_config(&[tok_src.host()]);
+    let mut seed_env = env.to_vec();
+    seed_env.push(("DOCKER_CONFIG", config.path().to_str().expect("utf-8 path")));
+    run(
+        &[&ocirelay, "copy", &src.reference(three), &seeded],
+        &seed_env,
+    );
+    rows.extend(bench.copy(
+        "copy three, token auth",
+        &tok_src,
+        &seeded,
+        Some(token_auth),
+    ));
+
     println!("\n{runs} runs per copy (15 per lookup), medians; requests from the registries' access logs\n");
     print(&rows);
     let ratio = |scenario: &str| {
@@ -296,7 +381,12 @@ fn main() {
         }
     };
     println!();
-    for s in ["copy single", "copy three", "copy eight"] {
+    for s in [
+        "copy single",
+        "copy three",
+        "copy eight",
+        "copy three, token auth",
+    ] {
         ratio(s);
     }
     let l = |tool: &str, s: &str| {
