@@ -82,7 +82,9 @@ pub fn descriptor_to_wit(d: &Descriptor) -> wt::Descriptor {
     }
 }
 
-pub fn config_from_wit(c: wit::Config) -> ClientConfig {
+/// The core's configuration from the WIT one; a bad Docker Hub proxy or
+/// rate limit is an error naming it.
+pub fn config_from_wit(c: wit::Config) -> Result<ClientConfig, Error> {
     let credentials: BTreeMap<String, Credential> = c
         .credentials
         .into_iter()
@@ -98,7 +100,13 @@ pub fn config_from_wit(c: wit::Config) -> ClientConfig {
         })
         .collect();
     let defaults = ClientConfig::default();
-    ClientConfig {
+    let docker_hub_proxy = c
+        .docker_hub_proxy
+        .as_deref()
+        .map(ocirelay_core::client::parse_docker_hub_proxy)
+        .transpose()?;
+    let policy = c.policy.map(policy_from_wit).transpose()?;
+    Ok(ClientConfig {
         user_agent: c.user_agent,
         credentials,
         insecure_registries: c.insecure_registries,
@@ -114,30 +122,25 @@ pub fn config_from_wit(c: wit::Config) -> ClientConfig {
             },
             ..defaults.retry
         },
-        // The host validated it; a bad one here means no mirror.
-        docker_hub_proxy: c
-            .docker_hub_proxy
-            .as_deref()
-            .and_then(|p| ocirelay_core::client::parse_docker_hub_proxy(p).ok()),
-        policy: c.policy.map(policy_from_wit),
-    }
+        docker_hub_proxy,
+        policy,
+    })
 }
 
-fn policy_from_wit(p: wit::Policy) -> HostPolicy {
+fn policy_from_wit(p: wit::Policy) -> Result<HostPolicy, Error> {
     let rates = p
         .rate_limits
-        .into_iter()
-        .map(|r| RateSpec {
-            host: r.host,
-            count: r.requests,
-            period: std::time::Duration::from_millis(r.period_ms),
+        .iter()
+        .map(|r| {
+            let period = std::time::Duration::from_millis(r.period_ms);
+            RateSpec::new(&r.host, r.requests, period)
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     let mut policy = HostPolicy::new(rates);
     if !p.allowed_hosts.is_empty() {
         policy.restrict_to(p.allowed_hosts.iter().map(String::as_str));
     }
-    policy
+    Ok(policy)
 }
 
 pub fn lookup_options(o: wit::LookupOptions) -> LookupOptions {

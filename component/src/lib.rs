@@ -21,7 +21,7 @@ use ocirelay_core::ops::ensure_manifest::EnsureManifest;
 use ocirelay_core::ops::lookup::{Body, Found, Lookup};
 use ocirelay_core::ops::resume_blob::ResumeBlob;
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
-use ocirelay_core::{Client as CoreClient, Reference};
+use ocirelay_core::{Client as CoreClient, ClientConfig, Reference};
 
 use bindings::exports::ocirelay::registry::registry as wit;
 use bindings::exports::ocirelay::registry::registry as wt;
@@ -53,14 +53,20 @@ impl wit::Guest for Component {
 /// it too, to resume a read that broke.
 struct ClientResource {
     core: Rc<RefCell<CoreClient>>,
+    /// What is wrong with the configuration, if anything: a constructor
+    /// cannot fail, so every call answers with it instead.
+    config_error: Option<wt::Error>,
 }
 
 impl wit::GuestClient for ClientResource {
     fn new(config: wit::Config) -> Self {
+        let (config, config_error) = match convert::config_from_wit(config) {
+            Ok(c) => (c, None),
+            Err(e) => (ClientConfig::default(), Some(convert::error(e))),
+        };
         ClientResource {
-            core: Rc::new(RefCell::new(CoreClient::new(convert::config_from_wit(
-                config,
-            )))),
+            core: Rc::new(RefCell::new(CoreClient::new(config))),
+            config_error,
         }
     }
 
@@ -72,7 +78,7 @@ impl wit::GuestClient for ClientResource {
         let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
         let mut op = Lookup::new(reference.clone(), convert::lookup_options(options))
             .map_err(convert::error)?;
-        let (outcome, mut held) = driver::run(&mut self.core.borrow_mut(), &mut op);
+        let (outcome, mut held) = driver::run(&mut *self.client()?, &mut op);
         match outcome.map_err(convert::error)? {
             Some(found) => Ok(Some(self.reader(found, reference, &mut held)?)),
             None => Ok(None),
@@ -82,7 +88,7 @@ impl wit::GuestClient for ClientResource {
     fn synthesize_index(&self, reference: wt::Reference) -> Result<Option<wt::Index>, wt::Error> {
         let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
         let mut op = SynthesizeIndex::new(reference);
-        let (outcome, _) = driver::run(&mut self.core.borrow_mut(), &mut op);
+        let (outcome, _) = driver::run(&mut *self.client()?, &mut op);
         Ok(outcome
             .map_err(convert::error)?
             .map(|i| convert::index_to_wit(&i)))
@@ -107,7 +113,7 @@ impl wit::GuestClient for ClientResource {
     ) -> Result<wt::Descriptor, wt::Error> {
         let src = convert::reference_from_wit(&src).map_err(convert::error)?;
         let dst = convert::reference_from_wit(&dst).map_err(convert::error)?;
-        let mut op = CopyBlob::new(&self.core.borrow(), src, dst, None).map_err(convert::error)?;
+        let mut op = CopyBlob::new(&*self.client()?, src, dst, None).map_err(convert::error)?;
         self.run(&mut op)
     }
 
@@ -133,7 +139,7 @@ impl wit::GuestClient for ClientResource {
         let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
         let size = content.len() as u64;
         let mut op = EnsureBlob::new(
-            &self.core.borrow(),
+            &*self.client()?,
             reference,
             size,
             BlobSource::Bytes(content),
@@ -143,6 +149,10 @@ impl wit::GuestClient for ClientResource {
     }
 
     fn batch(&self, queries: Vec<wit::Query>) -> Vec<Result<Option<wit::Answer>, wt::Error>> {
+        let mut client = match self.client() {
+            Ok(c) => c,
+            Err(e) => return queries.iter().map(|_| Err(e.clone())).collect(),
+        };
         // Queries with a broken reference fail alone; the rest run together.
         let mut parsed = Vec::with_capacity(queries.len());
         // Each query's reference, for a reader of what it finds.
@@ -168,7 +178,8 @@ impl wit::GuestClient for ClientResource {
             }
         }
         let mut op = Batch::new(parsed);
-        let (outcome, mut held) = driver::run(&mut self.core.borrow_mut(), &mut op);
+        let (outcome, mut held) = driver::run(&mut client, &mut op);
+        drop(client);
         let mut answers = match outcome {
             Ok(answers) => answers.into_iter().zip(references),
             Err(e) => {
@@ -200,6 +211,14 @@ impl wit::GuestClient for ClientResource {
 }
 
 impl ClientResource {
+    /// The core client, unless the configuration was bad.
+    fn client(&self) -> Result<std::cell::RefMut<'_, CoreClient>, wt::Error> {
+        match &self.config_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(self.core.borrow_mut()),
+        }
+    }
+
     /// A reader over a found object's content (held bodies are taken from
     /// the driver's); `reference` is what was looked up, for resuming.
     fn reader(
@@ -240,7 +259,7 @@ impl ClientResource {
         &self,
         op: &mut O,
     ) -> Result<wt::Descriptor, wt::Error> {
-        let (outcome, _) = driver::run(&mut self.core.borrow_mut(), op);
+        let (outcome, _) = driver::run(&mut *self.client()?, op);
         outcome
             .map(|d| convert::descriptor_to_wit(&d))
             .map_err(convert::error)

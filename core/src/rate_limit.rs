@@ -105,13 +105,23 @@ impl RateSpec {
             "h" | "hour" => 3600,
             _ => return Err(bad("unit must be s, m or h")),
         };
-        if host.is_empty() || count == 0 || amount == 0 {
-            return Err(bad("empty host, or zero"));
+        RateSpec::new(host, count, Duration::from_secs(amount * unit))
+            .map_err(|_| bad("empty host, or zero"))
+    }
+
+    /// A rate of `count` requests per `period` for `host`; none of them may
+    /// be empty or zero.
+    pub fn new(host: &str, count: u32, period: Duration) -> Result<Self> {
+        if host.is_empty() || count == 0 || period.is_zero() {
+            return Err(Error::InvalidInput(format!(
+                "rate {count} per {period:?} for host {host:?}: the host must be named, \
+                 and the count and period not zero"
+            )));
         }
         Ok(RateSpec {
             host: host.to_string(),
             count,
-            period: Duration::from_secs(amount * unit),
+            period,
         })
     }
 
@@ -176,5 +186,9 @@ mod tests {
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
         assert_eq!(RateSpec::docker_hub().count, 300);
+        let e = RateSpec::new("h", 0, S).unwrap_err();
+        assert!(e.to_string().contains("\"h\""), "{e}");
+        assert!(RateSpec::new("h", 1, Duration::ZERO).is_err());
+        assert!(RateSpec::new("", 1, S).is_err());
     }
 }

@@ -397,7 +397,7 @@ mod tests {
                     }],
                 }),
             };
-            let mut session = runtime.session(config).await.expect("a session");
+            let mut session = runtime.session(config.clone()).await.expect("a session");
             let head = wit::LookupOptions {
                 kind: wit::LookupKind::Manifest,
                 head: true,
@@ -420,11 +420,31 @@ mod tests {
                 assert!(found.is_none());
             }
             assert!(started.elapsed() >= Duration::from_secs(2));
-            let sent = runtime
-                .traffic
-                .requests
-                .load(std::sync::atomic::Ordering::Relaxed);
-            assert_eq!(sent, 6, "the refused request never reached the hook");
+            let sent = || {
+                let requests = &runtime.traffic.requests;
+                requests.load(std::sync::atomic::Ordering::Relaxed)
+            };
+            assert_eq!(sent(), 6, "the refused request never reached the hook");
+
+            // A configuration the component cannot use: every call says why.
+            let reference = ocirelay_core::Reference::parse(&registry.reference("app:v1"));
+            let reference = reference.unwrap();
+            let mut bad_proxy = config.clone();
+            bad_proxy.docker_hub_proxy = Some("ftp://mirror.example".into());
+            let mut zero_rate = config.clone();
+            if let Some(p) = zero_rate.policy.as_mut() {
+                p.rate_limits[0].requests = 0;
+            }
+            for (bad, named) in [(bad_proxy, "ftp://mirror.example"), (zero_rate, "rate 0")] {
+                let mut session = runtime.session(bad).await.expect("a session");
+                let err = session
+                    .lookup(&reference, head)
+                    .await
+                    .err()
+                    .expect("refused");
+                assert!(err.to_string().contains(named), "{err}");
+            }
+            assert_eq!(sent(), 6, "nothing sent under a bad configuration");
         });
     }
 
