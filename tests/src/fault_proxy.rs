@@ -17,6 +17,8 @@ pub enum Fault {
     CutResponseAfter(usize),
     /// Forward, but cut the connection after this many request body bytes.
     CutRequestAfter(usize),
+    /// Forward after waiting this long (so that requests overlap).
+    Delay(std::time::Duration),
 }
 
 /// A rule: requests whose method is `method` and whose path contains
@@ -37,6 +39,9 @@ pub struct Rule {
 struct Script {
     rules: Vec<Rule>,
     log: Vec<String>,
+    /// Requests being served now, and the most there ever were.
+    active: usize,
+    most_active: usize,
 }
 
 /// A running proxy.
@@ -56,7 +61,15 @@ impl FaultProxy {
             for conn in listener.incoming().flatten() {
                 let (s, up) = (s.clone(), up.clone());
                 std::thread::spawn(move || {
+                    // One request per connection: a connection is a request.
+                    if let Ok(mut s) = s.lock() {
+                        s.active += 1;
+                        s.most_active = s.most_active.max(s.active);
+                    }
                     let _ = serve(conn, &up, &s);
+                    if let Ok(mut s) = s.lock() {
+                        s.active -= 1;
+                    }
                 });
             }
         });
@@ -78,6 +91,11 @@ impl FaultProxy {
                 times,
             });
         }
+    }
+
+    /// The most requests it was serving at once.
+    pub fn most_concurrent(&self) -> usize {
+        self.script.lock().map(|s| s.most_active).unwrap_or(0)
     }
 
     /// Every request seen (`METHOD path [(with Authorization)] [(Range: …)] -> what happened`).
@@ -147,6 +165,9 @@ fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::
             .push(format!("{method} {path}{auth}{range} -> {fault:?}"));
         fault
     };
+    if let Some(Fault::Delay(d)) = &fault {
+        std::thread::sleep(*d);
+    }
     let mut client_out = client;
     if let Some(Fault::Status(status, headers)) = &fault {
         // Drain the request body so the client sees an answer, not a reset.

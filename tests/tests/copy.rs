@@ -284,3 +284,22 @@ fn a_large_blob_streams_across_registries() {
     .success();
     assert_eq!(out.json()[0]["size"], json!(big.len()));
 }
+
+#[test]
+fn concurrency_bounds_every_request_in_flight_nested_or_not() {
+    use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
+    let (src, dst) = (Registry::start(Auth::None), Registry::start(Auth::None));
+    let mut layout = Layout::new();
+    let index = three_platforms(&mut layout);
+    layout.push(&src, "app", "v1");
+    // Slow blob reads, so that whatever may overlap does.
+    let proxy = FaultProxy::start(src.host());
+    let slow = Fault::Delay(std::time::Duration::from_millis(300));
+    proxy.add("GET", "/blobs/", slow, 100);
+    let source = format!("{}/app:v1", proxy.host());
+    let target = dst.reference("app:v1");
+    let out = ocirelay(&["--concurrency", "2", "copy", &source, &target]).success();
+    assert_eq!(out.json()[0]["digest"], json!(index.digest.to_string()));
+    // Children two at a time, each copying blobs two at a time, would be four.
+    assert_eq!(proxy.most_concurrent(), 2, "{:#?}", proxy.log());
+}
