@@ -23,7 +23,8 @@ pub struct ClientConfig {
     pub insecure_registries: Vec<String>,
     /// Whether to keep the registry cache (on by default).
     pub cache: bool,
-    /// How many requests one operation keeps in flight at most.
+    /// How many requests one operation keeps in flight at most (a driver
+    /// bounds the whole of nested operations by it too).
     pub concurrency: usize,
     /// When and how long to retry.
     pub retry: RetryPolicy,
@@ -95,7 +96,7 @@ impl Client {
         &self.config
     }
 
-    /// Requests one operation may keep in flight (at least 1).
+    /// Requests one operation, and a driver in all, may keep in flight (at least 1).
     pub fn concurrency(&self) -> usize {
         self.config.concurrency.max(1)
     }

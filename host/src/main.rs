@@ -37,7 +37,7 @@ struct Cli {
     /// Do not cache: ask the registry every time, even for objects already seen in this run.
     #[arg(long, global = true)]
     no_cache: bool,
-    /// Requests one operation keeps in flight at most (manifests and configs of an index).
+    /// Requests kept in flight at most (an index's children and their blobs together).
     #[arg(long, value_name = "N", default_value_t = 8, global = true)]
     concurrency: u32,
     /// Limit requests to HOST to N per PERIOD (s, m or h), e.g.
