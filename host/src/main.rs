@@ -11,6 +11,7 @@ mod hooks;
 mod output;
 mod policy;
 mod runtime;
+mod settings;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -24,6 +25,9 @@ use runtime::{wit, Runtime};
 /// ~/.docker/config.json). DOCKERHUB_PUBLIC_PROXY (or _HOST) sends Docker
 /// Hub reads to a read-through mirror. Registries on localhost and 127.0.0.1 are spoken
 /// to over plain HTTP. Set RUST_LOG (e.g. RUST_LOG=debug) for logs on stderr.
+/// Rates, insecure registries and CA files can also be set in a JSON settings
+/// file: $OCIRELAY_CONFIG, else ~/.config/ocirelay/config.json (e.g.
+/// {"rates": {"registry.example": "100/1m"}, "insecure": [], "ca-files": []}).
 ///
 /// Exit codes: 0 success (including "not found", printed as null), 1 a
 /// failed operation (registry, network, authentication, integrity), 2 bad
@@ -168,12 +172,15 @@ fn docker_hub_proxy() -> Result<Option<ocirelay_core::http::Url>, HostError> {
 }
 
 async fn run(cli: Cli) -> Result<(), HostError> {
+    let settings = settings::load()?;
     let hosts = cli.command.hosts()?;
     let mirror = docker_hub_proxy()?;
+    let mut insecure = settings.insecure.clone();
+    insecure.extend(cli.insecure);
     let config = wit::Config {
         user_agent: format!("ocirelay/{}", env!("CARGO_PKG_VERSION")),
         credentials: credentials::load(&hosts)?,
-        insecure_registries: cli.insecure,
+        insecure_registries: insecure,
         cache: !cli.no_cache,
         concurrency: cli.concurrency,
         retry_deadline_secs: cli.retry_deadline,
@@ -181,16 +188,18 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         // The hook applies the policy, shared by every instance.
         policy: None,
     };
-    let rates = cli
-        .rates
-        .iter()
-        .map(|r| ocirelay_core::rate_limit::RateSpec::parse(r))
-        .collect::<Result<Vec<_>, _>>()?;
+    // The file's rates first: a flag for the same host replaces its rate.
+    let mut rates = settings.rates()?;
+    for r in &cli.rates {
+        rates.push(ocirelay_core::rate_limit::RateSpec::parse(r)?);
+    }
+    let mut ca_files = settings.ca_files.clone();
+    ca_files.extend(cli.ca_files);
     let allowed = hosts
         .iter()
         .map(String::as_str)
         .chain(mirror.as_ref().map(|m| m.authority.as_str()));
-    let runtime = Runtime::new(policy::Policy::new(rates, allowed), &cli.ca_files)?;
+    let runtime = Runtime::new(policy::Policy::new(rates, allowed), &ca_files)?;
     match cli.command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,

@@ -1,5 +1,6 @@
 //! Runs the `ocirelay` binary the workspace built, in a clean environment:
-//! its own compile cache and, unless a test gives one, an empty docker config.
+//! its own compile cache and, unless a test gives them, an empty docker
+//! config and no settings file.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -83,9 +84,13 @@ pub fn ocirelay(args: &[&str]) -> Output {
 /// Runs `ocirelay ARGS` with extra environment variables.
 pub fn ocirelay_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(binary());
+    // No settings file but the one a test gives.
+    let no_settings = cache_dir().join("no-settings");
     cmd.args(args)
         .env_remove("RUST_LOG")
         .env_remove("DOCKER_CONFIG")
+        .env_remove("OCIRELAY_CONFIG")
+        .env("XDG_CONFIG_HOME", no_settings)
         .env("OCIRELAY_CACHE_DIR", cache_dir());
     for (k, v) in env {
         cmd.env(k, v);

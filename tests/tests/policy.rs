@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use ocirelay_tests::cli::ocirelay_with;
 use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
 use ocirelay_tests::{ocirelay, platform, Auth, Flavour, Layout, Registry};
 
@@ -32,6 +33,32 @@ fn a_rate_limit_is_a_lower_bound_on_time() {
     let out = ocirelay(&["lookup", "--rate", "nonsense", &reference]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("rate \"nonsense\""), "{}", out.stderr);
+
+    // The same limit from the settings file: 1 per second, burst 1, so 3
+    // requests take at least 2 s.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("config.json");
+    let rates = serde_json::json!({"rates": {registry.host(): "1/s"}});
+    std::fs::write(&settings, rates.to_string()).unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    let env = [
+        ("OCIRELAY_CONFIG", settings.to_str().unwrap()),
+        ("DOCKER_CONFIG", docker.path().to_str().unwrap()),
+    ];
+    let head = ["--head", reference.as_str()];
+    let args = [&["lookup", "--no-cache"][..], &head, &head, &head].concat();
+    let started = Instant::now();
+    let out = ocirelay_with(&args, &env).success();
+    let elapsed = started.elapsed();
+    assert_eq!(out.json().len(), 3);
+    assert!(elapsed >= Duration::from_secs(2), "took {elapsed:?}");
+
+    // A settings file that is not one: bad input naming the file.
+    std::fs::write(&settings, r#"{"rates": {"h": "often"}}"#).unwrap();
+    let out = ocirelay_with(&["lookup", &reference], &env);
+    assert_eq!(out.code, 2, "{out:?}");
+    let named = format!("settings file {}", settings.display());
+    assert!(out.stderr.contains(&named), "{}", out.stderr);
 }
 
 #[test]
