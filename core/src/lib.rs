@@ -3,7 +3,7 @@
 //! threads or async runtime: a driver (the wasm component, or a test with
 //! scripted responses) does the sending.
 //!
-//! Layout: data model ([`reference`], [`digest`], [`descriptor`],
+//! Layout: data model ([`reference`](mod@reference), [`digest`], [`descriptor`],
 //! [`media_type`], [`manifest`], [`platform`]), protocol ([`http`],
 //! [`distribution`], [`auth`]), shared client state ([`client`]), policy
 //! ([`retry`], [`rate_limit`], [`policy`]), and operations as state machines
