@@ -172,6 +172,22 @@ impl Layout {
     }
 }
 
+/// Pushes a `linux/amd64` OCI image of `layers` to `registry` as
+/// `repository:tag` and returns its manifest's descriptor: the set-up most
+/// tests start from.
+pub fn push_image(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    layers: &[&[u8]],
+) -> Descriptor {
+    let mut layout = Layout::new();
+    let image = layout.image(Flavour::Oci, &platform("linux", "amd64", None), layers);
+    layout.tag(tag, &image);
+    layout.push(registry, repository, tag);
+    image
+}
+
 /// `linux/amd64`-style shorthand.
 pub fn platform(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
     Platform::new(os, architecture, variant)

@@ -10,5 +10,5 @@ pub mod registry;
 pub mod token_server;
 
 pub use cli::{ocirelay, Output};
-pub use fixtures::{platform, Flavour, Layout};
+pub use fixtures::{platform, push_image, Flavour, Layout};
 pub use registry::{Auth, Registry};

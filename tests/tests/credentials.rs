@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use ocirelay_tests::cli::ocirelay_with;
-use ocirelay_tests::{platform, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{platform, push_image, Auth, Flavour, Layout, Registry};
 use serde_json::json;
 
 /// A `docker-credential-<name>` script answering `user`/`secret` for `server`.
@@ -155,14 +155,7 @@ fn identity_tokens_are_traded_by_oauth2_and_never_shown() {
         users: vec![("gil".into(), "unused-password".into())],
         public_repositories: vec![],
     });
-    let mut layout = Layout::new();
-    let image = layout.image(
-        Flavour::Oci,
-        &platform("linux", "amd64", None),
-        &[b"identity"],
-    );
-    layout.tag("v1", &image);
-    layout.push(&token, "private/app", "v1");
+    let image = push_image(&token, "private/app", "v1", &[b"identity"]);
     let server = token.token_server().expect("a token registry");
     let reference = token.reference("private/app:v1");
 

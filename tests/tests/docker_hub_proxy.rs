@@ -2,20 +2,18 @@
 //! (here a loopback registry), whose 404 is final.
 
 use ocirelay_tests::cli::ocirelay_with;
-use ocirelay_tests::{platform, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{push_image, Auth, Registry};
 use serde_json::json;
 
 #[test]
 fn docker_hub_reads_go_to_the_mirror() {
     let mirror = Registry::start(Auth::None);
-    let mut layout = Layout::new();
-    let image = layout.image(
-        Flavour::Oci,
-        &platform("linux", "amd64", None),
+    let image = push_image(
+        &mirror,
+        "library/hello-world",
+        "latest",
         &[b"hello from the mirror"],
     );
-    layout.tag("latest", &image);
-    layout.push(&mirror, "library/hello-world", "latest");
     let url = format!("http://{}", mirror.host());
     let env = [("DOCKERHUB_PUBLIC_PROXY", url.as_str())];
 
@@ -74,14 +72,12 @@ fn docker_hub_reads_go_to_the_mirror() {
 #[test]
 fn an_https_mirror_is_trusted_through_ca_file() {
     let mirror = Registry::start_tls(Auth::None);
-    let mut layout = Layout::new();
-    let image = layout.image(
-        Flavour::Oci,
-        &platform("linux", "amd64", None),
+    let image = push_image(
+        &mirror,
+        "library/hello-world",
+        "latest",
         &[b"hello over TLS"],
     );
-    layout.tag("latest", &image);
-    layout.push(&mirror, "library/hello-world", "latest");
     let ca = mirror
         .ca_file()
         .expect("an HTTPS registry")

@@ -4,15 +4,12 @@ use std::time::{Duration, Instant};
 
 use ocirelay_tests::cli::ocirelay_with;
 use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
-use ocirelay_tests::{ocirelay, platform, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{ocirelay, push_image, Auth, Registry};
 
 #[test]
 fn a_rate_limit_is_a_lower_bound_on_time() {
     let registry = Registry::start(Auth::None);
-    let mut layout = Layout::new();
-    let image = layout.image(Flavour::Oci, &platform("linux", "amd64", None), &[b"rated"]);
-    layout.tag("v1", &image);
-    layout.push(&registry, "app", "v1");
+    push_image(&registry, "app", "v1", &[b"rated"]);
     // R = 4 per second, burst B = 4; N = 12 HEADs (no cache: each one is sent).
     let reference = registry.reference("app:v1");
     let rate = format!("{}=4/s", registry.host());
@@ -65,14 +62,7 @@ fn a_rate_limit_is_a_lower_bound_on_time() {
 fn hosts_outside_the_allow_list_are_refused_by_the_hook() {
     let src = Registry::start(Auth::None);
     let dst = Registry::start(Auth::None);
-    let mut layout = Layout::new();
-    let image = layout.image(
-        Flavour::Oci,
-        &platform("linux", "amd64", None),
-        &[b"guarded"],
-    );
-    layout.tag("v1", &image);
-    layout.push(&src, "app", "v1");
+    push_image(&src, "app", "v1", &[b"guarded"]);
     // The destination hands out an upload session on a host nobody named.
     let stranger = ocirelay_tests::registry::free_port();
     let proxy = FaultProxy::start(dst.host());

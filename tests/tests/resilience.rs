@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use ocirelay_core::Digest;
 use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
-use ocirelay_tests::{ocirelay, platform, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{ocirelay, platform, push_image, Auth, Flavour, Layout, Registry};
 use serde_json::json;
 
 fn status(code: u16) -> Fault {
@@ -14,14 +14,7 @@ fn status(code: u16) -> Fault {
 #[test]
 fn server_errors_and_429s_are_retried() {
     let registry = Registry::start(Auth::None);
-    let mut layout = Layout::new();
-    let image = layout.image(
-        Flavour::Oci,
-        &platform("linux", "amd64", None),
-        &[b"retry me"],
-    );
-    layout.tag("v1", &image);
-    layout.push(&registry, "app", "v1");
+    let image = push_image(&registry, "app", "v1", &[b"retry me"]);
     let proxy = FaultProxy::start(registry.host());
     proxy.add("GET", "/manifests/v1", status(503), 2);
     proxy.add(
@@ -105,14 +98,7 @@ fn a_copy_through_bursts_of_429_and_503_arrives_identical() {
 fn a_permanent_500_is_a_clear_error_and_nothing_new_is_tagged() {
     let src = Registry::start(Auth::None);
     let dst = Registry::start(Auth::None);
-    let mut layout = Layout::new();
-    let image = layout.image(
-        Flavour::Oci,
-        &platform("linux", "amd64", None),
-        &[b"doomed"],
-    );
-    layout.tag("v1", &image);
-    layout.push(&src, "app", "v1");
+    push_image(&src, "app", "v1", &[b"doomed"]);
     let proxy = FaultProxy::start(dst.host());
     proxy.add("PUT", "/manifests/", status(500), 1000);
     let target = format!("{}/app:v1", proxy.host());
