@@ -77,6 +77,7 @@ fn error_code(code: &ErrorCode) -> TransportError {
         ErrorCode::HttpRequestDenied => "request denied by the host".to_string(),
         ErrorCode::DnsError(e) => format!("DNS error: {e:?}"),
         ErrorCode::ConnectionTimeout => "connection timed out".to_string(),
+        ErrorCode::ConnectionReadTimeout => "no progress within the idle timeout".to_string(),
         ErrorCode::TlsCertificateError => "TLS certificate not trusted".to_string(),
         other => format!("{other:?}"),
     };

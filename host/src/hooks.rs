@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::error::HostError;
+use crate::idle::{self, Activity, IdleBody};
 use crate::policy::Policy;
 
 /// The pooled HTTP(S) client the hook sends through.
@@ -93,15 +94,24 @@ pub struct Hooks {
     client: Pooled,
     traffic: Arc<Traffic>,
     policy: Arc<Policy>,
+    /// How long a request may go without progress.
+    idle_timeout: Duration,
 }
 
 impl Hooks {
-    /// Hooks sending through `client` under `policy`, counting into `traffic`.
-    pub fn new(client: Pooled, traffic: Arc<Traffic>, policy: Arc<Policy>) -> Self {
+    /// Hooks sending through `client` under `policy`, counting into
+    /// `traffic`, failing requests idle for `idle_timeout`.
+    pub fn new(
+        client: Pooled,
+        traffic: Arc<Traffic>,
+        policy: Arc<Policy>,
+        idle_timeout: Duration,
+    ) -> Self {
         Hooks {
             client,
             traffic,
             policy,
+            idle_timeout,
         }
     }
 }
@@ -128,6 +138,7 @@ impl WasiHttpHooks for Hooks {
         let client = self.client.clone();
         let traffic = self.traffic.clone();
         let policy = self.policy.clone();
+        let idle = self.idle_timeout;
         let authority = request
             .uri()
             .authority()
@@ -148,16 +159,19 @@ impl WasiHttpHooks for Hooks {
                     .headers
                     .get(http::header::CONTENT_LENGTH)
                     .is_some_and(|v| v == "0");
+            // Every frame of the upload is progress.
+            let activity = Activity::new();
             let body = if empty {
                 Empty::new().map_err(|never| match never {}).boxed_unsync()
             } else {
-                let counter = traffic.clone();
+                let (counter, activity) = (traffic.clone(), activity.clone());
                 body.map_frame(move |frame| {
                     if let Some(data) = frame.data_ref() {
                         counter
                             .bytes_sent
                             .fetch_add(data.len() as u64, Ordering::Relaxed);
                     }
+                    activity.touch();
                     frame
                 })
                 .boxed_unsync()
@@ -165,13 +179,21 @@ impl WasiHttpHooks for Hooks {
             traffic.requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(method = %parts.method, uri = %parts.uri, "sending");
             let request = http::Request::from_parts(parts, body);
-            let response = client.request(request).await.map_err(client_error)?;
+            let Some(response) = idle::within(&activity, idle, client.request(request)).await
+            else {
+                tracing::warn!(host = %authority, ?idle, "no progress; giving up on this try");
+                return Err(Error::ConnectionReadTimeout);
+            };
+            let response = response.map_err(client_error)?;
             tracing::debug!(status = %response.status(), "answered");
             policy.learn(&authority, response.status().as_u16(), response.headers());
             if response.status() == http::StatusCode::CREATED {
                 traffic.objects_written.fetch_add(1, Ordering::Relaxed);
             }
-            let response = response.map(|b| b.map_err(Error::from).boxed_unsync());
+            let response = response.map(|b| {
+                let body = b.map_err(Error::from);
+                IdleBody::new(body, idle, Error::ConnectionReadTimeout).boxed_unsync()
+            });
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, done))

@@ -8,6 +8,7 @@ mod commands;
 mod credentials;
 mod error;
 mod hooks;
+mod idle;
 mod output;
 mod policy;
 mod runtime;
@@ -48,6 +49,10 @@ struct Cli {
     /// `registry.example=100/1m` (repeatable; Docker Hub: 300/1m by default).
     #[arg(long = "rate", value_name = "HOST=N/PERIOD", global = true)]
     rates: Vec<String>,
+    /// Give up on a try (and retry it) when its upload, answer or download
+    /// makes no progress for SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60, global = true)]
+    idle_timeout: u64,
     /// Trust the CA certificates in this PEM file for HTTPS, besides the
     /// system's (repeatable).
     #[arg(long = "ca-file", value_name = "PEM", global = true)]
@@ -199,7 +204,8 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         .iter()
         .map(String::as_str)
         .chain(mirror.as_ref().map(|m| m.authority.as_str()));
-    let runtime = Runtime::new(policy::Policy::new(rates, allowed), &ca_files)?;
+    let idle_timeout = std::time::Duration::from_secs(cli.idle_timeout.max(1));
+    let runtime = Runtime::new(policy::Policy::new(rates, allowed), &ca_files, idle_timeout)?;
     match cli.command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,

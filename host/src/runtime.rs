@@ -63,12 +63,18 @@ pub struct Runtime {
     pub traffic: Arc<Traffic>,
     /// Rate limits and allowed hosts, shared by every instance.
     pub policy: Arc<Policy>,
+    idle_timeout: std::time::Duration,
 }
 
 impl Runtime {
     /// Loads the component (from the compilation cache when possible);
     /// HTTPS trusts the system's roots and the certificates of `ca_files`.
-    pub fn new(policy: Policy, ca_files: &[std::path::PathBuf]) -> Result<Self, HostError> {
+    /// A try that makes no progress for `idle_timeout` fails (and is retried).
+    pub fn new(
+        policy: Policy,
+        ca_files: &[std::path::PathBuf],
+        idle_timeout: std::time::Duration,
+    ) -> Result<Self, HostError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         let engine =
@@ -91,6 +97,7 @@ impl Runtime {
             http,
             traffic: Arc::default(),
             policy: Arc::new(policy),
+            idle_timeout,
         })
     }
 
@@ -100,7 +107,12 @@ impl Runtime {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: Hooks::new(self.http.clone(), self.traffic.clone(), self.policy.clone()),
+            hooks: Hooks::new(
+                self.http.clone(),
+                self.traffic.clone(),
+                self.policy.clone(),
+                self.idle_timeout,
+            ),
         };
         let mut store = Store::new(&self.engine, state);
         let relay = self
@@ -379,7 +391,8 @@ mod tests {
             .expect("a tokio runtime");
         rt.block_on(async {
             let hook_policy = Policy::new(Vec::new(), [registry.host(), stranger]);
-            let runtime = Runtime::new(hook_policy, &[]).expect("the runtime");
+            let idle = std::time::Duration::from_secs(60);
+            let runtime = Runtime::new(hook_policy, &[], idle).expect("the runtime");
             let config = wit::Config {
                 user_agent: "embedder".into(),
                 credentials: Vec::new(),

@@ -17,8 +17,12 @@ pub enum Fault {
     CutResponseAfter(usize),
     /// Forward, but cut the connection after this many request body bytes.
     CutRequestAfter(usize),
-    /// Forward after waiting this long (so that requests overlap).
+    /// Forward after waiting this long (so that requests overlap, or a
+    /// client sees no answer).
     Delay(std::time::Duration),
+    /// Forward, but go silent for a while after this many response body
+    /// bytes (a stalled download).
+    StallResponseAfter(usize, std::time::Duration),
 }
 
 /// A rule: requests whose method is `method` and whose path contains
@@ -223,9 +227,10 @@ fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::
         }
     }
     client_out.write_all(&response_head)?;
-    let mut budget = match fault {
-        Some(Fault::CutResponseAfter(n)) => n,
-        _ => usize::MAX,
+    let (mut budget, stall) = match fault {
+        Some(Fault::CutResponseAfter(n)) => (n, None),
+        Some(Fault::StallResponseAfter(n, d)) => (n, Some(d)),
+        _ => (usize::MAX, None),
     };
     loop {
         let n = up_reader.read(&mut buf)?;
@@ -236,6 +241,13 @@ fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::
         client_out.write_all(&buf[..take])?;
         budget -= take;
         if budget == 0 {
+            if let Some(d) = stall {
+                // Silent, then on with the rest (to a client long gone).
+                std::thread::sleep(d);
+                client_out.write_all(&buf[take..n])?;
+                budget = usize::MAX;
+                continue;
+            }
             let _ = client_out.shutdown(Shutdown::Both);
             return Ok(());
         }

@@ -255,3 +255,47 @@ fn a_blob_read_that_breaks_resumes_where_it_stopped() {
         "{last}"
     );
 }
+
+#[test]
+fn a_stalled_answer_or_download_is_given_up_and_tried_again() {
+    use std::time::Duration;
+    let registry = Registry::start(Auth::None);
+    let big: Vec<u8> = (0..(6 << 20) / 4u32)
+        .flat_map(|i| i.wrapping_mul(0x27D4_EB2F).to_le_bytes())
+        .collect();
+    let image = push_image(&registry, "app", "v1", &[&big]);
+    let layer = Digest::sha256(&big);
+    let proxy = FaultProxy::start(registry.host());
+    // No answer at all for 5 s, once; then a download that goes silent
+    // after 1 MiB for 5 s, once. The idle timeout is 1 s.
+    let silent = Duration::from_secs(5);
+    proxy.add("HEAD", "/manifests/v1", Fault::Delay(silent), 1);
+    let stall = Fault::StallResponseAfter(1 << 20, silent);
+    proxy.add("GET", &format!("/blobs/{layer}"), stall, 1);
+
+    let reference = format!("{}/app:v1", proxy.host());
+    let out = ocirelay(&["--idle-timeout", "1", "lookup", "--head", &reference]).success();
+    assert_eq!(out.json()[0]["digest"], json!(image.digest.to_string()));
+    let heads = proxy
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("HEAD "))
+        .count();
+    assert_eq!(
+        heads,
+        2,
+        "given up after 1 s and tried again: {:#?}",
+        proxy.log()
+    );
+
+    let blob = format!("{}/app@{layer}", proxy.host());
+    let out = ocirelay(&["--idle-timeout", "1", "lookup", "--type", "blob", &blob]).success();
+    let expected = base64::engine::general_purpose::STANDARD.encode(&big);
+    assert!(out.json()[0] == json!(expected), "the blob arrived whole");
+    let last = proxy.log().pop().unwrap_or_default();
+    assert!(
+        last.contains("(Range: bytes=1048576-)"),
+        "{:#?}",
+        proxy.log()
+    );
+}
