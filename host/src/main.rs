@@ -180,7 +180,7 @@ async fn run(cli: Cli) -> Result<(), HostError> {
     let settings = settings::load()?;
     let hosts = cli.command.hosts()?;
     let mirror = docker_hub_proxy()?;
-    let mut insecure = settings.insecure.clone();
+    let mut insecure = settings.insecure;
     insecure.extend(cli.insecure);
     let config = wit::Config {
         user_agent: format!("ocirelay/{}", env!("CARGO_PKG_VERSION")),
@@ -194,11 +194,11 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         policy: None,
     };
     // The file's rates first: a flag for the same host replaces its rate.
-    let mut rates = settings.rates()?;
+    let mut rates = settings.rates;
     for r in &cli.rates {
         rates.push(ocirelay_core::rate_limit::RateSpec::parse(r)?);
     }
-    let mut ca_files = settings.ca_files.clone();
+    let mut ca_files = settings.ca_files;
     ca_files.extend(cli.ca_files);
     let allowed = hosts
         .iter()

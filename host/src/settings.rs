@@ -19,28 +19,44 @@ use ocirelay_core::rate_limit::RateSpec;
 
 use crate::error::HostError;
 
-/// What the settings file holds (all optional).
+/// The file as written (all optional).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Settings {
+struct File {
     /// Rate limits: host -> `N/PERIOD`, as `--rate HOST=N/PERIOD`.
     #[serde(default)]
     rates: BTreeMap<String, String>,
-    /// Registries spoken to over plain HTTP, as `--insecure`.
     #[serde(default)]
+    insecure: Vec<String>,
+    #[serde(default)]
+    ca_files: Vec<PathBuf>,
+}
+
+/// The settings, parsed.
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// Rate limits, as `--rate`.
+    pub rates: Vec<RateSpec>,
+    /// Registries spoken to over plain HTTP, as `--insecure`.
     pub insecure: Vec<String>,
     /// CA certificate files, as `--ca-file`.
-    #[serde(default)]
     pub ca_files: Vec<PathBuf>,
 }
 
-impl Settings {
-    /// The file's rate limits, parsed.
-    pub fn rates(&self) -> Result<Vec<RateSpec>, HostError> {
-        self.rates
+impl TryFrom<File> for Settings {
+    type Error = ocirelay_core::Error;
+
+    fn try_from(file: File) -> Result<Self, Self::Error> {
+        let rates = file
+            .rates
             .iter()
-            .map(|(host, rate)| Ok(RateSpec::parse(&format!("{host}={rate}"))?))
-            .collect()
+            .map(|(host, rate)| RateSpec::parse(&format!("{host}={rate}")))
+            .collect::<Result<_, _>>()?;
+        Ok(Settings {
+            rates,
+            insecure: file.insecure,
+            ca_files: file.ca_files,
+        })
     }
 }
 
@@ -77,13 +93,11 @@ pub fn load() -> Result<Settings, HostError> {
             )))
         }
     };
-    let settings: Settings = serde_json::from_str(&text)
-        .map_err(|e| HostError::Usage(format!("settings file {}: {e}", path.display())))?;
-    // Bad rates are reported now, naming the file.
-    settings
-        .rates()
-        .map_err(|e| HostError::Usage(format!("settings file {}: {e}", path.display())))?;
-    Ok(settings)
+    let bad = |e: &dyn std::fmt::Display| {
+        HostError::Usage(format!("settings file {}: {e}", path.display()))
+    };
+    let file: File = serde_json::from_str(&text).map_err(|e| bad(&e))?;
+    Settings::try_from(file).map_err(|e| bad(&e))
 }
 
 #[cfg(test)]
@@ -92,18 +106,19 @@ mod tests {
 
     #[test]
     fn parses_and_refuses_unknown_fields() {
-        let s: Settings = serde_json::from_str(
+        let file: File = serde_json::from_str(
             r#"{"rates": {"r.example:5000": "10/s"}, "insecure": ["h:1"], "ca-files": ["/x.pem"]}"#,
         )
         .unwrap();
-        let rates = s.rates().unwrap();
+        let s = Settings::try_from(file).unwrap();
+        let rates = &s.rates;
         assert_eq!(
             (rates[0].host.as_str(), rates[0].count),
             ("r.example:5000", 10)
         );
         assert_eq!(s.insecure, ["h:1"]);
-        assert!(serde_json::from_str::<Settings>(r#"{"rate": {}}"#).is_err());
-        let bad: Settings = serde_json::from_str(r#"{"rates": {"h": "ten/s"}}"#).unwrap();
-        assert!(bad.rates().is_err());
+        assert!(serde_json::from_str::<File>(r#"{"rate": {}}"#).is_err());
+        let bad: File = serde_json::from_str(r#"{"rates": {"h": "ten/s"}}"#).unwrap();
+        assert!(Settings::try_from(bad).is_err());
     }
 }
