@@ -19,7 +19,7 @@ use ocirelay_core::ops::copy_manifest::CopyManifest;
 use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
 use ocirelay_core::ops::ensure_manifest::EnsureManifest;
 use ocirelay_core::ops::lookup::{Body, Found, Lookup};
-use ocirelay_core::ops::resume_blob::ResumeBlob;
+use ocirelay_core::ops::resume_blob::{self, ResumeBlob};
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
 use ocirelay_core::{Client as CoreClient, ClientConfig, Reference};
 
@@ -277,9 +277,6 @@ enum Content {
     },
 }
 
-/// Reads of a stream that broke resume at most this often.
-const MAX_RESUMES: u32 = 3;
-
 /// What it takes to read a blob again from where its stream broke.
 struct Resume {
     client: Rc<RefCell<CoreClient>>,
@@ -351,7 +348,7 @@ impl wit::GuestBlobReader for BlobReader {
                     match stream.read(max) {
                         Ok(chunk) => break chunk,
                         // The connection broke: read on from where it did.
-                        Err(e) if !e.permanent && resume.tries < MAX_RESUMES => {
+                        Err(e) if resume_blob::resumable(&e, resume.tries) => {
                             *stream = resume.reopen(v.seen())?;
                         }
                         Err(e) => {

@@ -935,6 +935,12 @@ fn a_broken_blob_read_resumes_with_a_range() {
     let (out, _) = resume(&mut c, response(404, &[], b""));
     assert!(out.unwrap_err().to_string().contains("404"));
 
+    // A broken connection is worth resuming, three times; a refusal is not.
+    use ocirelay_core::ops::resume_blob::resumable;
+    assert!(resumable(&TransportError::transient("reset"), 2));
+    assert!(!resumable(&TransportError::transient("reset"), 3));
+    assert!(!resumable(&TransportError::permanent("denied"), 0));
+
     // Nothing left to resume, or no digest: refused before any request.
     assert!(ResumeBlob::new(&c, &reference, 10, 10).is_err());
     let no_digest = Reference::parse("localhost:5000/foo:v1").unwrap();

@@ -13,6 +13,16 @@ use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
 use crate::ops::{pass, Operation, Output};
 use crate::reference::Reference;
 
+/// A broken read is resumed at most this often.
+pub const MAX_RESUMES: u32 = 3;
+
+/// Whether a read that failed with `error`, after `resumed` resumes so far,
+/// is worth resuming: a broken connection is, a refusal by policy or an
+/// untrusted certificate is not.
+pub fn resumable(error: &TransportError, resumed: u32) -> bool {
+    !error.permanent && resumed < MAX_RESUMES
+}
+
 /// Where the resumed body starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resumed {
