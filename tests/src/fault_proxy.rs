@@ -66,14 +66,8 @@ impl FaultProxy {
                 let (s, up) = (s.clone(), up.clone());
                 std::thread::spawn(move || {
                     // One request per connection: a connection is a request.
-                    if let Ok(mut s) = s.lock() {
-                        s.active += 1;
-                        s.most_active = s.most_active.max(s.active);
-                    }
-                    let _ = serve(conn, &up, &s);
-                    if let Ok(mut s) = s.lock() {
-                        s.active -= 1;
-                    }
+                    let mut active = Active::begin(&s);
+                    let _ = serve(conn, &up, &s, &mut active);
                 });
             }
         });
@@ -111,7 +105,56 @@ impl FaultProxy {
     }
 }
 
-fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::Result<()> {
+/// A request being served, counted from its arrival until the client can
+/// have its whole answer: ended just before the last byte is written, so a
+/// client that sends its next request on getting this answer is never seen
+/// overlapping it.
+struct Active<'a> {
+    script: &'a Mutex<Script>,
+    ended: bool,
+}
+
+impl<'a> Active<'a> {
+    fn begin(script: &'a Mutex<Script>) -> Self {
+        if let Ok(mut s) = script.lock() {
+            s.active += 1;
+            s.most_active = s.most_active.max(s.active);
+        }
+        Active {
+            script,
+            ended: false,
+        }
+    }
+
+    fn end(&mut self) {
+        if !std::mem::replace(&mut self.ended, true) {
+            if let Ok(mut s) = self.script.lock() {
+                s.active -= 1;
+            }
+        }
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// Writes `bytes`, ending `active` just before the last one goes out.
+fn write_last(out: &mut TcpStream, bytes: &[u8], active: &mut Active) -> std::io::Result<()> {
+    let (init, last) = bytes.split_at(bytes.len().saturating_sub(1));
+    out.write_all(init)?;
+    active.end();
+    out.write_all(last)
+}
+
+fn serve(
+    client: TcpStream,
+    upstream: &str,
+    script: &Mutex<Script>,
+    active: &mut Active,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
     let mut request_line = String::new();
@@ -183,8 +226,7 @@ fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::
             answer.push_str(&format!("{n}: {v}\r\n"));
         }
         answer.push_str("\r\n");
-        client_out.write_all(answer.as_bytes())?;
-        return Ok(());
+        return write_last(&mut client_out, answer.as_bytes(), active);
     }
 
     let mut up = TcpStream::connect(upstream)?;
@@ -226,19 +268,45 @@ fn serve(client: TcpStream, upstream: &str, script: &Mutex<Script>) -> std::io::
             break;
         }
     }
+    // How much body follows: a HEAD's answer and these statuses have none.
+    let status: u16 = String::from_utf8_lossy(&response_head)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body_len = if method == "HEAD" || matches!(status, 204 | 304) {
+        Some(0)
+    } else {
+        String::from_utf8_lossy(&response_head)
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            })
+    };
+    if body_len == Some(0) {
+        return write_last(&mut client_out, &response_head, active);
+    }
     client_out.write_all(&response_head)?;
     let (mut budget, stall) = match fault {
         Some(Fault::CutResponseAfter(n)) => (n, None),
         Some(Fault::StallResponseAfter(n, d)) => (n, Some(d)),
         _ => (usize::MAX, None),
     };
+    let mut relayed = 0;
     loop {
         let n = up_reader.read(&mut buf)?;
         if n == 0 {
             break;
         }
         let take = n.min(budget);
-        client_out.write_all(&buf[..take])?;
+        relayed += take;
+        if body_len == Some(relayed) {
+            write_last(&mut client_out, &buf[..take], active)?;
+        } else {
+            client_out.write_all(&buf[..take])?;
+        }
         budget -= take;
         if budget == 0 {
             if let Some(d) = stall {
