@@ -1,34 +1,40 @@
 //! The one driver loop that runs every core operation: send what it asks
-//! for, wait on all in-flight responses at once, hand each answer back.
+//! for, wait on all in-flight answers and on its deadline at once, hand
+//! each answer to the client, poll again.
+//!
 //! Requests in flight are bounded by the client's concurrency as a whole
-//! (operations nest: an index's children each copy their own blobs), and
-//! pass the client's policy, when it has one, before they start.
+//! (operations nest: an index's children each copy their own blobs). A body
+//! held for relaying into the next request (a copy's source) keeps its
+//! connection busy, so it holds its slot until the upload that sends it
+//! starts, and that upload takes the slot over. Requests pass the client's
+//! policy, when it has one, before they start.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
 
-use ocirelay_core::http::{Request, RequestBody, RequestId, TransportError};
+use ocirelay_core::http::{BodyMode, Request, RequestBody, RequestId, TransportError};
 use ocirelay_core::policy::Admission;
-use ocirelay_core::{Client, Operation, Output};
+use ocirelay_core::{Client, Error, Instant, Operation, Output};
 use wasi::clocks::monotonic_clock;
 use wasi::io::poll::Pollable;
 
 use crate::transport::{BodyStream, InFlight, Poll};
 
-/// Runs `op` to completion. Response bodies the operation asked to stream
-/// are returned by request id for the caller to read.
+/// Runs `op` to completion. Response bodies the operation asked to keep for
+/// the caller are returned by request id for the caller to read.
 pub fn run<O: Operation>(
     client: &mut Client,
     op: &mut O,
-) -> (
-    ocirelay_core::Result<O::Outcome>,
-    HashMap<RequestId, BodyStream>,
-) {
+) -> (Result<O::Outcome, Error>, HashMap<RequestId, BodyStream>) {
     let mut driver = Driver::default();
     let outcome = driver.run(client, op);
-    // No operation outlives this run: nothing is being fetched any more.
-    client.cache.clear_pending();
-    (outcome, driver.held)
+    // Answers to requests of sub-operations that are gone are not waited for.
+    client.forget_requests();
+    let held = driver
+        .held
+        .into_iter()
+        .map(|(id, h)| (id, h.stream))
+        .collect();
+    (outcome, held)
 }
 
 /// A request the operation asked for, not started yet.
@@ -39,146 +45,169 @@ struct Unsent {
     source: Option<BodyStream>,
 }
 
-/// A request waiting for its timer (a retry's delay, or its host's rate).
+/// A request waiting for its host's rate to allow it.
 struct Scheduled {
     unsent: Unsent,
     timer: Pollable,
 }
 
-impl Scheduled {
-    fn new(unsent: Unsent, delay: Duration) -> Self {
-        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
-        let timer = monotonic_clock::subscribe_duration(nanos);
-        Scheduled { unsent, timer }
-    }
+/// A response body kept unread.
+struct Held {
+    stream: BodyStream,
+    /// Kept for the next request to send on: it still occupies a slot.
+    relay: bool,
 }
 
 /// The requests of one run, by where they are.
 #[derive(Default)]
 struct Driver {
-    /// Sent, awaiting their answers (with the host each went to).
-    in_flight: Vec<(RequestId, String, InFlight)>,
-    /// Waiting for their timer.
+    /// Sent, awaiting their answers.
+    in_flight: Vec<(RequestId, InFlight)>,
+    /// Waiting for their host's rate.
     scheduled: Vec<Scheduled>,
-    /// Ready, waiting for a free slot.
+    /// Ready, waiting for a free slot (uploads of relayed bodies first).
     queued: VecDeque<Unsent>,
-    /// Response bodies held for streaming, by request.
-    held: HashMap<RequestId, BodyStream>,
+    /// Response bodies held, by request.
+    held: HashMap<RequestId, Held>,
 }
 
 impl Driver {
-    fn run<O: Operation>(
-        &mut self,
-        client: &mut Client,
-        op: &mut O,
-    ) -> ocirelay_core::Result<O::Outcome> {
+    fn run<O: Operation>(&mut self, client: &mut Client, op: &mut O) -> Result<O::Outcome, Error> {
         loop {
-            // Time is the core's input: token lifetimes are judged against it.
             client.set_now(now());
-            loop {
+            let deadline = loop {
                 match op.poll_output(client) {
-                    Output::Send(id, request) => {
-                        // A streamed body comes from a response body held earlier.
-                        let source = match request.body {
-                            RequestBody::Transfer { from, .. } => self.held.remove(&from),
-                            _ => None,
-                        };
-                        let not_before = request.not_before;
-                        let unsent = Unsent {
-                            id,
-                            request,
-                            source,
-                        };
-                        match not_before {
-                            Some(delay) => self.scheduled.push(Scheduled::new(unsent, delay)),
-                            None => self.queued.push_back(unsent),
-                        }
-                        self.fill(client, op);
-                    }
-                    Output::Wait => break,
-                    Output::Done(outcome) => return outcome,
+                    Output::Send(id, request) => self.enqueue(id, request),
+                    Output::Wait(deadline) => break deadline,
+                    Output::Done(outcome) => return Ok(outcome),
                 }
-            }
-            if self.in_flight.is_empty() && self.scheduled.is_empty() && self.queued.is_empty() {
+                self.fill(client);
+            };
+            self.fill(client);
+            let idle = self.in_flight.is_empty() && self.scheduled.is_empty();
+            if idle && self.queued.is_empty() && deadline.is_none() {
                 // An operation that waits with nothing in flight would wait forever.
-                return Err(ocirelay_core::Error::InvalidInput(
-                    "operation stalled with no request in flight".into(),
+                return Err(Error::Internal(
+                    "an operation waited with no request in flight".into(),
                 ));
             }
-            self.wait();
+            self.wait(deadline);
             client.set_now(now());
-            // Requests whose wait is over are ready now.
-            let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.scheduled)
-                .into_iter()
-                .partition(|s| s.timer.ready());
-            self.scheduled = waiting;
-            self.queued.extend(due.into_iter().map(|s| s.unsent));
-            self.collect(client, op);
-            self.fill(client, op);
+            self.collect(client);
+            self.fill(client);
         }
     }
 
-    /// Blocks until an answer arrives, an upload can move, or a timer fires.
-    fn wait(&self) {
+    /// Queues a request; the upload of a relayed body goes first, and takes
+    /// that body (and its slot) with it.
+    fn enqueue(&mut self, id: RequestId, request: Request) {
+        let source = match request.body {
+            RequestBody::Transfer { from, .. } => self.held.remove(&from).map(|h| h.stream),
+            _ => None,
+        };
+        let relayed = source.is_some();
+        let unsent = Unsent {
+            id,
+            request,
+            source,
+        };
+        if relayed {
+            self.queued.push_front(unsent);
+        } else {
+            self.queued.push_back(unsent);
+        }
+    }
+
+    /// Slots in use: requests in flight, bodies held for relaying, and
+    /// uploads of relayed bodies not started yet.
+    fn busy(&self) -> usize {
+        let relays = self.held.values().filter(|h| h.relay).count();
+        let carried = |u: &Unsent| u.source.is_some();
+        let waiting = self.queued.iter().filter(|u| carried(u)).count()
+            + self.scheduled.iter().filter(|s| carried(&s.unsent)).count();
+        self.in_flight.len() + relays + waiting
+    }
+
+    /// Blocks until an answer arrives, an upload can move, a rate allows a
+    /// request, or the operation's deadline comes.
+    fn wait(&self, deadline: Option<Instant>) {
         // Pollables are children of their futures and streams: they must be
         // gone before those are used up, so they live only for this wait.
         let pollables: Vec<_> = self
             .in_flight
             .iter()
-            .flat_map(|(_, _, f)| f.subscribe())
+            .flat_map(|(_, f)| f.subscribe())
             .collect();
+        let timer = deadline.map(|at| monotonic_clock::subscribe_instant(nanos(at)));
         let mut refs: Vec<_> = pollables.iter().collect();
         refs.extend(self.scheduled.iter().map(|s| &s.timer));
+        refs.extend(timer.as_ref());
         wasi::io::poll::poll(&refs);
     }
 
-    /// Moves uploads along and hands every answer that arrived to `op`
-    /// (both are non-blocking checks).
-    fn collect<O: Operation>(&mut self, client: &mut Client, op: &mut O) {
+    /// Moves uploads along and hands every answer that arrived to the
+    /// client (both are non-blocking checks); requests whose rate now
+    /// allows them are queued again.
+    fn collect(&mut self, client: &mut Client) {
         let mut still = Vec::with_capacity(self.in_flight.len());
-        for (id, authority, mut flight) in std::mem::take(&mut self.in_flight) {
+        for (id, mut flight) in std::mem::take(&mut self.in_flight) {
             if let Err(e) = flight.pump() {
-                op.handle_response(client, id, Err(e));
+                client.handle_response(id, Err(e));
                 continue;
             }
+            let relay = flight.body_mode() == BodyMode::Relay;
             match flight.poll() {
-                Poll::Pending(f) => still.push((id, authority, f)),
+                Poll::Pending(f) => still.push((id, f)),
                 Poll::Ready(Ok((response, body))) => {
-                    if let Some(body) = body {
-                        self.held.insert(id, body);
+                    if let Some(stream) = body {
+                        self.held.insert(id, Held { stream, relay });
                     }
-                    client.observe(&authority, &response);
-                    op.handle_response(client, id, Ok(response));
+                    client.handle_response(id, Ok(response));
                 }
-                Poll::Ready(Err(e)) => op.handle_response(client, id, Err(e)),
+                Poll::Ready(Err(e)) => client.handle_response(id, Err(e)),
             }
         }
         self.in_flight = still;
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.scheduled)
+            .into_iter()
+            .partition(|s| s.timer.ready());
+        self.scheduled = waiting;
+        for s in due {
+            if s.unsent.source.is_some() {
+                self.queued.push_front(s.unsent);
+            } else {
+                self.queued.push_back(s.unsent);
+            }
+        }
     }
 
-    /// Starts queued requests while there is room: each one the client's
-    /// policy admits now; one over its host's rate is scheduled for later,
-    /// one to a host not allowed fails.
-    fn fill<O: Operation>(&mut self, client: &mut Client, op: &mut O) {
-        while self.in_flight.len() < client.concurrency() {
+    /// Starts queued requests while there is room (an upload of a relayed
+    /// body always has: it brings its slot): each one the client's policy
+    /// admits now; one over its host's rate is scheduled for later, one to
+    /// a host not allowed fails.
+    fn fill(&mut self, client: &mut Client) {
+        while let Some(next) = self.queued.front() {
+            if next.source.is_none() && self.busy() >= client.concurrency() {
+                return;
+            }
             let Some(u) = self.queued.pop_front() else {
                 return;
             };
             let authority = u.request.url.authority.clone();
             match client.admit(&authority) {
                 Admission::Go => match InFlight::start(u.request, u.source) {
-                    Ok(f) => self.in_flight.push((u.id, authority, f)),
-                    Err(e) => op.handle_response(client, u.id, Err(e)),
+                    Ok(f) => self.in_flight.push((u.id, f)),
+                    Err(e) => client.handle_response(u.id, Err(e)),
                 },
-                Admission::Wait(wait) => {
-                    let wait = wait.max(Duration::from_millis(1));
-                    self.scheduled.push(Scheduled::new(u, wait));
+                Admission::Wait(at) => {
+                    let timer = monotonic_clock::subscribe_instant(nanos(at));
+                    self.scheduled.push(Scheduled { unsent: u, timer });
                 }
                 Admission::Refused => {
                     let message = format!(
                         "{authority} is not a host this client may reach (its policy's allow-list)"
                     );
-                    op.handle_response(client, u.id, Err(TransportError::permanent(message)));
+                    client.handle_response(u.id, Err(TransportError::permanent(message)));
                 }
             }
         }
@@ -186,6 +215,11 @@ impl Driver {
 }
 
 /// The monotonic clock, as the core takes time.
-fn now() -> Duration {
-    Duration::from_nanos(monotonic_clock::now())
+fn now() -> Instant {
+    Instant::from_nanos(monotonic_clock::now())
+}
+
+/// An instant as the monotonic clock's nanoseconds.
+fn nanos(at: Instant) -> u64 {
+    u64::try_from(at.since_origin().as_nanos()).unwrap_or(u64::MAX)
 }

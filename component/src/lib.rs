@@ -11,9 +11,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use ocirelay_core::digest::Verifier;
-
 use ocirelay_core::http::RequestId;
-use ocirelay_core::ops::batch::{Answer, Batch, Query};
+use ocirelay_core::ops::batch::{Answer, Batch};
 use ocirelay_core::ops::copy_blob::CopyBlob;
 use ocirelay_core::ops::copy_manifest::CopyManifest;
 use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
@@ -21,10 +20,9 @@ use ocirelay_core::ops::ensure_manifest::EnsureManifest;
 use ocirelay_core::ops::lookup::{Body, Found, Lookup};
 use ocirelay_core::ops::resume_blob::{self, ResumeBlob};
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
-use ocirelay_core::{Client as CoreClient, ClientConfig, Reference};
+use ocirelay_core::{Client as CoreClient, ClientConfig, Descriptor, Operation, Reference};
 
 use bindings::exports::ocirelay::registry::registry as wit;
-use bindings::exports::ocirelay::registry::registry as wt;
 use transport::BodyStream;
 
 mod bindings {
@@ -42,10 +40,8 @@ impl wit::Guest for Component {
     type Client = ClientResource;
     type BlobReader = BlobReader;
 
-    fn parse_ref(text: String) -> Result<wt::Reference, wt::Error> {
-        Reference::parse(&text)
-            .map(|r| convert::reference_to_wit(&r))
-            .map_err(convert::error)
+    fn parse_ref(text: String) -> Result<wit::Reference, wit::Error> {
+        Ok((&Reference::parse(&text)?).into())
     }
 }
 
@@ -55,14 +51,14 @@ struct ClientResource {
     core: Rc<RefCell<CoreClient>>,
     /// What is wrong with the configuration, if anything: a constructor
     /// cannot fail, so every call answers with it instead.
-    config_error: Option<wt::Error>,
+    config_error: Option<wit::Error>,
 }
 
 impl wit::GuestClient for ClientResource {
     fn new(config: wit::Config) -> Self {
-        let (config, config_error) = match convert::config_from_wit(config) {
+        let (config, config_error) = match ClientConfig::try_from(config) {
             Ok(c) => (c, None),
-            Err(e) => (ClientConfig::default(), Some(convert::error(e))),
+            Err(e) => (ClientConfig::default(), Some(e.into())),
         };
         ClientResource {
             core: Rc::new(RefCell::new(CoreClient::new(config))),
@@ -72,197 +68,145 @@ impl wit::GuestClient for ClientResource {
 
     fn lookup(
         &self,
-        reference: wt::Reference,
+        reference: wit::Reference,
         options: wit::LookupOptions,
-    ) -> Result<Option<wit::BlobReader>, wt::Error> {
-        let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
-        let mut op = Lookup::new(reference.clone(), convert::lookup_options(options))
-            .map_err(convert::error)?;
-        let (outcome, mut held) = driver::run(&mut *self.client()?, &mut op);
-        match outcome.map_err(convert::error)? {
-            Some(found) => Ok(Some(self.reader(found, reference, &mut held)?)),
-            None => Ok(None),
-        }
+    ) -> Result<Option<wit::BlobReader>, wit::Error> {
+        let mut op = Lookup::new((&reference).try_into()?, options.into())?;
+        let (found, mut held) = self.run(&mut op)?;
+        found?.map(|f| self.reader(f, &mut held)).transpose()
     }
 
-    fn synthesize_index(&self, reference: wt::Reference) -> Result<Option<wt::Index>, wt::Error> {
-        let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
-        let mut op = SynthesizeIndex::new(reference);
-        let (outcome, _) = driver::run(&mut *self.client()?, &mut op);
-        Ok(outcome
-            .map_err(convert::error)?
-            .map(|i| convert::index_to_wit(&i)))
+    fn synthesize_index(
+        &self,
+        reference: wit::Reference,
+    ) -> Result<Option<wit::Index>, wit::Error> {
+        let mut op = SynthesizeIndex::new((&reference).try_into()?);
+        let (index, _) = self.run(&mut op)?;
+        Ok(index?.as_ref().map(Into::into))
     }
 
     fn copy_manifest(
         &self,
-        src: wt::Reference,
-        dst: wt::Reference,
+        src: wit::Reference,
+        dst: wit::Reference,
         children: wit::ChildRefs,
-    ) -> Result<wt::Descriptor, wt::Error> {
-        let src = convert::reference_from_wit(&src).map_err(convert::error)?;
-        let dst = convert::reference_from_wit(&dst).map_err(convert::error)?;
-        let children = convert::child_refs(children).map_err(convert::error)?;
-        self.run(&mut CopyManifest::new(src, dst, children))
+    ) -> Result<wit::Descriptor, wit::Error> {
+        let mut op = CopyManifest::new(
+            (&src).try_into()?,
+            (&dst).try_into()?,
+            (&children).try_into()?,
+        );
+        self.descriptor(&mut op)
     }
 
     fn copy_blob(
         &self,
-        src: wt::Reference,
-        dst: wt::Reference,
-    ) -> Result<wt::Descriptor, wt::Error> {
-        let src = convert::reference_from_wit(&src).map_err(convert::error)?;
-        let dst = convert::reference_from_wit(&dst).map_err(convert::error)?;
-        let mut op = CopyBlob::new(&*self.client()?, src, dst, None).map_err(convert::error)?;
-        self.run(&mut op)
+        src: wit::Reference,
+        dst: wit::Reference,
+    ) -> Result<wit::Descriptor, wit::Error> {
+        let mut op = CopyBlob::new((&src).try_into()?, (&dst).try_into()?, None)?;
+        self.descriptor(&mut op)
     }
 
     fn ensure_manifest(
         &self,
-        reference: wt::Reference,
+        reference: wit::Reference,
         manifest: Vec<u8>,
         media_type: String,
         children: wit::ChildRefs,
-    ) -> Result<wt::Descriptor, wt::Error> {
-        let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
-        let children = convert::child_refs(children).map_err(convert::error)?;
-        let mut op = EnsureManifest::new(reference, manifest, &media_type, children)
-            .map_err(convert::error)?;
-        self.run(&mut op)
+    ) -> Result<wit::Descriptor, wit::Error> {
+        let reference = (&reference).try_into()?;
+        let mut op =
+            EnsureManifest::new(reference, manifest, &media_type, (&children).try_into()?)?;
+        self.descriptor(&mut op)
     }
 
     fn ensure_blob(
         &self,
-        reference: wt::Reference,
+        reference: wit::Reference,
         content: Vec<u8>,
-    ) -> Result<wt::Descriptor, wt::Error> {
-        let reference = convert::reference_from_wit(&reference).map_err(convert::error)?;
-        let size = content.len() as u64;
-        let mut op = EnsureBlob::new(
-            &*self.client()?,
-            reference,
-            size,
-            BlobSource::Bytes(content),
-        )
-        .map_err(convert::error)?;
-        self.run(&mut op)
+    ) -> Result<wit::Descriptor, wit::Error> {
+        let reference = (&reference).try_into()?;
+        let mut op = EnsureBlob::new(&*self.client()?, reference, BlobSource::Bytes(content))?;
+        self.descriptor(&mut op)
     }
 
-    fn batch(&self, queries: Vec<wit::Query>) -> Vec<Result<Option<wit::Answer>, wt::Error>> {
-        let mut client = match self.client() {
-            Ok(c) => c,
+    fn batch(&self, queries: Vec<wit::Query>) -> Vec<Result<Option<wit::Answer>, wit::Error>> {
+        // Queries with a broken reference fail alone; the rest run together.
+        let mut op = Batch::new(queries.iter().map(TryInto::try_into));
+        let (answers, mut held) = match self.run(&mut op) {
+            Ok(done) => done,
             Err(e) => return queries.iter().map(|_| Err(e.clone())).collect(),
         };
-        // Queries with a broken reference fail alone; the rest run together.
-        let mut parsed = Vec::with_capacity(queries.len());
-        // Each query's reference, for a reader of what it finds.
-        let mut references = Vec::with_capacity(queries.len());
-        let mut early: Vec<Option<wt::Error>> = Vec::with_capacity(queries.len());
-        for q in queries {
-            let query = match q {
-                wit::Query::Lookup((r, options)) => convert::reference_from_wit(&r)
-                    .map(|r| Query::Lookup(r, convert::lookup_options(options))),
-                wit::Query::SynthesizeIndex(r) => {
-                    convert::reference_from_wit(&r).map(Query::SynthesizeIndex)
-                }
-            };
-            match query {
-                Ok(q) => {
-                    references.push(match &q {
-                        Query::Lookup(r, _) | Query::SynthesizeIndex(r) => r.clone(),
-                    });
-                    parsed.push(q);
-                    early.push(None);
-                }
-                Err(e) => early.push(Some(convert::error(e))),
-            }
-        }
-        let mut op = Batch::new(parsed);
-        let (outcome, mut held) = driver::run(&mut client, &mut op);
-        drop(client);
-        let mut answers = match outcome {
-            Ok(answers) => answers.into_iter().zip(references),
-            Err(e) => {
-                let e = convert::error(e);
-                return early
-                    .into_iter()
-                    .map(|x| Err(x.unwrap_or_else(|| e.clone())))
-                    .collect();
-            }
+        let mut answer = |a| match a {
+            Answer::Found(found) => self.reader(found, &mut held).map(wit::Answer::Found),
+            Answer::Index(index) => Ok(wit::Answer::Index((&index).into())),
         };
-        early
+        answers
             .into_iter()
-            .map(|failed| match failed {
-                Some(e) => Err(e),
-                None => match answers.next() {
-                    Some((Ok(Some(Answer::Found(found))), reference)) => self
-                        .reader(found, reference, &mut held)
-                        .map(|r| Some(wit::Answer::Found(r))),
-                    Some((Ok(Some(Answer::Index(index))), _)) => {
-                        Ok(Some(wit::Answer::Index(convert::index_to_wit(&index))))
-                    }
-                    Some((Ok(None), _)) => Ok(None),
-                    Some((Err(e), _)) => Err(convert::error(e)),
-                    None => Err(wt::Error::Protocol("batch lost an answer".into())),
-                },
-            })
+            .map(|outcome| outcome?.map(&mut answer).transpose())
             .collect()
     }
 }
 
 impl ClientResource {
     /// The core client, unless the configuration was bad.
-    fn client(&self) -> Result<std::cell::RefMut<'_, CoreClient>, wt::Error> {
+    fn client(&self) -> Result<std::cell::RefMut<'_, CoreClient>, wit::Error> {
         match &self.config_error {
             Some(e) => Err(e.clone()),
             None => Ok(self.core.borrow_mut()),
         }
     }
 
+    /// Runs `op` to its end on this client: its outcome, and the bodies it
+    /// held for the caller.
+    fn run<O: Operation>(
+        &self,
+        op: &mut O,
+    ) -> Result<(O::Outcome, HashMap<RequestId, BodyStream>), wit::Error> {
+        let (outcome, held) = driver::run(&mut *self.client()?, op);
+        Ok((outcome?, held))
+    }
+
+    /// Runs `op`, an operation that yields a descriptor.
+    fn descriptor<O: Operation<Outcome = ocirelay_core::Result<Descriptor>>>(
+        &self,
+        op: &mut O,
+    ) -> Result<wit::Descriptor, wit::Error> {
+        let (d, _) = self.run(op)?;
+        Ok((&d?).into())
+    }
+
     /// A reader over a found object's content (held bodies are taken from
-    /// the driver's); `reference` is what was looked up, for resuming.
+    /// the driver's).
     fn reader(
         &self,
         found: Found,
-        reference: Reference,
         held: &mut HashMap<RequestId, BodyStream>,
-    ) -> Result<wit::BlobReader, wt::Error> {
+    ) -> Result<wit::BlobReader, wit::Error> {
         let content = match found.body {
             Body::Empty => Content::Bytes(Vec::new(), 0),
             Body::Bytes(bytes) => Content::Bytes(bytes, 0),
-            Body::Stream { request, verifier } => match held.remove(&request) {
-                Some(stream) => Content::Stream {
+            Body::Stream { request, verifier } => {
+                let stream = held.remove(&request).ok_or_else(|| {
+                    wit::Error::Internal("blob body went missing in the driver".into())
+                })?;
+                Content::Stream {
                     stream,
                     verifier: Some(verifier),
                     resume: Resume {
                         client: self.core.clone(),
-                        reference: reference.with_digest(found.descriptor.digest.clone()),
+                        reference: found.reference,
                         size: found.descriptor.size,
                         tries: 0,
                     },
-                },
-                None => {
-                    return Err(wt::Error::Protocol(
-                        "blob body went missing in the driver".into(),
-                    ))
                 }
-            },
+            }
         };
         Ok(wit::BlobReader::new(BlobReader {
-            descriptor: convert::descriptor_to_wit(&found.descriptor),
+            descriptor: (&found.descriptor).into(),
             content: RefCell::new(content),
         }))
-    }
-
-    /// Runs `op` to its end on this client, for operations that yield a descriptor.
-    fn run<O: ocirelay_core::Operation<Outcome = ocirelay_core::Descriptor>>(
-        &self,
-        op: &mut O,
-    ) -> Result<wt::Descriptor, wt::Error> {
-        let (outcome, _) = driver::run(&mut *self.client()?, op);
-        outcome
-            .map(|d| convert::descriptor_to_wit(&d))
-            .map_err(convert::error)
     }
 }
 
@@ -290,20 +234,19 @@ impl Resume {
     /// A stream of the blob from byte `offset` on (asked for by `Range`;
     /// when the registry sends the whole blob instead, the bytes before
     /// `offset` are read and dropped).
-    fn reopen(&mut self, offset: u64) -> Result<BodyStream, wt::Error> {
+    fn reopen(&mut self, offset: u64) -> Result<BodyStream, wit::Error> {
         self.tries += 1;
         let mut client = self.client.borrow_mut();
-        let mut op =
-            ResumeBlob::new(&client, &self.reference, offset, self.size).map_err(convert::error)?;
+        let mut op = ResumeBlob::new(&client, &self.reference, offset, self.size)?;
         let (outcome, mut held) = driver::run(&mut client, &mut op);
-        let resumed = outcome.map_err(convert::error)?;
+        let resumed = outcome??;
         let mut stream = held.remove(&resumed.request).ok_or_else(|| {
-            wt::Error::Protocol("resumed blob body went missing in the driver".into())
+            wit::Error::Internal("resumed blob body went missing in the driver".into())
         })?;
         let mut skip = resumed.skip;
         while skip > 0 {
             let broken =
-                |message: String| wt::Error::Transport(format!("{}: {message}", self.reference));
+                |message: String| wit::Error::Transport(format!("{}: {message}", self.reference));
             match stream
                 .read(skip.min(1 << 20))
                 .map_err(|e| broken(e.message))?
@@ -318,16 +261,16 @@ impl Resume {
 
 /// A found object's descriptor and content, checked as it is read.
 struct BlobReader {
-    descriptor: wt::Descriptor,
+    descriptor: wit::Descriptor,
     content: RefCell<Content>,
 }
 
 impl wit::GuestBlobReader for BlobReader {
-    fn descriptor(&self) -> wt::Descriptor {
+    fn descriptor(&self) -> wit::Descriptor {
         self.descriptor.clone()
     }
 
-    fn read(&self, max: u64) -> Result<Vec<u8>, wt::Error> {
+    fn read(&self, max: u64) -> Result<Vec<u8>, wit::Error> {
         let max = max.clamp(1, 16 * 1024 * 1024);
         match &mut *self.content.borrow_mut() {
             Content::Bytes(bytes, pos) => {
@@ -353,19 +296,19 @@ impl wit::GuestBlobReader for BlobReader {
                         }
                         Err(e) => {
                             let digest = &self.descriptor.digest;
-                            return Err(wt::Error::Transport(format!("{digest}: {}", e.message)));
+                            return Err(wit::Error::Transport(format!("{digest}: {}", e.message)));
                         }
                     }
                 };
                 match chunk {
                     Some(chunk) => {
-                        v.update(&chunk).map_err(convert::error)?;
+                        v.update(&chunk)?;
                         Ok(chunk)
                     }
                     None => {
                         // The end: the whole must match before we say so.
                         if let Some(v) = verifier.take() {
-                            v.finish().map_err(convert::error)?;
+                            v.finish()?;
                         }
                         Ok(Vec::new())
                     }

@@ -73,22 +73,19 @@ fn err(message: &str) -> TransportError {
 
 fn error_code(code: &ErrorCode) -> TransportError {
     let message = match code {
-        ErrorCode::ConnectionRefused => "connection refused".to_string(),
-        ErrorCode::HttpRequestDenied => "request denied by the host".to_string(),
-        ErrorCode::DnsError(e) => format!("DNS error: {e:?}"),
-        ErrorCode::ConnectionTimeout => "connection timed out".to_string(),
-        ErrorCode::ConnectionReadTimeout => "no progress within the idle timeout".to_string(),
-        ErrorCode::TlsCertificateError => "TLS certificate not trusted".to_string(),
-        other => format!("{other:?}"),
+        ErrorCode::DnsError(e) => {
+            let rcode = e.rcode.as_deref().unwrap_or("no answer");
+            return TransportError::unresolved(rcode);
+        }
+        ErrorCode::HttpRequestDenied => "request denied by the host",
+        ErrorCode::TlsCertificateError => "TLS certificate not trusted",
+        ErrorCode::HttpRequestUriInvalid => "invalid request URL",
+        ErrorCode::ConnectionRefused => return err("connection refused"),
+        ErrorCode::ConnectionTimeout => return err("connection timed out"),
+        ErrorCode::ConnectionReadTimeout => return err("no progress within the idle timeout"),
+        other => return err(&format!("{other:?}")),
     };
-    let permanent = matches!(
-        code,
-        ErrorCode::HttpRequestDenied
-            | ErrorCode::DnsError(_)
-            | ErrorCode::TlsCertificateError
-            | ErrorCode::HttpRequestUriInvalid
-    );
-    TransportError { message, permanent }
+    TransportError::permanent(message)
 }
 
 /// A request that was sent and awaits its response head (and, for a
@@ -289,6 +286,11 @@ impl InFlight {
         }
     }
 
+    /// What the request asked to be done with its response body.
+    pub fn body_mode(&self) -> BodyMode {
+        self.request.body_mode
+    }
+
     /// Pollables that are ready when there is something to do: the response
     /// head arrived, or an upload can move bytes. Drop them before this `InFlight`.
     pub fn subscribe(&self) -> Vec<wasi::io::poll::Pollable> {
@@ -362,54 +364,32 @@ fn read_response(
         .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
         .collect();
     let success = (200..300).contains(&status);
+    // A 2xx body to stream (a blob) is kept unread (`None`): for the
+    // caller, or for the next request to send on. Others are read whole.
     let limit = match request.body_mode {
-        _ if request.method == Method::Head => {
-            return Ok((
-                Response {
-                    status,
-                    headers,
-                    body: ResponseBody::Bytes(Vec::new()),
-                },
-                None,
-            ))
-        }
-        BodyMode::Stream { buffer_up_to } if success && !small(&headers, buffer_up_to) => {
-            let held = BodyStream::open(response)?;
-            return Ok((
-                Response {
-                    status,
-                    headers,
-                    body: ResponseBody::Held,
-                },
-                Some(held),
-            ));
-        }
-        BodyMode::Stream { buffer_up_to } if success => buffer_up_to,
-        BodyMode::Stream { .. } => SMALL_BODY_LIMIT,
-        BodyMode::Buffer(limit) => limit,
+        BodyMode::Relay if success => None,
+        BodyMode::Stream { buffer_up_to } if success && !small(&headers, buffer_up_to) => None,
+        BodyMode::Stream { buffer_up_to } if success => Some(buffer_up_to),
+        BodyMode::Stream { .. } | BodyMode::Relay => Some(SMALL_BODY_LIMIT),
+        BodyMode::Buffer(limit) => Some(limit),
     };
-    if headers.content_length().is_some_and(|len| len > limit) {
-        return Ok((
-            Response {
-                status,
-                headers,
-                body: ResponseBody::TooLarge,
-            },
-            None,
-        ));
-    }
-    let body = match BodyStream::open(response)?.read_to_end(limit)? {
-        Some(bytes) => ResponseBody::Bytes(bytes),
-        None => ResponseBody::TooLarge,
-    };
-    Ok((
-        Response {
-            status,
-            headers,
-            body,
+    let (body, held) = match limit {
+        _ if request.method == Method::Head => (ResponseBody::Bytes(Vec::new()), None),
+        None => (ResponseBody::Held, Some(BodyStream::open(response)?)),
+        Some(limit) if headers.content_length().is_some_and(|len| len > limit) => {
+            (ResponseBody::TooLarge, None)
+        }
+        Some(limit) => match BodyStream::open(response)?.read_to_end(limit)? {
+            Some(bytes) => (ResponseBody::Bytes(bytes), None),
+            None => (ResponseBody::TooLarge, None),
         },
-        None,
-    ))
+    };
+    let response = Response {
+        status,
+        headers,
+        body,
+    };
+    Ok((response, held))
 }
 
 /// A 2xx body whose announced length lets it be read whole.

@@ -4,12 +4,16 @@
 //! Objects are keyed per repository (`host/repo@digest`: a digest seen in one
 //! repository is not assumed present in another) and tags map to digests
 //! (`host/repo:tag`). Bytes are kept for objects up to 4 MiB; larger ones and
-//! HEAD results are kept as descriptors, upgraded when bytes arrive. Keys
-//! being fetched are marked pending, so a second lookup of the same key waits
-//! for the first instead of asking the registry again.
+//! HEAD results are kept as descriptors, upgraded when bytes arrive.
+//!
+//! A key being fetched (or an object being written) is claimed by the
+//! operation doing it: a second operation on the same key waits for the
+//! first instead of asking the registry again. The claim is a [`Mark`] its
+//! owner holds; it ends when the owner drops it, finished or abandoned, so
+//! no waiter waits on an operation that is gone.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
@@ -26,13 +30,22 @@ pub struct Cached {
     pub data: Option<Arc<Vec<u8>>>,
 }
 
-/// A key being fetched.
+/// What an operation claims while it works on it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CacheKey {
-    /// `host/repo@digest`
+    /// Reading `host/repo@digest`.
     Object(String, Digest),
-    /// `host/repo:tag`
+    /// Reading `host/repo:tag`.
     Tag(String, String),
+    /// Making `host/repo@digest` present (a copy or push of it).
+    Write(String, Digest),
+}
+
+/// A claim on a [`CacheKey`]: while it lives, other operations wait for
+/// its owner's result. Dropping it ends the claim.
+#[derive(Debug)]
+pub struct Mark {
+    _alive: Arc<()>,
 }
 
 /// The cache of one client.
@@ -41,7 +54,10 @@ pub struct Cache {
     disabled: bool,
     objects: HashMap<(String, Digest), Cached>,
     tags: HashMap<(String, String), Digest>,
-    pending: HashSet<CacheKey>,
+    /// Claims, alive while their [`Mark`] is.
+    claims: HashMap<CacheKey, Weak<()>>,
+    /// Claims kept before ended ones are swept out.
+    sweep_at: usize,
 }
 
 impl Cache {
@@ -123,27 +139,30 @@ impl Cache {
         self.insert(&at.cache_namespace(), at.tag.as_deref(), descriptor, data);
     }
 
-    /// Whether `key` is being fetched by another lookup.
-    pub fn is_pending(&self, key: &CacheKey) -> bool {
-        self.pending.contains(key)
+    /// Whether an operation is working on `key` now.
+    pub fn is_claimed(&self, key: &CacheKey) -> bool {
+        self.claims.get(key).is_some_and(|w| w.strong_count() > 0)
     }
 
-    /// Marks `key` as being fetched.
-    pub fn begin(&mut self, key: CacheKey) {
-        if !self.disabled {
-            self.pending.insert(key);
+    /// Claims `key` for the caller, unless another operation holds it:
+    /// `None` then, and the caller waits for that one's result. A disabled
+    /// cache dedupes nothing: every claim succeeds and none is kept.
+    pub fn claim(&mut self, key: CacheKey) -> Option<Mark> {
+        let mark = Mark {
+            _alive: Arc::new(()),
+        };
+        if self.disabled {
+            return Some(mark);
         }
-    }
-
-    /// The fetch of `key` ended (with or without a result).
-    pub fn end(&mut self, key: &CacheKey) {
-        self.pending.remove(key);
-    }
-
-    /// Forgets every pending mark: called when a driver run ends, since no
-    /// operation outlives it.
-    pub fn clear_pending(&mut self) {
-        self.pending.clear();
+        if self.is_claimed(&key) {
+            return None;
+        }
+        if self.claims.len() >= self.sweep_at {
+            self.claims.retain(|_, w| w.strong_count() > 0);
+            self.sweep_at = 2 * self.claims.len() + 16;
+        }
+        self.claims.insert(key, Arc::downgrade(&mark._alive));
+        Some(mark)
     }
 }
 
@@ -191,20 +210,27 @@ mod tests {
         let mut off = Cache::new(false);
         off.insert("h/a", Some("t"), &d, None);
         assert!(off.object("h/a", &d.digest).is_none());
-        off.begin(CacheKey::Tag("h/a".into(), "t".into()));
-        assert!(!off.is_pending(&CacheKey::Tag("h/a".into(), "t".into())));
+        let k = CacheKey::Tag("h/a".into(), "t".into());
+        let _first = off.claim(k.clone());
+        assert!(off.claim(k.clone()).is_some() && !off.is_claimed(&k));
     }
 
     #[test]
-    fn pending_marks() {
+    fn claims_end_with_their_mark() {
         let mut c = Cache::new(true);
         let k = CacheKey::Tag("h/a".into(), "t".into());
-        c.begin(k.clone());
-        assert!(c.is_pending(&k));
-        c.end(&k);
-        assert!(!c.is_pending(&k));
-        c.begin(k.clone());
-        c.clear_pending();
-        assert!(!c.is_pending(&k));
+        let mark = c.claim(k.clone()).expect("unclaimed");
+        assert!(c.is_claimed(&k));
+        assert!(c.claim(k.clone()).is_none(), "held by another");
+        let other = CacheKey::Write("h/a".into(), Digest::sha256(b"x"));
+        assert!(c.claim(other.clone()).is_some(), "another key");
+        drop(mark);
+        assert!(!c.is_claimed(&k), "dropped, finished or not");
+        assert!(c.claim(k).is_some());
+        // Ended claims are swept out as new ones come.
+        for i in 0..100 {
+            drop(c.claim(CacheKey::Tag("h/a".into(), i.to_string())));
+        }
+        assert!(c.claims.len() < 40, "{}", c.claims.len());
     }
 }

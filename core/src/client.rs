@@ -1,16 +1,23 @@
 //! The state one client shares across its operations (as quinn-proto's
 //! `Endpoint` holds what its connections share): configuration, credentials,
-//! tokens obtained, and request ids.
+//! tokens obtained, the cache, the clock as last told, and the answers that
+//! arrived for requests in flight.
+//!
+//! The client is where a driver hands its inputs: the time
+//! ([`Client::set_now`]) and every answer ([`Client::handle_response`]).
+//! Operations take the answers to their own requests when polled, so an
+//! operation composing others never routes a response.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use crate::auth::{AuthScheme, Challenge, Credential};
 use crate::cache::Cache;
-use crate::http::{RequestId, Response, Scheme, Url};
+use crate::http::{Request, RequestId, Response, Scheme, TransportError, Url};
 use crate::policy::{Admission, HostPolicy};
 use crate::reference::{is_docker_hub, DOCKER_HUB_API_HOST};
 use crate::retry::RetryPolicy;
+use crate::time::Instant;
 
 /// How a client is set up.
 #[derive(Debug, Clone)]
@@ -36,6 +43,9 @@ pub struct ClientConfig {
     pub policy: Option<HostPolicy>,
 }
 
+/// An answer as a driver hands it over: a response, or why there is none.
+pub type Answer = std::result::Result<Response, TransportError>;
+
 /// Requests in flight per operation when not configured.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
@@ -60,9 +70,9 @@ pub struct Client {
     config: ClientConfig,
     /// `Authorization` values by (registry host, scope), with when they
     /// stop being used (`None`: never, for tokens configured by the user).
-    tokens: HashMap<(String, String), (String, Option<Duration>)>,
+    tokens: HashMap<(String, String), (String, Option<Instant>)>,
     /// The driver's clock, as last told (time is an input here).
-    now: Duration,
+    now: Instant,
     /// Registries that asked for Basic authentication.
     basic_hosts: HashSet<String>,
     /// The last Bearer challenge of each registry, without its scope: a
@@ -70,10 +80,14 @@ pub struct Client {
     /// 401 round trip.
     challenges: HashMap<String, Challenge>,
     next_id: u64,
+    /// Requests sent and not yet answered, with the authority each went to.
+    in_flight: HashMap<RequestId, String>,
+    /// Answers that arrived, until the operation that asked takes them.
+    answers: HashMap<RequestId, Answer>,
     /// The configured policy's state (buckets, hosts learned).
     policy: Option<HostPolicy>,
     /// What this client has already seen.
-    pub cache: Cache,
+    pub(crate) cache: Cache,
 }
 
 impl Client {
@@ -84,10 +98,12 @@ impl Client {
             cache: Cache::new(config.cache),
             config,
             tokens: HashMap::new(),
-            now: Duration::ZERO,
+            now: Instant::ZERO,
             basic_hosts: HashSet::new(),
             challenges: HashMap::new(),
             next_id: 0,
+            in_flight: HashMap::new(),
+            answers: HashMap::new(),
         }
     }
 
@@ -101,10 +117,53 @@ impl Client {
         self.config.concurrency.max(1)
     }
 
-    /// A fresh request id.
-    pub fn next_request_id(&mut self) -> RequestId {
+    /// Tells the client what time it is (the driver's monotonic clock; it
+    /// never goes back): tokens expire and waits end by it. A driver calls
+    /// it before polling.
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    /// The time as last told.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Hands over the answer to request `id` (or why there is none); the
+    /// operation that sent it takes it when next polled. Answers to requests
+    /// not in flight (forgotten ones) are dropped.
+    pub fn handle_response(&mut self, id: RequestId, answer: Answer) {
+        let Some(authority) = self.in_flight.remove(&id) else {
+            return;
+        };
+        if let (Some(policy), Ok(response)) = (self.policy.as_mut(), &answer) {
+            let challenges = response.headers.get_all("www-authenticate");
+            let location = response.headers.get("location");
+            policy.learn(&authority, response.status, challenges, location, self.now);
+        }
+        self.answers.insert(id, answer);
+    }
+
+    /// Forgets every request in flight and every answer not taken: a driver
+    /// that stops running an operation (finished, or given up) calls it, so
+    /// nothing is kept for operations that are gone.
+    pub fn forget_requests(&mut self) {
+        self.in_flight.clear();
+        self.answers.clear();
+    }
+
+    /// Numbers `request` and records it as in flight; the caller sends it
+    /// as `Output::Send(id, request)`.
+    pub(crate) fn track(&mut self, request: &Request) -> RequestId {
         self.next_id += 1;
-        RequestId(self.next_id)
+        let id = RequestId(self.next_id);
+        self.in_flight.insert(id, request.url.authority.clone());
+        id
+    }
+
+    /// The answer to request `id`, once it arrived.
+    pub(crate) fn take_answer(&mut self, id: RequestId) -> Option<Answer> {
+        self.answers.remove(&id)
     }
 
     /// The URL of `path` on registry `host` (Docker Hub's API host for
@@ -157,7 +216,7 @@ impl Client {
 
     /// The `Authorization` value to send to `host` for `scope`, if one is known.
     pub(crate) fn authorization(&self, host: &str, scope: &str) -> Option<String> {
-        let live = |(_, until): &&(String, Option<Duration>)| until.is_none_or(|u| u > self.now);
+        let live = |(_, until): &&(String, Option<Instant>)| until.is_none_or(|u| u > self.now);
         if let Some((t, _)) = self
             .tokens
             .get(&(host.to_string(), scope.to_string()))
@@ -190,22 +249,6 @@ impl Client {
         }
     }
 
-    /// Lets the configured policy learn from `authority`'s answer (realms,
-    /// redirects, 429s). A driver hands it every response.
-    pub fn observe(&mut self, authority: &str, response: &Response) {
-        if let Some(p) = self.policy.as_mut() {
-            let challenges = response.headers.get_all("www-authenticate");
-            let location = response.headers.get("location");
-            p.learn(authority, response.status, challenges, location, self.now);
-        }
-    }
-
-    /// Tells the client what time it is (the driver's monotonic clock):
-    /// tokens are dropped once their lifetime has passed.
-    pub fn set_now(&mut self, now: Duration) {
-        self.now = self.now.max(now);
-    }
-
     /// Keeps a token for `lifetime` (renewed a little early: a tenth of its
     /// life, at most 10 s); `None` keeps it for good.
     pub(crate) fn store_token(
@@ -215,7 +258,7 @@ impl Client {
         authorization: String,
         lifetime: Option<Duration>,
     ) {
-        let until = lifetime.map(|l| self.now + l - (l / 10).min(Duration::from_secs(10)));
+        let until = lifetime.map(|l| self.now + (l - (l / 10).min(Duration::from_secs(10))));
         self.tokens.insert(
             (host.to_string(), scope.to_string()),
             (authorization, until),
@@ -316,8 +359,9 @@ mod tests {
 
     #[test]
     fn tokens_expire_with_the_clock_the_driver_gives() {
+        let at = |secs| Instant::from_origin(Duration::from_secs(secs));
         let mut c = Client::new(ClientConfig::default());
-        c.set_now(Duration::from_secs(100));
+        c.set_now(at(100));
         c.store_token(
             "h",
             "repository:a:pull",
@@ -329,9 +373,9 @@ mod tests {
             c.authorization("h", "repository:a:pull").as_deref(),
             Some("Bearer t")
         );
-        c.set_now(Duration::from_secs(100 + 289));
+        c.set_now(at(100 + 289));
         assert!(c.authorization("h", "repository:a:pull").is_some());
-        c.set_now(Duration::from_secs(100 + 291));
+        c.set_now(at(100 + 291));
         assert_eq!(
             c.authorization("h", "repository:a:pull"),
             None,
@@ -341,12 +385,38 @@ mod tests {
             c.authorization("h", "repository:b:pull").is_some(),
             "configured tokens do not expire"
         );
-        c.set_now(Duration::from_secs(5));
+        c.set_now(at(5));
         assert_eq!(
             c.authorization("h", "repository:a:pull"),
             None,
             "the clock never goes back"
         );
+    }
+
+    #[test]
+    fn answers_wait_for_their_request_and_strays_are_dropped() {
+        let mut c = Client::new(ClientConfig::default());
+        let request = Request {
+            method: crate::http::Method::Get,
+            url: Url::parse("http://localhost:5000/v2/").unwrap(),
+            headers: crate::http::Headers::new(),
+            body: crate::http::RequestBody::Empty,
+            body_mode: crate::http::BodyMode::Buffer(0),
+        };
+        let (a, b) = (c.track(&request), c.track(&request));
+        assert_ne!(a, b, "ids are unique per client");
+        c.handle_response(RequestId(999), Err(TransportError::transient("stray")));
+        assert!(
+            c.take_answer(RequestId(999)).is_none(),
+            "not in flight: dropped"
+        );
+        c.handle_response(b, Err(TransportError::transient("reset")));
+        assert!(c.take_answer(a).is_none(), "not answered yet");
+        assert!(c.take_answer(b).is_some());
+        assert!(c.take_answer(b).is_none(), "taken once");
+        c.forget_requests();
+        c.handle_response(a, Err(TransportError::transient("late")));
+        assert!(c.take_answer(a).is_none(), "forgotten");
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! The one error type of the core: every failure names the reference, host or
-//! field it is about, so a user can act on it without a debugger.
+//! field it is about, so a user can act on it without a debugger. Who is at
+//! fault decides the variant: the caller's input ([`Error::InvalidReference`],
+//! [`Error::InvalidDigest`], [`Error::InvalidInput`]), the registry or the
+//! network (the rest but [`Error::Internal`]), or ocirelay itself
+//! ([`Error::Internal`]).
+
+use crate::distribution::RegistryError;
+use crate::http::{Response, TransportError, TransportErrorKind};
 
 /// What went wrong, with the offending input quoted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +30,13 @@ pub enum Error {
     /// An argument that makes no sense for the operation (unknown lookup type, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// What an operation needs does not exist (a copy's source, a child).
+    /// A lookup says "not found" with a value instead.
+    #[error("{subject}: not found")]
+    NotFound {
+        /// The reference that does not exist.
+        subject: String,
+    },
     /// Credentials were refused, or a token could not be obtained.
     #[error("authentication to {host} failed: {reason}")]
     Authentication {
@@ -60,16 +74,68 @@ pub enum Error {
         detail: String,
     },
     /// The request never got an HTTP answer (connection refused, DNS, TLS, ...).
-    #[error("cannot reach {host}: {message}")]
+    #[error("{}", transport_message(.host, .cause))]
     Transport {
         /// The host that could not be reached.
         host: String,
-        /// The transport's own words.
-        message: String,
-        /// Whether trying again cannot help (refused by policy, unknown
-        /// host, untrusted certificate), as opposed to a broken connection.
-        permanent: bool,
+        /// What the transport said.
+        cause: TransportError,
     },
+    /// A bug in ocirelay (an operation that stalled, a body that went
+    /// missing between the core and its driver): never the user's doing.
+    #[error("internal error (a bug in ocirelay): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The registry's error answer to a request about `subject`, with the
+    /// code and message of its error body.
+    pub fn registry(subject: impl Into<String>, response: &Response) -> Self {
+        let body = RegistryError::parse(response.bytes());
+        Error::Registry {
+            subject: subject.into(),
+            status: response.status,
+            code: body.code,
+            message: body.message,
+        }
+    }
+
+    /// An answer about `subject` that breaks the protocol.
+    pub fn protocol(subject: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Protocol {
+            subject: subject.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Content for `subject` that does not match its digest or size.
+    pub fn integrity(subject: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Integrity {
+            subject: subject.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// `subject` does not exist.
+    pub fn not_found(subject: impl Into<String>) -> Self {
+        Error::NotFound {
+            subject: subject.into(),
+        }
+    }
+
+    /// No answer from `host`.
+    pub fn transport(host: impl Into<String>, cause: TransportError) -> Self {
+        Error::Transport {
+            host: host.into(),
+            cause,
+        }
+    }
+
+    /// Whether trying the whole operation again may help: a connection
+    /// that broke, not a refusal or a fault of the content.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transport { cause, .. } if !cause.is_permanent())
+    }
 }
 
 fn code_and_message(code: &Option<String>, message: &Option<String>) -> String {
@@ -81,5 +147,44 @@ fn code_and_message(code: &Option<String>, message: &Option<String>) -> String {
     }
 }
 
+fn transport_message(host: &str, cause: &TransportError) -> String {
+    match cause.kind {
+        TransportErrorKind::Unresolved => format!("cannot resolve {host}"),
+        _ => format!("cannot reach {host}: {}", cause.message),
+    }
+}
+
 /// Shorthand for results of the core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Headers, ResponseBody};
+
+    #[test]
+    fn registry_errors_quote_the_body() {
+        let response = Response {
+            status: 403,
+            headers: Headers::new(),
+            body: ResponseBody::Bytes(br#"{"errors":[{"code":"DENIED","message":"no"}]}"#.to_vec()),
+        };
+        let e = Error::registry("r/x:v1", &response);
+        assert_eq!(e.to_string(), "r/x:v1: registry answered 403 DENIED: no");
+    }
+
+    #[test]
+    fn transport_errors_name_the_host() {
+        let e = Error::transport(
+            "nowhere.invalid:5000",
+            TransportError::unresolved("NXDOMAIN"),
+        );
+        assert_eq!(e.to_string(), "cannot resolve nowhere.invalid:5000");
+        assert!(!e.is_transient());
+        let e = Error::transport("h:1", TransportError::transient("connection reset"));
+        assert_eq!(e.to_string(), "cannot reach h:1: connection reset");
+        assert!(e.is_transient());
+        assert!(!Error::transport("h", TransportError::permanent("denied")).is_transient());
+        assert!(!Error::not_found("x").is_transient());
+    }
+}

@@ -192,13 +192,18 @@ pub enum BodyMode {
     /// [`ResponseBody::TooLarge`] without reading further.
     Buffer(u64),
     /// For a 2xx answer, keep the body unread for the caller to stream
-    /// ([`ResponseBody::Held`]), unless its `Content-Length` is at most
-    /// `buffer_up_to`: then read it whole (small blobs are cached). Any other
-    /// answer is buffered (error bodies are small).
+    /// after the operation ([`ResponseBody::Held`]), unless its
+    /// `Content-Length` is at most `buffer_up_to`: then read it whole (small
+    /// blobs are cached). Any other answer is buffered (error bodies are small).
     Stream {
         /// Largest 2xx body read whole instead of held.
         buffer_up_to: u64,
     },
+    /// For a 2xx answer, keep the body unread for the operation's next
+    /// request to send on ([`RequestBody::Transfer`]): a copy's source. Until
+    /// then it still counts as in flight (its connection is busy). Any other
+    /// answer is buffered.
+    Relay,
 }
 
 /// Largest error or token body the core reads.
@@ -217,8 +222,6 @@ pub struct Request {
     pub body: RequestBody,
     /// What to do with the response body.
     pub body_mode: BodyMode,
-    /// Wait this long before sending (a retry); `None`: send now.
-    pub not_before: Option<std::time::Duration>,
 }
 
 /// What a request carries.
@@ -228,8 +231,9 @@ pub enum RequestBody {
     Empty,
     /// These bytes (manifests, small blobs).
     Bytes(Vec<u8>),
-    /// The held body of an earlier response (a blob GET), streamed through
-    /// by the driver without passing through the core: `size` bytes exactly.
+    /// The held body of an earlier response (a blob GET with
+    /// [`BodyMode::Relay`]), streamed through by the driver without passing
+    /// through the core: `size` bytes exactly.
     Transfer {
         /// The request whose held response body to send.
         from: RequestId,
@@ -294,11 +298,22 @@ impl Response {
 /// The request got no HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportError {
-    /// The transport's description (connection refused, DNS, TLS, ...).
+    /// The transport's description (connection refused, TLS, ...).
     pub message: String,
-    /// Trying again cannot help (refused by the host's policy, an unknown
-    /// host, an untrusted certificate): no retry.
-    pub permanent: bool,
+    /// Whether trying again can help.
+    pub kind: TransportErrorKind,
+}
+
+/// Whether a transport failure is worth another try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportErrorKind {
+    /// The connection was refused, reset or timed out: try again.
+    Transient,
+    /// Refused by the host's policy, an untrusted certificate, an unusable
+    /// URL: no retry can mend it.
+    Permanent,
+    /// The host name does not resolve: no retry can mend it either.
+    Unresolved,
 }
 
 impl TransportError {
@@ -306,7 +321,7 @@ impl TransportError {
     pub fn transient(message: impl Into<String>) -> Self {
         TransportError {
             message: message.into(),
-            permanent: false,
+            kind: TransportErrorKind::Transient,
         }
     }
 
@@ -314,8 +329,44 @@ impl TransportError {
     pub fn permanent(message: impl Into<String>) -> Self {
         TransportError {
             message: message.into(),
-            permanent: true,
+            kind: TransportErrorKind::Permanent,
         }
+    }
+
+    /// A host name that does not resolve (`message`: the resolver's words).
+    pub fn unresolved(message: impl Into<String>) -> Self {
+        TransportError {
+            message: message.into(),
+            kind: TransportErrorKind::Unresolved,
+        }
+    }
+
+    /// Whether trying again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        self.kind != TransportErrorKind::Transient
+    }
+}
+
+/// Redirects one request follows before giving up.
+pub const MAX_REDIRECTS: u8 = 5;
+
+/// The redirects one request has followed: the one place redirects are judged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Redirects(u8);
+
+impl Redirects {
+    /// Where the `location` of an answer to `from` leads: an error when it
+    /// is one redirect too many, or not a usable URL.
+    pub fn follow(&mut self, from: &Url, location: &str) -> Result<Url> {
+        self.0 += 1;
+        if self.0 > MAX_REDIRECTS {
+            return Err(Error::protocol(
+                from.to_string(),
+                format!("more than {MAX_REDIRECTS} redirects"),
+            ));
+        }
+        from.join(location)
+            .map_err(|e| Error::protocol(from.to_string(), format!("bad redirect: {e}")))
     }
 }
 
@@ -367,6 +418,27 @@ mod tests {
         assert_eq!(h.get_all("X-a").collect::<Vec<_>>(), vec!["1", "2"]);
         h.set("X-A", "3");
         assert_eq!(h.get_all("x-a").collect::<Vec<_>>(), vec!["3"]);
+    }
+
+    #[test]
+    fn redirects_are_bounded() {
+        let from = Url::parse("https://r.example/v2/a/blobs/x").unwrap();
+        let mut redirects = Redirects::default();
+        for _ in 0..MAX_REDIRECTS {
+            assert_eq!(
+                redirects
+                    .follow(&from, "https://cdn.example/x")
+                    .unwrap()
+                    .authority,
+                "cdn.example"
+            );
+        }
+        let e = redirects.follow(&from, "/again").unwrap_err();
+        assert!(e.to_string().contains("more than 5 redirects"), "{e}");
+        let e = Redirects::default()
+            .follow(&from, "https:///no-host")
+            .unwrap_err();
+        assert!(e.to_string().contains("bad redirect"), "{e}");
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //!
 //! Layout: data model ([`reference`](mod@reference), [`digest`], [`descriptor`],
 //! [`media_type`], [`manifest`], [`platform`]), protocol ([`http`],
-//! [`distribution`], [`auth`]), shared client state ([`client`]), policy
-//! ([`retry`], [`rate_limit`], [`policy`]), and operations as state machines
-//! ([`ops`]) with the registry [`cache`].
+//! [`distribution`], [`auth`]), shared client state ([`client`]) and the
+//! clock it is told ([`time`]), policy ([`retry`], [`rate_limit`],
+//! [`policy`]), and operations as state machines ([`ops`]) with the
+//! registry [`cache`]. [`ops`] says how to drive an operation, how one is
+//! written, and how to add one.
 
 pub mod auth;
 pub mod cache;
@@ -26,6 +28,7 @@ pub mod policy;
 pub mod rate_limit;
 pub mod reference;
 pub mod retry;
+pub mod time;
 
 pub use client::{Client, ClientConfig};
 pub use descriptor::Descriptor;
@@ -34,3 +37,4 @@ pub use error::{Error, Result};
 pub use ops::{Operation, Output};
 pub use platform::Platform;
 pub use reference::Reference;
+pub use time::Instant;

@@ -8,12 +8,12 @@
 //! targets (blob storage). Anything else is refused.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use crate::auth::Challenge;
 use crate::http::Url;
 use crate::rate_limit::{RateSpec, TokenBucket};
 use crate::reference::{is_docker_hub, DOCKER_HUB_API_HOST};
+use crate::time::Instant;
 
 /// Rate limits by host and the hosts that may be reached.
 #[derive(Debug, Clone)]
@@ -29,8 +29,8 @@ pub struct HostPolicy {
 pub enum Admission {
     /// Send it now.
     Go,
-    /// Its host's rate is used up: ask again after this long.
-    Wait(Duration),
+    /// Its host's rate is used up: ask again at this instant.
+    Wait(Instant),
     /// Its host is not on the allow-list.
     Refused,
 }
@@ -66,7 +66,7 @@ impl HostPolicy {
 
     /// Asks to send a request to `authority` at `now`; a `Go` spends one of
     /// its rate's tokens.
-    pub fn admit(&mut self, authority: &str, now: Duration) -> Admission {
+    pub fn admit(&mut self, authority: &str, now: Instant) -> Admission {
         if !self.allows(authority) {
             return Admission::Refused;
         }
@@ -79,7 +79,7 @@ impl HostPolicy {
             .or_insert_with(|| rate.bucket());
         match bucket.take(now) {
             Ok(()) => Admission::Go,
-            Err(wait) => Admission::Wait(wait),
+            Err(wait) => Admission::Wait(now + wait),
         }
     }
 
@@ -92,7 +92,7 @@ impl HostPolicy {
         status: u16,
         www_authenticate: impl IntoIterator<Item = &'a str>,
         location: Option<&str>,
-        now: Duration,
+        now: Instant,
     ) {
         if status == 429 {
             if let Some(b) = self.buckets.get_mut(authority) {
@@ -134,7 +134,9 @@ fn api_host(host: &str) -> String {
 mod tests {
     use super::*;
 
-    const T0: Duration = Duration::ZERO;
+    use std::time::Duration;
+
+    const T0: Instant = Instant::ZERO;
 
     #[test]
     fn learns_realms_and_redirects_of_allowed_hosts_only() {
@@ -164,14 +166,14 @@ mod tests {
         assert_eq!(p.admit("r.example", T0), Admission::Go);
         assert_eq!(
             p.admit("r.example", T0),
-            Admission::Wait(Duration::from_millis(500))
+            Admission::Wait(T0 + Duration::from_millis(500))
         );
         assert_eq!(
             p.admit("other.example", T0),
             Admission::Go,
             "no rate: no limit"
         );
-        let later = Duration::from_secs(10);
+        let later = Instant::from_origin(Duration::from_secs(10));
         p.learn("r.example", 429, [], None, later);
         assert!(matches!(p.admit("r.example", later), Admission::Wait(_)));
         // Docker Hub's own rate is there unless overridden.

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::time::Instant;
+
 use crate::error::{Error, Result};
 
 /// A token bucket: `burst` tokens at most, refilled at `count` per `period`.
@@ -12,7 +14,7 @@ pub struct TokenBucket {
     capacity: f64,
     per_second: f64,
     tokens: f64,
-    last: Duration,
+    last: Instant,
 }
 
 impl TokenBucket {
@@ -22,20 +24,20 @@ impl TokenBucket {
             capacity: f64::from(burst.max(1)),
             per_second: f64::from(count) / period.as_secs_f64().max(f64::MIN_POSITIVE),
             tokens: f64::from(burst.max(1)),
-            last: Duration::ZERO,
+            last: Instant::ZERO,
         }
     }
 
-    fn refill(&mut self, now: Duration) {
+    fn refill(&mut self, now: Instant) {
         if now > self.last {
-            let elapsed = (now - self.last).as_secs_f64();
+            let elapsed = now.saturating_since(self.last).as_secs_f64();
             self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
             self.last = now;
         }
     }
 
     /// Takes a token at `now`; when there is none, how long until there is.
-    pub fn take(&mut self, now: Duration) -> std::result::Result<(), Duration> {
+    pub fn take(&mut self, now: Instant) -> std::result::Result<(), Duration> {
         self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -50,7 +52,7 @@ impl TokenBucket {
     }
 
     /// The host said 429: whatever was left is spent.
-    pub fn empty(&mut self, now: Duration) {
+    pub fn empty(&mut self, now: Instant) {
         self.refill(now);
         self.tokens = 0.0;
     }
@@ -135,35 +137,39 @@ impl RateSpec {
 mod tests {
     use super::*;
 
+    fn at(since_origin: Duration) -> Instant {
+        Instant::from_origin(since_origin)
+    }
+
     const S: Duration = Duration::from_secs(1);
 
     #[test]
     fn burst_then_refill() {
         let mut b = TokenBucket::new(2, S, 3);
         for _ in 0..3 {
-            assert_eq!(b.take(Duration::ZERO), Ok(()));
+            assert_eq!(b.take(at(Duration::ZERO)), Ok(()));
         }
         assert_eq!(
-            b.take(Duration::ZERO),
+            b.take(at(Duration::ZERO)),
             Err(Duration::from_millis(500)),
             "2 per second: half a second"
         );
-        assert_eq!(b.take(Duration::from_millis(500)), Ok(()));
-        assert!(b.take(Duration::from_millis(500)).is_err());
+        assert_eq!(b.take(at(Duration::from_millis(500))), Ok(()));
+        assert!(b.take(at(Duration::from_millis(500))).is_err());
         // Refill never exceeds the burst.
         let t = Duration::from_secs(100);
         for _ in 0..3 {
-            assert_eq!(b.take(t), Ok(()));
+            assert_eq!(b.take(at(t)), Ok(()));
         }
-        assert!(b.take(t).is_err());
+        assert!(b.take(at(t)).is_err());
     }
 
     #[test]
     fn a_429_empties_the_bucket() {
         let mut b = TokenBucket::new(300, Duration::from_secs(60), 300);
-        b.empty(Duration::ZERO);
-        assert_eq!(b.take(Duration::ZERO), Err(Duration::from_millis(200)));
-        assert_eq!(b.take(Duration::from_millis(200)), Ok(()));
+        b.empty(at(Duration::ZERO));
+        assert_eq!(b.take(at(Duration::ZERO)), Err(Duration::from_millis(200)));
+        assert_eq!(b.take(at(Duration::from_millis(200))), Ok(()));
     }
 
     #[test]

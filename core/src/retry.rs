@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use crate::time::Instant;
+
 /// How persistent to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -43,25 +45,49 @@ pub enum Attempt<'a> {
     ConnectionFailed,
 }
 
-/// One request's retry history under a policy: tries made and waits asked.
+impl<'a> From<&'a crate::http::Response> for Attempt<'a> {
+    fn from(response: &'a crate::http::Response) -> Self {
+        Attempt::Status {
+            status: response.status,
+            retry_after: response.headers.get("retry-after"),
+            date: response.headers.get("date"),
+        }
+    }
+}
+
+/// One request's retry history under a policy: tries made, waits asked,
+/// and when the next try may go. The one place a retry is scheduled.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Retries {
     tries: u32,
     waited: Duration,
+    not_before: Option<Instant>,
 }
 
 impl Retries {
     /// Counts a try as sent.
     pub fn sent(&mut self) {
         self.tries += 1;
+        self.not_before = None;
     }
 
-    /// The wait before the next try after `attempt` failed, or `None` to
-    /// give up; the wait counts toward the deadline.
-    pub fn next(&mut self, policy: &RetryPolicy, attempt: Attempt<'_>) -> Option<Duration> {
-        let delay = policy.decide(attempt, self.tries, self.waited)?;
-        self.waited += delay;
-        Some(delay)
+    /// After `attempt` failed at `now`: schedules the next try (`true`; it
+    /// may go once [`Retries::wait_until`] says so), or gives up (`false`).
+    /// The wait counts toward the policy's deadline.
+    pub fn schedule(&mut self, policy: &RetryPolicy, attempt: Attempt<'_>, now: Instant) -> bool {
+        match policy.decide(attempt, self.tries, self.waited) {
+            Some(delay) => {
+                self.waited += delay;
+                self.not_before = Some(now + delay);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The instant the next try must wait for, while `now` is before it.
+    pub fn wait_until(&self, now: Instant) -> Option<Instant> {
+        self.not_before.filter(|at| *at > now)
     }
 }
 
@@ -218,6 +244,31 @@ mod tests {
             date: None,
         };
         assert_eq!(p.decide(a, 1, Duration::ZERO), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn retries_schedule_the_next_try_on_the_given_clock() {
+        let p = RetryPolicy::default();
+        let mut r = Retries::default();
+        let t0 = Instant::from_origin(Duration::from_secs(10));
+        r.sent();
+        assert_eq!(r.wait_until(t0), None, "nothing scheduled");
+        let busy = Attempt::Status {
+            status: 503,
+            retry_after: Some("2"),
+            date: None,
+        };
+        assert!(r.schedule(&p, busy, t0));
+        let due = t0 + Duration::from_secs(2);
+        assert_eq!(r.wait_until(t0), Some(due));
+        assert_eq!(r.wait_until(due), None, "due now");
+        r.sent();
+        assert!(r.schedule(&p, Attempt::ConnectionFailed, due));
+        r.sent();
+        assert!(
+            !r.schedule(&p, Attempt::ConnectionFailed, due),
+            "three tries in all"
+        );
     }
 
     #[test]

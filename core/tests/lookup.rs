@@ -7,10 +7,10 @@ use ocirelay_core::http::{
 };
 use ocirelay_core::media_type::{MANIFEST_ACCEPT, OCI_MANIFEST};
 use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupKind, LookupOptions};
-use ocirelay_core::{Client, ClientConfig, Digest, Error, Operation, Output, Reference};
+use ocirelay_core::{Client, ClientConfig, Digest, Error, Instant, Operation, Output, Reference};
 
 mod common;
-use common::{client, drive, manifest_ok, response, urls};
+use common::{client, drive, drive_timed, manifest_ok, response, urls, Sent};
 
 const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
 
@@ -600,10 +600,10 @@ fn concurrent_lookups_of_one_key_share_one_request() {
         panic!("a sends")
     };
     assert!(
-        matches!(b.poll_output(&mut c), Output::Wait),
+        matches!(b.poll_output(&mut c), Output::Wait(None)),
         "b waits for a's answer"
     );
-    a.handle_response(&mut c, id, Ok(manifest_ok(MANIFEST, None)));
+    c.handle_response(id, Ok(manifest_ok(MANIFEST, None)));
     assert!(matches!(a.poll_output(&mut c), Output::Done(Ok(Some(_)))));
     let Output::Done(Ok(Some(found))) = b.poll_output(&mut c) else {
         panic!("b answered from the cache")
@@ -611,9 +611,15 @@ fn concurrent_lookups_of_one_key_share_one_request() {
     assert!(matches!(found.body, Body::Bytes(ref x) if x == MANIFEST));
 }
 
+/// The waits between consecutive requests, in seconds.
+fn waits(sent: &[Sent]) -> Vec<u64> {
+    sent.windows(2)
+        .map(|w| w[1].at.saturating_since(w[0].at).as_secs())
+        .collect()
+}
+
 #[test]
 fn server_errors_and_429_are_retried_not_before_the_delay() {
-    use std::time::Duration;
     let mut c = client(&[]);
     let mut answers = vec![
         response(503, &[], b""),
@@ -621,18 +627,30 @@ fn server_errors_and_429_are_retried_not_before_the_delay() {
         manifest_ok(MANIFEST, None),
     ]
     .into_iter();
-    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
-        Ok(answers.next().unwrap())
-    });
+    let reference = Reference::parse("localhost:5000/foo:v1").unwrap();
+    let mut op = Lookup::new(reference, GET_MANIFEST).unwrap();
+    let (found, sent) = drive_timed(&mut c, &mut op, |_| Ok(answers.next().unwrap()));
     assert!(found.unwrap().is_some());
-    let delays: Vec<_> = sent.iter().map(|r| r.not_before).collect();
     assert_eq!(
-        delays,
-        [
-            None,
-            Some(Duration::from_secs(1)),
-            Some(Duration::from_secs(3))
-        ]
+        waits(&sent),
+        [1, 3],
+        "a second after the 503, Retry-After after the 429"
+    );
+
+    // Until the wait is over the lookup says until when, and sends nothing.
+    let mut c = client(&[]);
+    let reference = Reference::parse("localhost:5000/foo:v1").unwrap();
+    let mut op = Lookup::new(reference, GET_MANIFEST).unwrap();
+    let Output::Send(id, _) = op.poll_output(&mut c) else {
+        panic!("sends")
+    };
+    c.handle_response(id, Ok(response(503, &[], b"")));
+    let due = c.now() + std::time::Duration::from_secs(1);
+    assert!(matches!(op.poll_output(&mut c), Output::Wait(Some(t)) if t == due));
+    c.set_now(due);
+    assert!(
+        matches!(op.poll_output(&mut c), Output::Send(..)),
+        "due now"
     );
 
     // A permanent 500: three tries in all, then the error, naming the reference.
@@ -731,14 +749,15 @@ fn an_expired_token_is_not_sent_and_a_new_one_is_fetched() {
             response(401, &[("WWW-Authenticate", challenge)], b"")
         })
     };
-    c.set_now(Duration::from_secs(1000));
+    let at = |secs| Instant::from_origin(Duration::from_secs(secs));
+    c.set_now(at(1000));
     let (_, sent) = lookup(&mut c, "r.example/foo:v1", HEAD_MANIFEST, &mut answer);
     assert_eq!(sent.len(), 3, "401, token, retry");
-    c.set_now(Duration::from_secs(1200));
+    c.set_now(at(1200));
     let (_, sent) = lookup(&mut c, "r.example/foo:v2", HEAD_MANIFEST, &mut answer);
     assert_eq!(sent.len(), 1, "still fresh");
     assert_eq!(sent[0].headers.get("authorization"), Some("Bearer t1"));
-    c.set_now(Duration::from_secs(1000 + 300));
+    c.set_now(at(1000 + 300));
     let (found, sent) = lookup(&mut c, "r.example/foo:v3", HEAD_MANIFEST, &mut answer);
     assert!(found.unwrap().is_some());
     // The expired token is not sent: a new one is asked for first, from the
@@ -754,7 +773,9 @@ fn token_requests_are_retried_like_any_other() {
     let digest = Digest::sha256(MANIFEST).to_string();
     let mut c = client(&[]);
     let mut token_tries = 0;
-    let (found, sent) = lookup(&mut c, "r.example/foo:v1", HEAD_MANIFEST, |req| {
+    let reference = Reference::parse("r.example/foo:v1").unwrap();
+    let mut op = Lookup::new(reference, HEAD_MANIFEST).unwrap();
+    let (found, sent) = drive_timed(&mut c, &mut op, |req| {
         if req.url.authority == "auth.example" {
             token_tries += 1;
             return match token_tries {
@@ -769,11 +790,11 @@ fn token_requests_are_retried_like_any_other() {
         })
     });
     assert!(found.unwrap().is_some());
-    let delays: Vec<_> = sent
-        .iter()
-        .map(|r| r.not_before.map(|d| d.as_secs()))
-        .collect();
-    assert_eq!(delays, [None, None, Some(2), Some(1), None]);
+    assert_eq!(
+        waits(&sent),
+        [0, 2, 1, 0],
+        "401, token 503 (Retry-After: 2), token reset (1 s), token, HEAD"
+    );
 
     // A token server that keeps failing ends in an error naming it.
     let mut c = client(&[]);

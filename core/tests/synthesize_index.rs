@@ -497,15 +497,15 @@ fn a_batch_runs_queries_side_by_side_sharing_the_cache() {
         head: false,
     };
     let mut batch = Batch::new(vec![
-        Query::SynthesizeIndex(r.clone()),
-        Query::SynthesizeIndex(r.clone()),
-        Query::Lookup(r.clone(), head),
-        Query::Lookup(r.clone(), bad_blob),
+        Ok(Query::SynthesizeIndex(r.clone())),
+        Ok(Query::SynthesizeIndex(r.clone())),
+        Ok(Query::Lookup(r.clone(), head)),
+        Ok(Query::Lookup(r.clone(), bad_blob)),
+        Err(Error::InvalidInput("unparsable".into())),
     ]);
     let mut c = client(&[]);
     let (out, sent, most) = drive_concurrently(&mut c, &mut batch, |req| reg.answer(req));
-    let out = out.unwrap();
-    assert_eq!(out.len(), 4, "one outcome per query, in order");
+    assert_eq!(out.len(), 5, "one outcome per query, in order");
     let (Ok(Some(Answer::Index(x))), Ok(Some(Answer::Index(y)))) = (&out[0], &out[1]) else {
         panic!("{out:?}")
     };
@@ -519,6 +519,7 @@ fn a_batch_runs_queries_side_by_side_sharing_the_cache() {
         .unwrap_err()
         .to_string()
         .contains("a blob lookup needs a digest"));
+    assert!(matches!(&out[4], Err(Error::InvalidInput(m)) if m == "unparsable"));
     assert_eq!(
         sent.len(),
         1 + 2 * 2,
@@ -526,4 +527,48 @@ fn a_batch_runs_queries_side_by_side_sharing_the_cache() {
         urls(&sent)
     );
     assert!(most >= 2);
+}
+
+#[test]
+fn a_query_that_fails_holding_a_claim_does_not_leave_another_waiting() {
+    use ocirelay_core::ops::batch::{Answer, Batch, Query};
+    let mut reg = ScriptedRegistry::default();
+    let (shared, _) = image(&mut reg, false, config("linux", "amd64"));
+    let missing = Descriptor::new(OCI_MANIFEST, Digest::sha256(b"not there"), 9);
+    // The first index lists a manifest the registry does not have, before
+    // the one both indexes share: reading it fails the first query while
+    // its read of the shared manifest is in flight, holding the claim on it.
+    put_index(
+        &mut reg,
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry(&missing, None, None), entry(&shared, None, None)]}),
+        "broken",
+    );
+    put_index(
+        &mut reg,
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry(&shared, None, None)]}),
+        "fine",
+    );
+    let query = |tag: &str| {
+        let r = Reference::parse(&format!("{HOST}/{REPO}:{tag}")).unwrap();
+        Ok(Query::SynthesizeIndex(r))
+    };
+    let mut batch = Batch::new(vec![query("broken"), query("fine")]);
+    let mut c = client(&[]);
+    let (out, sent, _) = drive_concurrently(&mut c, &mut batch, |req| reg.answer(req));
+    let err = out[0].as_ref().unwrap_err().to_string();
+    assert!(err.contains("missing from the registry"), "{err}");
+    let Ok(Some(Answer::Index(index))) = &out[1] else {
+        panic!("the other query went on: {out:?}")
+    };
+    assert_eq!(index.manifests[0].digest, shared.digest);
+    let shared_reads = sent
+        .iter()
+        .filter(|q| q.url.path_and_query.ends_with(&shared.digest.to_string()))
+        .count();
+    assert_eq!(
+        shared_reads,
+        2,
+        "asked again once the claim ended: {:#?}",
+        urls(&sent)
+    );
 }

@@ -1,4 +1,6 @@
-//! Errors of the host, each mapped to an exit code.
+//! Errors of the host, each mapped to an exit code by who must act on it:
+//! 2 the user (bad input), 1 the registry or the network (a failed
+//! operation), 3 ourselves (a bug in ocirelay).
 
 use crate::runtime::wit;
 
@@ -14,7 +16,7 @@ pub enum HostError {
     /// Set-up outside the component failed (credentials, TLS roots, ...).
     #[error("{0}")]
     Setup(String),
-    /// Writing the output failed (a closed pipe is not reported).
+    /// Writing the output failed (a reader that went away is not reported).
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
     /// The wasm runtime failed (a trap is a bug in ocirelay).
@@ -25,6 +27,9 @@ pub enum HostError {
         /// wasmtime's error.
         source: wasmtime::Error,
     },
+    /// A bug in ocirelay outside the component.
+    #[error("internal error (a bug in ocirelay): {0}")]
+    Internal(String),
 }
 
 impl HostError {
@@ -34,17 +39,25 @@ impl HostError {
     }
 
     /// The process exit code: 2 for input the user must fix, 1 for a failed
-    /// operation (registry, network, authentication, integrity), 3 for a
-    /// failure of ocirelay itself.
+    /// operation (registry, network, authentication, integrity, not found),
+    /// 3 for a failure of ocirelay itself.
     pub fn exit_code(&self) -> i32 {
         match self {
-            HostError::Usage(_) => 2,
-            HostError::Component(wit::Error::InvalidReference(_) | wit::Error::InvalidInput(_)) => {
+            HostError::Usage(_)
+            | HostError::Component(wit::Error::InvalidReference(_) | wit::Error::InvalidInput(_)) => {
                 2
             }
+            HostError::Runtime { .. }
+            | HostError::Internal(_)
+            | HostError::Component(wit::Error::Internal(_)) => 3,
             HostError::Component(_) | HostError::Setup(_) | HostError::Output(_) => 1,
-            HostError::Runtime { .. } => 3,
         }
+    }
+
+    /// Whether this is a write to a reader that went away (`| head`):
+    /// nothing is left to say to anyone.
+    pub fn is_closed_output(&self) -> bool {
+        matches!(self, HostError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }
 
@@ -60,6 +73,7 @@ impl From<ocirelay_core::Error> for HostError {
             ocirelay_core::Error::InvalidReference { .. }
             | ocirelay_core::Error::InvalidDigest { .. }
             | ocirelay_core::Error::InvalidInput(_) => HostError::Usage(e.to_string()),
+            ocirelay_core::Error::Internal(_) => HostError::Internal(e.to_string()),
             other => HostError::Setup(other.to_string()),
         }
     }
@@ -69,10 +83,12 @@ fn component_message(e: &wit::Error) -> &str {
     match e {
         wit::Error::InvalidReference(m)
         | wit::Error::InvalidInput(m)
+        | wit::Error::NotFound(m)
         | wit::Error::Authentication(m)
         | wit::Error::Registry(m)
         | wit::Error::Integrity(m)
         | wit::Error::Protocol(m)
-        | wit::Error::Transport(m) => m,
+        | wit::Error::Transport(m)
+        | wit::Error::Internal(m) => m,
     }
 }

@@ -5,14 +5,18 @@
 //! outgoing-request policy, and the command line.
 
 mod commands;
+mod convert;
 mod credentials;
 mod error;
 mod hooks;
 mod idle;
 mod output;
 mod policy;
+mod queries;
 mod runtime;
 mod settings;
+
+use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -109,6 +113,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not for a pipe or a file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -124,7 +130,7 @@ fn main() {
     match runtime.block_on(run(cli)) {
         Ok(()) => {}
         // The reader went away (`| head`): nothing left to say to anyone.
-        Err(HostError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) if e.is_closed_output() => {}
         Err(e) => {
             eprintln!("ocirelay: error: {e}");
             std::process::exit(e.exit_code());
@@ -138,10 +144,8 @@ impl Command {
     fn hosts(&self) -> Result<Vec<String>, HostError> {
         let refs: Vec<ocirelay_core::Reference> = match self {
             Command::Lookup(args) => commands::lookup::parse_items(&args.items)?
-                .into_iter()
-                .map(|q| match q {
-                    runtime::Query::Lookup(r, _) | runtime::Query::Index(r) => r,
-                })
+                .iter()
+                .map(|q| q.reference().clone())
                 .collect(),
             Command::Index(args) => args
                 .refs

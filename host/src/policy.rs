@@ -35,14 +35,16 @@ impl Policy {
     /// host is not allowed, else after its rate allows.
     pub async fn admit(&self, authority: &str) -> Result<(), Refused> {
         loop {
+            let now = self.now();
             let admission = match self.inner.lock() {
-                Ok(mut p) => p.admit(authority, self.started.elapsed()),
+                Ok(mut p) => p.admit(authority, now),
                 Err(_) => Admission::Refused,
             };
             match admission {
                 Admission::Go => return Ok(()),
                 Admission::Refused => return Err(Refused),
-                Admission::Wait(wait) => {
+                Admission::Wait(at) => {
+                    let wait = at.saturating_since(now);
                     tracing::debug!(host = authority, ?wait, "rate limited");
                     tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
                 }
@@ -59,14 +61,14 @@ impl Policy {
         let location = headers
             .get(http::header::LOCATION)
             .and_then(|v| v.to_str().ok());
+        let now = self.now();
         if let Ok(mut p) = self.inner.lock() {
-            p.learn(
-                authority,
-                status,
-                challenges,
-                location,
-                self.started.elapsed(),
-            );
+            p.learn(authority, status, challenges, location, now);
         }
+    }
+
+    /// The policy's clock: time since it was made.
+    fn now(&self) -> ocirelay_core::Instant {
+        ocirelay_core::Instant::from_origin(self.started.elapsed())
     }
 }

@@ -12,6 +12,11 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use ocirelay_core::index::Index;
+use ocirelay_core::ops::batch::{Answer, Query};
+use ocirelay_core::ops::lookup::LookupOptions;
+use ocirelay_core::{Descriptor, Reference};
+
 use crate::error::HostError;
 use crate::hooks::{pooled_client, Hooks, Traffic};
 use crate::policy::Policy;
@@ -141,65 +146,78 @@ pub struct Session {
     client: ResourceAny,
 }
 
-/// What a lookup found: its descriptor and a reader of its content.
-pub struct Found {
-    /// The descriptor as the component reported it.
-    pub descriptor: wit::Descriptor,
-    reader: ResourceAny,
+/// A found object: its descriptor, and a reader of its content in the
+/// component (checked against the digest as it is read).
+pub struct Reader {
+    /// What was found.
+    pub descriptor: Descriptor,
+    resource: ResourceAny,
 }
 
 impl Session {
+    /// A reader for `resource`, with its descriptor.
+    async fn reader(&mut self, resource: ResourceAny) -> Result<Reader, HostError> {
+        let descriptor = self
+            .relay
+            .ocirelay_registry_registry()
+            .blob_reader()
+            .call_descriptor(&mut self.store, resource)
+            .await
+            .map_err(HostError::runtime("reading a descriptor"))?;
+        Ok(Reader {
+            descriptor: (&descriptor).try_into()?,
+            resource,
+        })
+    }
+
     /// Looks `reference` up; `None` when it does not exist.
     pub async fn lookup(
         &mut self,
-        reference: &ocirelay_core::Reference,
-        options: wit::LookupOptions,
-    ) -> Result<Option<Found>, HostError> {
-        let reference = to_wit(reference);
-        let api = self.relay.ocirelay_registry_registry();
-        let found = api
+        reference: &Reference,
+        options: LookupOptions,
+    ) -> Result<Option<Reader>, HostError> {
+        let found = self
+            .relay
+            .ocirelay_registry_registry()
             .client()
-            .call_lookup(&mut self.store, self.client, &reference, options)
+            .call_lookup(
+                &mut self.store,
+                self.client,
+                &reference.into(),
+                options.into(),
+            )
             .await
             .map_err(HostError::runtime("calling lookup"))??;
-        let Some(reader) = found else { return Ok(None) };
-        let descriptor = api
-            .blob_reader()
-            .call_descriptor(&mut self.store, reader)
-            .await
-            .map_err(HostError::runtime("reading a descriptor"))?;
-        Ok(Some(Found { descriptor, reader }))
+        match found {
+            Some(resource) => Ok(Some(self.reader(resource).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The synthesized index of `reference`; `None` when it does not exist.
     pub async fn synthesize_index(
         &mut self,
-        reference: &ocirelay_core::Reference,
-    ) -> Result<Option<wit::Index>, HostError> {
-        let reference = to_wit(reference);
-        Ok(self
+        reference: &Reference,
+    ) -> Result<Option<Index>, HostError> {
+        let index = self
             .relay
             .ocirelay_registry_registry()
             .client()
-            .call_synthesize_index(&mut self.store, self.client, &reference)
+            .call_synthesize_index(&mut self.store, self.client, &reference.into())
             .await
-            .map_err(HostError::runtime("calling synthesize-index"))??)
+            .map_err(HostError::runtime("calling synthesize-index"))??;
+        index.as_ref().map(TryInto::try_into).transpose()
     }
 
     /// Runs `queries` side by side in the component; one outcome each, in order.
     pub async fn batch(
         &mut self,
         queries: &[Query],
-    ) -> Result<Vec<Result<Option<Answer>, HostError>>, HostError> {
-        let queries: Vec<wit::Query> = queries
-            .iter()
-            .map(|q| match q {
-                Query::Lookup(r, options) => wit::Query::Lookup((to_wit(r), *options)),
-                Query::Index(r) => wit::Query::SynthesizeIndex(to_wit(r)),
-            })
-            .collect();
-        let api = self.relay.ocirelay_registry_registry();
-        let results = api
+    ) -> Result<Vec<Result<Option<Answer<Reader>>, HostError>>, HostError> {
+        let queries: Vec<wit::Query> = queries.iter().map(Into::into).collect();
+        let results = self
+            .relay
+            .ocirelay_registry_registry()
             .client()
             .call_batch(&mut self.store, self.client, &queries)
             .await
@@ -207,15 +225,12 @@ impl Session {
         let mut out = Vec::with_capacity(results.len());
         for result in results {
             out.push(match result {
-                Ok(Some(wit::Answer::Found(reader))) => {
-                    let descriptor = api
-                        .blob_reader()
-                        .call_descriptor(&mut self.store, reader)
-                        .await
-                        .map_err(HostError::runtime("reading a descriptor"))?;
-                    Ok(Some(Answer::Found(Found { descriptor, reader })))
+                Ok(Some(wit::Answer::Found(resource))) => {
+                    Ok(Some(Answer::Found(self.reader(resource).await?)))
                 }
-                Ok(Some(wit::Answer::Index(index))) => Ok(Some(Answer::Index(index))),
+                Ok(Some(wit::Answer::Index(index))) => {
+                    (&index).try_into().map(|i| Some(Answer::Index(i)))
+                }
                 Ok(None) => Ok(None),
                 Err(e) => Err(HostError::from(e)),
             });
@@ -226,87 +241,64 @@ impl Session {
     /// Copies manifest `src` (with all its children) to `dst`.
     pub async fn copy_manifest(
         &mut self,
-        src: &ocirelay_core::Reference,
-        dst: &ocirelay_core::Reference,
-    ) -> Result<wit::Descriptor, HostError> {
+        src: &Reference,
+        dst: &Reference,
+    ) -> Result<Descriptor, HostError> {
         let children = wit::ChildRefs {
             by_digest: Vec::new(),
             fallback: None,
         };
-        Ok(self
+        let d = self
             .relay
             .ocirelay_registry_registry()
             .client()
             .call_copy_manifest(
                 &mut self.store,
                 self.client,
-                &to_wit(src),
-                &to_wit(dst),
+                &src.into(),
+                &dst.into(),
                 &children,
             )
             .await
-            .map_err(HostError::runtime("calling copy-manifest"))??)
+            .map_err(HostError::runtime("calling copy-manifest"))??;
+        (&d).try_into()
     }
 
     /// Copies blob `src` to `dst`.
     pub async fn copy_blob(
         &mut self,
-        src: &ocirelay_core::Reference,
-        dst: &ocirelay_core::Reference,
-    ) -> Result<wit::Descriptor, HostError> {
-        Ok(self
+        src: &Reference,
+        dst: &Reference,
+    ) -> Result<Descriptor, HostError> {
+        let d = self
             .relay
             .ocirelay_registry_registry()
             .client()
-            .call_copy_blob(&mut self.store, self.client, &to_wit(src), &to_wit(dst))
+            .call_copy_blob(&mut self.store, self.client, &src.into(), &dst.into())
             .await
-            .map_err(HostError::runtime("calling copy-blob"))??)
+            .map_err(HostError::runtime("calling copy-blob"))??;
+        (&d).try_into()
     }
 
-    /// The next chunk of `found`'s content; empty at the end (which is
+    /// The next chunk of `reader`'s content; empty at the end (which is
     /// where a digest or size mismatch is reported).
-    pub async fn read(&mut self, found: &Found, max: u64) -> Result<Vec<u8>, HostError> {
+    pub async fn read(&mut self, reader: &Reader, max: u64) -> Result<Vec<u8>, HostError> {
         Ok(self
             .relay
             .ocirelay_registry_registry()
             .blob_reader()
-            .call_read(&mut self.store, found.reader, max)
+            .call_read(&mut self.store, reader.resource, max)
             .await
             .map_err(HostError::runtime("reading content"))??)
     }
 
-    /// Releases `found`'s reader in the component.
-    pub async fn close(&mut self, found: Found) -> Result<(), HostError> {
-        found
-            .reader
+    /// Releases `reader` in the component.
+    pub async fn close(&mut self, reader: Reader) -> Result<(), HostError> {
+        reader
+            .resource
             .resource_drop_async(&mut self.store)
             .await
             .map_err(HostError::runtime("closing a reader"))
-    }
-}
-
-/// One query of a batch.
-pub enum Query {
-    /// A lookup with its options.
-    Lookup(ocirelay_core::Reference, wit::LookupOptions),
-    /// A synthesized index.
-    Index(ocirelay_core::Reference),
-}
-
-/// What a query found.
-pub enum Answer {
-    /// A looked-up object.
-    Found(Found),
-    /// A synthesized index.
-    Index(wit::Index),
-}
-
-fn to_wit(reference: &ocirelay_core::Reference) -> wit::Reference {
-    wit::Reference {
-        host: reference.host.clone(),
-        repository: reference.repository.clone(),
-        tag: reference.tag.clone(),
-        digest: reference.digest.as_ref().map(ToString::to_string),
     }
 }
 
@@ -411,8 +403,8 @@ mod tests {
                 }),
             };
             let mut session = runtime.session(config.clone()).await.expect("a session");
-            let head = wit::LookupOptions {
-                kind: wit::LookupKind::Manifest,
+            let head = LookupOptions {
+                kind: ocirelay_core::ops::lookup::LookupKind::Manifest,
                 head: true,
             };
             let elsewhere = ocirelay_core::Reference::parse(&format!("{stranger}/x:y")).unwrap();

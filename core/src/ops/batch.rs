@@ -4,12 +4,12 @@
 
 use crate::client::Client;
 use crate::error::Result;
-use crate::http::{RequestId, Response, TransportError};
 use crate::index::Index;
-use crate::ops::group::{Group, GroupOutput};
+use crate::ops::group::Group;
 use crate::ops::lookup::{Found, Lookup, LookupOptions};
 use crate::ops::synthesize_index::SynthesizeIndex;
 use crate::ops::{Operation, Output};
+use crate::ready;
 use crate::reference::Reference;
 
 /// One query of a batch.
@@ -21,79 +21,61 @@ pub enum Query {
     SynthesizeIndex(Reference),
 }
 
-/// What a query found.
+impl Query {
+    /// The reference queried.
+    pub fn reference(&self) -> &Reference {
+        match self {
+            Query::Lookup(r, _) | Query::SynthesizeIndex(r) => r,
+        }
+    }
+}
+
+/// What a query found: an object (a [`Found`], or whatever a driver makes
+/// of one, such as a reader of its content), or an index.
 #[derive(Debug)]
-pub enum Answer {
+// Answers are few (one per query), and `F` is as large as an index by default.
+#[allow(clippy::large_enum_variant)]
+pub enum Answer<F = Found> {
     /// A looked-up object.
-    Found(Found),
+    Found(F),
     /// A synthesized index.
     Index(Index),
 }
 
+/// A query's outcome: its answer, `None` when it found nothing, or why it failed.
+pub type Outcome = Result<Option<Answer>>;
+
 /// A running query.
-#[derive(Debug)]
-enum Running {
-    Lookup(Box<Lookup>),
-    Index(SynthesizeIndex),
-}
-
-impl Operation for Running {
-    type Outcome = Option<Answer>;
-
-    fn poll_output(&mut self, client: &mut Client) -> Output<Option<Answer>> {
-        match self {
-            Running::Lookup(op) => match op.poll_output(client) {
-                Output::Done(r) => Output::Done(r.map(|f| f.map(Answer::Found))),
-                Output::Send(id, req) => Output::Send(id, req),
-                Output::Wait => Output::Wait,
-            },
-            Running::Index(op) => match op.poll_output(client) {
-                Output::Done(r) => Output::Done(r.map(|i| i.map(Answer::Index))),
-                Output::Send(id, req) => Output::Send(id, req),
-                Output::Wait => Output::Wait,
-            },
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        client: &mut Client,
-        id: RequestId,
-        response: std::result::Result<Response, TransportError>,
-    ) {
-        match self {
-            Running::Lookup(op) => op.handle_response(client, id, response),
-            Running::Index(op) => op.handle_response(client, id, response),
-        }
-    }
-}
+type Running = Box<dyn Operation<Outcome = Outcome>>;
 
 /// The batch state machine.
 #[derive(Debug)]
 pub struct Batch {
     running: Group<usize, Running>,
-    outcomes: Vec<Option<Result<Option<Answer>>>>,
+    outcomes: Vec<Option<Outcome>>,
 }
 
 impl Batch {
-    /// A batch of `queries`; a query that is invalid on its face (a blob
-    /// lookup without digest) fails alone, at once.
-    pub fn new(queries: Vec<Query>) -> Self {
+    /// A batch of `queries`; one that failed before it could run (a
+    /// reference that did not parse, a blob lookup without digest) keeps its
+    /// error as its outcome, and the others run.
+    pub fn new(queries: impl IntoIterator<Item = Result<Query>>) -> Self {
         let mut running = Group::new();
-        let mut outcomes = Vec::with_capacity(queries.len());
-        for (i, q) in queries.into_iter().enumerate() {
-            match q {
-                Query::Lookup(r, options) => match Lookup::new(r, options) {
-                    Ok(op) => {
-                        running.push(i, Running::Lookup(Box::new(op)));
-                        outcomes.push(None);
-                    }
-                    Err(e) => outcomes.push(Some(Err(e))),
-                },
-                Query::SynthesizeIndex(r) => {
-                    running.push(i, Running::Index(SynthesizeIndex::new(r)));
+        let mut outcomes = Vec::new();
+        for (i, query) in queries.into_iter().enumerate() {
+            let op: Result<Running> = query.and_then(|q| match q {
+                Query::Lookup(r, options) => Lookup::new(r, options)
+                    .map(|op| Box::new(op.map(|o| o.map(|f| f.map(Answer::Found)))) as Running),
+                Query::SynthesizeIndex(r) => Ok(Box::new(
+                    SynthesizeIndex::new(r).map(|o| o.map(|i| i.map(Answer::Index))),
+                )),
+            });
+            match op {
+                Ok(op) => {
+                    running.push(i, op);
                     outcomes.push(None);
                 }
+                Err(e) => outcomes.push(Some(Err(e))),
             }
         }
         Batch { running, outcomes }
@@ -101,28 +83,15 @@ impl Batch {
 }
 
 impl Operation for Batch {
-    type Outcome = Vec<Result<Option<Answer>>>;
+    /// One outcome per query, in input order.
+    type Outcome = Vec<Outcome>;
 
-    fn poll_output(&mut self, client: &mut Client) -> Output<Self::Outcome> {
-        loop {
-            match self.running.poll(client) {
-                GroupOutput::Send(id, request) => return Output::Send(id, request),
-                GroupOutput::Finished(i, outcome) => self.outcomes[i] = Some(outcome),
-                GroupOutput::Wait if !self.running.is_empty() => return Output::Wait,
-                GroupOutput::Wait => {
-                    let outcomes = std::mem::take(&mut self.outcomes);
-                    return Output::Done(Ok(outcomes.into_iter().flatten().collect()));
-                }
-            }
+    fn poll_output(&mut self, client: &mut Client) -> Output<Vec<Outcome>> {
+        while !self.running.is_empty() {
+            let (i, outcome) = ready!(self.running.poll(client));
+            self.outcomes[i] = Some(outcome);
         }
-    }
-
-    fn handle_response(
-        &mut self,
-        client: &mut Client,
-        id: RequestId,
-        response: std::result::Result<Response, TransportError>,
-    ) {
-        self.running.handle_response(client, id, response);
+        let outcomes = std::mem::take(&mut self.outcomes);
+        Output::Done(outcomes.into_iter().flatten().collect())
     }
 }

@@ -1,43 +1,35 @@
 //! Copy-blob: a blob from one repository to another. Within one registry a
 //! cross-repository mount (streaming into the session when the registry
 //! answers 202 instead, uploading when it refuses); across registries a
-//! streamed GET -> PUT that never holds the whole blob.
+//! streamed GET -> PUT that never holds the whole blob (see [`EnsureBlob`]).
 
 use crate::auth::repository_scope;
+use crate::cache::{CacheKey, Mark};
 use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
-use crate::distribution::{mount_path, RegistryError};
+use crate::distribution::mount_path;
 use crate::error::{Error, Result};
-use crate::http::{Method, RequestId, Response, TransportError, Url};
+use crate::http::Method;
 use crate::media_type::OCTET_STREAM;
-use crate::ops::ensure_blob::{BlobSource, EnsureBlob, BLOB_SIZE_WORTH_HEAD};
+use crate::ops::ensure_blob::{self, BlobSource, EnsureBlob};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
-use crate::ops::lookup::{Body, Found, Lookup};
-use crate::ops::{pass, Operation, Output};
+use crate::ops::lookup::{Found, Lookup};
+use crate::ops::{Operation, Output, Step};
 use crate::reference::Reference;
+use crate::{advance, ready};
 
 #[derive(Debug)]
 enum Stage {
+    /// Not started: the cache is to be consulted, the destination claimed.
+    Start,
     /// Same registry: asking for a mount.
     Mount(Box<Exchange>),
     /// A mount that succeeded without telling the size: HEAD for it.
     MountedHead(Box<Lookup>),
-    /// Across registries with a known size: does the destination have it?
-    HeadDestination(Box<Lookup>),
-    /// Reading the source (into the mount's session, when there is one).
-    GetSource {
-        lookup: Box<Lookup>,
-        session: Option<Url>,
-    },
-    /// The size was learned from the GET: does the destination have it?
-    HeadAfterGet {
-        lookup: Box<Lookup>,
-        found: Box<Found>,
-    },
-    /// Uploading.
+    /// Uploading: a HEAD first when worth it, then the source streamed
+    /// into an upload session.
     Upload(Box<EnsureBlob>),
-    Finished,
 }
 
 /// The copy-blob state machine.
@@ -47,23 +39,18 @@ pub struct CopyBlob {
     destination: Reference,
     digest: Digest,
     known: Option<Descriptor>,
+    /// The claim on making the blob present at the destination: concurrent
+    /// copies of one blob (a layer two images share) wait for the first.
+    claim: Option<Mark>,
     stage: Stage,
-    /// Streamed copies restarted after the connection broke mid-way.
-    restarts: u32,
-    outcome: Option<Result<Descriptor>>,
 }
-
-/// Streamed copies restart at most this often (a broken stream cannot be
-/// resent: the copy starts over with a new GET and a new upload session).
-const MAX_RESTARTS: u32 = 2;
 
 impl CopyBlob {
     /// Copies blob `source` (with digest, no tag) to `destination` (no tag;
     /// its digest empty or the same). `known` is the blob's descriptor when
     /// the caller has it (a manifest's layer): its size spares a request and
-    /// its media type is reported.
+    /// is checked against the source, and its media type is reported.
     pub fn new(
-        client: &Client,
         source: Reference,
         mut destination: Reference,
         known: Option<Descriptor>,
@@ -86,291 +73,142 @@ impl CopyBlob {
                 return Err(Error::InvalidInput(format!("{r}: blobs cannot have tags")));
             }
         }
-        // Already made present at the destination by this client: done.
-        let dst_repo = destination.cache_namespace();
-        if let Some(cached) = client.cache.object(&dst_repo, &digest) {
-            let media_type = known
-                .as_ref()
-                .map_or(OCTET_STREAM, |k| k.media_type.as_str());
-            let d = Descriptor::new(media_type, digest.clone(), cached.descriptor.size);
-            let (stage, outcome) = (Stage::Finished, Some(Ok(d)));
-            return Ok(CopyBlob {
-                source,
-                destination,
-                digest,
-                known,
-                stage,
-                restarts: 0,
-                outcome,
-            });
-        }
-        let stage = if source.host == destination.host {
-            let scopes = vec![
-                repository_scope(&destination.repository, "pull,push"),
-                repository_scope(&source.repository, "pull"),
-            ];
-            let path = mount_path(&destination.repository, &digest, &source.repository);
-            Stage::Mount(Box::new(Exchange::new(
-                client,
-                ExchangeSpec::read(&destination.host, scopes, Method::Post, path),
-            )))
-        } else if known
-            .as_ref()
-            .is_some_and(|k| k.size > BLOB_SIZE_WORTH_HEAD)
-        {
-            Stage::HeadDestination(Box::new(
-                Lookup::blob(&destination, digest.clone(), true).for_push(),
-            ))
-        } else {
-            Stage::GetSource {
-                lookup: Box::new(Lookup::blob(&source, digest.clone(), false).streamed()),
-                session: None,
-            }
-        };
         Ok(CopyBlob {
             source,
             destination,
             digest,
             known,
-            stage,
-            restarts: 0,
-            outcome: None,
+            claim: None,
+            stage: Stage::Start,
         })
     }
 
-    fn media_type(&self) -> String {
+    fn media_type(&self) -> &str {
         self.known
             .as_ref()
-            .map_or_else(|| OCTET_STREAM.to_string(), |k| k.media_type.clone())
+            .map_or(OCTET_STREAM, |k| k.media_type.as_str())
     }
 
-    fn finish(&mut self, client: &mut Client, outcome: Result<Descriptor>) {
-        if let Ok(d) = &outcome {
-            client.cache.record(&self.destination, d, None);
+    /// The blob is at the destination with `size` bytes: recorded, and the outcome.
+    fn present(&self, client: &mut Client, size: u64) -> Step<Stage, Descriptor> {
+        let d = Descriptor::new(self.media_type(), self.digest.clone(), size);
+        client.cache.record(&self.destination, &d, None);
+        Step::Done(d)
+    }
+
+    /// An upload of the source into the destination.
+    fn upload(&self, client: &Client) -> Result<EnsureBlob> {
+        let source = BlobSource::Copy {
+            from: self.source.clone(),
+            size: self.known.as_ref().map(|k| k.size),
+        };
+        Ok(EnsureBlob::new(client, self.destination.clone(), source)?
+            .with_media_type(self.media_type()))
+    }
+
+    /// Begins, unless this client made the blob present already (`Done`),
+    /// or another of its operations is doing so (`None`: wait for it).
+    fn start(&mut self, client: &mut Client) -> Option<Result<Step<Stage, Descriptor>>> {
+        let dst_repo = self.destination.cache_namespace();
+        if let Some(cached) = client.cache.object(&dst_repo, &self.digest) {
+            let size = cached.descriptor.size;
+            return Some(Ok(self.present(client, size)));
         }
-        self.stage = Stage::Finished;
-        self.outcome = Some(outcome);
-    }
-
-    fn get_source(&self, session: Option<Url>) -> Stage {
-        Stage::GetSource {
-            lookup: Box::new(Lookup::blob(&self.source, self.digest.clone(), false).streamed()),
-            session,
+        self.claim = Some(
+            client
+                .cache
+                .claim(CacheKey::Write(dst_repo, self.digest.clone()))?,
+        );
+        if self.source.host != self.destination.host {
+            return Some(
+                self.upload(client)
+                    .map(|op| Step::Next(Stage::Upload(Box::new(op)))),
+            );
         }
+        let scopes = vec![
+            repository_scope(&self.destination.repository, "pull,push"),
+            repository_scope(&self.source.repository, "pull"),
+        ];
+        let path = mount_path(
+            &self.destination.repository,
+            &self.digest,
+            &self.source.repository,
+        );
+        let spec = ExchangeSpec::read(&self.destination.host, scopes, Method::Post, path);
+        Some(Ok(Step::Next(Stage::Mount(Box::new(Exchange::new(
+            client, spec,
+        ))))))
     }
 
-    fn mounted(&mut self, client: &mut Client, Exchanged { response, .. }: Exchanged) {
+    fn mounted(&self, client: &mut Client, answer: Exchanged) -> Result<Step<Stage, Descriptor>> {
+        let response = &answer.response;
         match response.status {
             201 => match &self.known {
-                Some(k) => {
-                    let d = Descriptor::new(k.media_type.clone(), self.digest.clone(), k.size);
-                    self.finish(client, Ok(d));
-                }
+                Some(k) => Ok(self.present(client, k.size)),
                 None => {
-                    let lookup =
+                    let head =
                         Lookup::blob(&self.destination, self.digest.clone(), true).for_push();
-                    self.stage = Stage::MountedHead(Box::new(lookup));
+                    Ok(Step::Next(Stage::MountedHead(Box::new(head))))
                 }
             },
             // The registry opened an upload session instead: stream into it.
             202 => {
-                let base = client.registry_url(&self.destination.host, "/");
-                let session = response
-                    .headers
-                    .get("location")
-                    .and_then(|l| base.join(l).ok());
-                self.stage = self.get_source(session);
+                let session = ensure_blob::session(client, &self.destination, response)?;
+                let op = self.upload(client)?.into_session(client, session)?;
+                Ok(Step::Next(Stage::Upload(Box::new(op))))
             }
             // Refused outright (some registries cannot see the source, or the
             // token lacks pull on it): not an error, just a plain copy.
-            401 | 403 | 404 => self.stage = self.get_source(None),
-            status => {
-                let e = RegistryError::parse(response.bytes());
-                let err = Error::Registry {
-                    subject: format!("{} (mount from {})", self.destination, self.source),
-                    status,
-                    code: e.code,
-                    message: e.message,
-                };
-                self.finish(client, Err(err));
+            401 | 403 | 404 => {
+                let op = self.upload(client)?.without_head(client);
+                Ok(Step::Next(Stage::Upload(Box::new(op))))
             }
+            _ => Err(Error::registry(
+                format!("{} (mount from {})", self.destination, self.source),
+                response,
+            )),
         }
     }
 
-    fn upload(&mut self, client: &mut Client, found: Found, session: Option<Url>) {
-        let size = found.descriptor.size;
-        let source = match found.body {
-            Body::Bytes(b) => BlobSource::Bytes(b),
-            // The held GET body goes straight into the PUT; the destination
-            // verifies the digest when the upload completes.
-            Body::Stream { request, .. } => BlobSource::Held(request),
-            Body::Empty => {
-                let e = Error::Protocol {
-                    subject: self.source.to_string(),
-                    detail: "blob body missing".into(),
-                };
-                return self.finish(client, Err(e));
-            }
-        };
-        match EnsureBlob::new(client, self.destination.clone(), size, source) {
-            Ok(op) => {
-                let op = op.with_media_type(&self.media_type()).without_head(client);
-                let op = match session {
-                    Some(url) => op.into_session(client, url),
-                    None => op,
-                };
-                self.stage = Stage::Upload(Box::new(op));
-            }
-            Err(e) => self.finish(client, Err(e)),
+    fn mounted_head(
+        &self,
+        client: &mut Client,
+        found: Option<Found>,
+    ) -> Result<Step<Stage, Descriptor>> {
+        match found {
+            Some(found) => Ok(self.present(client, found.descriptor.size)),
+            None => Err(Error::protocol(
+                self.destination.to_string(),
+                "mounted, yet the registry does not show it",
+            )),
         }
-    }
-
-    fn not_found(&self) -> Error {
-        Error::InvalidInput(format!("{}: blob not found", self.source))
     }
 }
 
 impl Operation for CopyBlob {
-    type Outcome = Descriptor;
+    type Outcome = Result<Descriptor>;
 
-    fn poll_output(&mut self, client: &mut Client) -> Output<Descriptor> {
+    fn poll_output(&mut self, client: &mut Client) -> Output<Result<Descriptor>> {
         loop {
-            if let Some(outcome) = self.outcome.take() {
-                return Output::Done(outcome);
+            match &mut self.stage {
+                Stage::Start => match self.start(client) {
+                    Some(step) => advance!(self.stage, step),
+                    // Another operation is making it present; it lands in the cache.
+                    None => return Output::Wait(None),
+                },
+                Stage::Mount(exchange) => {
+                    let answer = ready!(exchange.poll_output(client));
+                    advance!(self.stage, answer.and_then(|a| self.mounted(client, a)));
+                }
+                Stage::MountedHead(lookup) => {
+                    let found = ready!(lookup.poll_output(client));
+                    advance!(self.stage, found.and_then(|f| self.mounted_head(client, f)));
+                }
+                Stage::Upload(op) => {
+                    let outcome = ready!(op.poll_output(client));
+                    advance!(self.stage, outcome.map(Step::Done));
+                }
             }
-            match std::mem::replace(&mut self.stage, Stage::Finished) {
-                Stage::Mount(mut ex) => match ex.poll_output(client) {
-                    Output::Done(Ok(x)) => self.mounted(client, x),
-                    Output::Done(Err(e)) => self.finish(client, Err(e)),
-                    other => {
-                        self.stage = Stage::Mount(ex);
-                        return pass(other);
-                    }
-                },
-                Stage::MountedHead(mut lookup) => match lookup.poll_output(client) {
-                    Output::Done(Ok(Some(found))) => {
-                        let d = Descriptor::new(
-                            self.media_type(),
-                            self.digest.clone(),
-                            found.descriptor.size,
-                        );
-                        self.finish(client, Ok(d));
-                    }
-                    Output::Done(Ok(None)) => {
-                        let e = Error::Protocol {
-                            subject: self.destination.to_string(),
-                            detail: "mounted, yet the registry does not show it".into(),
-                        };
-                        self.finish(client, Err(e));
-                    }
-                    Output::Done(Err(e)) => self.finish(client, Err(e)),
-                    other => {
-                        self.stage = Stage::MountedHead(lookup);
-                        return pass(other);
-                    }
-                },
-                Stage::HeadDestination(mut lookup) => match lookup.poll_output(client) {
-                    Output::Done(Ok(Some(found)))
-                        if Some(found.descriptor.size) == self.known.as_ref().map(|k| k.size) =>
-                    {
-                        let d = Descriptor::new(
-                            self.media_type(),
-                            self.digest.clone(),
-                            found.descriptor.size,
-                        );
-                        self.finish(client, Ok(d));
-                    }
-                    Output::Done(Ok(_)) => self.stage = self.get_source(None),
-                    Output::Done(Err(e)) => self.finish(client, Err(e)),
-                    other => {
-                        self.stage = Stage::HeadDestination(lookup);
-                        return pass(other);
-                    }
-                },
-                Stage::GetSource {
-                    mut lookup,
-                    session,
-                } => match lookup.poll_output(client) {
-                    Output::Done(Ok(Some(found))) => {
-                        let headed = self.known.is_some()
-                            || session.is_some()
-                            || self.source.host == self.destination.host;
-                        if !headed && found.descriptor.size > BLOB_SIZE_WORTH_HEAD {
-                            let head = Lookup::blob(&self.destination, self.digest.clone(), true)
-                                .for_push();
-                            self.stage = Stage::HeadAfterGet {
-                                lookup: Box::new(head),
-                                found: Box::new(found),
-                            };
-                        } else {
-                            self.upload(client, found, session);
-                        }
-                    }
-                    Output::Done(Ok(None)) => {
-                        let e = self.not_found();
-                        self.finish(client, Err(e));
-                    }
-                    Output::Done(Err(e)) => self.finish(client, Err(e)),
-                    other => {
-                        self.stage = Stage::GetSource { lookup, session };
-                        return pass(other);
-                    }
-                },
-                Stage::HeadAfterGet { mut lookup, found } => match lookup.poll_output(client) {
-                    Output::Done(Ok(Some(head)))
-                        if head.descriptor.size == found.descriptor.size =>
-                    {
-                        // Present already; the source body is dropped unread.
-                        let d = Descriptor::new(
-                            self.media_type(),
-                            self.digest.clone(),
-                            head.descriptor.size,
-                        );
-                        self.finish(client, Ok(d));
-                    }
-                    Output::Done(Ok(_)) => self.upload(client, *found, None),
-                    Output::Done(Err(e)) => self.finish(client, Err(e)),
-                    other => {
-                        self.stage = Stage::HeadAfterGet { lookup, found };
-                        return pass(other);
-                    }
-                },
-                Stage::Upload(mut op) => match op.poll_output(client) {
-                    // The stream broke (either side): the abandoned session is
-                    // never completed, so nothing half-written lands; start over.
-                    Output::Done(Err(Error::Transport {
-                        permanent: false, ..
-                    })) if self.restarts < MAX_RESTARTS => {
-                        self.restarts += 1;
-                        self.stage = self.get_source(None);
-                    }
-                    Output::Done(outcome) => self.finish(client, outcome),
-                    other => {
-                        self.stage = Stage::Upload(op);
-                        return pass(other);
-                    }
-                },
-                Stage::Finished => return Output::Wait,
-            }
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        client: &mut Client,
-        id: RequestId,
-        response: std::result::Result<Response, TransportError>,
-    ) {
-        match &mut self.stage {
-            Stage::Mount(ex) => ex.handle_response(client, id, response),
-            Stage::MountedHead(l) | Stage::HeadDestination(l) => {
-                l.handle_response(client, id, response)
-            }
-            Stage::GetSource { lookup, .. } | Stage::HeadAfterGet { lookup, .. } => {
-                lookup.handle_response(client, id, response)
-            }
-            Stage::Upload(op) => op.handle_response(client, id, response),
-            Stage::Finished => {}
         }
     }
 }

@@ -4,18 +4,19 @@
 
 use crate::client::Client;
 use crate::descriptor::Descriptor;
-use crate::error::Error;
-use crate::http::{RequestId, Response, TransportError};
+use crate::error::{Error, Result};
 use crate::ops::ensure_manifest::{ChildRefs, EnsureManifest};
-use crate::ops::lookup::{Body, Lookup};
-use crate::ops::{pass, Operation, Output};
+use crate::ops::lookup::{Body, Found, Lookup};
+use crate::ops::{Operation, Output, Step};
 use crate::reference::Reference;
+use crate::{advance, ready};
 
 #[derive(Debug)]
 enum Stage {
+    /// Reading the source.
     Read(Box<Lookup>),
+    /// Ensuring it at the destination.
     Ensure(Box<EnsureManifest>),
-    Finished,
 }
 
 /// The copy-manifest state machine.
@@ -43,79 +44,48 @@ impl CopyManifest {
     }
 
     /// Pushes with this media type instead of the one the source reports
-    /// (an index entry's own, as the seed does for children).
+    /// (an index entry's own, as the original tool does for children).
     pub fn with_media_type(mut self, media_type: &str) -> Self {
         if !media_type.is_empty() {
             self.media_type = Some(media_type.to_string());
         }
         self
     }
+
+    fn read(&mut self, found: Option<Found>) -> Result<Step<Stage, Descriptor>> {
+        let found = found.ok_or_else(|| Error::not_found(self.source.to_string()))?;
+        let Body::Bytes(bytes) = found.body else {
+            return Err(Error::Internal(format!(
+                "{}: manifest content missing",
+                self.source
+            )));
+        };
+        let media_type = self
+            .media_type
+            .take()
+            .unwrap_or(found.descriptor.media_type);
+        let mut children = std::mem::take(&mut self.children);
+        children.fallback.get_or_insert_with(|| self.source.clone());
+        let ensure = EnsureManifest::new(self.destination.clone(), bytes, &media_type, children)?;
+        Ok(Step::Next(Stage::Ensure(Box::new(ensure))))
+    }
 }
 
 impl Operation for CopyManifest {
-    type Outcome = Descriptor;
+    type Outcome = Result<Descriptor>;
 
-    fn poll_output(&mut self, client: &mut Client) -> Output<Descriptor> {
+    fn poll_output(&mut self, client: &mut Client) -> Output<Result<Descriptor>> {
         loop {
-            match std::mem::replace(&mut self.stage, Stage::Finished) {
-                Stage::Read(mut lookup) => match lookup.poll_output(client) {
-                    Output::Done(Ok(Some(found))) => {
-                        let Body::Bytes(bytes) = found.body else {
-                            return Output::Done(Err(Error::Protocol {
-                                subject: self.source.to_string(),
-                                detail: "manifest content missing".into(),
-                            }));
-                        };
-                        let media_type = self
-                            .media_type
-                            .take()
-                            .unwrap_or(found.descriptor.media_type);
-                        let mut children = std::mem::take(&mut self.children);
-                        children.fallback.get_or_insert_with(|| self.source.clone());
-                        match EnsureManifest::new(
-                            self.destination.clone(),
-                            bytes,
-                            &media_type,
-                            children,
-                        ) {
-                            Ok(op) => self.stage = Stage::Ensure(Box::new(op)),
-                            Err(e) => return Output::Done(Err(e)),
-                        }
-                    }
-                    Output::Done(Ok(None)) => {
-                        return Output::Done(Err(Error::InvalidInput(format!(
-                            "{}: manifest not found",
-                            self.source
-                        ))))
-                    }
-                    Output::Done(Err(e)) => return Output::Done(Err(e)),
-                    other => {
-                        self.stage = Stage::Read(lookup);
-                        return pass(other);
-                    }
-                },
-                Stage::Ensure(mut op) => {
-                    let out = op.poll_output(client);
-                    if !matches!(out, Output::Done(_)) {
-                        self.stage = Stage::Ensure(op);
-                    }
-                    return out;
+            match &mut self.stage {
+                Stage::Read(lookup) => {
+                    let found = ready!(lookup.poll_output(client));
+                    advance!(self.stage, found.and_then(|f| self.read(f)));
                 }
-                Stage::Finished => return Output::Wait,
+                Stage::Ensure(ensure) => {
+                    let ensured = ready!(ensure.poll_output(client));
+                    advance!(self.stage, ensured.map(Step::Done));
+                }
             }
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        client: &mut Client,
-        id: RequestId,
-        response: std::result::Result<Response, TransportError>,
-    ) {
-        match &mut self.stage {
-            Stage::Read(lookup) => lookup.handle_response(client, id, response),
-            Stage::Ensure(op) => op.handle_response(client, id, response),
-            Stage::Finished => {}
         }
     }
 }

@@ -1,41 +1,61 @@
 //! Ensure-blob: makes a blob present in a repository, uploading it only when
-//! it is not already there (a HEAD first when it is worth a round trip).
+//! it is not already there (a HEAD first when that is worth a round trip).
+//! The content is given bytes, or another repository's blob, read only once
+//! the upload session is open and streamed straight into it. A stream that
+//! breaks starts over with a new upload session; the abandoned one is never
+//! completed, so nothing half-written lands.
 
 use crate::auth::repository_scope;
 use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
-use crate::distribution::{upload_path, with_digest_query, RegistryError};
+use crate::distribution::{upload_path, with_digest_query};
 use crate::error::{Error, Result};
-use crate::http::{
-    BodyMode, Method, RequestBody, RequestId, Response, TransportError, Url, SMALL_BODY_LIMIT,
-};
+use crate::http::{BodyMode, Method, RequestBody, Response, Url, SMALL_BODY_LIMIT};
 use crate::media_type::OCTET_STREAM;
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged, Target};
-use crate::ops::lookup::Lookup;
-use crate::ops::{Operation, Output};
+use crate::ops::lookup::{Body, Found, Lookup};
+use crate::ops::{Operation, Output, Step};
 use crate::reference::Reference;
+use crate::{advance, ready};
 
 /// Blobs larger than this get a HEAD before an upload (a round trip that
 /// may save sending them); smaller ones are cheaper to just send.
 pub const BLOB_SIZE_WORTH_HEAD: u64 = 65535;
 
+/// A streamed upload starts over at most this often (a broken stream cannot
+/// be resent: a new GET of the source goes into a new upload session).
+pub const MAX_RESTARTS: u32 = 2;
+
 /// Where a blob's bytes come from.
 #[derive(Debug, Clone)]
 pub enum BlobSource {
-    /// These bytes (checked against digest and size before anything is sent).
+    /// These bytes (checked against the digest before anything is sent).
     Bytes(Vec<u8>),
-    /// The held body of an earlier GET, streamed by the driver; the
-    /// destination registry verifies the digest when the upload completes.
-    Held(RequestId),
+    /// The blob at this reference (by digest), of this size when known:
+    /// read once the upload session is open, and streamed into it by the
+    /// driver. The destination verifies the digest when the upload completes.
+    Copy {
+        /// The source blob.
+        from: Reference,
+        /// Its size, when the caller knows it (a manifest's layer).
+        size: Option<u64>,
+    },
 }
 
 #[derive(Debug)]
 enum Stage {
+    /// Is it there already?
     Head(Box<Lookup>),
-    Start(Box<Exchange>),
-    Put(Box<Exchange>),
-    Finished,
+    /// Opening an upload session.
+    Open(Box<Exchange>),
+    /// Reading the source blob, to stream into `session`.
+    Fetch { source: Box<Lookup>, session: Url },
+    /// Completing the upload; `streamed`: its body is the source's stream.
+    Put {
+        exchange: Box<Exchange>,
+        streamed: bool,
+    },
 }
 
 /// The ensure-blob state machine.
@@ -43,22 +63,22 @@ enum Stage {
 pub struct EnsureBlob {
     reference: Reference,
     digest: Digest,
-    size: u64,
+    /// The size, once known (a copy may learn it from the source).
+    size: Option<u64>,
     media_type: String,
-    source: Option<BlobSource>,
+    /// The bytes to send, until sent.
+    bytes: Option<Vec<u8>>,
+    /// The source blob of a copy.
+    from: Option<Reference>,
     stage: Stage,
-    outcome: Option<Result<Descriptor>>,
+    /// Streamed uploads started over after their stream broke.
+    restarts: u32,
 }
 
 impl EnsureBlob {
-    /// Ensures blob `reference` (which must name a digest and no tag) of
-    /// `size` bytes from `source`.
-    pub fn new(
-        client: &Client,
-        reference: Reference,
-        size: u64,
-        source: BlobSource,
-    ) -> Result<Self> {
+    /// Ensures blob `reference` (which must name a digest and no tag) from
+    /// `source`.
+    pub fn new(client: &Client, reference: Reference, source: BlobSource) -> Result<Self> {
         let Some(digest) = reference.digest.clone() else {
             return Err(Error::InvalidInput(format!(
                 "{reference}: blobs must be pushed by digest"
@@ -69,49 +89,51 @@ impl EnsureBlob {
                 "{reference}: blobs cannot have tags"
             )));
         }
-        if let BlobSource::Bytes(bytes) = &source {
-            // Content we were handed is checked before anything is sent.
-            let actual = Digest::of(digest.algorithm(), bytes);
-            if bytes.len() as u64 != size || actual != digest {
-                return Err(Error::Integrity {
-                    subject: reference.to_string(),
-                    detail: format!(
-                        "content is {actual} of {} bytes, expected {digest} of {size}",
-                        bytes.len()
-                    ),
-                });
+        let (size, bytes, from) = match source {
+            BlobSource::Bytes(bytes) => {
+                // Content we were handed is checked before anything is sent.
+                let actual = Digest::of(digest.algorithm(), &bytes);
+                if actual != digest {
+                    return Err(Error::integrity(
+                        reference.to_string(),
+                        format!("content is {actual}, expected {digest}"),
+                    ));
+                }
+                (Some(bytes.len() as u64), Some(bytes), None)
             }
-        }
-        let stage = if size > BLOB_SIZE_WORTH_HEAD {
+            BlobSource::Copy { from, size } => (size, None, Some(from)),
+        };
+        let stage = if size.is_none_or(|s| s > BLOB_SIZE_WORTH_HEAD) {
             Stage::Head(Box::new(
                 Lookup::blob(&reference, digest.clone(), true).for_push(),
             ))
         } else {
-            Stage::Start(Box::new(Self::start(client, &reference)))
+            Stage::Open(Box::new(Self::open(client, &reference)))
         };
         Ok(EnsureBlob {
             reference,
             digest,
             size,
             media_type: OCTET_STREAM.to_string(),
-            source: Some(source),
+            bytes,
+            from,
             stage,
-            outcome: None,
+            restarts: 0,
         })
     }
 
     /// Skips the HEAD (the caller knows the blob is missing, or already asked).
     pub fn without_head(mut self, client: &Client) -> Self {
         if matches!(self.stage, Stage::Head(_)) {
-            self.stage = Stage::Start(Box::new(Self::start(client, &self.reference)));
+            self.stage = Stage::Open(Box::new(Self::open(client, &self.reference)));
         }
         self
     }
 
     /// Uploads into a session the registry already opened (a mount's 202).
-    pub fn into_session(mut self, client: &Client, location: Url) -> Self {
-        self.stage = Stage::Put(Box::new(self.put(client, location)));
-        self
+    pub fn into_session(mut self, client: &Client, session: Url) -> Result<Self> {
+        self.stage = self.send_into(client, session)?;
+        Ok(self)
     }
 
     /// The media type reported in the resulting descriptor.
@@ -120,7 +142,8 @@ impl EnsureBlob {
         self
     }
 
-    fn start(client: &Client, reference: &Reference) -> Exchange {
+    /// The POST that opens an upload session.
+    fn open(client: &Client, reference: &Reference) -> Exchange {
         let scope = repository_scope(&reference.repository, "pull,push");
         let spec = ExchangeSpec::read(
             &reference.host,
@@ -131,151 +154,195 @@ impl EnsureBlob {
         Exchange::new(client, spec)
     }
 
-    fn put(&mut self, client: &Client, location: Url) -> Exchange {
-        let body = match self.source.take() {
-            Some(BlobSource::Bytes(b)) => RequestBody::Bytes(b),
-            Some(BlobSource::Held(from)) => RequestBody::Transfer {
-                from,
-                size: self.size,
-            },
-            None => RequestBody::Empty,
+    /// What comes once `session` is open: the PUT of the bytes, or the read
+    /// of the source to stream into it.
+    fn send_into(&mut self, client: &Client, session: Url) -> Result<Stage> {
+        if let Some(bytes) = self.bytes.take() {
+            return Ok(self.put(client, &session, RequestBody::Bytes(bytes)));
+        }
+        let Some(from) = &self.from else {
+            return Err(Error::Internal(format!(
+                "{}: an upload without content",
+                self.reference
+            )));
         };
+        let source = Lookup::blob(from, self.digest.clone(), false).relayed();
+        Ok(Stage::Fetch {
+            source: Box::new(source),
+            session,
+        })
+    }
+
+    /// The PUT that completes the upload of `body` into `session`.
+    fn put(&self, client: &Client, session: &Url, body: RequestBody) -> Stage {
+        let streamed = matches!(body, RequestBody::Transfer { .. });
         let spec = ExchangeSpec {
             registry: self.reference.host.clone(),
             scopes: vec![repository_scope(&self.reference.repository, "pull,push")],
             method: Method::Put,
-            target: Target::Url(with_digest_query(&location, &self.digest)),
+            target: Target::Url(with_digest_query(session, &self.digest)),
             accept: None,
             content_type: Some(OCTET_STREAM.to_string()),
             body,
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
             range_from: None,
         };
-        Exchange::new(client, spec)
+        Stage::Put {
+            exchange: Box::new(Exchange::new(client, spec)),
+            streamed,
+        }
     }
 
-    fn descriptor(&self) -> Descriptor {
-        Descriptor::new(self.media_type.clone(), self.digest.clone(), self.size)
+    fn descriptor(&self, size: u64) -> Descriptor {
+        Descriptor::new(self.media_type.clone(), self.digest.clone(), size)
     }
 
-    fn registry_error(&self, r: &Response, what: &str) -> Error {
-        let e = RegistryError::parse(r.bytes());
-        if e.code.as_deref() == Some("DIGEST_INVALID") {
-            return Error::Integrity {
-                subject: self.reference.to_string(),
-                detail: format!(
+    /// The blob is present with `size` bytes: recorded, and the outcome.
+    fn present(&self, client: &mut Client, size: u64) -> Step<Stage, Descriptor> {
+        let d = self.descriptor(size);
+        client.cache.record(&self.reference, &d, None);
+        Step::Done(d)
+    }
+
+    /// The registry's error answer; a refused digest is an integrity error.
+    fn refused(&self, answer: &Exchanged, what: &str) -> Error {
+        let e = Error::registry(format!("{} ({what})", self.reference), &answer.response);
+        match e {
+            Error::Registry {
+                code: Some(code), ..
+            } if code == "DIGEST_INVALID" => Error::integrity(
+                self.reference.to_string(),
+                format!(
                     "the registry refused the upload: its content is not {} (DIGEST_INVALID)",
                     self.digest
                 ),
-            };
-        }
-        Error::Registry {
-            subject: format!("{} ({what})", self.reference),
-            status: r.status,
-            code: e.code,
-            message: e.message,
+            ),
+            other => other,
         }
     }
 
-    fn done(&mut self, client: &mut Client, outcome: Result<Descriptor>) {
-        if let Ok(d) = &outcome {
-            client.cache.record(&self.reference, d, None);
-        }
-        self.stage = Stage::Finished;
-        self.outcome = Some(outcome);
-    }
-
-    fn started(&mut self, client: &mut Client, Exchanged { response, .. }: Exchanged) {
-        if response.status != 202 {
-            let e = self.registry_error(&response, "starting an upload");
-            return self.done(client, Err(e));
-        }
-        let base = client.registry_url(
-            &self.reference.host,
-            &upload_path(&self.reference.repository),
-        );
-        match response.headers.get("location").map(|l| base.join(l)) {
-            Some(Ok(location)) => self.stage = Stage::Put(Box::new(self.put(client, location))),
-            _ => {
-                let e = Error::Protocol {
-                    subject: self.reference.to_string(),
-                    detail: "upload session without a usable Location".into(),
-                };
-                self.done(client, Err(e))
+    fn headed(&self, client: &mut Client, found: Option<Found>) -> Step<Stage, Descriptor> {
+        match found {
+            Some(found) if self.size.is_none_or(|s| s == found.descriptor.size) => {
+                self.present(client, found.descriptor.size)
             }
+            _ => Step::Next(Stage::Open(Box::new(Self::open(client, &self.reference)))),
         }
     }
 
-    fn put_done(&mut self, client: &mut Client, Exchanged { response, .. }: Exchanged) {
-        if !response.is_success() {
-            let e = self.registry_error(&response, "completing an upload");
-            return self.done(client, Err(e));
+    fn opened(&mut self, client: &Client, answer: Exchanged) -> Result<Step<Stage, Descriptor>> {
+        if answer.response.status != 202 {
+            return Err(self.refused(&answer, "starting an upload"));
         }
-        if let Some(claimed) = response.headers.get("docker-content-digest") {
+        let session = session(client, &self.reference, &answer.response)?;
+        self.send_into(client, session).map(Step::Next)
+    }
+
+    /// The source was read: its held body goes straight into the PUT.
+    fn fetched(
+        &mut self,
+        client: &Client,
+        found: Option<Found>,
+        session: &Url,
+    ) -> Result<Step<Stage, Descriptor>> {
+        let from = self
+            .from
+            .as_ref()
+            .map_or_else(String::new, ToString::to_string);
+        let found = found.ok_or_else(|| Error::not_found(&from))?;
+        let size = found.descriptor.size;
+        if let Some(expected) = self.size.filter(|s| *s != size) {
+            return Err(Error::integrity(
+                from,
+                format!("the registry has {size} bytes, its descriptor says {expected}"),
+            ));
+        }
+        self.size = Some(size);
+        let body = match found.body {
+            Body::Stream { request, .. } => RequestBody::Transfer {
+                from: request,
+                size,
+            },
+            Body::Bytes(bytes) => RequestBody::Bytes(bytes),
+            Body::Empty => return Err(Error::Internal(format!("{from}: blob body missing"))),
+        };
+        Ok(Step::Next(self.put(client, session, body)))
+    }
+
+    fn completed(
+        &mut self,
+        client: &mut Client,
+        answer: Result<Exchanged>,
+        streamed: bool,
+    ) -> Result<Step<Stage, Descriptor>> {
+        let answer = match answer {
+            // The stream broke (either side): start over, in a new session.
+            Err(e) if streamed && e.is_transient() && self.restarts < MAX_RESTARTS => {
+                self.restarts += 1;
+                let open = Self::open(client, &self.reference);
+                return Ok(Step::Next(Stage::Open(Box::new(open))));
+            }
+            answer => answer?,
+        };
+        if !answer.response.is_success() {
+            return Err(self.refused(&answer, "completing an upload"));
+        }
+        if let Some(claimed) = answer.response.headers.get("docker-content-digest") {
             if claimed.trim() != self.digest.to_string() {
-                let e = Error::Integrity {
-                    subject: self.reference.to_string(),
-                    detail: format!("the registry stored {claimed}, not {}", self.digest),
-                };
-                return self.done(client, Err(e));
+                return Err(Error::integrity(
+                    self.reference.to_string(),
+                    format!("the registry stored {claimed}, not {}", self.digest),
+                ));
             }
         }
-        let d = self.descriptor();
-        self.done(client, Ok(d));
+        let size = self.size.unwrap_or_default();
+        Ok(self.present(client, size))
     }
 }
 
+/// The upload session a 202 answer opened in `reference`'s repository.
+pub(crate) fn session(client: &Client, reference: &Reference, response: &Response) -> Result<Url> {
+    let base = client.registry_url(&reference.host, &upload_path(&reference.repository));
+    response
+        .headers
+        .get("location")
+        .and_then(|l| base.join(l).ok())
+        .ok_or_else(|| {
+            Error::protocol(
+                reference.to_string(),
+                "upload session without a usable Location",
+            )
+        })
+}
+
 impl Operation for EnsureBlob {
-    type Outcome = Descriptor;
+    type Outcome = Result<Descriptor>;
 
-    fn poll_output(&mut self, client: &mut Client) -> Output<Descriptor> {
+    fn poll_output(&mut self, client: &mut Client) -> Output<Result<Descriptor>> {
         loop {
-            if let Some(outcome) = self.outcome.take() {
-                return Output::Done(outcome);
+            match &mut self.stage {
+                Stage::Head(lookup) => {
+                    let found = ready!(lookup.poll_output(client));
+                    advance!(self.stage, found.map(|f| self.headed(client, f)));
+                }
+                Stage::Open(exchange) => {
+                    let answer = ready!(exchange.poll_output(client));
+                    advance!(self.stage, answer.and_then(|a| self.opened(client, a)));
+                }
+                Stage::Fetch { source, session } => {
+                    let found = ready!(source.poll_output(client));
+                    let session = session.clone();
+                    advance!(
+                        self.stage,
+                        found.and_then(|f| self.fetched(client, f, &session))
+                    );
+                }
+                Stage::Put { exchange, streamed } => {
+                    let streamed = *streamed;
+                    let answer = ready!(exchange.poll_output(client));
+                    advance!(self.stage, self.completed(client, answer, streamed));
+                }
             }
-            let done = match &mut self.stage {
-                Stage::Head(lookup) => match lookup.poll_output(client) {
-                    Output::Done(Ok(Some(found))) if found.descriptor.size == self.size => {
-                        let d = self.descriptor();
-                        self.done(client, Ok(d));
-                        continue;
-                    }
-                    Output::Done(Ok(_)) => {
-                        self.stage = Stage::Start(Box::new(Self::start(client, &self.reference)));
-                        continue;
-                    }
-                    Output::Done(Err(e)) => {
-                        self.done(client, Err(e));
-                        continue;
-                    }
-                    Output::Send(id, r) => return Output::Send(id, r),
-                    Output::Wait => return Output::Wait,
-                },
-                Stage::Start(ex) | Stage::Put(ex) => match ex.poll_output(client) {
-                    Output::Send(id, r) => return Output::Send(id, r),
-                    Output::Wait => return Output::Wait,
-                    Output::Done(done) => done,
-                },
-                Stage::Finished => return Output::Wait,
-            };
-            match (done, matches!(self.stage, Stage::Start(_))) {
-                (Err(e), _) => self.done(client, Err(e)),
-                (Ok(x), true) => self.started(client, x),
-                (Ok(x), false) => self.put_done(client, x),
-            }
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        client: &mut Client,
-        id: RequestId,
-        response: std::result::Result<Response, TransportError>,
-    ) {
-        match &mut self.stage {
-            Stage::Head(lookup) => lookup.handle_response(client, id, response),
-            Stage::Start(ex) | Stage::Put(ex) => ex.handle_response(client, id, response),
-            Stage::Finished => {}
         }
     }
 }

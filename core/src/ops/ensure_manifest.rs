@@ -2,25 +2,24 @@
 //! reference, copying its children from where they can be found when the
 //! registry says they are missing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::auth::repository_scope;
 use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
-use crate::distribution::{manifest_path, RegistryError};
+use crate::distribution::manifest_path;
 use crate::error::{Error, Result};
-use crate::http::{
-    BodyMode, Method, RequestBody, RequestId, Response, TransportError, SMALL_BODY_LIMIT,
-};
+use crate::http::{BodyMode, Method, RequestBody, SMALL_BODY_LIMIT};
 use crate::manifest::ManifestChildren;
 use crate::ops::copy_blob::CopyBlob;
 use crate::ops::copy_manifest::CopyManifest;
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged, Target};
-use crate::ops::group::{Group, GroupOutput};
-use crate::ops::lookup::Lookup;
-use crate::ops::{pass, Operation, Output};
+use crate::ops::group::Group;
+use crate::ops::lookup::{Found, Lookup};
+use crate::ops::{Operation, Output, Step};
 use crate::reference::Reference;
+use crate::{advance, ready};
 
 /// Where a manifest's children can be found: by digest, and a fallback for
 /// any child not listed.
@@ -48,48 +47,50 @@ impl ChildRefs {
     }
 }
 
-/// A child being copied.
+/// A child being copied: a manifest or a blob.
+type Child = Box<dyn Operation<Outcome = Result<Descriptor>>>;
+
+/// Children copied side by side, at most the client's concurrency at once;
+/// the first failure is the outcome.
 #[derive(Debug)]
-enum Child {
-    Manifest(Box<CopyManifest>),
-    Blob(Box<CopyBlob>),
+struct CopyChildren {
+    waiting: VecDeque<Child>,
+    running: Group<(), Child>,
 }
 
-impl Operation for Child {
-    type Outcome = Descriptor;
+impl Operation for CopyChildren {
+    type Outcome = Result<()>;
 
-    fn poll_output(&mut self, client: &mut Client) -> Output<Descriptor> {
-        match self {
-            Child::Manifest(op) => op.poll_output(client),
-            Child::Blob(op) => op.poll_output(client),
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        client: &mut Client,
-        id: RequestId,
-        response: std::result::Result<Response, TransportError>,
-    ) {
-        match self {
-            Child::Manifest(op) => op.handle_response(client, id, response),
-            Child::Blob(op) => op.handle_response(client, id, response),
+    fn poll_output(&mut self, client: &mut Client) -> Output<Result<()>> {
+        loop {
+            while self.running.len() < client.concurrency() {
+                match self.waiting.pop_front() {
+                    Some(child) => self.running.push((), child),
+                    None => break,
+                }
+            }
+            if self.running.is_empty() {
+                return Output::Done(Ok(()));
+            }
+            let ((), copied) = ready!(self.running.poll(client));
+            if let Err(e) = copied {
+                return Output::Done(Err(e));
+            }
         }
     }
 }
 
 #[derive(Debug)]
 enum Stage {
+    /// Is it there already (by tag when there is one)?
     Head(Box<Lookup>),
+    /// Pushing; `retried` once the children were copied.
     Put {
         exchange: Box<Exchange>,
         retried: bool,
     },
-    Children {
-        waiting: VecDeque<Child>,
-        running: Group<(), Child>,
-    },
-    Finished,
+    /// Copying the children the registry said were missing.
+    Children(Box<CopyChildren>),
 }
 
 /// The ensure-manifest state machine.
@@ -100,7 +101,6 @@ pub struct EnsureManifest {
     descriptor: Descriptor,
     children: ChildRefs,
     stage: Stage,
-    outcome: Option<Result<Descriptor>>,
 }
 
 impl EnsureManifest {
@@ -116,10 +116,10 @@ impl EnsureManifest {
         let mut reference = reference;
         match &reference.digest {
             Some(d) if *d != descriptor.digest => {
-                return Err(Error::Integrity {
-                    subject: reference.to_string(),
-                    detail: format!("digest mismatch: the manifest is {}", descriptor.digest),
-                })
+                return Err(Error::integrity(
+                    reference.to_string(),
+                    format!("digest mismatch: the manifest is {}", descriptor.digest),
+                ))
             }
             Some(_) => {}
             None if reference.tag.is_none() => reference.digest = Some(descriptor.digest.clone()),
@@ -138,11 +138,10 @@ impl EnsureManifest {
             descriptor,
             children,
             stage,
-            outcome: None,
         })
     }
 
-    fn put(&self, client: &Client) -> Exchange {
+    fn put(&self, client: &Client, retried: bool) -> Stage {
         let object = match (&self.reference.tag, &self.reference.digest) {
             (Some(t), _) => t.clone(),
             (None, Some(d)) => d.to_string(),
@@ -159,81 +158,72 @@ impl EnsureManifest {
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
             range_from: None,
         };
-        Exchange::new(client, spec)
+        Stage::Put {
+            exchange: Box::new(Exchange::new(client, spec)),
+            retried,
+        }
     }
 
-    fn finish(&mut self, client: &mut Client, outcome: Result<Descriptor>) {
-        if let Ok(d) = &outcome {
-            client
-                .cache
-                .record(&self.reference, d, Some(self.bytes.clone()));
+    fn headed(&self, client: &Client, found: Option<Found>) -> Step<Stage, Descriptor> {
+        match found {
+            // Present: its children are too.
+            Some(found)
+                if found.descriptor.digest == self.descriptor.digest
+                    && found.descriptor.size == self.descriptor.size =>
+            {
+                Step::Done(found.descriptor)
+            }
+            _ => Step::Next(self.put(client, false)),
         }
-        self.stage = Stage::Finished;
-        self.outcome = Some(outcome);
     }
 
     fn pushed(
-        &mut self,
+        &self,
         client: &mut Client,
-        Exchanged { response, .. }: Exchanged,
+        answer: Exchanged,
         retried: bool,
-    ) {
+    ) -> Result<Step<Stage, Descriptor>> {
+        let response = &answer.response;
         if response.is_success() {
             if let Some(claimed) = response.headers.get("docker-content-digest") {
                 if claimed.trim() != self.descriptor.digest.to_string() {
-                    let e = Error::Integrity {
-                        subject: self.reference.to_string(),
-                        detail: format!(
+                    return Err(Error::integrity(
+                        self.reference.to_string(),
+                        format!(
                             "pushed digest from registry ({}) does not match expected digest ({})",
                             claimed.trim(),
                             self.descriptor.digest
                         ),
-                    };
-                    return self.finish(client, Err(e));
+                    ));
                 }
             }
             let d = self.descriptor.clone();
-            return self.finish(client, Ok(d));
+            client
+                .cache
+                .record(&self.reference, &d, Some(self.bytes.clone()));
+            return Ok(Step::Done(d));
         }
         // Any 4xx (MANIFEST_BLOB_UNKNOWN, BLOB_UNKNOWN, ...) most likely
         // means missing children: copy them, then push again, once.
         if (400..500).contains(&response.status) && !retried {
-            return match self.plan_children(client) {
-                Ok(waiting) => {
-                    self.stage = Stage::Children {
-                        waiting,
-                        running: Group::new(),
-                    };
-                }
-                Err(e) => self.finish(client, Err(e)),
+            let children = CopyChildren {
+                waiting: self.plan_children()?,
+                running: Group::new(),
             };
+            return Ok(Step::Next(Stage::Children(Box::new(children))));
         }
-        let e = RegistryError::parse(response.bytes());
-        let err = Error::Registry {
-            subject: self.reference.to_string(),
-            status: response.status,
-            code: e.code,
-            message: e.message,
-        };
-        self.finish(client, Err(err));
+        Err(Error::registry(self.reference.to_string(), response))
     }
 
     /// Every child to copy: manifests (ensured recursively, with their own
     /// source as their children's fallback) and blobs (foreign layers, with
     /// `urls`, are not copied).
-    fn plan_children(&self, client: &Client) -> Result<VecDeque<Child>> {
-        let parsed = ManifestChildren::parse(&self.bytes).map_err(|e| Error::Protocol {
-            subject: self.reference.to_string(),
-            detail: e.to_string(),
-        })?;
-        let target = |digest: &Digest| Reference {
-            host: self.reference.host.clone(),
-            repository: self.reference.repository.clone(),
-            tag: None,
-            digest: Some(digest.clone()),
-        };
-        let mut out = VecDeque::new();
-        let mut seen = std::collections::HashSet::new();
+    fn plan_children(&self) -> Result<VecDeque<Child>> {
+        let parsed = ManifestChildren::parse(&self.bytes)
+            .map_err(|e| Error::protocol(self.reference.to_string(), e.to_string()))?;
+        let target = |digest: &Digest| self.reference.with_digest(digest.clone());
+        let mut out: VecDeque<Child> = VecDeque::new();
+        let mut seen = HashSet::new();
         for m in &parsed.manifests {
             if !seen.insert(m.digest.clone()) {
                 continue;
@@ -243,109 +233,46 @@ impl EnsureManifest {
             grandchildren.fallback = Some(source.clone());
             let op = CopyManifest::new(source, target(&m.digest), grandchildren)
                 .with_media_type(&m.media_type);
-            out.push_back(Child::Manifest(Box::new(op)));
+            out.push_back(Box::new(op));
         }
         for b in parsed.config.iter().chain(parsed.layers.iter()) {
             if !b.urls.is_empty() || !seen.insert(b.digest.clone()) {
                 continue;
             }
             let source = self.children.source_of(&b.digest, &self.reference);
-            let op = CopyBlob::new(client, source, target(&b.digest), Some(b.clone()))?;
-            out.push_back(Child::Blob(Box::new(op)));
+            let op = CopyBlob::new(source, target(&b.digest), Some(b.clone()))?;
+            out.push_back(Box::new(op));
         }
         Ok(out)
     }
 }
 
 impl Operation for EnsureManifest {
-    type Outcome = Descriptor;
+    type Outcome = Result<Descriptor>;
 
-    fn poll_output(&mut self, client: &mut Client) -> Output<Descriptor> {
+    fn poll_output(&mut self, client: &mut Client) -> Output<Result<Descriptor>> {
         loop {
-            if let Some(outcome) = self.outcome.take() {
-                return Output::Done(outcome);
-            }
-            match std::mem::replace(&mut self.stage, Stage::Finished) {
-                Stage::Head(mut lookup) => match lookup.poll_output(client) {
-                    Output::Done(Ok(Some(found)))
-                        if found.descriptor.digest == self.descriptor.digest
-                            && found.descriptor.size == self.descriptor.size =>
-                    {
-                        // Present: its children are too.
-                        self.stage = Stage::Finished;
-                        return Output::Done(Ok(found.descriptor));
-                    }
-                    Output::Done(Ok(_)) => {
-                        self.stage = Stage::Put {
-                            exchange: Box::new(self.put(client)),
-                            retried: false,
-                        }
-                    }
-                    Output::Done(Err(e)) => self.finish(client, Err(e)),
-                    other => {
-                        self.stage = Stage::Head(lookup);
-                        return pass(other);
-                    }
-                },
-                Stage::Put {
-                    mut exchange,
-                    retried,
-                } => match exchange.poll_output(client) {
-                    Output::Done(Ok(x)) => self.pushed(client, x, retried),
-                    Output::Done(Err(e)) => self.finish(client, Err(e)),
-                    other => {
-                        self.stage = Stage::Put { exchange, retried };
-                        return pass(other);
-                    }
-                },
-                Stage::Children {
-                    mut waiting,
-                    mut running,
-                } => {
-                    while running.len() < client.concurrency() {
-                        match waiting.pop_front() {
-                            Some(child) => running.push((), child),
-                            None => break,
-                        }
-                    }
-                    if running.is_empty() {
-                        self.stage = Stage::Put {
-                            exchange: Box::new(self.put(client)),
-                            retried: true,
-                        };
-                        continue;
-                    }
-                    match running.poll(client) {
-                        GroupOutput::Send(id, request) => {
-                            self.stage = Stage::Children { waiting, running };
-                            return Output::Send(id, request);
-                        }
-                        GroupOutput::Wait => {
-                            self.stage = Stage::Children { waiting, running };
-                            return Output::Wait;
-                        }
-                        GroupOutput::Finished((), Ok(_)) => {
-                            self.stage = Stage::Children { waiting, running }
-                        }
-                        GroupOutput::Finished((), Err(e)) => self.finish(client, Err(e)),
-                    }
+            match &mut self.stage {
+                Stage::Head(lookup) => {
+                    let found = ready!(lookup.poll_output(client));
+                    advance!(self.stage, found.map(|f| self.headed(client, f)));
                 }
-                Stage::Finished => return Output::Wait,
+                Stage::Put { exchange, retried } => {
+                    let retried = *retried;
+                    let answer = ready!(exchange.poll_output(client));
+                    advance!(
+                        self.stage,
+                        answer.and_then(|a| self.pushed(client, a, retried))
+                    );
+                }
+                Stage::Children(children) => {
+                    let copied = ready!(children.poll_output(client));
+                    advance!(
+                        self.stage,
+                        copied.map(|()| Step::Next(self.put(client, true)))
+                    );
+                }
             }
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        client: &mut Client,
-        id: RequestId,
-        response: std::result::Result<Response, TransportError>,
-    ) {
-        match &mut self.stage {
-            Stage::Head(lookup) => lookup.handle_response(client, id, response),
-            Stage::Put { exchange, .. } => exchange.handle_response(client, id, response),
-            Stage::Children { running, .. } => running.handle_response(client, id, response),
-            Stage::Finished => {}
         }
     }
 }

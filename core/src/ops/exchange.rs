@@ -1,22 +1,20 @@
 //! One logical registry request: sends it, answers authentication
-//! challenges (Bearer token or Basic), follows redirects, and yields the
-//! final response. Every other operation is built from exchanges.
+//! challenges (a Bearer token from [`FetchToken`], or Basic credentials),
+//! follows redirects, retries what the client's policy retries, and yields
+//! the final response. Every other operation is built from exchanges.
 
-use crate::auth::{parse_token_response, AuthScheme, Challenge, Credential};
-use crate::client::{scopes_cover, Client};
-use crate::error::Error;
+use crate::auth::{AuthScheme, Challenge, Credential};
+use crate::client::{scopes_cover, Answer, Client};
+use crate::error::{Error, Result};
 use crate::http::{
-    BodyMode, Headers, Method, Request, RequestBody, RequestId, Response, TransportError, Url,
+    BodyMode, Headers, Method, Redirects, Request, RequestBody, RequestId, Response, Url,
     SMALL_BODY_LIMIT,
 };
-use crate::ops::{Operation, Output};
+use crate::ops::token::{FetchToken, Grant};
+use crate::ops::{Operation, Output, Step};
 use crate::reference::is_docker_hub;
 use crate::retry::{Attempt, Retries};
-
-use std::time::Duration;
-
-/// Redirects followed before giving up.
-const MAX_REDIRECTS: u8 = 5;
+use crate::{advance, ready};
 
 /// The final answer of an exchange and the id of the request it answers
 /// (a driver holding a streamed body keeps it under that id).
@@ -79,35 +77,38 @@ impl ExchangeSpec {
     }
 }
 
-/// A token to obtain: from `challenge`'s realm, in answer to the
-/// registry's 401 (`challenged`), or ahead of the request (`None`) from the
-/// challenge the registry sent last time.
-#[derive(Debug)]
-struct TokenWanted {
-    challenge: Challenge,
-    challenged: Option<Exchanged>,
+/// What this exchange did about tokens so far; each step happens once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tokens {
+    /// Nothing yet.
+    NotAsked,
+    /// One was asked for ahead of the request, from the registry's last
+    /// challenge (granted or not).
+    AskedAhead,
+    /// One was asked for in answer to this exchange's 401: another 401 is final.
+    Fresh,
 }
 
-#[derive(Debug)]
-enum State {
-    Ready,
-    AwaitingMain(RequestId, SentAuth),
-    TokenNeeded(Box<TokenWanted>),
-    AwaitingToken {
-        id: RequestId,
-        wanted: Box<TokenWanted>,
-        /// The realm without its query: names the token server in errors.
-        realm: String,
-        with_credentials: bool,
-    },
-    Finished,
-}
-
+/// What was sent as `Authorization`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SentAuth {
     None,
     Basic,
     Bearer,
+}
+
+#[derive(Debug)]
+enum Stage {
+    /// The request is to be sent (once a retry's wait is over).
+    Ready,
+    /// Getting a token, then ready again. `challenged`: the 401 that asked
+    /// for it, which stands if the token is refused.
+    Token {
+        fetch: Box<FetchToken>,
+        challenged: Option<Exchanged>,
+    },
+    /// Sent; waiting for the answer.
+    Sent { id: RequestId, auth: SentAuth },
 }
 
 /// The exchange state machine.
@@ -119,17 +120,10 @@ pub struct Exchange {
     /// The scopes as one token-cache key.
     scope_key: String,
     url: Url,
-    state: State,
-    redirects: u8,
-    /// A token was obtained in answer to this exchange's 401: another 401 is final.
-    fresh_token: bool,
-    /// A token was asked for ahead of the request (granted or not).
-    asked_ahead: bool,
-    main_retries: Retries,
-    token_retries: Retries,
-    /// The wait before the next request (a retry).
-    next_delay: Option<Duration>,
-    outcome: Option<crate::error::Result<Exchanged>>,
+    stage: Stage,
+    tokens: Tokens,
+    redirects: Redirects,
+    retries: Retries,
 }
 
 impl Exchange {
@@ -156,14 +150,10 @@ impl Exchange {
             registry_authority,
             url,
             spec,
-            state: State::Ready,
-            redirects: 0,
-            fresh_token: false,
-            asked_ahead: false,
-            main_retries: Retries::default(),
-            token_retries: Retries::default(),
-            next_delay: None,
-            outcome: None,
+            stage: Stage::Ready,
+            tokens: Tokens::NotAsked,
+            redirects: Redirects::default(),
+            retries: Retries::default(),
         }
     }
 
@@ -172,35 +162,23 @@ impl Exchange {
         !matches!(self.spec.body, RequestBody::Transfer { .. })
     }
 
-    /// Schedules another try of the main request when the policy allows one.
-    fn retry(&mut self, client: &Client, attempt: Attempt<'_>) -> bool {
-        if !self.replayable() {
-            return false;
-        }
-        match self.main_retries.next(&client.config().retry, attempt) {
-            Some(delay) => {
-                self.next_delay = Some(delay);
-                self.state = State::Ready;
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn finish(&mut self, outcome: crate::error::Result<Exchanged>) {
-        self.state = State::Finished;
-        self.outcome = Some(outcome);
-    }
-
     fn on_registry(&self) -> bool {
         self.url.authority == self.registry_authority
+    }
+
+    /// Schedules another try after `attempt`, when the body can be sent
+    /// again and the policy allows one.
+    fn retry(&mut self, client: &Client, attempt: Attempt<'_>) -> bool {
+        self.replayable()
+            && self
+                .retries
+                .schedule(&client.config().retry, attempt, client.now())
     }
 
     /// The challenge to get a token from before sending: the registry's
     /// last one, when it is known to want tokens and none covers our scopes.
     fn token_ahead(&mut self, client: &Client) -> Option<Challenge> {
-        if self.asked_ahead
-            || self.fresh_token
+        if self.tokens != Tokens::NotAsked
             || self.spec.scopes.is_empty()
             || !self.on_registry()
             || client
@@ -212,381 +190,221 @@ impl Exchange {
         let challenge = client
             .remembered_challenge(&self.registry_authority)?
             .clone();
-        self.asked_ahead = true;
+        self.tokens = Tokens::AskedAhead;
         Some(challenge)
     }
 
-    /// Whether a 401 after a token asked ahead names scopes beyond ours:
-    /// the registry wants more than we asked for, so one more token is due.
-    fn wants_more_than_asked(&self, challenge: &Challenge) -> bool {
-        self.asked_ahead
-            && challenge
+    /// Whether a Bearer 401 is worth a token: none asked yet, or one asked
+    /// ahead while the registry names scopes beyond ours.
+    fn worth_a_token(&self, challenge: &Challenge) -> bool {
+        match self.tokens {
+            Tokens::NotAsked => true,
+            Tokens::AskedAhead => challenge
                 .params
                 .get("scope")
-                .is_some_and(|wanted| !scopes_cover(&self.scope_key, wanted))
-    }
-
-    /// Sets out to get a token for `wanted` (a configured bearer token is
-    /// simply used).
-    fn obtain_token(&mut self, client: &mut Client, wanted: TokenWanted) {
-        if let Some(Credential::Bearer(token)) = client.credential(&self.spec.registry) {
-            let authorization = format!("Bearer {token}");
-            client.store_token(
-                &self.registry_authority,
-                &self.scope_key,
-                authorization,
-                None,
-            );
-            self.fresh_token |= wanted.challenged.is_some();
-            self.state = State::Ready;
-        } else {
-            self.state = State::TokenNeeded(Box::new(wanted));
+                .is_some_and(|wanted| !scopes_cover(&self.scope_key, wanted)),
+            Tokens::Fresh => false,
         }
     }
 
-    fn main_response(
+    /// Sets out to get a token from `challenge`'s realm: the stage that
+    /// does it, or straight back to `Ready` when a configured token is used.
+    fn fetch_token(
+        &self,
+        client: &mut Client,
+        challenge: &Challenge,
+        challenged: Option<Exchanged>,
+    ) -> Result<Stage> {
+        let fetch = FetchToken::start(
+            client,
+            &self.spec.registry,
+            &self.registry_authority,
+            &self.spec.scopes,
+            challenge,
+        )?;
+        Ok(match fetch {
+            Some(fetch) => Stage::Token {
+                fetch: Box::new(fetch),
+                challenged,
+            },
+            None => Stage::Ready,
+        })
+    }
+
+    /// The request to send now, and what it carries as `Authorization`.
+    fn request(&self, client: &Client) -> (Request, SentAuth) {
+        let mut headers = Headers::new();
+        headers.set("User-Agent", client.config().user_agent.clone());
+        if let Some(accept) = self.spec.accept {
+            headers.set("Accept", accept);
+        }
+        if let Some(content_type) = &self.spec.content_type {
+            headers.set("Content-Type", content_type.clone());
+        }
+        if let Some(offset) = self.spec.range_from {
+            headers.set("Range", format!("bytes={offset}-"));
+        }
+        match self.spec.body.len() {
+            Some(len) => headers.set("Content-Length", len.to_string()),
+            // A write without a body says so, rather than leaving the
+            // transport to frame an empty body as chunked.
+            None if !matches!(self.spec.method, Method::Get | Method::Head) => {
+                headers.set("Content-Length", "0")
+            }
+            None => {}
+        }
+        let mut sent = SentAuth::None;
+        // Credentials and tokens never leave the registry's host (a
+        // redirect to blob storage elsewhere goes without them).
+        if self.on_registry() {
+            if let Some(auth) = client.authorization(&self.registry_authority, &self.scope_key) {
+                sent = if auth.starts_with("Basic ") {
+                    SentAuth::Basic
+                } else {
+                    SentAuth::Bearer
+                };
+                headers.set("Authorization", auth);
+            }
+        }
+        let request = Request {
+            method: self.spec.method,
+            url: self.url.clone(),
+            headers,
+            body: self.spec.body.clone(),
+            body_mode: self.spec.body_mode,
+        };
+        (request, sent)
+    }
+
+    /// What the answer to request `id` means: another try, a redirect, a
+    /// challenge to answer, or the final response.
+    fn answered(
         &mut self,
         client: &mut Client,
         id: RequestId,
         sent: SentAuth,
-        response: Response,
-    ) {
-        let status = response.status;
-        let attempt = Attempt::Status {
-            status,
-            retry_after: response.headers.get("retry-after"),
-            date: response.headers.get("date"),
+        answer: Answer,
+    ) -> Result<Step<Stage, Exchanged>> {
+        let response = match answer {
+            Ok(response) => response,
+            Err(e) if !e.is_permanent() && self.retry(client, Attempt::ConnectionFailed) => {
+                return Ok(Step::Next(Stage::Ready))
+            }
+            Err(e) => return Err(Error::transport(self.url.authority.clone(), e)),
         };
-        if matches!(status, 429 | 500 | 502 | 503 | 504) && self.retry(client, attempt) {
-            return;
+        let status = response.status;
+        if matches!(status, 429 | 500 | 502 | 503 | 504)
+            && self.retry(client, Attempt::from(&response))
+        {
+            return Ok(Step::Next(Stage::Ready));
         }
         // A streamed body cannot be sent twice: its 401 is final (its token
         // is asked for ahead, from the challenge of an earlier request).
-        let replayable = self.replayable();
-        if status == 401 && self.on_registry() && replayable {
-            let challenge = response
-                .headers
-                .get_all("www-authenticate")
-                .find_map(Challenge::parse);
-            let exchanged = Exchanged { id, response };
-            let Some(challenge) = challenge else {
-                return self.finish(Ok(exchanged));
-            };
-            client.remember_challenge(&self.registry_authority, &challenge);
-            match challenge.scheme {
-                AuthScheme::Bearer
-                    if !self.fresh_token
-                        && (!self.asked_ahead || self.wants_more_than_asked(&challenge)) =>
-                {
-                    self.obtain_token(
-                        client,
-                        TokenWanted {
-                            challenge,
-                            challenged: Some(exchanged),
-                        },
-                    );
-                }
-                AuthScheme::Basic => match client.credential(&self.spec.registry) {
-                    Some(Credential::Basic { .. }) if sent != SentAuth::Basic => {
-                        client.mark_basic(&self.registry_authority);
-                        self.state = State::Ready;
-                    }
-                    Some(Credential::Basic { username, .. }) => {
-                        let reason = format!(
-                            "the registry refused the credentials of user {username:?} (401)"
-                        );
-                        self.finish(Err(Error::Authentication {
-                            host: self.spec.registry.clone(),
-                            reason,
-                        }))
-                    }
-                    _ => self.finish(Ok(exchanged)),
-                },
-                // A fresh token that still gets 401 means this identity may
-                // not see the repository: the caller decides what that means.
-                _ => self.finish(Ok(exchanged)),
-            }
-            return;
+        if status == 401 && self.on_registry() && self.replayable() {
+            return self.challenged(client, sent, Exchanged { id, response });
         }
         let redirect = matches!(status, 301 | 302 | 303 | 307 | 308)
             && matches!(self.spec.method, Method::Get | Method::Head);
-        if redirect {
-            if let Some(location) = response.headers.get("location") {
-                self.redirects += 1;
-                if self.redirects > MAX_REDIRECTS {
-                    return self.finish(Err(Error::Protocol {
-                        subject: self.url.to_string(),
-                        detail: format!("more than {MAX_REDIRECTS} redirects"),
-                    }));
-                }
-                match self.url.join(location) {
-                    Ok(next) => {
-                        self.url = next;
-                        self.state = State::Ready;
-                    }
-                    Err(e) => self.finish(Err(Error::Protocol {
-                        subject: self.url.to_string(),
-                        detail: format!("bad redirect: {e}"),
-                    })),
-                }
-                return;
-            }
+        if let Some(location) = response.headers.get("location").filter(|_| redirect) {
+            self.url = self.redirects.follow(&self.url, location)?;
+            return Ok(Step::Next(Stage::Ready));
         }
-        self.finish(Ok(Exchanged { id, response }));
+        Ok(Step::Done(Exchanged { id, response }))
     }
 
-    /// Schedules another try of the token request when the policy allows one.
-    fn retry_token(
-        &mut self,
-        client: &Client,
-        attempt: Attempt<'_>,
-        wanted: Box<TokenWanted>,
-    ) -> Option<Box<TokenWanted>> {
-        match self.token_retries.next(&client.config().retry, attempt) {
-            Some(delay) => {
-                self.next_delay = Some(delay);
-                self.state = State::TokenNeeded(wanted);
-                None
-            }
-            None => Some(wanted),
-        }
-    }
-
-    fn token_response(
+    /// A 401 from the registry: get a token or send Basic credentials and
+    /// try again, or let the answer stand (the caller decides what it means).
+    fn challenged(
         &mut self,
         client: &mut Client,
-        wanted: Box<TokenWanted>,
-        realm: String,
-        with_credentials: bool,
-        response: Response,
-    ) {
-        let status = response.status;
-        let attempt = Attempt::Status {
-            status,
-            retry_after: response.headers.get("retry-after"),
-            date: response.headers.get("date"),
+        sent: SentAuth,
+        exchanged: Exchanged,
+    ) -> Result<Step<Stage, Exchanged>> {
+        let challenge = exchanged
+            .response
+            .headers
+            .get_all("www-authenticate")
+            .find_map(Challenge::parse);
+        let Some(challenge) = challenge else {
+            return Ok(Step::Done(exchanged));
         };
-        let wanted = match status {
-            200..=299 => {
-                match parse_token_response(&realm, response.bytes()) {
-                    Ok(token) => {
-                        client.store_token(
-                            &self.registry_authority,
-                            &self.scope_key,
-                            format!("Bearer {}", token.value),
-                            Some(token.lifetime),
-                        );
-                        self.fresh_token |= wanted.challenged.is_some();
-                        self.state = State::Ready;
-                    }
-                    Err(e) => self.finish(Err(e)),
-                }
-                return;
+        client.remember_challenge(&self.registry_authority, &challenge);
+        match (&challenge.scheme, client.credential(&self.spec.registry)) {
+            (AuthScheme::Bearer, _) if self.worth_a_token(&challenge) => {
+                self.tokens = Tokens::Fresh;
+                let stage = self.fetch_token(client, &challenge, Some(exchanged))?;
+                Ok(Step::Next(stage))
             }
-            429 | 500 | 502 | 503 | 504 => match self.retry_token(client, attempt, wanted) {
-                None => return,
-                Some(wanted) => wanted,
-            },
-            _ => wanted,
-        };
-        match (status, wanted.challenged) {
-            // OAuth2 answers a refused refresh token with 400.
-            (400 | 401 | 403, _) if with_credentials => self.finish(Err(Error::Authentication {
-                host: self.spec.registry.clone(),
-                reason: format!("token server {realm} refused the credentials ({status})"),
-            })),
+            (AuthScheme::Basic, Some(Credential::Basic { .. })) if sent != SentAuth::Basic => {
+                client.mark_basic(&self.registry_authority);
+                Ok(Step::Next(Stage::Ready))
+            }
+            (AuthScheme::Basic, Some(Credential::Basic { username, .. })) => {
+                Err(Error::Authentication {
+                    host: self.spec.registry.clone(),
+                    reason: format!(
+                        "the registry refused the credentials of user {username:?} (401)"
+                    ),
+                })
+            }
+            // A fresh token that still gets 401 means this identity may
+            // not see the repository: the caller decides what that means.
+            _ => Ok(Step::Done(exchanged)),
+        }
+    }
+
+    /// What the token server's decision means for this exchange.
+    fn granted(
+        grant: Result<Grant>,
+        challenged: Option<Exchanged>,
+    ) -> Result<Step<Stage, Exchanged>> {
+        Ok(match (grant?, challenged) {
+            (Grant::Issued, _) => Step::Next(Stage::Ready),
             // Anonymous and refused a token: the registry's 401 stands.
-            (401 | 403, Some(challenged)) => self.finish(Ok(challenged)),
+            (Grant::Refused, Some(challenged)) => Step::Done(challenged),
             // Asked ahead and refused: the request goes without a token
             // and the registry decides.
-            (401 | 403, None) => self.state = State::Ready,
-            _ => {
-                let e = crate::distribution::RegistryError::parse(response.bytes());
-                self.finish(Err(Error::Registry {
-                    subject: format!("token server {realm}"),
-                    status,
-                    code: e.code,
-                    message: e.message,
-                }))
-            }
-        }
-    }
-
-    /// The request to the token realm for `wanted`.
-    fn token_request(
-        &mut self,
-        client: &mut Client,
-        wanted: Box<TokenWanted>,
-    ) -> Output<Exchanged> {
-        let token_request = wanted
-            .challenge
-            .token_request(&self.spec.scopes, client.credential(&self.spec.registry));
-        let token_request = match token_request {
-            Ok(r) => r,
-            Err(e) => {
-                self.finish(Err(Error::Protocol {
-                    subject: self.registry_authority.clone(),
-                    detail: format!("unusable authentication challenge: {e}"),
-                }));
-                return self.poll_output(client);
-            }
-        };
-        let id = client.next_request_id();
-        let mut headers = Headers::new();
-        headers.set("User-Agent", client.config().user_agent.clone());
-        if let Some(authorization) = &token_request.authorization {
-            headers.set("Authorization", authorization.clone());
-        }
-        let (method, body) = match &token_request.form {
-            Some(form) => {
-                headers.set("Content-Type", FORM_URLENCODED);
-                headers.set("Content-Length", form.len().to_string());
-                (Method::Post, RequestBody::Bytes(form.clone().into_bytes()))
-            }
-            None => (Method::Get, RequestBody::Empty),
-        };
-        self.token_retries.sent();
-        self.state = State::AwaitingToken {
-            id,
-            wanted,
-            realm: token_request.realm(),
-            with_credentials: token_request.with_credentials(),
-        };
-        Output::Send(
-            id,
-            Request {
-                method,
-                url: token_request.url,
-                headers,
-                body,
-                body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
-                not_before: self.next_delay.take(),
-            },
-        )
+            (Grant::Refused, None) => Step::Next(Stage::Ready),
+        })
     }
 }
 
-/// The media type of an OAuth2 token request body.
-const FORM_URLENCODED: &str = "application/x-www-form-urlencoded";
-
 impl Operation for Exchange {
-    type Outcome = Exchanged;
+    type Outcome = Result<Exchanged>;
 
-    fn poll_output(&mut self, client: &mut Client) -> Output<Exchanged> {
-        match std::mem::replace(&mut self.state, State::Finished) {
-            State::Ready => {
-                if let Some(challenge) = self.token_ahead(client) {
-                    let wanted = TokenWanted {
-                        challenge,
-                        challenged: None,
+    fn poll_output(&mut self, client: &mut Client) -> Output<Result<Exchanged>> {
+        loop {
+            match &mut self.stage {
+                Stage::Ready => {
+                    if let Some(at) = self.retries.wait_until(client.now()) {
+                        return Output::Wait(Some(at));
+                    }
+                    if let Some(challenge) = self.token_ahead(client) {
+                        advance!(
+                            self.stage,
+                            self.fetch_token(client, &challenge, None).map(Step::Next)
+                        );
+                        continue;
+                    }
+                    let (request, auth) = self.request(client);
+                    let id = client.track(&request);
+                    self.retries.sent();
+                    self.stage = Stage::Sent { id, auth };
+                    return Output::Send(id, request);
+                }
+                Stage::Token { fetch, challenged } => {
+                    let grant = ready!(fetch.poll_output(client));
+                    let challenged = challenged.take();
+                    advance!(self.stage, Self::granted(grant, challenged));
+                }
+                Stage::Sent { id, auth } => {
+                    let (id, auth) = (*id, *auth);
+                    let Some(answer) = client.take_answer(id) else {
+                        return Output::Wait(None);
                     };
-                    self.obtain_token(client, wanted);
-                    return self.poll_output(client);
+                    advance!(self.stage, self.answered(client, id, auth, answer));
                 }
-                let id = client.next_request_id();
-                let mut headers = Headers::new();
-                headers.set("User-Agent", client.config().user_agent.clone());
-                if let Some(accept) = self.spec.accept {
-                    headers.set("Accept", accept);
-                }
-                if let Some(content_type) = &self.spec.content_type {
-                    headers.set("Content-Type", content_type.clone());
-                }
-                if let Some(offset) = self.spec.range_from {
-                    headers.set("Range", format!("bytes={offset}-"));
-                }
-                match self.spec.body.len() {
-                    Some(len) => headers.set("Content-Length", len.to_string()),
-                    // A write without a body says so, rather than leaving the
-                    // transport to frame an empty body as chunked.
-                    None if !matches!(self.spec.method, Method::Get | Method::Head) => {
-                        headers.set("Content-Length", "0")
-                    }
-                    None => {}
-                }
-                let mut sent = SentAuth::None;
-                // Credentials and tokens never leave the registry's host (a
-                // redirect to blob storage elsewhere goes without them).
-                if self.on_registry() {
-                    if let Some(auth) =
-                        client.authorization(&self.registry_authority, &self.scope_key)
-                    {
-                        sent = if auth.starts_with("Basic ") {
-                            SentAuth::Basic
-                        } else {
-                            SentAuth::Bearer
-                        };
-                        headers.set("Authorization", auth);
-                    }
-                }
-                self.main_retries.sent();
-                self.state = State::AwaitingMain(id, sent);
-                Output::Send(
-                    id,
-                    Request {
-                        method: self.spec.method,
-                        url: self.url.clone(),
-                        headers,
-                        body: self.spec.body.clone(),
-                        body_mode: self.spec.body_mode,
-                        not_before: self.next_delay.take(),
-                    },
-                )
             }
-            State::TokenNeeded(wanted) => self.token_request(client, wanted),
-            State::Finished => match self.outcome.take() {
-                Some(outcome) => Output::Done(outcome),
-                None => Output::Wait,
-            },
-            waiting => {
-                self.state = waiting;
-                Output::Wait
-            }
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        client: &mut Client,
-        id: RequestId,
-        response: Result<Response, TransportError>,
-    ) {
-        match std::mem::replace(&mut self.state, State::Finished) {
-            State::AwaitingMain(expected, sent) if expected == id => match response {
-                Ok(r) => self.main_response(client, id, sent, r),
-                Err(e) => {
-                    if e.permanent || !self.retry(client, Attempt::ConnectionFailed) {
-                        self.finish(Err(Error::Transport {
-                            host: self.url.authority.clone(),
-                            message: e.message,
-                            permanent: e.permanent,
-                        }))
-                    }
-                }
-            },
-            State::AwaitingToken {
-                id: expected,
-                wanted,
-                realm,
-                with_credentials,
-            } if expected == id => match response {
-                Ok(r) => self.token_response(client, wanted, realm, with_credentials, r),
-                Err(e) => {
-                    if e.permanent
-                        || self
-                            .retry_token(client, Attempt::ConnectionFailed, wanted)
-                            .is_some()
-                    {
-                        self.finish(Err(Error::Transport {
-                            host: realm,
-                            message: e.message,
-                            permanent: e.permanent,
-                        }))
-                    }
-                }
-            },
-            // Not ours: put the state back untouched.
-            other => self.state = other,
         }
     }
 }

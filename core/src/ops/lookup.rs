@@ -5,17 +5,18 @@
 use std::str::FromStr;
 
 use crate::auth::repository_scope;
-use crate::cache::{CacheKey, CACHE_DATA_LIMIT};
+use crate::cache::{CacheKey, Mark, CACHE_DATA_LIMIT};
 use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::digest::{Digest, Verifier};
 use crate::distribution::{blob_path, manifest_path, RegistryError};
 use crate::error::{Error, Result};
-use crate::http::{BodyMode, Headers, Method, RequestId, Response, ResponseBody, TransportError};
+use crate::http::{BodyMode, Headers, Method, RequestId, Response, ResponseBody};
 use crate::media_type::{MANIFEST_ACCEPT, OCTET_STREAM};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
-use crate::ops::{Operation, Output};
+use crate::ops::{Operation, Output, Step};
 use crate::reference::Reference;
+use crate::{advance, ready};
 
 /// Manifests larger than this are refused unread (as the seed's registry cache does).
 pub const MANIFEST_SIZE_LIMIT: u64 = CACHE_DATA_LIMIT;
@@ -73,15 +74,26 @@ pub enum Body {
 /// A found object.
 #[derive(Debug)]
 pub struct Found {
+    /// Where it is: the reference looked up, by the object's digest (its
+    /// tag kept), so that it can be read again.
+    pub reference: Reference,
     /// What it is.
     pub descriptor: Descriptor,
     /// Its content, per the options.
     pub body: Body,
 }
 
+#[derive(Debug)]
+enum Stage {
+    /// The cache is to be consulted.
+    Start,
+    /// Asking the registry.
+    Ask(Box<Exchange>),
+}
+
 /// The lookup state machine. It answers from the client's cache when it
-/// can, waits while another lookup fetches the same key, and records what it
-/// finds.
+/// can, waits while another operation fetches the same key, and records
+/// what it finds.
 #[derive(Debug)]
 pub struct Lookup {
     reference: Reference,
@@ -90,16 +102,17 @@ pub struct Lookup {
     /// `host/repository`, the cache's namespace.
     repo: String,
     key: CacheKey,
-    /// `None` until the cache has been consulted and missed.
-    exchange: Option<Exchange>,
+    stage: Stage,
+    /// The claim on `key` while asking the registry.
+    claim: Option<Mark>,
     /// A HEAD that lacked digest or size was replaced by a GET.
     head_fell_back: bool,
     /// Token actions asked for: `pull`, or `pull,push` when the lookup
     /// precedes a push (one token then serves both).
     actions: &'static str,
-    /// Hold every blob body for streaming, small ones too (a copy's source).
-    always_stream: bool,
-    outcome: Option<Result<Option<Found>>>,
+    /// Hold every blob body for the next request to send on, small ones too
+    /// (a copy's source).
+    relay: bool,
 }
 
 impl Lookup {
@@ -149,11 +162,11 @@ impl Lookup {
             subject,
             repo,
             key,
-            exchange: None,
+            stage: Stage::Start,
+            claim: None,
             head_fell_back: false,
             actions: "pull",
-            always_stream: false,
-            outcome: None,
+            relay: false,
         }
     }
 
@@ -164,18 +177,20 @@ impl Lookup {
         self
     }
 
-    /// Holds the blob body for streaming whatever its size: for a copy's
-    /// source, whose bytes go straight into an upload (not into memory, not
-    /// into the cache).
-    pub fn streamed(mut self) -> Self {
-        self.always_stream = true;
+    /// Holds the blob body, whatever its size, for the next request to send
+    /// on ([`BodyMode::Relay`]): a copy's source, whose bytes go straight
+    /// into an upload (not into memory, not into the cache).
+    pub fn relayed(mut self) -> Self {
+        self.relay = true;
         self
     }
 
     /// What the cache already knows, in the shape this lookup returns.
     fn cached_answer(&self, client: &Client) -> Option<Found> {
         let cached = match &self.key {
-            CacheKey::Object(repo, digest) => client.cache.object(repo, digest),
+            CacheKey::Object(repo, digest) | CacheKey::Write(repo, digest) => {
+                client.cache.object(repo, digest)
+            }
             CacheKey::Tag(repo, tag) => client.cache.tag(repo, tag),
         }?;
         let body = if self.options.head {
@@ -184,6 +199,7 @@ impl Lookup {
             Body::Bytes(cached.data.as_ref()?.to_vec())
         };
         Some(Found {
+            reference: self.reference.with_digest(cached.descriptor.digest.clone()),
             descriptor: cached.descriptor.clone(),
             body,
         })
@@ -194,7 +210,7 @@ impl Lookup {
     fn remember(&self, client: &mut Client, mut found: Found) -> Found {
         let tag = match &self.key {
             CacheKey::Tag(_, tag) => Some(tag.as_str()),
-            CacheKey::Object(..) => None,
+            CacheKey::Object(..) | CacheKey::Write(..) => None,
         };
         let data = match &found.body {
             Body::Bytes(b) => Some(b.clone()),
@@ -212,14 +228,15 @@ impl Lookup {
     fn spec(&self, kind: LookupKind, method: Method) -> ExchangeSpec {
         let reference = &self.reference;
         let scope = repository_scope(&reference.repository, self.actions);
-        let buffer_up_to = if self.always_stream {
-            0
-        } else {
-            CACHE_DATA_LIMIT
-        };
         let (path, accept, body_mode) = match (kind, &reference.digest) {
             (LookupKind::Blob, Some(d)) => {
-                let body_mode = BodyMode::Stream { buffer_up_to };
+                let body_mode = if self.relay {
+                    BodyMode::Relay
+                } else {
+                    BodyMode::Stream {
+                        buffer_up_to: CACHE_DATA_LIMIT,
+                    }
+                };
                 (blob_path(&reference.repository, d), None, body_mode)
             }
             _ => (
@@ -236,17 +253,11 @@ impl Lookup {
     }
 
     fn integrity(&self, detail: String) -> Error {
-        Error::Integrity {
-            subject: self.subject.clone(),
-            detail,
-        }
+        Error::integrity(&self.subject, detail)
     }
 
     fn protocol(&self, detail: impl Into<String>) -> Error {
-        Error::Protocol {
-            subject: self.subject.clone(),
-            detail: detail.into(),
-        }
+        Error::protocol(&self.subject, detail)
     }
 
     /// `Docker-Content-Digest`, parsed; a malformed one is the registry's error.
@@ -273,61 +284,64 @@ impl Lookup {
         }
     }
 
-    fn classify(&mut self, client: &mut Client, done: Exchanged) -> Option<Result<Option<Found>>> {
-        let Exchanged { id, response } = done;
+    /// Consults the cache: its answer, or the claim on the key and the
+    /// request to ask the registry; `None` while another operation holds
+    /// the claim (its answer lands in the cache).
+    fn start(&mut self, client: &mut Client) -> Option<Result<Step<Stage, Option<Found>>>> {
+        if let Some(found) = self.cached_answer(client) {
+            return Some(Ok(Step::Done(Some(found))));
+        }
+        self.claim = Some(client.cache.claim(self.key.clone())?);
+        let method = if self.options.head {
+            Method::Head
+        } else {
+            Method::Get
+        };
+        let exchange = Exchange::new(client, self.spec(self.options.kind, method));
+        Some(Ok(Step::Next(Stage::Ask(Box::new(exchange)))))
+    }
+
+    /// What the registry's answer means: found (recorded in the cache), not
+    /// found, an error, or a GET to make up for a HEAD that said too little.
+    fn answered(
+        &mut self,
+        client: &mut Client,
+        answer: Result<Exchanged>,
+    ) -> Result<Step<Stage, Option<Found>>> {
+        // Finished either way, unless a GET follows: the claim ends here.
+        let claim = self.claim.take();
+        let Exchanged { id, response } = answer?;
         if matches!(response.status, 401 | 403 | 404) {
-            return Some(Ok(None));
+            return Ok(Step::Done(None));
         }
         if !response.is_success() {
-            let e = RegistryError::parse(response.bytes());
-            if e.is_not_found() {
-                return Some(Ok(None));
+            if RegistryError::parse(response.bytes()).is_not_found() {
+                return Ok(Step::Done(None));
             }
-            return Some(Err(Error::Registry {
-                subject: self.subject.clone(),
-                status: response.status,
-                code: e.code,
-                message: e.message,
-            }));
+            return Err(Error::registry(&self.subject, &response));
         }
         let head = self.options.head && !self.head_fell_back;
-        let result = match (self.options.kind, head) {
-            (LookupKind::Blob, true) => self.blob_head(&response),
-            (LookupKind::Blob, false) => self.blob_get(id, &response),
-            (LookupKind::Manifest, true) => match self.manifest_head(&response) {
-                Ok(Some(found)) => Ok(found),
-                Ok(None) => {
+        let found = match (self.options.kind, head) {
+            (LookupKind::Blob, true) => self.blob_head(&response)?,
+            (LookupKind::Blob, false) => self.blob_get(id, &response)?,
+            (LookupKind::Manifest, true) => match self.manifest_head(&response)? {
+                Some(found) => found,
+                None => {
                     // Some registries omit the digest (or size) on HEAD: read
                     // the manifest and compute it.
                     self.head_fell_back = true;
-                    self.exchange = Some(Exchange::new(
-                        client,
-                        self.spec(LookupKind::Manifest, Method::Get),
-                    ));
-                    return None;
+                    self.claim = claim;
+                    let get = Exchange::new(client, self.spec(LookupKind::Manifest, Method::Get));
+                    return Ok(Step::Next(Stage::Ask(Box::new(get))));
                 }
-                Err(e) => Err(e),
             },
-            (LookupKind::Manifest, false) => self.manifest_get(&response),
+            (LookupKind::Manifest, false) => self.manifest_get(&response)?,
         };
-        Some(result.map(Some))
+        Ok(Step::Done(Some(self.remember(client, found))))
     }
 
-    fn blob_head(&self, r: &Response) -> Result<Found> {
-        let digest = self
-            .expected_digest(&r.headers)?
-            .ok_or_else(|| self.protocol("no digest"))?;
-        let size = r
-            .headers
-            .content_length()
-            .ok_or_else(|| self.protocol("blob HEAD answer without Content-Length"))?;
-        Ok(Found {
-            descriptor: Descriptor::new(OCTET_STREAM, digest, size),
-            body: Body::Empty,
-        })
-    }
-
-    fn blob_get(&self, id: RequestId, r: &Response) -> Result<Found> {
+    /// A blob answer's digest and size: both required.
+    fn blob_descriptor(&self, r: &Response) -> Result<(Digest, u64)> {
         let digest = self
             .expected_digest(&r.headers)?
             .ok_or_else(|| self.protocol("no digest"))?;
@@ -335,6 +349,20 @@ impl Lookup {
             .headers
             .content_length()
             .ok_or_else(|| self.protocol("blob answer without Content-Length"))?;
+        Ok((digest, size))
+    }
+
+    fn blob_head(&self, r: &Response) -> Result<Found> {
+        let (digest, size) = self.blob_descriptor(r)?;
+        Ok(Found {
+            reference: self.reference.with_digest(digest.clone()),
+            descriptor: Descriptor::new(OCTET_STREAM, digest, size),
+            body: Body::Empty,
+        })
+    }
+
+    fn blob_get(&self, id: RequestId, r: &Response) -> Result<Found> {
+        let (digest, size) = self.blob_descriptor(r)?;
         let mut verifier = Box::new(Verifier::new(
             self.subject.clone(),
             digest.clone(),
@@ -352,10 +380,14 @@ impl Lookup {
                 Body::Bytes(bytes.clone())
             }
             ResponseBody::TooLarge => {
-                return Err(self.protocol("blob body was neither read nor held"))
+                return Err(Error::Internal(format!(
+                    "{}: blob body was neither read nor held",
+                    self.subject
+                )))
             }
         };
         Ok(Found {
+            reference: self.reference.with_digest(digest.clone()),
             descriptor: Descriptor::new(OCTET_STREAM, digest, size),
             body,
         })
@@ -372,6 +404,7 @@ impl Lookup {
                     return Err(self.too_large(size));
                 }
                 Ok(Some(Found {
+                    reference: self.reference.with_digest(digest.clone()),
                     descriptor: Descriptor::new(media_type, digest, size),
                     body: Body::Empty,
                 }))
@@ -423,6 +456,7 @@ impl Lookup {
                 self.protocol("manifest has no media type (no Content-Type, no mediaType field)")
             })?;
         Ok(Found {
+            reference: self.reference.with_digest(digest.clone()),
             descriptor: Descriptor::new(media_type, digest, bytes.len() as u64),
             body: Body::Bytes(bytes.clone()),
         })
@@ -450,52 +484,22 @@ fn embedded_media_type(bytes: &[u8]) -> Option<String> {
 }
 
 impl Operation for Lookup {
-    type Outcome = Option<Found>;
+    type Outcome = Result<Option<Found>>;
 
-    fn poll_output(&mut self, client: &mut Client) -> Output<Option<Found>> {
+    fn poll_output(&mut self, client: &mut Client) -> Output<Result<Option<Found>>> {
         loop {
-            if let Some(outcome) = self.outcome.take() {
-                client.cache.end(&self.key);
-                let outcome = outcome.map(|found| found.map(|f| self.remember(client, f)));
-                return Output::Done(outcome);
-            }
-            let Some(exchange) = self.exchange.as_mut() else {
-                if let Some(found) = self.cached_answer(client) {
-                    return Output::Done(Ok(Some(found)));
+            match &mut self.stage {
+                Stage::Start => match self.start(client) {
+                    Some(step) => advance!(self.stage, step),
+                    // Another operation is fetching this key; its answer
+                    // lands in the cache, and the driver polls us again.
+                    None => return Output::Wait(None),
+                },
+                Stage::Ask(exchange) => {
+                    let answer = ready!(exchange.poll_output(client));
+                    advance!(self.stage, self.answered(client, answer));
                 }
-                if client.cache.is_pending(&self.key) {
-                    // Another lookup is fetching this key; its answer lands
-                    // in the cache, and the driver polls us again after it.
-                    return Output::Wait;
-                }
-                client.cache.begin(self.key.clone());
-                let method = if self.options.head {
-                    Method::Head
-                } else {
-                    Method::Get
-                };
-                let spec = self.spec(self.options.kind, method);
-                self.exchange = Some(Exchange::new(client, spec));
-                continue;
-            };
-            match exchange.poll_output(client) {
-                Output::Send(id, req) => return Output::Send(id, req),
-                Output::Wait => return Output::Wait,
-                Output::Done(Err(e)) => self.outcome = Some(Err(e)),
-                // None: a GET replaced a HEAD that lacked a digest; poll it.
-                Output::Done(Ok(done)) => self.outcome = self.classify(client, done),
             }
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        client: &mut Client,
-        id: RequestId,
-        response: std::result::Result<Response, TransportError>,
-    ) {
-        if let Some(exchange) = self.exchange.as_mut() {
-            exchange.handle_response(client, id, response);
         }
     }
 }

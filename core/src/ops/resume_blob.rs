@@ -6,11 +6,12 @@
 
 use crate::auth::repository_scope;
 use crate::client::Client;
-use crate::distribution::{blob_path, RegistryError};
+use crate::distribution::blob_path;
 use crate::error::{Error, Result};
-use crate::http::{BodyMode, Method, RequestId, Response, ResponseBody, TransportError};
+use crate::http::{BodyMode, Method, RequestId, ResponseBody, TransportError};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
-use crate::ops::{pass, Operation, Output};
+use crate::ops::{Operation, Output};
+use crate::ready;
 use crate::reference::Reference;
 
 /// A broken read is resumed at most this often.
@@ -20,7 +21,7 @@ pub const MAX_RESUMES: u32 = 3;
 /// is worth resuming: a broken connection is, a refusal by policy or an
 /// untrusted certificate is not.
 pub fn resumable(error: &TransportError, resumed: u32) -> bool {
-    !error.permanent && resumed < MAX_RESUMES
+    !error.is_permanent() && resumed < MAX_RESUMES
 }
 
 /// Where the resumed body starts.
@@ -75,16 +76,16 @@ impl ResumeBlob {
     }
 
     fn protocol(&self, detail: String) -> Error {
-        Error::Protocol {
-            subject: self.subject.clone(),
-            detail,
-        }
+        Error::protocol(&self.subject, detail)
     }
 
     fn classify(&self, done: Exchanged) -> Result<Resumed> {
         let Exchanged { id, response } = done;
         if !matches!(response.body, ResponseBody::Held) && response.is_success() {
-            return Err(self.protocol("resumed blob body was not held".to_string()));
+            return Err(Error::Internal(format!(
+                "{}: resumed blob body was not held",
+                self.subject
+            )));
         }
         match response.status {
             206 => {
@@ -106,45 +107,25 @@ impl ResumeBlob {
                     request: id,
                     skip: self.offset,
                 }),
-                other => Err(Error::Integrity {
-                    subject: self.subject.clone(),
-                    detail: format!(
+                other => Err(Error::integrity(
+                    &self.subject,
+                    format!(
                         "read again, the blob is {} bytes, not {}",
                         other.map_or("an unknown number of".to_string(), |n| n.to_string()),
                         self.size
                     ),
-                }),
+                )),
             },
-            status => {
-                let e = RegistryError::parse(response.bytes());
-                Err(Error::Registry {
-                    subject: self.subject.clone(),
-                    status,
-                    code: e.code,
-                    message: e.message,
-                })
-            }
+            _ => Err(Error::registry(&self.subject, &response)),
         }
     }
 }
 
 impl Operation for ResumeBlob {
-    type Outcome = Resumed;
+    type Outcome = Result<Resumed>;
 
-    fn poll_output(&mut self, client: &mut Client) -> Output<Resumed> {
-        match self.exchange.poll_output(client) {
-            Output::Done(Ok(done)) => Output::Done(self.classify(done)),
-            Output::Done(Err(e)) => Output::Done(Err(e)),
-            other => pass(other),
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        client: &mut Client,
-        id: RequestId,
-        response: std::result::Result<Response, TransportError>,
-    ) {
-        self.exchange.handle_response(client, id, response);
+    fn poll_output(&mut self, client: &mut Client) -> Output<Result<Resumed>> {
+        let answer = ready!(self.exchange.poll_output(client));
+        Output::Done(answer.and_then(|a| self.classify(a)))
     }
 }

@@ -9,16 +9,16 @@ use crate::client::Client;
 use crate::descriptor::{Descriptor, ANNOTATION_BASHBREW_ARCH, ANNOTATION_REF_NAME};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::http::{RequestId, Response, TransportError};
 use crate::index::{config_platform, Index};
 use crate::manifest::ManifestChildren;
 use crate::media_type::{
     is_image_config, is_image_manifest, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX,
 };
-use crate::ops::group::{Group, GroupOutput};
+use crate::ops::group::Group;
 use crate::ops::lookup::{Body, Found, Lookup};
-use crate::ops::{Operation, Output};
+use crate::ops::{Operation, Output, Step};
 use crate::reference::Reference;
+use crate::{advance, ready};
 
 /// BuildKit's annotation naming what kind of entry this is.
 pub const ANNOTATION_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
@@ -27,9 +27,9 @@ pub const REFERENCE_TYPE_ATTESTATION: &str = "attestation-manifest";
 /// BuildKit's annotation naming an attestation's subject.
 pub const ANNOTATION_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
 
-/// Which object a platform task is reading.
+/// Which object a platform read is reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+enum Read {
     Manifest,
     Config,
 }
@@ -40,17 +40,18 @@ enum Stage {
     Top(Box<Lookup>),
     /// Filling in entries' platforms.
     Platforms(Box<Platforms>),
-    Finished,
 }
 
 /// Platform reads in progress: each member reads one entry's manifest or
 /// config.
 #[derive(Debug)]
 struct Platforms {
+    /// The index, and what its entries are named after.
     index: Index,
+    reference: Reference,
     /// Entries not yet planned.
     next: usize,
-    reads: Group<(usize, Step), Lookup>,
+    reads: Group<(usize, Read), Lookup>,
 }
 
 /// The synthesize-index state machine.
@@ -70,15 +71,22 @@ impl SynthesizeIndex {
         }
     }
 
-    /// `reference` with another digest (its tag kept), as displayed.
-    fn ref_name(&self, digest: &Digest) -> String {
-        let mut r = self.reference.clone();
-        r.digest = Some(digest.clone());
-        r.to_string()
+    /// The looked-up object: nothing, or the index whose platforms to complete.
+    fn found(&self, found: Option<Found>) -> Result<Step<Stage, Option<Index>>> {
+        let Some(found) = found else {
+            return Ok(Step::Done(None));
+        };
+        let platforms = Platforms {
+            index: self.index_of(found)?,
+            reference: self.reference.clone(),
+            next: 0,
+            reads: Group::new(),
+        };
+        Ok(Step::Next(Stage::Platforms(Box::new(platforms))))
     }
 
     /// Turns the looked-up object into the index to complete.
-    fn start(&self, found: Found) -> Result<Index> {
+    fn index_of(&self, found: Found) -> Result<Index> {
         let Body::Bytes(bytes) = found.body else {
             return Err(self.protocol("manifest content missing"));
         };
@@ -134,30 +142,38 @@ impl SynthesizeIndex {
         }
         index.annotations.insert(
             ANNOTATION_REF_NAME.to_string(),
-            self.ref_name(&descriptor.digest),
+            ref_name(&self.reference, &descriptor.digest),
         );
 
         // First entry of a digest wins (the image spec's "first match SHOULD be used").
         let mut seen = std::collections::HashSet::new();
         index.manifests.retain(|m| seen.insert(m.digest.clone()));
         for m in &mut index.manifests {
-            m.annotations
-                .insert(ANNOTATION_REF_NAME.to_string(), self.ref_name(&m.digest));
+            m.annotations.insert(
+                ANNOTATION_REF_NAME.to_string(),
+                ref_name(&self.reference, &m.digest),
+            );
         }
         Ok(index)
     }
 
     fn protocol(&self, detail: impl Into<String>) -> Error {
-        Error::Protocol {
-            subject: self.reference.to_string(),
-            detail: detail.into(),
-        }
+        Error::protocol(self.reference.to_string(), detail)
     }
+}
 
+/// `reference` with another digest (its tag kept), as displayed.
+fn ref_name(reference: &Reference, digest: &Digest) -> String {
+    let mut r = reference.clone();
+    r.digest = Some(digest.clone());
+    r.to_string()
+}
+
+impl Platforms {
     /// What an entry still needs: `None` when its platform is settled, else
     /// the lookup to run (its manifest, or directly its config when the
     /// manifest is embedded).
-    fn plan(&self, entry: &mut Descriptor) -> Result<Option<(Step, Lookup)>> {
+    fn plan(reference: &Reference, entry: &mut Descriptor) -> Result<Option<(Read, Lookup)>> {
         let complete = entry
             .platform
             .as_ref()
@@ -170,23 +186,22 @@ impl SynthesizeIndex {
         }
         entry.platform = None;
         match embedded(entry)? {
-            Some(manifest) => self.after_manifest(entry, &manifest),
+            Some(manifest) => Self::after_manifest(reference, entry, &manifest),
             None => {
-                let lookup =
-                    Lookup::manifest(self.reference.with_digest(entry.digest.clone()), false);
-                Ok(Some((Step::Manifest, lookup)))
+                let lookup = Lookup::manifest(reference.with_digest(entry.digest.clone()), false);
+                Ok(Some((Read::Manifest, lookup)))
             }
         }
     }
 
     /// Given an entry's manifest, the config lookup (if any) still needed.
     fn after_manifest(
-        &self,
+        reference: &Reference,
         entry: &mut Descriptor,
         manifest: &[u8],
-    ) -> Result<Option<(Step, Lookup)>> {
+    ) -> Result<Option<(Read, Lookup)>> {
         let children = ManifestChildren::parse(manifest).map_err(|e| Error::Protocol {
-            subject: self.ref_name(&entry.digest),
+            subject: ref_name(reference, &entry.digest),
             detail: e.to_string(),
         })?;
         let Some(config) = children.config.filter(|c| is_image_config(&c.media_type)) else {
@@ -194,19 +209,19 @@ impl SynthesizeIndex {
         };
         match embedded(&config)? {
             Some(bytes) => {
-                self.set_platform(entry, &bytes)?;
+                Self::set_platform(reference, entry, &bytes)?;
                 Ok(None)
             }
             None => Ok(Some((
-                Step::Config,
-                Lookup::blob(&self.reference, config.digest, false),
+                Read::Config,
+                Lookup::blob(reference, config.digest, false),
             ))),
         }
     }
 
-    fn set_platform(&self, entry: &mut Descriptor, config: &[u8]) -> Result<()> {
+    fn set_platform(reference: &Reference, entry: &mut Descriptor, config: &[u8]) -> Result<()> {
         let platform = config_platform(config).map_err(|e| Error::Protocol {
-            subject: self.ref_name(&entry.digest),
+            subject: ref_name(reference, &entry.digest),
             detail: format!("image config is not valid JSON: {e}"),
         })?;
         if !platform.os.is_empty() && !platform.architecture.is_empty() {
@@ -256,6 +271,95 @@ impl SynthesizeIndex {
         index.manifests = kept;
         index
     }
+
+    /// An entry's manifest or config arrived: the next lookup it needs, if any.
+    fn read(
+        reference: &Reference,
+        entry: &mut Descriptor,
+        read: Read,
+        result: Result<Option<Found>>,
+    ) -> Result<Option<(Read, Lookup)>> {
+        let what = match read {
+            Read::Manifest => "manifest",
+            Read::Config => "config",
+        };
+        let found = result?.ok_or_else(|| {
+            Error::protocol(
+                ref_name(reference, &entry.digest),
+                format!("its {what} is missing from the registry"),
+            )
+        })?;
+        let Body::Bytes(bytes) = found.body else {
+            return Err(Error::protocol(
+                ref_name(reference, &entry.digest),
+                format!("its {what} is larger than 4 MiB"),
+            ));
+        };
+        match read {
+            Read::Manifest => Self::after_manifest(reference, entry, &bytes),
+            Read::Config => Self::set_platform(reference, entry, &bytes).map(|()| None),
+        }
+    }
+
+    /// Starts what the entry needs next, if anything.
+    fn then(&mut self, entry: usize, next: Result<Option<(Read, Lookup)>>) -> Result<()> {
+        if let Some((read, lookup)) = next? {
+            self.reads.push((entry, read), lookup);
+        }
+        Ok(())
+    }
+}
+
+impl Operation for Platforms {
+    type Outcome = Result<Index>;
+
+    /// Plans entries up to the concurrency bound and polls the reads until
+    /// one sends or all wait.
+    fn poll_output(&mut self, client: &mut Client) -> Output<Result<Index>> {
+        loop {
+            while self.reads.len() < client.concurrency() && self.next < self.index.manifests.len()
+            {
+                let entry = self.next;
+                self.next += 1;
+                let next = Self::plan(&self.reference, &mut self.index.manifests[entry]);
+                if let Err(e) = self.then(entry, next) {
+                    return Output::Done(Err(e));
+                }
+            }
+            if self.reads.is_empty() {
+                return Output::Done(Ok(Self::finish(std::mem::take(&mut self.index))));
+            }
+            let ((entry, read), found) = ready!(self.reads.poll(client));
+            let next = Self::read(
+                &self.reference,
+                &mut self.index.manifests[entry],
+                read,
+                found,
+            );
+            if let Err(e) = self.then(entry, next) {
+                return Output::Done(Err(e));
+            }
+        }
+    }
+}
+
+impl Operation for SynthesizeIndex {
+    type Outcome = Result<Option<Index>>;
+
+    fn poll_output(&mut self, client: &mut Client) -> Output<Result<Option<Index>>> {
+        loop {
+            match &mut self.stage {
+                Stage::Top(lookup) => {
+                    let found = ready!(lookup.poll_output(client));
+                    advance!(self.stage, found.and_then(|f| self.found(f)));
+                }
+                Stage::Platforms(platforms) => {
+                    let index = ready!(platforms.poll_output(client));
+                    advance!(self.stage, index.map(|i| Step::Done(Some(i))));
+                }
+            }
+        }
+    }
 }
 
 /// An object's embedded bytes, when present and of the right size; they
@@ -276,117 +380,4 @@ fn embedded(d: &Descriptor) -> Result<Option<Vec<u8>>> {
         });
     }
     Ok(Some(bytes))
-}
-
-impl SynthesizeIndex {
-    /// Advances the platform reads: plans entries up to the concurrency
-    /// bound and polls the reads until one sends or all wait.
-    fn poll_platforms(&self, p: &mut Platforms, client: &mut Client) -> Output<Option<Index>> {
-        loop {
-            while p.reads.len() < client.concurrency() && p.next < p.index.manifests.len() {
-                let entry = p.next;
-                p.next += 1;
-                match self.plan(&mut p.index.manifests[entry]) {
-                    Ok(Some((step, lookup))) => p.reads.push((entry, step), lookup),
-                    Ok(None) => {}
-                    Err(e) => return Output::Done(Err(e)),
-                }
-            }
-            if p.reads.is_empty() && p.next >= p.index.manifests.len() {
-                return Output::Done(Ok(Some(Self::finish(std::mem::take(&mut p.index)))));
-            }
-            match p.reads.poll(client) {
-                GroupOutput::Send(id, request) => return Output::Send(id, request),
-                GroupOutput::Wait => return Output::Wait,
-                GroupOutput::Finished((entry, step), result) => {
-                    match self.advance(&mut p.index.manifests[entry], step, result) {
-                        Ok(Some((step, lookup))) => p.reads.push((entry, step), lookup),
-                        Ok(None) => {}
-                        Err(e) => return Output::Done(Err(e)),
-                    }
-                }
-            }
-        }
-    }
-
-    /// An entry's manifest or config arrived: the next lookup it needs, if any.
-    fn advance(
-        &self,
-        entry: &mut Descriptor,
-        step: Step,
-        result: Result<Option<Found>>,
-    ) -> Result<Option<(Step, Lookup)>> {
-        let what = match step {
-            Step::Manifest => "manifest",
-            Step::Config => "config",
-        };
-        let found = result?.ok_or_else(|| Error::Protocol {
-            subject: self.ref_name(&entry.digest),
-            detail: format!("its {what} is missing from the registry"),
-        })?;
-        let Body::Bytes(bytes) = found.body else {
-            return Err(Error::Protocol {
-                subject: self.ref_name(&entry.digest),
-                detail: format!("its {what} is larger than 4 MiB"),
-            });
-        };
-        match step {
-            Step::Manifest => self.after_manifest(entry, &bytes),
-            Step::Config => self.set_platform(entry, &bytes).map(|()| None),
-        }
-    }
-}
-
-impl Operation for SynthesizeIndex {
-    type Outcome = Option<Index>;
-
-    fn poll_output(&mut self, client: &mut Client) -> Output<Option<Index>> {
-        loop {
-            match std::mem::replace(&mut self.stage, Stage::Finished) {
-                Stage::Top(mut top) => match top.poll_output(client) {
-                    Output::Done(Ok(None)) => return Output::Done(Ok(None)),
-                    Output::Done(Ok(Some(found))) => match self.start(found) {
-                        Ok(index) => {
-                            self.stage = Stage::Platforms(Box::new(Platforms {
-                                index,
-                                next: 0,
-                                reads: Group::new(),
-                            }))
-                        }
-                        Err(e) => return Output::Done(Err(e)),
-                    },
-                    Output::Done(Err(e)) => return Output::Done(Err(e)),
-                    Output::Send(id, request) => {
-                        self.stage = Stage::Top(top);
-                        return Output::Send(id, request);
-                    }
-                    Output::Wait => {
-                        self.stage = Stage::Top(top);
-                        return Output::Wait;
-                    }
-                },
-                Stage::Platforms(mut p) => {
-                    let out = self.poll_platforms(&mut p, client);
-                    if !matches!(out, Output::Done(_)) {
-                        self.stage = Stage::Platforms(p);
-                    }
-                    return out;
-                }
-                Stage::Finished => return Output::Wait,
-            }
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        client: &mut Client,
-        id: RequestId,
-        response: std::result::Result<Response, TransportError>,
-    ) {
-        match &mut self.stage {
-            Stage::Top(top) => top.handle_response(client, id, response),
-            Stage::Platforms(p) => p.reads.handle_response(client, id, response),
-            Stage::Finished => {}
-        }
-    }
 }

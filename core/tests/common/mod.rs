@@ -1,15 +1,15 @@
-//! Helpers shared by the scripted tests: a client, canned responses, a
-//! scripted registry, and drivers that run an operation to its end.
+//! The scripted world the core's tests run in: a client, canned responses,
+//! scripted registries (a [`World`] of them by host), and drivers that run
+//! an operation to its end on a test clock, recording every request.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use ocirelay_core::auth::Credential;
-use ocirelay_core::http::{
-    Method, Request, RequestBody, RequestId, Response, ResponseBody, TransportError,
-};
+use ocirelay_core::client::Answer;
+use ocirelay_core::http::{Method, Request, RequestBody, RequestId, Response, ResponseBody};
 use ocirelay_core::media_type::OCI_MANIFEST;
-use ocirelay_core::{Client, ClientConfig, Digest, Operation, Output};
+use ocirelay_core::{Client, ClientConfig, Digest, Instant, Operation, Output};
 
 pub fn client(credentials: &[(&str, Credential)]) -> Client {
     let credentials: BTreeMap<String, Credential> = credentials
@@ -46,26 +46,54 @@ pub fn manifest_ok(body: &[u8], digest_header: Option<&str>) -> Response {
     response(200, &headers, body)
 }
 
+/// A request as the operation asked for it, and when (on the test's clock).
+#[derive(Debug)]
+pub struct Sent {
+    /// When it was asked for.
+    pub at: Instant,
+    /// The request.
+    pub request: Request,
+}
+
 /// Runs `op` to the end, answering each request at once with `answer`;
-/// returns the outcome and every request asked for, in order.
-pub fn drive<O: Operation>(
+/// when the operation waits for a deadline (a retry's delay), the clock
+/// moves on to it. Returns the outcome and every request asked for, in
+/// order, with when it was asked for.
+pub fn drive_timed<O: Operation>(
     client: &mut Client,
     op: &mut O,
-    mut answer: impl FnMut(&Request) -> Result<Response, TransportError>,
-) -> (ocirelay_core::Result<O::Outcome>, Vec<Request>) {
+    mut answer: impl FnMut(&Request) -> Answer,
+) -> (O::Outcome, Vec<Sent>) {
     let mut sent = Vec::new();
     for _ in 0..200 {
         match op.poll_output(client) {
             Output::Send(id, request) => {
                 let r = answer(&request);
-                sent.push(request);
-                op.handle_response(client, id, r);
+                sent.push(Sent {
+                    at: client.now(),
+                    request,
+                });
+                client.handle_response(id, r);
             }
-            Output::Wait => panic!("waiting with nothing in flight"),
+            Output::Wait(Some(deadline)) => {
+                assert!(deadline > client.now(), "a deadline that has passed");
+                client.set_now(deadline);
+            }
+            Output::Wait(None) => panic!("waiting with nothing in flight"),
             Output::Done(outcome) => return (outcome, sent),
         }
     }
-    panic!("no outcome after 200 requests: {sent:#?}");
+    panic!("no outcome after 200 steps: {sent:#?}");
+}
+
+/// [`drive_timed`], without the times.
+pub fn drive<O: Operation>(
+    client: &mut Client,
+    op: &mut O,
+    answer: impl FnMut(&Request) -> Answer,
+) -> (O::Outcome, Vec<Request>) {
+    let (outcome, sent) = drive_timed(client, op, answer);
+    (outcome, sent.into_iter().map(|s| s.request).collect())
 }
 
 /// Like [`drive`], but answers only when the operation waits, all at once:
@@ -74,8 +102,8 @@ pub fn drive<O: Operation>(
 pub fn drive_concurrently<O: Operation>(
     client: &mut Client,
     op: &mut O,
-    mut answer: impl FnMut(&Request) -> Result<Response, TransportError>,
-) -> (ocirelay_core::Result<O::Outcome>, Vec<Request>, usize) {
+    mut answer: impl FnMut(&Request) -> Answer,
+) -> (O::Outcome, Vec<Request>, usize) {
     let mut sent = Vec::new();
     let mut in_flight: VecDeque<(RequestId, Request)> = VecDeque::new();
     let mut most = 0;
@@ -85,18 +113,38 @@ pub fn drive_concurrently<O: Operation>(
                 in_flight.push_back((id, request));
                 most = most.max(in_flight.len());
             }
-            Output::Wait => {
-                assert!(!in_flight.is_empty(), "waiting with nothing in flight");
+            Output::Wait(deadline) => {
+                if in_flight.is_empty() {
+                    let deadline = deadline.expect("waiting with nothing in flight");
+                    client.set_now(deadline);
+                }
                 while let Some((id, request)) = in_flight.pop_front() {
                     let r = answer(&request);
                     sent.push(request);
-                    op.handle_response(client, id, r);
+                    client.handle_response(id, r);
                 }
             }
             Output::Done(outcome) => return (outcome, sent, most),
         }
     }
     panic!("no outcome after 200 rounds");
+}
+
+/// Registries by host, each answering the requests sent to its authority:
+/// the network a test's operations talk to.
+#[derive(Default)]
+pub struct World(HashMap<String, ScriptedRegistry>);
+
+impl World {
+    /// The registry at `host`, made on first use.
+    pub fn reg(&mut self, host: &str) -> &mut ScriptedRegistry {
+        self.0.entry(host.to_string()).or_default()
+    }
+
+    /// Answers `req` from the registry it is addressed to.
+    pub fn serve(&mut self, req: &Request) -> Answer {
+        self.reg(&req.url.authority.clone()).serve(req)
+    }
 }
 
 pub fn urls(sent: &[Request]) -> Vec<String> {
@@ -145,7 +193,7 @@ impl ScriptedRegistry {
 
     /// Answers reads and writes: uploads (POST, then PUT with `digest=`),
     /// mounts, and manifest PUTs, which need their children present.
-    pub fn serve(&mut self, req: &Request) -> Result<Response, TransportError> {
+    pub fn serve(&mut self, req: &Request) -> Answer {
         let path = req.url.path_and_query.clone();
         match req.method {
             Method::Get | Method::Head => self.answer(req),
@@ -233,7 +281,7 @@ impl ScriptedRegistry {
     }
 
     /// Answers GET/HEAD of `/v2/<repo>/(manifests|blobs)/<ref>`.
-    pub fn answer(&self, req: &Request) -> Result<Response, TransportError> {
+    pub fn answer(&self, req: &Request) -> Answer {
         let path = req.url.path_and_query.trim_start_matches("/v2/");
         let split = path
             .rsplit_once("/manifests/")

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use ocirelay_core::Reference;
 
-use crate::commands::lookup::descriptor_from_wit;
 use crate::error::HostError;
 use crate::output::write_json;
 use crate::runtime::{wit, Runtime};
@@ -49,8 +48,7 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: CopyArgs) -> Resu
         task.abort();
         bar.finish_and_clear();
     }
-    let descriptor = descriptor_from_wit(&result?)?;
-    write_json(&mut std::io::stdout().lock(), &descriptor).map_err(HostError::from)
+    write_json(&mut std::io::stdout().lock(), &result?).map_err(HostError::from)
 }
 
 /// A spinner with bytes and objects written, refreshed from the hook's counters.

@@ -1,10 +1,11 @@
 //! `ocirelay index`: the synthesized index of each reference.
 
+use ocirelay_core::ops::batch::Query;
 use ocirelay_core::Reference;
 
-use crate::commands::lookup::run_queries;
 use crate::error::HostError;
-use crate::runtime::{wit, Query, Runtime};
+use crate::queries;
+use crate::runtime::{wit, Runtime};
 
 /// Arguments of `ocirelay index`.
 #[derive(Debug, clap::Args)]
@@ -30,7 +31,7 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: IndexArgs) -> Res
     let queries = args
         .refs
         .iter()
-        .map(|r| Reference::parse(r).map(Query::Index))
+        .map(|r| Reference::parse(r).map(Query::SynthesizeIndex))
         .collect::<Result<Vec<_>, _>>()?;
-    run_queries(runtime, config, &queries, args.parallel).await
+    queries::run(runtime, config, &queries, args.parallel).await
 }
