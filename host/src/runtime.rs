@@ -384,7 +384,8 @@ mod tests {
         rt.block_on(async {
             let hook_policy = Policy::new(Vec::new(), [registry.host(), stranger]);
             let idle = std::time::Duration::from_secs(60);
-            let runtime = Runtime::new(hook_policy, &[], idle).expect("the runtime");
+            let ca = [ocirelay_tests::tls::ca_file().to_path_buf()];
+            let runtime = Runtime::new(hook_policy, &ca, idle).expect("the runtime");
             let config = wit::Config {
                 user_agent: "embedder".into(),
                 credentials: Vec::new(),

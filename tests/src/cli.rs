@@ -62,8 +62,9 @@ pub fn binary() -> PathBuf {
         })
 }
 
-/// A shared compile cache for the component, so each test does not JIT it anew.
-fn cache_dir() -> PathBuf {
+/// A directory shared by the test processes of one build: the component's
+/// compile cache (so each test does not JIT it anew) and the test CA.
+pub(crate) fn cache_dir() -> PathBuf {
     let dir = binary()
         .parent()
         .map(|p| p.join("ocirelay-test-cache"))
@@ -72,7 +73,7 @@ fn cache_dir() -> PathBuf {
     dir
 }
 
-/// Runs `ocirelay ARGS` with an empty docker config.
+/// Runs `ocirelay ARGS` with an empty docker config, trusting the tests' CA.
 pub fn ocirelay(args: &[&str]) -> Output {
     let empty = tempfile::tempdir().expect("temporary docker config");
     ocirelay_with(
@@ -81,8 +82,17 @@ pub fn ocirelay(args: &[&str]) -> Output {
     )
 }
 
-/// Runs `ocirelay ARGS` with extra environment variables.
+/// Runs `ocirelay ARGS` with extra environment variables, trusting the
+/// tests' CA (as a user trusts a private one: `--ca-file`).
 pub fn ocirelay_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let ca = crate::tls::ca_file().to_str().expect("utf-8 path");
+    let args = [&["--ca-file", ca][..], args].concat();
+    ocirelay_untrusting(&args, env)
+}
+
+/// Runs `ocirelay ARGS` with extra environment variables, trusting only
+/// the system's CA certificates.
+pub fn ocirelay_untrusting(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(binary());
     // No settings file but the one a test gives.
     let no_settings = cache_dir().join("no-settings");

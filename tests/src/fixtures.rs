@@ -130,7 +130,7 @@ impl Layout {
 
     /// Pushes tag `tag` of the layout to `registry` as `repository:tag`,
     /// digests unchanged. Docker manifest lists (which skopeo's layout
-    /// source refuses) go through the harness's own pusher, plain HTTP only.
+    /// source refuses) go through the harness's own pusher, without auth.
     pub fn push(&self, registry: &Registry, repository: &str, tag: &str) {
         let tagged = self
             .tags
@@ -143,7 +143,7 @@ impl Layout {
                 registry.credentials().is_none(),
                 "the harness pusher speaks no auth"
             );
-            crate::push::push_tree(registry.host(), repository, self.dir.path(), &d, Some(tag));
+            crate::push::push_tree(registry, repository, self.dir.path(), &d, Some(tag));
             return;
         }
         let source = format!("oci:{}:{tag}", self.dir.path().display());

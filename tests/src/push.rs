@@ -1,13 +1,14 @@
-//! A minimal pusher for plain-HTTP test registries, for what skopeo's OCI
-//! layout source will not take (Docker manifest lists). std only: one
-//! HTTP/1.1 request per connection.
+//! A minimal pusher for test registries (HTTPS or plain, no auth), for
+//! what skopeo's OCI layout source will not take (Docker manifest lists):
+//! one HTTP/1.1 request per connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 
 use ocirelay_core::manifest::ManifestChildren;
 use ocirelay_core::Descriptor;
+
+use crate::registry::Registry;
 
 /// Status, headers and body of one answer.
 struct Answer {
@@ -25,13 +26,14 @@ impl Answer {
 }
 
 fn request(
-    host: &str,
+    registry: &Registry,
     method: &str,
     path: &str,
     content_type: Option<&str>,
     body: &[u8],
 ) -> Answer {
-    let mut conn = TcpStream::connect(host).unwrap_or_else(|e| panic!("connecting to {host}: {e}"));
+    let host = registry.host();
+    let mut conn = crate::tls::connect(host, registry.is_tls());
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -42,6 +44,7 @@ fn request(
     head.push_str("\r\n");
     conn.write_all(head.as_bytes())
         .and_then(|()| conn.write_all(body))
+        .and_then(|()| conn.flush())
         .expect("sending a request");
     let mut reader = BufReader::new(conn);
     let mut status_line = String::new();
@@ -83,9 +86,9 @@ fn blob_bytes(layout: &Path, d: &Descriptor) -> Vec<u8> {
     .unwrap_or_else(|e| panic!("blob {} not in the layout: {e}", d.digest))
 }
 
-fn push_blob(host: &str, repository: &str, layout: &Path, d: &Descriptor) {
+fn push_blob(registry: &Registry, repository: &str, layout: &Path, d: &Descriptor) {
     let start = request(
-        host,
+        registry,
         "POST",
         &format!("/v2/{repository}/blobs/uploads/"),
         None,
@@ -99,7 +102,7 @@ fn push_blob(host: &str, repository: &str, layout: &Path, d: &Descriptor) {
         .unwrap_or(location);
     let sep = if path.contains('?') { '&' } else { '?' };
     request(
-        host,
+        registry,
         "PUT",
         &format!("{path}{sep}digest={}", d.digest),
         Some("application/octet-stream"),
@@ -109,20 +112,26 @@ fn push_blob(host: &str, repository: &str, layout: &Path, d: &Descriptor) {
 
 /// Pushes `d` (a manifest or index in the layout) and everything under it,
 /// children first; `tag` names it, or its digest does.
-pub fn push_tree(host: &str, repository: &str, layout: &Path, d: &Descriptor, tag: Option<&str>) {
+pub fn push_tree(
+    registry: &Registry,
+    repository: &str,
+    layout: &Path,
+    d: &Descriptor,
+    tag: Option<&str>,
+) {
     let bytes = blob_bytes(layout, d);
     let children = ManifestChildren::parse(&bytes).expect("manifest JSON");
     for m in &children.manifests {
-        push_tree(host, repository, layout, m, None);
+        push_tree(registry, repository, layout, m, None);
     }
     for b in children.config.iter().chain(children.layers.iter()) {
-        push_blob(host, repository, layout, b);
+        push_blob(registry, repository, layout, b);
     }
     let name = tag
         .map(str::to_string)
         .unwrap_or_else(|| d.digest.to_string());
     request(
-        host,
+        registry,
         "PUT",
         &format!("/v2/{repository}/manifests/{name}"),
         Some(&d.media_type),

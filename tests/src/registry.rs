@@ -1,6 +1,9 @@
 //! A real CNCF distribution registry (`/usr/bin/docker-registry`) on a free
-//! loopback port with temporary storage, in one of three auth modes, over
-//! plain HTTP or HTTPS with its own CA. It is stopped when dropped.
+//! loopback port with temporary storage, in one of three auth modes. It
+//! speaks HTTPS, as real registries do, with a certificate from the tests'
+//! own CA ([`crate::tls`]), on an address ocirelay does not treat as
+//! plain-HTTP loopback; or plain HTTP on 127.0.0.1 ([`Registry::start_plain`]).
+//! It is stopped when dropped.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -45,7 +48,12 @@ pub struct Registry {
 
 /// A free loopback port (bound, then released for the caller to use).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on("127.0.0.1")
+}
+
+/// A free port on loopback address `ip`.
+pub fn free_port_on(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("binding a loopback port")
@@ -64,15 +72,16 @@ pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
 }
 
 impl Registry {
-    /// Starts a registry and waits until it answers.
+    /// Starts a registry that speaks HTTPS on 127.0.0.2, with a certificate
+    /// from the tests' CA ([`Registry::ca_file`]), and waits until it answers.
     pub fn start(auth: Auth) -> Registry {
-        Self::launch(auth, false)
+        Self::launch(auth, true)
     }
 
-    /// Starts a registry that speaks HTTPS only, with a certificate for
-    /// 127.0.0.1 from a CA of its own ([`Registry::ca_file`]).
-    pub fn start_tls(auth: Auth) -> Registry {
-        Self::launch(auth, true)
+    /// Starts a registry that speaks plain HTTP on 127.0.0.1 (as ocirelay
+    /// does by default with loopback), and waits until it answers.
+    pub fn start_plain(auth: Auth) -> Registry {
+        Self::launch(auth, false)
     }
 
     fn launch(auth: Auth, tls: bool) -> Registry {
@@ -81,8 +90,12 @@ impl Registry {
             "{REGISTRY_BIN} is missing: install Debian's docker-registry package (scripts/setup does)"
         );
         let dir = temp_dir("ocirelay-registry-");
-        let port = free_port();
-        let host = format!("127.0.0.1:{port}");
+        let ip = if tls {
+            crate::tls::TLS_HOST
+        } else {
+            "127.0.0.1"
+        };
+        let host = format!("{ip}:{}", free_port_on(ip));
         let storage = dir.path().join("storage");
         let mut auth_yaml = String::new();
         let mut token_server = None;
@@ -103,7 +116,8 @@ impl Registry {
                 users,
                 public_repositories,
             } => {
-                let server = TokenServer::start(dir.path(), users.clone(), public_repositories);
+                let server =
+                    TokenServer::start(dir.path(), users.clone(), public_repositories, tls);
                 auth_yaml = format!(
                     "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
                     server.realm(),
@@ -116,7 +130,8 @@ impl Registry {
             }
         }
         let (tls_yaml, ca_file) = if tls {
-            let (ca, cert, key) = tls_files(dir.path());
+            let ca = crate::tls::ca_file().to_path_buf();
+            let (cert, key) = crate::tls::server_files(dir.path());
             let yaml = format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 cert.display(),
@@ -178,12 +193,17 @@ impl Registry {
         );
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `IP:PORT`.
     pub fn host(&self) -> &str {
         &self.host
     }
 
-    /// `127.0.0.1:PORT/<repository>` (plus whatever the caller appends).
+    /// Whether it speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.ca_file.is_some()
+    }
+
+    /// `IP:PORT/<repository>` (plus whatever the caller appends).
     pub fn reference(&self, rest: &str) -> String {
         format!("{}/{rest}", self.host)
     }
@@ -193,7 +213,8 @@ impl Registry {
         self.credentials.as_ref()
     }
 
-    /// The PEM file of the CA that signed an HTTPS registry's certificate.
+    /// The PEM file of the CA that signed an HTTPS registry's certificate
+    /// (the tests' CA).
     pub fn ca_file(&self) -> Option<&Path> {
         self.ca_file.as_deref()
     }
@@ -259,32 +280,4 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files
-/// in `dir`: (CA certificate, server certificate, server key).
-fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().expect("a CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ocirelay test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("self-signing the CA");
-    let key = rcgen::KeyPair::generate().expect("a server key");
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server parameters");
-    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-    let cert = params
-        .signed_by(&key, &issuer)
-        .expect("signing the server certificate");
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    );
-    std::fs::write(&paths.0, ca.pem()).expect("writing the CA");
-    std::fs::write(&paths.1, cert.pem()).expect("writing the certificate");
-    std::fs::write(&paths.2, key.serialize_pem()).expect("writing the key");
-    paths
 }

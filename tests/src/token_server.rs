@@ -7,9 +7,10 @@
 //! (and an empty grant elsewhere, as Docker Hub does). A refresh token
 //! issued by [`TokenServer::issue_refresh_token`] is traded for access
 //! tokens by OAuth2 POST (`grant_type=refresh_token`); an unknown one gets
-//! 400 `invalid_grant`.
+//! 400 `invalid_grant`. It speaks HTTPS (the tests' CA) beside an HTTPS
+//! registry, plain HTTP beside a plain one.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -50,16 +51,23 @@ struct Shared {
 
 /// A running token server; stops accepting when dropped.
 pub struct TokenServer {
-    port: u16,
+    /// `ip:port`.
+    host: String,
+    tls: bool,
     bundle: PathBuf,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
 }
 
 impl TokenServer {
-    /// Starts the server on a free loopback port, writing its certificate
-    /// bundle into `dir`.
-    pub fn start(dir: &Path, users: Vec<(String, String)>, public: Vec<String>) -> TokenServer {
+    /// Starts the server on a free loopback port (over TLS when `tls`),
+    /// writing the bundle of its token-signing certificate into `dir`.
+    pub fn start(
+        dir: &Path,
+        users: Vec<(String, String)>,
+        public: Vec<String>,
+        tls: bool,
+    ) -> TokenServer {
         let key =
             rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("generating a key");
         let params = rcgen::CertificateParams::new(vec!["ocirelay-token-issuer".to_string()])
@@ -82,23 +90,37 @@ impl TokenServer {
             refresh_tokens: Mutex::new(Vec::new()),
             counter: AtomicUsize::new(0),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the token server");
+        let ip = if tls {
+            crate::tls::TLS_HOST
+        } else {
+            "127.0.0.1"
+        };
+        let listener = TcpListener::bind((ip, 0)).expect("binding the token server");
         let port = listener.local_addr().expect("local address").port();
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (shared.clone(), stop.clone());
+        let tls_config = tls.then(crate::tls::server_config);
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Ok(conn) = conn {
-                    let s = s.clone();
-                    std::thread::spawn(move || serve(&s, conn));
-                }
+                let Ok(conn) = conn else { continue };
+                let s = s.clone();
+                let tls_config = tls_config.clone();
+                std::thread::spawn(move || match tls_config {
+                    Some(config) => {
+                        if let Ok(tls) = rustls::ServerConnection::new(config) {
+                            serve(&s, rustls::StreamOwned::new(tls, conn));
+                        }
+                    }
+                    None => serve(&s, conn),
+                });
             }
         });
         TokenServer {
-            port,
+            host: format!("{ip}:{port}"),
+            tls,
             bundle,
             shared,
             stop,
@@ -107,7 +129,8 @@ impl TokenServer {
 
     /// The realm URL the registry sends clients to.
     pub fn realm(&self) -> String {
-        format!("http://127.0.0.1:{}/token", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/token", self.host)
     }
 
     /// The certificate bundle the registry verifies tokens with.
@@ -139,15 +162,12 @@ impl Drop for TokenServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect(&self.host);
     }
 }
 
-fn serve(shared: &Shared, conn: TcpStream) {
-    let mut reader = BufReader::new(match conn.try_clone() {
-        Ok(c) => c,
-        Err(_) => return,
-    });
+fn serve(shared: &Shared, conn: impl Read + Write) {
+    let mut reader = BufReader::new(conn);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
         return;
@@ -208,7 +228,7 @@ fn serve(shared: &Shared, conn: TcpStream) {
             }
             _ => {
                 record(shared, None, &scopes, true, true);
-                return respond(conn, 400, r#"{"error":"invalid_grant"}"#);
+                return respond(reader.get_mut(), 400, r#"{"error":"invalid_grant"}"#);
             }
         }
     } else {
@@ -219,7 +239,7 @@ fn serve(shared: &Shared, conn: TcpStream) {
             }
             Some(_) => {
                 record(shared, None, &scopes, true, false);
-                return respond(conn, 401, r#"{"details":"wrong credentials"}"#);
+                return respond(reader.get_mut(), 401, r#"{"details":"wrong credentials"}"#);
             }
             None => None,
         };
@@ -269,7 +289,7 @@ fn serve(shared: &Shared, conn: TcpStream) {
         .expect("signing a token");
     let token = format!("{signing_input}.{}", b64.encode(signature.as_ref()));
     let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300});
-    respond(conn, 200, &body.to_string());
+    respond(reader.get_mut(), 200, &body.to_string());
 }
 
 fn record(shared: &Shared, user: Option<String>, scopes: &[String], refused: bool, refresh: bool) {
@@ -283,7 +303,7 @@ fn record(shared: &Shared, user: Option<String>, scopes: &[String], refused: boo
     }
 }
 
-fn respond(mut conn: TcpStream, status: u16, body: &str) {
+fn respond(conn: &mut impl Write, status: u16, body: &str) {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -294,6 +314,7 @@ fn respond(mut conn: TcpStream, status: u16, body: &str) {
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+    let _ = conn.flush();
 }
 
 fn decode_basic(value: &str) -> Option<(String, String)> {

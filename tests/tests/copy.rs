@@ -288,7 +288,10 @@ fn a_large_blob_streams_across_registries() {
 #[test]
 fn concurrency_bounds_every_request_in_flight_nested_or_not() {
     use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
-    let (src, dst) = (Registry::start(Auth::None), Registry::start(Auth::None));
+    let (src, dst) = (
+        Registry::start_plain(Auth::None),
+        Registry::start_plain(Auth::None),
+    );
     let mut layout = Layout::new();
     let index = three_platforms(&mut layout);
     layout.push(&src, "app", "v1");

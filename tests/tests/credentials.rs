@@ -91,11 +91,11 @@ fn helpers_authenticate_and_secrets_stay_out_of_logs() {
 #[test]
 fn a_redirect_to_another_host_goes_without_authorization() {
     use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
-    let private = Registry::start(Auth::Basic {
+    let private = Registry::start_plain(Auth::Basic {
         user: "fay".into(),
         password: "pw-fay-3391".into(),
     });
-    let storage = Registry::start(Auth::None);
+    let storage = Registry::start_plain(Auth::None);
     let mut layout = Layout::new();
     let image = layout.image(
         Flavour::Oci,

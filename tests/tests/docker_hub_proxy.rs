@@ -1,13 +1,13 @@
 //! `DOCKERHUB_PUBLIC_PROXY`: Docker Hub reads go to a read-through mirror
 //! (here a loopback registry), whose 404 is final.
 
-use ocirelay_tests::cli::ocirelay_with;
+use ocirelay_tests::cli::{ocirelay_untrusting, ocirelay_with};
 use ocirelay_tests::{push_image, Auth, Registry};
 use serde_json::json;
 
 #[test]
 fn docker_hub_reads_go_to_the_mirror() {
-    let mirror = Registry::start(Auth::None);
+    let mirror = Registry::start_plain(Auth::None);
     let image = push_image(
         &mirror,
         "library/hello-world",
@@ -71,7 +71,7 @@ fn docker_hub_reads_go_to_the_mirror() {
 
 #[test]
 fn an_https_mirror_is_trusted_through_ca_file() {
-    let mirror = Registry::start_tls(Auth::None);
+    let mirror = Registry::start(Auth::None);
     let image = push_image(
         &mirror,
         "library/hello-world",
@@ -86,7 +86,7 @@ fn an_https_mirror_is_trusted_through_ca_file() {
     let env = [("DOCKERHUB_PUBLIC_PROXY_HOST", mirror.host())];
 
     // The test CA is not the system's: untrusted.
-    let out = ocirelay_with(&["lookup", "--head", "hello-world"], &env);
+    let out = ocirelay_untrusting(&["lookup", "--head", "hello-world"], &env);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains("TLS certificate not trusted") && out.stderr.contains("UnknownIssuer"),
@@ -94,7 +94,8 @@ fn an_https_mirror_is_trusted_through_ca_file() {
         out.stderr
     );
 
-    let out = ocirelay_with(&["--ca-file", ca, "lookup", "--head", "hello-world"], &env).success();
+    let args = ["--ca-file", ca, "lookup", "--head", "hello-world"];
+    let out = ocirelay_untrusting(&args, &env).success();
     assert_eq!(out.json()[0]["digest"], json!(image.digest.to_string()));
 
     // A file that holds no certificate is bad input naming it.
@@ -102,7 +103,7 @@ fn an_https_mirror_is_trusted_through_ca_file() {
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "not a certificate\n").unwrap();
     let empty = empty.to_str().unwrap();
-    let out = ocirelay_with(&["--ca-file", empty, "lookup", "hello-world"], &env);
+    let out = ocirelay_untrusting(&["--ca-file", empty, "lookup", "hello-world"], &env);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr.contains(&format!("--ca-file {empty}")),

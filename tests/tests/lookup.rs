@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use ocirelay_core::media_type::OCI_MANIFEST;
 use ocirelay_core::Descriptor;
-use ocirelay_tests::cli::{docker_config, ocirelay_with};
+use ocirelay_tests::cli::{docker_config, ocirelay_untrusting, ocirelay_with};
 use ocirelay_tests::{ocirelay, platform, Auth, Flavour, Layout, Registry};
 use serde_json::json;
 
@@ -260,7 +260,7 @@ fn token_auth_registry() {
 
 #[test]
 fn a_machine_without_ca_certificates_still_reaches_plain_http_registries() {
-    let registry = Registry::start(Auth::None);
+    let registry = Registry::start_plain(Auth::None);
     let mut layout = Layout::new();
     let (manifest, _, _) = sample(&mut layout);
     layout.push(&registry, "app", "v1");
@@ -268,7 +268,8 @@ fn a_machine_without_ca_certificates_still_reaches_plain_http_registries() {
         ("SSL_CERT_FILE", "/nonexistent/ca.pem"),
         ("SSL_CERT_DIR", "/nonexistent"),
     ];
-    let out = ocirelay_with(&["lookup", "--head", &registry.reference("app:v1")], &env).success();
+    let args = ["lookup", "--head", &registry.reference("app:v1")];
+    let out = ocirelay_untrusting(&args, &env).success();
     assert_eq!(out.json(), vec![descriptor_json(&manifest)]);
     assert!(out.stderr.contains("no system TLS roots"), "{}", out.stderr);
 }

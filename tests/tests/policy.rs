@@ -60,8 +60,8 @@ fn a_rate_limit_is_a_lower_bound_on_time() {
 
 #[test]
 fn hosts_outside_the_allow_list_are_refused_by_the_hook() {
-    let src = Registry::start(Auth::None);
-    let dst = Registry::start(Auth::None);
+    let src = Registry::start_plain(Auth::None);
+    let dst = Registry::start_plain(Auth::None);
     push_image(&src, "app", "v1", &[b"guarded"]);
     // The destination hands out an upload session on a host nobody named.
     let stranger = ocirelay_tests::registry::free_port();

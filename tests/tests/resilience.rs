@@ -13,7 +13,7 @@ fn status(code: u16) -> Fault {
 
 #[test]
 fn server_errors_and_429s_are_retried() {
-    let registry = Registry::start(Auth::None);
+    let registry = Registry::start_plain(Auth::None);
     let image = push_image(&registry, "app", "v1", &[b"retry me"]);
     let proxy = FaultProxy::start(registry.host());
     proxy.add("GET", "/manifests/v1", status(503), 2);
@@ -43,8 +43,8 @@ fn server_errors_and_429s_are_retried() {
 
 #[test]
 fn a_copy_through_bursts_of_429_and_503_arrives_identical() {
-    let src = Registry::start(Auth::None);
-    let dst = Registry::start(Auth::None);
+    let src = Registry::start_plain(Auth::None);
+    let dst = Registry::start_plain(Auth::None);
     let mut layout = Layout::new();
     let a = layout.image(
         Flavour::Oci,
@@ -96,8 +96,8 @@ fn a_copy_through_bursts_of_429_and_503_arrives_identical() {
 
 #[test]
 fn a_permanent_500_is_a_clear_error_and_nothing_new_is_tagged() {
-    let src = Registry::start(Auth::None);
-    let dst = Registry::start(Auth::None);
+    let src = Registry::start_plain(Auth::None);
+    let dst = Registry::start_plain(Auth::None);
     push_image(&src, "app", "v1", &[b"doomed"]);
     let proxy = FaultProxy::start(dst.host());
     proxy.add("PUT", "/manifests/", status(500), 1000);
@@ -126,8 +126,8 @@ fn a_permanent_500_is_a_clear_error_and_nothing_new_is_tagged() {
 
 #[test]
 fn broken_streams_mid_download_and_mid_upload_are_recovered() {
-    let src = Registry::start(Auth::None);
-    let dst = Registry::start(Auth::None);
+    let src = Registry::start_plain(Auth::None);
+    let dst = Registry::start_plain(Auth::None);
     let mut layout = Layout::new();
     let big: Vec<u8> = (0..16 * 1024 * 1024u32)
         .flat_map(|i| i.wrapping_mul(0x9E37_79B1).to_le_bytes())
@@ -185,7 +185,7 @@ fn broken_streams_mid_download_and_mid_upload_are_recovered() {
 
 #[test]
 fn a_blob_read_that_breaks_resumes_where_it_stopped() {
-    let registry = Registry::start(Auth::None);
+    let registry = Registry::start_plain(Auth::None);
     let mut layout = Layout::new();
     // Larger than the 4 MiB held in memory: streamed to the reader.
     let big: Vec<u8> = (0..(6 << 20) / 4u32)
@@ -259,7 +259,7 @@ fn a_blob_read_that_breaks_resumes_where_it_stopped() {
 #[test]
 fn a_stalled_answer_or_download_is_given_up_and_tried_again() {
     use std::time::Duration;
-    let registry = Registry::start(Auth::None);
+    let registry = Registry::start_plain(Auth::None);
     let big: Vec<u8> = (0..(6 << 20) / 4u32)
         .flat_map(|i| i.wrapping_mul(0x27D4_EB2F).to_le_bytes())
         .collect();

@@ -186,7 +186,7 @@ impl Bench<'_> {
             let mut rerun_requests = 0;
             for i in 0..self.runs {
                 // A fresh destination each time: nothing to mount or skip.
-                let dst = Registry::start(auth.map_or(Auth::None, |a| a()));
+                let dst = Registry::start_plain(auth.map_or(Auth::None, |a| a()));
                 let target = dst.reference(&format!("copy/{scenario}").replace([' ', ','], "-"));
                 let target = format!("{target}:v1");
                 let (docker_src, docker_dst) =
@@ -256,7 +256,7 @@ fn main() {
     let skopeo_home = ocirelay_tests::registry::temp_dir("ocirelay-bench-skopeo-");
     let skopeo_env = [("HOME", skopeo_home.path().to_str().expect("utf-8 path"))];
 
-    let src = Registry::start(Auth::None);
+    let src = Registry::start_plain(Auth::None);
     println!("pushing fixtures…");
     let fixtures = copy_fixtures(&src);
     let mut layout = Layout::new();
@@ -351,7 +351,7 @@ fn main() {
     // Token auth on both sides, as on Docker Hub and most clouds: the
     // three-platform image between two token-auth registries (seeded from
     // the plain one by ocirelay itself). Token requests count too.
-    let tok_src = Registry::start(token_auth());
+    let tok_src = Registry::start_plain(token_auth());
     let three = "bench/three:three";
     let seeded = tok_src.reference(three);
     let config = docker_config(&[tok_src.host()]);

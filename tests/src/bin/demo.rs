@@ -5,7 +5,7 @@ use ocirelay_tests::cli::ocirelay;
 use ocirelay_tests::{platform, Auth, Flavour, Layout, Registry};
 
 fn main() {
-    let registry = Registry::start(Auth::None);
+    let registry = Registry::start_plain(Auth::None);
     println!(
         "started docker-registry on {} (temporary storage)",
         registry.host()
