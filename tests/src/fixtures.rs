@@ -188,6 +188,48 @@ pub fn push_image(
     image
 }
 
+/// An index pushed by [`push_index`]: its descriptor and its images'.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The index (or Docker manifest list).
+    pub index: Descriptor,
+    /// Its images, in order.
+    pub images: Vec<Descriptor>,
+}
+
+/// Pushes an index (`Flavour::Docker`: a manifest list) of one image per
+/// platform to `registry` as `repository:tag`. Each image has one layer
+/// whose bytes name its platform and `tag`, so layers differ between
+/// images and between fixtures.
+pub fn push_index(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    flavour: Flavour,
+    platforms: &[Platform],
+) -> Pushed {
+    let mut layout = Layout::new();
+    let images: Vec<Descriptor> = platforms
+        .iter()
+        .map(|p| {
+            let layer = format!("{tag} {}/{} layer", p.os, p.architecture);
+            layout.image(flavour, p, &[layer.as_bytes()])
+        })
+        .collect();
+    let index = layout.index(flavour, &images);
+    layout.tag(tag, &index);
+    layout.push(registry, repository, tag);
+    Pushed { index, images }
+}
+
+/// linux/amd64 and linux/arm64/v8: the two platforms most fixtures have.
+pub fn two_platforms() -> [Platform; 2] {
+    [
+        platform("linux", "amd64", None),
+        platform("linux", "arm64", Some("v8")),
+    ]
+}
+
 /// `linux/amd64`-style shorthand.
 pub fn platform(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
     Platform::new(os, architecture, variant)

@@ -3,7 +3,7 @@
 
 use ocirelay_core::Digest;
 use ocirelay_tests::cli::{docker_config, ocirelay_with};
-use ocirelay_tests::{ocirelay, platform, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{ocirelay, platform, push_index, Auth, Flavour, Layout, Registry};
 use serde_json::{json, Value};
 
 /// Request lines (method and path) of the access log since `from`.
@@ -142,20 +142,11 @@ fn across_registries_with_token_auth_both_ways() {
 fn a_docker_manifest_list_and_a_single_blob() {
     let a = Registry::start(Auth::None);
     let b = Registry::start(Auth::None);
-    let mut layout = Layout::new();
-    let amd64 = layout.image(
-        Flavour::Docker,
-        &platform("linux", "amd64", None),
-        &[b"docker amd64"],
-    );
-    let arm = layout.image(
-        Flavour::Docker,
-        &platform("linux", "arm", Some("v7")),
-        &[b"docker arm"],
-    );
-    let list = layout.index(Flavour::Docker, &[amd64, arm]);
-    layout.tag("list", &list);
-    layout.push(&a, "lib/app", "list");
+    let platforms = [
+        platform("linux", "amd64", None),
+        platform("linux", "arm", Some("v7")),
+    ];
+    let list = push_index(&a, "lib/app", "list", Flavour::Docker, &platforms).index;
     let (src, dst) = (a.reference("lib/app:list"), b.reference("lib/app:list"));
     let out = ocirelay(&["copy", &src, &dst]).success();
     assert_eq!(out.json()[0]["digest"], json!(list.digest.to_string()));
@@ -165,7 +156,7 @@ fn a_docker_manifest_list_and_a_single_blob() {
     );
     assert_eq!(index_of(&dst, &[]), index_of(&src, &[]));
 
-    let layer = Digest::sha256(b"docker arm");
+    let layer = Digest::sha256(b"list linux/arm layer");
     let out = ocirelay(&[
         "copy",
         "--blob",
@@ -183,7 +174,7 @@ fn a_docker_manifest_list_and_a_single_blob() {
     .success();
     assert_eq!(
         out.json()[0],
-        json!("ZG9ja2VyIGFybQ=="),
+        json!("bGlzdCBsaW51eC9hcm0gbGF5ZXI="),
         "base64 of the layer's bytes"
     );
 

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use ocirelay_tests::cli::ocirelay_with;
-use ocirelay_tests::{platform, push_image, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{push_image, Auth, Registry};
 use serde_json::json;
 
 /// A `docker-credential-<name>` script answering `user`/`secret` for `server`.
@@ -27,15 +27,8 @@ fn helpers_authenticate_and_secrets_stay_out_of_logs() {
         users: vec![("erin".into(), "token-secret-1953".into())],
         public_repositories: vec![],
     });
-    let mut layout = Layout::new();
-    let image = layout.image(
-        Flavour::Oci,
-        &platform("linux", "amd64", None),
-        &[b"helped"],
-    );
-    layout.tag("v1", &image);
-    layout.push(&basic, "private/app", "v1");
-    layout.push(&token, "private/app", "v1");
+    let image = push_image(&basic, "private/app", "v1", &[b"helped"]);
+    push_image(&token, "private/app", "v1", &[b"helped"]);
 
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
@@ -96,15 +89,8 @@ fn a_redirect_to_another_host_goes_without_authorization() {
         password: "pw-fay-3391".into(),
     });
     let storage = Registry::start_plain(Auth::None);
-    let mut layout = Layout::new();
-    let image = layout.image(
-        Flavour::Oci,
-        &platform("linux", "amd64", None),
-        &[b"redirected layer"],
-    );
-    layout.tag("v1", &image);
-    layout.push(&private, "app", "v1");
-    layout.push(&storage, "app", "v1");
+    push_image(&private, "app", "v1", &[b"redirected layer"]);
+    push_image(&storage, "app", "v1", &[b"redirected layer"]);
     let layer = ocirelay_core::Digest::sha256(b"redirected layer");
     // "Blob storage" on another loopback host, and the registry sending us there.
     let cdn = FaultProxy::start(storage.host());

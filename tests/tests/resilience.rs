@@ -4,7 +4,9 @@
 use base64::Engine as _;
 use ocirelay_core::Digest;
 use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
-use ocirelay_tests::{ocirelay, platform, push_image, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{
+    ocirelay, platform, push_image, push_index, two_platforms, Auth, Flavour, Layout, Registry,
+};
 use serde_json::json;
 
 fn status(code: u16) -> Fault {
@@ -45,20 +47,7 @@ fn server_errors_and_429s_are_retried() {
 fn a_copy_through_bursts_of_429_and_503_arrives_identical() {
     let src = Registry::start_plain(Auth::None);
     let dst = Registry::start_plain(Auth::None);
-    let mut layout = Layout::new();
-    let a = layout.image(
-        Flavour::Oci,
-        &platform("linux", "amd64", None),
-        &[b"one", b"two", b"three"],
-    );
-    let b = layout.image(
-        Flavour::Oci,
-        &platform("linux", "arm64", Some("v8")),
-        &[b"four", b"five"],
-    );
-    let index = layout.index(Flavour::Oci, &[a, b]);
-    layout.tag("v1", &index);
-    layout.push(&src, "app", "v1");
+    let index = push_index(&src, "app", "v1", Flavour::Oci, &two_platforms()).index;
     let proxy = FaultProxy::start(dst.host());
     proxy.add(
         "POST",

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use ocirelay_core::Descriptor;
-use ocirelay_tests::{platform, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{platform, push_index, two_platforms, Auth, Flavour, Layout, Registry};
 
 struct Run {
     seconds: f64,
@@ -259,20 +259,7 @@ fn main() {
     let src = Registry::start_plain(Auth::None);
     println!("pushing fixtures…");
     let fixtures = copy_fixtures(&src);
-    let mut layout = Layout::new();
-    let amd64 = layout.image(
-        Flavour::Oci,
-        &platform("linux", "amd64", None),
-        &[b"bench amd64"],
-    );
-    let arm64 = layout.image(
-        Flavour::Oci,
-        &platform("linux", "arm64", Some("v8")),
-        &[b"bench arm64"],
-    );
-    let index = layout.index(Flavour::Oci, &[amd64, arm64]);
-    layout.tag("bench", &index);
-    layout.push(&src, "bench/app", "bench");
+    push_index(&src, "bench/app", "bench", Flavour::Oci, &two_platforms());
     let app = src.reference("bench/app:bench");
     let docker_app = format!("docker://{app}");
     // Warm-up: the first run compiles the component into the cache.

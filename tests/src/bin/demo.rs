@@ -2,7 +2,7 @@
 //! multi-platform image into it, looks it up and copies it with `ocirelay`.
 
 use ocirelay_tests::cli::ocirelay;
-use ocirelay_tests::{platform, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{push_index, two_platforms, Auth, Flavour, Registry};
 
 fn main() {
     let registry = Registry::start_plain(Auth::None);
@@ -10,24 +10,17 @@ fn main() {
         "started docker-registry on {} (temporary storage)",
         registry.host()
     );
-    let mut layout = Layout::new();
-    let amd64 = layout.image(
+    let pushed = push_index(
+        &registry,
+        "sample/hello",
+        "1.0",
         Flavour::Oci,
-        &platform("linux", "amd64", None),
-        &[b"amd64 layer"],
+        &two_platforms(),
     );
-    let arm64 = layout.image(
-        Flavour::Oci,
-        &platform("linux", "arm64", Some("v8")),
-        &[b"arm64 layer"],
-    );
-    let index = layout.index(Flavour::Oci, &[amd64.clone(), arm64]);
-    layout.tag("1.0", &index);
-    layout.push(&registry, "sample/hello", "1.0");
     println!("pushed sample/hello:1.0 (an index of linux/amd64 and linux/arm64/v8)\n");
 
     let tag = registry.reference("sample/hello:1.0");
-    let image = registry.reference(&format!("sample/hello@{}", amd64.digest));
+    let image = registry.reference(&format!("sample/hello@{}", pushed.images[0].digest));
     let copy = registry.reference("mirror/hello:1.0");
     for args in [
         vec!["lookup", "--head", tag.as_str()],
