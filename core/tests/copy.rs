@@ -126,6 +126,39 @@ fn ensure_blob_checks_its_input_then_heads_only_when_worth_it() {
 }
 
 #[test]
+fn a_head_is_worth_it_above_65535_bytes() {
+    for (size, heads) in [(65_535, 0), (65_536, 1)] {
+        let mut world = World::default();
+        let content = vec![1u8; size];
+        let d = Digest::sha256(&content);
+        let mut c = client(&[]);
+        let reference = r(&format!("{A}/x@{d}"));
+        let mut op = EnsureBlob::new(&c, reference, BlobSource::Bytes(content)).unwrap();
+        let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+        assert_eq!(out.unwrap().size, size as u64);
+        let sent_heads = sent.iter().filter(|q| q.method == Method::Head).count();
+        assert_eq!(sent_heads, heads, "{size} bytes: {:?}", urls(&sent));
+
+        // A copy whose size the manifest told: the same rule.
+        let mut world = World::default();
+        world
+            .reg(A)
+            .put("src", "application/octet-stream", &vec![1u8; size]);
+        let known = Descriptor::new("l", d.clone(), size as u64);
+        let mut op = CopyBlob::new(
+            r(&format!("{A}/src@{d}")),
+            r(&format!("{B}/dst")),
+            Some(known),
+        )
+        .unwrap();
+        let (out, sent) = drive(&mut client(&[]), &mut op, |q| world.serve(q));
+        assert_eq!(out.unwrap().size, size as u64);
+        let sent_heads = sent.iter().filter(|q| q.method == Method::Head).count();
+        assert_eq!(sent_heads, heads, "copy of {size} bytes: {:?}", urls(&sent));
+    }
+}
+
+#[test]
 fn a_registry_refusing_the_digest_is_an_integrity_error() {
     let mut c = client(&[]);
     let content = b"content".to_vec();
@@ -455,13 +488,18 @@ fn ensure_manifest_checks_digests_both_ways() {
     )
     .unwrap();
     let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
-    assert!(out.is_ok());
+    assert_eq!(out.unwrap(), desc);
+    assert_eq!(
+        methods(&sent),
+        [format!("HEAD manifest {A}"), format!("PUT manifest {A}")]
+    );
     assert!(
         sent.iter()
             .all(|q| q.url.path_and_query.ends_with("/manifests/v2")),
         "{:?}",
         urls(&sent)
     );
+    assert!(world.reg(A).tagged("app", "v2", &desc.digest));
 
     // A registry that stores another digest than ours is an error.
     let mut c = client(&[]);

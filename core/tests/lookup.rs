@@ -437,6 +437,43 @@ fn manifests_over_4_mib_are_refused_unread() {
 }
 
 #[test]
+fn the_manifest_limit_is_4_mib_exactly() {
+    let limit = 4 * 1024 * 1024;
+    let head = |size: usize| {
+        let mut c = client(&[]);
+        let d = Digest::sha256(b"x").to_string();
+        let len = size.to_string();
+        lookup(&mut c, "localhost:5000/foo:v1", HEAD_MANIFEST, |_| {
+            Ok(response(
+                200,
+                &[
+                    ("Content-Type", OCI_MANIFEST),
+                    ("Content-Length", &len),
+                    ("Docker-Content-Digest", &d),
+                ],
+                b"",
+            ))
+        })
+        .0
+    };
+    assert_eq!(head(limit).unwrap().unwrap().descriptor.size, limit as u64);
+    assert!(head(limit + 1).is_err());
+
+    // A GET is asked to be read up to the limit, not one byte more.
+    let mut c = client(&[]);
+    let (_, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Ok(response(404, &[], b""))
+    });
+    assert_eq!(sent[0].body_mode, BodyMode::Buffer(limit as u64));
+    // A driver that reads past it anyway broke the contract: our bug.
+    let big = vec![b' '; limit + 1];
+    let (found, _) = lookup(&mut c, "localhost:5000/foo:v2", GET_MANIFEST, |_| {
+        Ok(manifest_ok(&big, None))
+    });
+    assert!(matches!(found, Err(Error::Internal(_))), "{found:?}");
+}
+
+#[test]
 fn invalid_inputs_and_transport_errors() {
     let err = Lookup::new(
         Reference::parse("localhost:5000/foo:v1").unwrap(),

@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 pub enum Fault {
     /// Answer this status (with these headers) instead of forwarding.
     Status(u16, Vec<(String, String)>),
+    /// Answer this status, headers and body instead of forwarding (content
+    /// a registry should not have, or will not store).
+    Serve(u16, Vec<(String, String)>, Vec<u8>),
     /// Forward, but cut the connection after this many response body bytes.
     CutResponseAfter(usize),
     /// Forward, but cut the connection after this many request body bytes.
@@ -216,17 +219,28 @@ fn serve(
         std::thread::sleep(*d);
     }
     let mut client_out = client;
-    if let Some(Fault::Status(status, headers)) = &fault {
+    let canned = match &fault {
+        Some(Fault::Status(status, headers)) => Some((*status, headers, &[][..])),
+        Some(Fault::Serve(status, headers, body)) => Some((*status, headers, &body[..])),
+        _ => None,
+    };
+    if let Some((status, headers, body)) = canned {
         // Drain the request body so the client sees an answer, not a reset.
-        let mut body = vec![0u8; content_length];
-        reader.read_exact(&mut body)?;
-        let mut answer =
-            format!("HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\nConnection: close\r\n");
+        let mut request_body = vec![0u8; content_length];
+        reader.read_exact(&mut request_body)?;
+        let mut answer = format!(
+            "HTTP/1.1 {status} Injected\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
         for (n, v) in headers {
             answer.push_str(&format!("{n}: {v}\r\n"));
         }
         answer.push_str("\r\n");
-        return write_last(&mut client_out, answer.as_bytes(), active);
+        let mut bytes = answer.into_bytes();
+        if method != "HEAD" {
+            bytes.extend_from_slice(body);
+        }
+        return write_last(&mut client_out, &bytes, active);
     }
 
     let mut up = TcpStream::connect(upstream)?;

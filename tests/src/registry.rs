@@ -75,26 +75,27 @@ impl Registry {
     /// Starts a registry that speaks HTTPS on 127.0.0.2, with a certificate
     /// from the tests' CA ([`Registry::ca_file`]), and waits until it answers.
     pub fn start(auth: Auth) -> Registry {
-        Self::launch(auth, true)
+        Self::launch(auth, true, crate::tls::TLS_HOST)
     }
 
     /// Starts a registry that speaks plain HTTP on 127.0.0.1 (as ocirelay
     /// does by default with loopback), and waits until it answers.
     pub fn start_plain(auth: Auth) -> Registry {
-        Self::launch(auth, false)
+        Self::launch(auth, false, "127.0.0.1")
     }
 
-    fn launch(auth: Auth, tls: bool) -> Registry {
+    /// Starts a registry that speaks plain HTTP on 127.0.0.2, where ocirelay
+    /// speaks HTTPS unless told the registry is insecure.
+    pub fn start_insecure(auth: Auth) -> Registry {
+        Self::launch(auth, false, crate::tls::TLS_HOST)
+    }
+
+    fn launch(auth: Auth, tls: bool, ip: &str) -> Registry {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} is missing: install Debian's docker-registry package (scripts/setup does)"
         );
         let dir = temp_dir("ocirelay-registry-");
-        let ip = if tls {
-            crate::tls::TLS_HOST
-        } else {
-            "127.0.0.1"
-        };
         let host = format!("{ip}:{}", free_port_on(ip));
         let storage = dir.path().join("storage");
         let mut auth_yaml = String::new();
@@ -262,6 +263,25 @@ impl Registry {
     /// The storage root.
     pub fn storage(&self) -> PathBuf {
         self.dir.path().join("storage")
+    }
+
+    /// Where the registry keeps the bytes of blob `digest` (to corrupt them
+    /// behind its back).
+    pub fn blob_data(&self, digest: &ocirelay_core::Digest) -> PathBuf {
+        self.storage()
+            .join("docker/registry/v2/blobs")
+            .join(digest.algorithm().name())
+            .join(&digest.hex()[..2])
+            .join(digest.hex())
+            .join("data")
+    }
+
+    /// Flips one byte of blob `digest` as stored: same size, other content.
+    pub fn corrupt_blob(&self, digest: &ocirelay_core::Digest, at: usize) {
+        let path = self.blob_data(digest);
+        let mut bytes = std::fs::read(&path).expect("the stored blob");
+        bytes[at] ^= 0xff;
+        std::fs::write(&path, bytes).expect("corrupting the blob");
     }
 }
 

@@ -199,15 +199,7 @@ fn a_source_that_lies_about_a_blob_is_refused_and_nothing_lands() {
     layout.push(&a, "app", "v1");
     // Corrupt the stored layer in place (same size), behind the registry's back.
     let layer = Digest::sha256(&big);
-    let data = a
-        .storage()
-        .join("docker/registry/v2/blobs/sha256")
-        .join(&layer.hex()[..2])
-        .join(layer.hex())
-        .join("data");
-    let mut corrupt = std::fs::read(&data).expect("the stored layer");
-    corrupt[1000] ^= 0xff;
-    std::fs::write(&data, corrupt).expect("corrupting the layer");
+    a.corrupt_blob(&layer, 1000);
 
     let out = ocirelay(&["copy", &a.reference("app:v1"), &b.reference("app:v1")]);
     assert_eq!(out.code, 1, "{out:?}");

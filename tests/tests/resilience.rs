@@ -134,12 +134,12 @@ fn broken_streams_mid_download_and_mid_upload_are_recovered() {
         Fault::CutResponseAfter(10 << 20),
         1,
     );
-    dst_proxy.add(
-        "PUT",
-        "/blobs/uploads/",
-        Fault::CutRequestAfter(20 << 20),
-        1,
-    );
+    // The first upload breaks with its source; the second is cut itself
+    // (the first PUT passes this proxy untouched).
+    let upload = format!("digest={layer}");
+    let untouched = Fault::Delay(std::time::Duration::ZERO);
+    dst_proxy.add("PUT", &upload, untouched, 1);
+    dst_proxy.add("PUT", &upload, Fault::CutRequestAfter(20 << 20), 1);
     let out = ocirelay(&[
         "copy",
         &format!("{}/app:v1", src_proxy.host()),
@@ -160,15 +160,23 @@ fn broken_streams_mid_download_and_mid_upload_are_recovered() {
         json!(big.len()),
         "the blob arrived whole (and the registry checked its digest)"
     );
-    let gets = src_proxy
-        .log()
-        .iter()
-        .filter(|l| l.starts_with("GET ") && l.contains(&layer.to_string()))
-        .count();
+    // Each fault broke one streamed upload, and each time the copy started
+    // over: a new GET of the source into a new session.
+    let layer_lines = |log: Vec<String>, method: &str| -> Vec<String> {
+        log.into_iter()
+            .filter(|l| l.starts_with(method) && l.contains(&layer.to_string()))
+            .collect()
+    };
+    let gets = layer_lines(src_proxy.log(), "GET ");
+    let puts = layer_lines(dst_proxy.log(), "PUT ");
+    assert_eq!(gets.len(), 3, "{gets:#?} {:#?}", dst_proxy.log());
+    assert_eq!(puts.len(), 3, "{puts:#?}");
+    assert!(gets[0].contains("CutResponseAfter"), "{gets:#?}");
+    assert!(puts[1].contains("CutRequestAfter"), "{puts:#?}");
+    let session = |put: &str| put.split('?').next().unwrap_or(put).to_string();
     assert!(
-        gets >= 2,
-        "the download was restarted: {:#?}",
-        src_proxy.log()
+        session(&puts[0]) != session(&puts[1]) && session(&puts[1]) != session(&puts[2]),
+        "a new session each time: {puts:#?}"
     );
 }
 

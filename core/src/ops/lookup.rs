@@ -431,6 +431,12 @@ impl Lookup {
             }
             ResponseBody::Held => return Err(self.protocol("manifest body was not read")),
         };
+        if bytes.len() as u64 > MANIFEST_SIZE_LIMIT {
+            return Err(Error::Internal(format!(
+                "{}: the driver read a manifest past the {MANIFEST_SIZE_LIMIT}-byte limit",
+                self.subject
+            )));
+        }
         if let Some(len) = r.headers.content_length() {
             if len != bytes.len() as u64 {
                 return Err(self.integrity(format!(

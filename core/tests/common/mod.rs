@@ -186,6 +186,10 @@ impl ScriptedRegistry {
             .insert((repository.into(), tag.into()), digest.to_string());
     }
 
+    pub fn tagged(&self, repository: &str, tag: &str, digest: &Digest) -> bool {
+        self.tags.get(&(repository.into(), tag.into())) == Some(&digest.to_string())
+    }
+
     pub fn has(&self, repository: &str, digest: &Digest) -> bool {
         self.objects
             .contains_key(&(repository.into(), digest.to_string()))

@@ -1,0 +1,107 @@
+//! What ocirelay reads is checked against its digest and size, and bounded:
+//! real registries whose stored content was tampered with behind their
+//! back, and manifests at the size limit.
+
+use ocirelay_core::media_type::{OCI_CONFIG, OCI_MANIFEST};
+use ocirelay_core::{Descriptor, Digest};
+use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
+use ocirelay_tests::{ocirelay, push_image, Auth, Layout, Registry};
+use serde_json::json;
+
+/// The manifest limit: 4 MiB.
+const LIMIT: usize = 4 * 1024 * 1024;
+
+#[test]
+fn a_streamed_blob_that_does_not_match_fails_at_its_end() {
+    let registry = Registry::start(Auth::None);
+    // Larger than the 4 MiB read whole: streamed to the reader.
+    let big: Vec<u8> = (0..(6 << 20) / 4u32)
+        .flat_map(|i| i.wrapping_mul(0x2545_F491).to_le_bytes())
+        .collect();
+    push_image(&registry, "app", "v1", &[&big]);
+    let layer = Digest::sha256(&big);
+    // Near the end: every chunk before it is handed out before the check.
+    registry.corrupt_blob(&layer, big.len() - 10);
+    let blob = registry.reference(&format!("app@{layer}"));
+    let out = ocirelay(&["lookup", "--type", "blob", &blob]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("content does not match"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stdout.trim_end().ends_with('"'),
+        "the document is never completed"
+    );
+}
+
+/// A manifest of exactly `size` bytes (its config in the layout too).
+fn padded_manifest(layout: &mut Layout, size: usize) -> (Descriptor, Vec<u8>) {
+    let config = layout.blob(OCI_CONFIG, br#"{"architecture":"amd64","os":"linux"}"#);
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config,
+        "layers": [],
+        "annotations": {"padding": ""},
+    });
+    let bare = manifest.to_string().len();
+    manifest["annotations"]["padding"] = json!("x".repeat(size - bare));
+    let bytes = manifest.to_string().into_bytes();
+    assert_eq!(bytes.len(), size);
+    (layout.blob(OCI_MANIFEST, &bytes), bytes)
+}
+
+#[test]
+fn manifests_up_to_4_mib_are_read_and_larger_ones_refused_unread() {
+    let registry = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let (exact, _) = padded_manifest(&mut layout, LIMIT);
+    ocirelay_tests::push::push_tree(&registry, "big", layout.path(), &exact, Some("exact"));
+    let reference = registry.reference("big:exact");
+    let out = ocirelay(&["lookup", "--type", "manifest", &reference]).success();
+    assert_eq!(out.json()[0]["schemaVersion"], json!(2));
+    let out = ocirelay(&["lookup", "--head", &reference]).success();
+    assert_eq!(out.json()[0]["size"], json!(LIMIT));
+
+    // One byte more: no registry of ours stores that, so a proxy in front
+    // of one serves it, with the headers a registry would send.
+    let plain = Registry::start_plain(Auth::None);
+    let (over, bytes) = padded_manifest(&mut layout, LIMIT + 1);
+    let proxy = FaultProxy::start(plain.host());
+    let headers = vec![
+        ("Content-Type".to_string(), OCI_MANIFEST.to_string()),
+        ("Docker-Content-Digest".to_string(), over.digest.to_string()),
+    ];
+    proxy.add(
+        "GET",
+        "/manifests/over",
+        Fault::Serve(200, headers.clone(), bytes),
+        10,
+    );
+    proxy.add(
+        "HEAD",
+        "/manifests/over",
+        Fault::Serve(200, headers, vec![0; LIMIT + 1]),
+        10,
+    );
+    let over = format!("{}/big:over", proxy.host());
+    let target = plain.reference("big:copied");
+    for args in [
+        vec!["lookup", "--type", "manifest", &over],
+        vec!["lookup", "--head", &over],
+        vec!["copy", &over, &target],
+    ] {
+        let out = ocirelay(&args);
+        assert_eq!(out.code, 1, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains(&format!(
+                "of {} bytes is larger than the {LIMIT}-byte limit; refused unread",
+                LIMIT + 1
+            )),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
