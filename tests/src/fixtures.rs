@@ -146,8 +146,15 @@ impl Layout {
             crate::push::push_tree(registry, repository, self.dir.path(), &d, Some(tag));
             return;
         }
+        let dest = format!("{}/{repository}:{tag}", registry.host());
+        self.copy_out(tag, &dest, registry.credentials());
+    }
+
+    /// Copies tag `tag` of the layout to `dest` (`host/repository:tag`) with
+    /// skopeo, digests unchanged, with `credentials` when given.
+    pub fn copy_out(&self, tag: &str, dest: &str, credentials: Option<&(String, String)>) {
         let source = format!("oci:{}:{tag}", self.dir.path().display());
-        let dest = format!("docker://{}/{repository}:{tag}", registry.host());
+        let dest = format!("docker://{dest}");
         let mut cmd = Command::new("skopeo");
         cmd.args([
             "copy",
@@ -156,7 +163,7 @@ impl Layout {
             "--dest-tls-verify=false",
             "-q",
         ]);
-        if let Some((user, password)) = registry.credentials() {
+        if let Some((user, password)) = credentials {
             cmd.arg("--dest-creds").arg(format!("{user}:{password}"));
         }
         let out = cmd
@@ -197,10 +204,30 @@ pub struct Pushed {
     pub images: Vec<Descriptor>,
 }
 
-/// Pushes an index (`Flavour::Docker`: a manifest list) of one image per
-/// platform to `registry` as `repository:tag`. Each image has one layer
-/// whose bytes name its platform and `tag`, so layers differ between
-/// images and between fixtures.
+impl Layout {
+    /// An index (`Flavour::Docker`: a manifest list) of one image per
+    /// platform, tagged `tag`. Each image has one layer whose bytes name
+    /// its platform and `tag`, so layers differ between images and tags.
+    pub fn platform_index(
+        &mut self,
+        tag: &str,
+        flavour: Flavour,
+        platforms: &[Platform],
+    ) -> Pushed {
+        let images: Vec<Descriptor> = platforms
+            .iter()
+            .map(|p| {
+                let layer = format!("{tag} {}/{} layer", p.os, p.architecture);
+                self.image(flavour, p, &[layer.as_bytes()])
+            })
+            .collect();
+        let index = self.index(flavour, &images);
+        self.tag(tag, &index);
+        Pushed { index, images }
+    }
+}
+
+/// Pushes [`Layout::platform_index`] to `registry` as `repository:tag`.
 pub fn push_index(
     registry: &Registry,
     repository: &str,
@@ -209,17 +236,9 @@ pub fn push_index(
     platforms: &[Platform],
 ) -> Pushed {
     let mut layout = Layout::new();
-    let images: Vec<Descriptor> = platforms
-        .iter()
-        .map(|p| {
-            let layer = format!("{tag} {}/{} layer", p.os, p.architecture);
-            layout.image(flavour, p, &[layer.as_bytes()])
-        })
-        .collect();
-    let index = layout.index(flavour, &images);
-    layout.tag(tag, &index);
+    let pushed = layout.platform_index(tag, flavour, platforms);
     layout.push(registry, repository, tag);
-    Pushed { index, images }
+    pushed
 }
 
 /// linux/amd64 and linux/arm64/v8: the two platforms most fixtures have.
