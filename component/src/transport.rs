@@ -235,8 +235,9 @@ impl InFlight {
 
         match &request.body {
             RequestBody::Empty => {
-                // An empty body is finished before the request starts, so the
-                // host never sees a half-open body on a GET (FACTS-wasm pitfall 2).
+                // An empty body is finished before the request starts: a host
+                // that sees a GET with its body still open may drop the body
+                // when the answer comes and reset the connection.
                 OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
                 let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
                 Ok(InFlight {

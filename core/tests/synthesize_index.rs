@@ -1,5 +1,5 @@
-//! Synthesize-index against a scripted registry: every rule of the seed's
-//! SynthesizeIndex, and the requests it costs.
+//! Synthesize-index against a scripted registry: every rule of the
+//! original registry package's SynthesizeIndex, and the requests it costs.
 
 use base64::Engine as _;
 use ocirelay_core::descriptor::{ANNOTATION_BASHBREW_ARCH, ANNOTATION_REF_NAME};

@@ -18,7 +18,8 @@ use crate::ops::{Operation, Output, Step};
 use crate::reference::Reference;
 use crate::{advance, ready};
 
-/// Manifests larger than this are refused unread (as the seed's registry cache does).
+/// Manifests larger than this are refused unread (the original registry
+/// package's limit, and distribution's own).
 pub const MANIFEST_SIZE_LIMIT: u64 = CACHE_DATA_LIMIT;
 
 /// What to look up.
