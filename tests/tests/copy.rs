@@ -186,6 +186,24 @@ fn a_docker_manifest_list_and_a_single_blob() {
     ]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("missing digest"), "{}", out.stderr);
+
+    // A well-formed source that does not exist is a failed copy, not bad input.
+    let missing = a.reference("lib/app:missing");
+    let out = ocirelay(&["copy", &missing, &b.reference("x:y")]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("{missing}: not found")),
+        "{}",
+        out.stderr
+    );
+    let missing_blob = a.reference(&format!("lib/app@{}", Digest::sha256(b"nowhere")));
+    let out = ocirelay(&["copy", "--blob", &missing_blob, &b.reference("x")]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("{missing_blob}: not found")),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -253,21 +253,13 @@ impl Lookup {
         }
     }
 
-    fn integrity(&self, detail: String) -> Error {
-        Error::integrity(&self.subject, detail)
-    }
-
-    fn protocol(&self, detail: impl Into<String>) -> Error {
-        Error::protocol(&self.subject, detail)
-    }
-
     /// `Docker-Content-Digest`, parsed; a malformed one is the registry's error.
     fn header_digest(&self, headers: &Headers) -> Result<Option<Digest>> {
         match headers.get("docker-content-digest") {
             None => Ok(None),
-            Some(v) => Digest::parse(v.trim())
-                .map(Some)
-                .map_err(|e| self.protocol(format!("bad Docker-Content-Digest: {e}"))),
+            Some(v) => Digest::parse(v.trim()).map(Some).map_err(|e| {
+                Error::protocol(&self.subject, format!("bad Docker-Content-Digest: {e}"))
+            }),
         }
     }
 
@@ -278,7 +270,10 @@ impl Lookup {
             (Some(asked), Some(claimed))
                 if asked.algorithm() == claimed.algorithm() && *asked != claimed =>
             {
-                Err(self.integrity(format!("asked for {asked}, registry answered {claimed}")))
+                Err(Error::integrity(
+                    &self.subject,
+                    format!("asked for {asked}, registry answered {claimed}"),
+                ))
             }
             (Some(asked), _) => Ok(Some(asked.clone())),
             (None, claimed) => Ok(claimed),
@@ -345,11 +340,11 @@ impl Lookup {
     fn blob_descriptor(&self, r: &Response) -> Result<(Digest, u64)> {
         let digest = self
             .expected_digest(&r.headers)?
-            .ok_or_else(|| self.protocol("no digest"))?;
+            .ok_or_else(|| Error::protocol(&self.subject, "no digest"))?;
         let size = r
             .headers
             .content_length()
-            .ok_or_else(|| self.protocol("blob answer without Content-Length"))?;
+            .ok_or_else(|| Error::protocol(&self.subject, "blob answer without Content-Length"))?;
         Ok((digest, size))
     }
 
@@ -415,7 +410,7 @@ impl Lookup {
     }
 
     fn too_large(&self, size: u64) -> Error {
-        self.protocol(format!(
+        Error::protocol(&self.subject, format!(
             "manifest of {size} bytes is larger than the {MANIFEST_SIZE_LIMIT}-byte limit; refused unread"
         ))
     }
@@ -430,7 +425,12 @@ impl Lookup {
                         .unwrap_or(MANIFEST_SIZE_LIMIT + 1),
                 ))
             }
-            ResponseBody::Held => return Err(self.protocol("manifest body was not read")),
+            ResponseBody::Held => {
+                return Err(Error::Internal(format!(
+                    "{}: manifest body was held, not read",
+                    self.subject
+                )))
+            }
         };
         if bytes.len() as u64 > MANIFEST_SIZE_LIMIT {
             return Err(Error::Internal(format!(
@@ -440,17 +440,20 @@ impl Lookup {
         }
         if let Some(len) = r.headers.content_length() {
             if len != bytes.len() as u64 {
-                return Err(self.integrity(format!(
-                    "Content-Length {len} but {} bytes arrived",
-                    bytes.len()
-                )));
+                return Err(Error::integrity(
+                    &self.subject,
+                    format!("Content-Length {len} but {} bytes arrived", bytes.len()),
+                ));
             }
         }
         let digest = match self.expected_digest(&r.headers)? {
             Some(expected) => {
                 let actual = Digest::of(expected.algorithm(), bytes);
                 if actual != expected {
-                    return Err(self.integrity(format!("expected {expected}, content is {actual}")));
+                    return Err(Error::integrity(
+                        &self.subject,
+                        format!("expected {expected}, content is {actual}"),
+                    ));
                 }
                 actual
             }
@@ -460,7 +463,10 @@ impl Lookup {
             .filter(|t| t != "application/json" && t != "text/plain")
             .or_else(|| embedded_media_type(bytes))
             .ok_or_else(|| {
-                self.protocol("manifest has no media type (no Content-Type, no mediaType field)")
+                Error::protocol(
+                    &self.subject,
+                    "manifest has no media type (no Content-Type, no mediaType field)",
+                )
             })?;
         Ok(Found {
             reference: self.reference.with_digest(digest.clone()),

@@ -75,10 +75,6 @@ impl ResumeBlob {
         })
     }
 
-    fn protocol(&self, detail: String) -> Error {
-        Error::protocol(&self.subject, detail)
-    }
-
     fn classify(&self, done: Exchanged) -> Result<Resumed> {
         let Exchanged { id, response } = done;
         if !matches!(response.body, ResponseBody::Held) && response.is_success() {
@@ -92,10 +88,13 @@ impl ResumeBlob {
                 let range = response.headers.get("content-range").unwrap_or("");
                 let expected = format!("bytes {}-{}/{}", self.offset, self.size - 1, self.size);
                 if range.trim() != expected {
-                    return Err(self.protocol(format!(
-                        "asked for bytes {}- of {}, registry sent Content-Range {range:?}",
-                        self.offset, self.size
-                    )));
+                    return Err(Error::protocol(
+                        &self.subject,
+                        format!(
+                            "asked for bytes {}- of {}, registry sent Content-Range {range:?}",
+                            self.offset, self.size
+                        ),
+                    ));
                 }
                 Ok(Resumed {
                     request: id,

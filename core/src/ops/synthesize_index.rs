@@ -88,7 +88,10 @@ impl SynthesizeIndex {
     /// Turns the looked-up object into the index to complete.
     fn index_of(&self, found: Found) -> Result<Index> {
         let Body::Bytes(bytes) = found.body else {
-            return Err(self.protocol("manifest content missing"));
+            return Err(Error::Internal(format!(
+                "{}: manifest content missing",
+                self.reference
+            )));
         };
         let descriptor = found.descriptor;
         let mut index = if is_image_manifest(&descriptor.media_type) {
@@ -105,8 +108,12 @@ impl SynthesizeIndex {
                 ..Index::default()
             }
         } else if descriptor.media_type == OCI_INDEX || descriptor.media_type == DOCKER_LIST {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| self.protocol(format!("index is not valid JSON: {e}")))?
+            serde_json::from_slice(&bytes).map_err(|e| {
+                Error::protocol(
+                    self.reference.to_string(),
+                    format!("index is not valid JSON: {e}"),
+                )
+            })?
         } else {
             return Err(Error::InvalidInput(format!(
                 "{}: unsupported mediaType {:?}",
@@ -155,10 +162,6 @@ impl SynthesizeIndex {
             );
         }
         Ok(index)
-    }
-
-    fn protocol(&self, detail: impl Into<String>) -> Error {
-        Error::protocol(self.reference.to_string(), detail)
     }
 }
 
