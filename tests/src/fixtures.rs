@@ -249,6 +249,21 @@ pub fn two_platforms() -> [Platform; 2] {
     ]
 }
 
+/// `len` deterministic bytes that differ by `seed` (xorshift): large
+/// layers whose digests repeat from run to run.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// `linux/amd64`-style shorthand.
 pub fn platform(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
     Platform::new(os, architecture, variant)

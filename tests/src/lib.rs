@@ -11,5 +11,7 @@ pub mod tls;
 pub mod token_server;
 
 pub use cli::{ocirelay, Output};
-pub use fixtures::{platform, push_image, push_index, two_platforms, Flavour, Layout, Pushed};
+pub use fixtures::{
+    bytes, platform, push_image, push_index, two_platforms, Flavour, Layout, Pushed,
+};
 pub use registry::{Auth, Registry};

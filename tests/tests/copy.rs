@@ -3,7 +3,7 @@
 
 use ocirelay_core::Digest;
 use ocirelay_tests::cli::{docker_config, ocirelay_with};
-use ocirelay_tests::{ocirelay, platform, push_index, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{bytes, ocirelay, platform, push_index, Auth, Flavour, Layout, Registry};
 use serde_json::{json, Value};
 
 /// Request lines (method and path) of the access log since `from`.
@@ -262,9 +262,7 @@ fn a_large_blob_streams_across_registries() {
     let a = Registry::start(Auth::None);
     let b = Registry::start(Auth::None);
     let mut layout = Layout::new();
-    let big: Vec<u8> = (0..16 * 1024 * 1024u32)
-        .flat_map(|i| i.wrapping_mul(2654435761).to_le_bytes())
-        .collect();
+    let big = bytes(1, 64 << 20);
     let image = layout.image(
         Flavour::Oci,
         &platform("linux", "amd64", None),

@@ -5,7 +5,7 @@
 use ocirelay_core::media_type::{OCI_CONFIG, OCI_MANIFEST};
 use ocirelay_core::{Descriptor, Digest};
 use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
-use ocirelay_tests::{ocirelay, push_image, Auth, Layout, Registry};
+use ocirelay_tests::{bytes, ocirelay, push_image, Auth, Layout, Registry};
 use serde_json::json;
 
 /// The manifest limit: 4 MiB.
@@ -15,9 +15,7 @@ const LIMIT: usize = 4 * 1024 * 1024;
 fn a_streamed_blob_that_does_not_match_fails_at_its_end() {
     let registry = Registry::start(Auth::None);
     // Larger than the 4 MiB read whole: streamed to the reader.
-    let big: Vec<u8> = (0..(6 << 20) / 4u32)
-        .flat_map(|i| i.wrapping_mul(0x2545_F491).to_le_bytes())
-        .collect();
+    let big = bytes(5, 6 << 20);
     push_image(&registry, "app", "v1", &[&big]);
     let layer = Digest::sha256(&big);
     // Near the end: every chunk before it is handed out before the check.

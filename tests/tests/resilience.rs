@@ -5,7 +5,8 @@ use base64::Engine as _;
 use ocirelay_core::Digest;
 use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
 use ocirelay_tests::{
-    ocirelay, platform, push_image, push_index, two_platforms, Auth, Flavour, Layout, Registry,
+    bytes, ocirelay, platform, push_image, push_index, two_platforms, Auth, Flavour, Layout,
+    Registry,
 };
 use serde_json::json;
 
@@ -118,9 +119,7 @@ fn broken_streams_mid_download_and_mid_upload_are_recovered() {
     let src = Registry::start_plain(Auth::None);
     let dst = Registry::start_plain(Auth::None);
     let mut layout = Layout::new();
-    let big: Vec<u8> = (0..16 * 1024 * 1024u32)
-        .flat_map(|i| i.wrapping_mul(0x9E37_79B1).to_le_bytes())
-        .collect();
+    let big = bytes(2, 64 << 20);
     let image = layout.image(Flavour::Oci, &platform("linux", "amd64", None), &[&big]);
     layout.tag("v1", &image);
     layout.push(&src, "app", "v1");
@@ -185,9 +184,7 @@ fn a_blob_read_that_breaks_resumes_where_it_stopped() {
     let registry = Registry::start_plain(Auth::None);
     let mut layout = Layout::new();
     // Larger than the 4 MiB held in memory: streamed to the reader.
-    let big: Vec<u8> = (0..(6 << 20) / 4u32)
-        .flat_map(|i| i.wrapping_mul(0x85EB_CA6B).to_le_bytes())
-        .collect();
+    let big = bytes(3, 6 << 20);
     let image = layout.image(Flavour::Oci, &platform("linux", "amd64", None), &[&big]);
     layout.tag("v1", &image);
     layout.push(&registry, "app", "v1");
@@ -257,9 +254,7 @@ fn a_blob_read_that_breaks_resumes_where_it_stopped() {
 fn a_stalled_answer_or_download_is_given_up_and_tried_again() {
     use std::time::Duration;
     let registry = Registry::start_plain(Auth::None);
-    let big: Vec<u8> = (0..(6 << 20) / 4u32)
-        .flat_map(|i| i.wrapping_mul(0x27D4_EB2F).to_le_bytes())
-        .collect();
+    let big = bytes(4, 6 << 20);
     let image = push_image(&registry, "app", "v1", &[&big]);
     let layer = Digest::sha256(&big);
     let proxy = FaultProxy::start(registry.host());

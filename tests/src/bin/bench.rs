@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use ocirelay_core::Descriptor;
-use ocirelay_tests::{platform, push_index, two_platforms, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{bytes, platform, push_index, two_platforms, Auth, Flavour, Layout, Registry};
 
 struct Run {
     seconds: f64,
@@ -70,20 +70,6 @@ fn print(rows: &[Row]) {
             r.requests
         );
     }
-}
-
-/// Deterministic bytes (xorshift), so fixtures and digests repeat run to run.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// The copy fixtures: (name, tag) pushed to `src` as `bench/<name>:<tag>`.
