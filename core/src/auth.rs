@@ -382,6 +382,8 @@ mod tests {
                 .value,
             "c"
         );
+        let zero = parse_token_response("r", br#"{"token":"z","expires_in":0}"#).unwrap();
+        assert_eq!(zero.lifetime.as_secs(), 60, "0 means unsaid");
         assert!(parse_token_response("r", b"{}").is_err());
         assert!(parse_token_response("r", b"<html>").is_err());
     }
@@ -393,7 +395,28 @@ mod tests {
             username: "u".into(),
             password: "hunter2".into(),
         };
-        assert!(!format!("{c:?}").contains("hunter2"));
-        assert!(!format!("{:?}", Credential::Bearer("tok".into())).contains("tok"));
+        assert_eq!(
+            format!("{c:?}"),
+            r#"Basic { username: "u", password: <redacted> }"#
+        );
+        assert_eq!(
+            format!("{:?}", Credential::Bearer("tok".into())),
+            "Bearer(<redacted>)"
+        );
+        assert_eq!(
+            format!("{:?}", Credential::IdentityToken("refresh".into())),
+            "IdentityToken(<redacted>)"
+        );
+        let token = parse_token_response("r", br#"{"token":"s3cret","expires_in":5}"#).unwrap();
+        assert_eq!(format!("{token:?}"), "Token(<redacted>, 5s)");
+        let challenge = Challenge::parse(r#"Bearer realm="https://auth.example/t""#).unwrap();
+        let with_secret = Credential::IdentityToken("refresh-s3cret".into());
+        let request = challenge.token_request(&[], Some(&with_secret)).unwrap();
+        let shown = format!("{request:?}");
+        assert!(
+            shown.contains("https://auth.example/t") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

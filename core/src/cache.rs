@@ -69,11 +69,6 @@ impl Cache {
         }
     }
 
-    /// Whether the cache is on.
-    pub fn enabled(&self) -> bool {
-        !self.disabled
-    }
-
     /// The object `digest` in `repo` (`host/repository`).
     pub fn object(&self, repo: &str, digest: &Digest) -> Option<&Cached> {
         self.objects.get(&(repo.to_string(), digest.clone()))

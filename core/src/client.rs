@@ -375,7 +375,7 @@ mod tests {
         );
         c.set_now(at(100 + 289));
         assert!(c.authorization("h", "repository:a:pull").is_some());
-        c.set_now(at(100 + 291));
+        c.set_now(at(100 + 290));
         assert_eq!(
             c.authorization("h", "repository:a:pull"),
             None,
@@ -391,6 +391,29 @@ mod tests {
             None,
             "the clock never goes back"
         );
+
+        // A short-lived token is renewed a tenth of its life early.
+        let mut c = Client::new(ClientConfig::default());
+        c.set_now(at(100));
+        let short = Some(Duration::from_secs(60));
+        c.store_token("h", "repository:a:pull", "Bearer s".into(), short);
+        c.set_now(at(153));
+        assert!(c.authorization("h", "repository:a:pull").is_some());
+        c.set_now(at(154));
+        assert!(c.authorization("h", "repository:a:pull").is_none());
+    }
+
+    #[test]
+    fn a_token_serves_only_its_own_registry() {
+        let mut c = Client::new(ClientConfig::default());
+        let wide = "repository:a:pull,push";
+        c.store_token("h", wide, "Bearer t".into(), None);
+        assert!(
+            c.authorization("h", "repository:a:pull").is_some(),
+            "wider serves narrower"
+        );
+        assert_eq!(c.authorization("other", "repository:a:pull"), None);
+        assert_eq!(c.authorization("other", wide), None);
     }
 
     #[test]

@@ -54,7 +54,6 @@ impl Digest {
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
-            "" => return Err(bad("empty algorithm")),
             _ => return Err(bad("unsupported algorithm (sha256 and sha512 are)")),
         };
         if hex.len() != algorithm.hex_len() {
@@ -127,9 +126,14 @@ impl<'de> serde::Deserialize<'de> for Digest {
 #[derive(Clone)]
 pub struct Hasher(HasherInner);
 
+// The hash state says nothing useful; the algorithm does.
 impl std::fmt::Debug for Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hasher")
+        let algorithm = match self.0 {
+            HasherInner::Sha256(_) => Algorithm::Sha256,
+            HasherInner::Sha512(_) => Algorithm::Sha512,
+        };
+        write!(f, "Hasher({})", algorithm.name())
     }
 }
 
@@ -275,7 +279,10 @@ mod tests {
         let d = Digest::sha256(b"hello world");
         let mut v = Verifier::new("x", d.clone(), Some(11));
         v.update(b"hello ").unwrap();
+        assert_eq!(v.seen(), 6, "where a resumed read starts");
         v.update(b"world").unwrap();
+        assert_eq!(v.seen(), 11);
+        assert!(format!("{v:?}").contains("Hasher(sha256)"), "{v:?}");
         assert_eq!(v.finish().unwrap(), d);
 
         let mut v = Verifier::new("x", d.clone(), Some(11));

@@ -416,6 +416,11 @@ mod tests {
         h.append("x-a", "2");
         assert_eq!(h.content_length(), Some(12));
         assert_eq!(h.get_all("X-a").collect::<Vec<_>>(), vec!["1", "2"]);
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [("Content-Length", "12"), ("X-A", "1"), ("x-a", "2")],
+            "every field, in order, names as given"
+        );
         h.set("X-A", "3");
         assert_eq!(h.get_all("x-a").collect::<Vec<_>>(), vec!["3"]);
     }
@@ -439,6 +444,20 @@ mod tests {
             .follow(&from, "https:///no-host")
             .unwrap_err();
         assert!(e.to_string().contains("bad redirect"), "{e}");
+    }
+
+    #[test]
+    fn request_body_lengths() {
+        assert_eq!(RequestBody::Empty.len(), None);
+        assert!(RequestBody::Empty.is_empty());
+        assert!(RequestBody::Bytes(Vec::new()).is_empty());
+        assert!(!RequestBody::Bytes(vec![1]).is_empty());
+        let transfer = RequestBody::Transfer {
+            from: RequestId(1),
+            size: 7,
+        };
+        assert_eq!(transfer.len(), Some(7));
+        assert!(!transfer.is_empty());
     }
 
     #[test]

@@ -59,6 +59,8 @@ mod tests {
             assert!(is_manifest(t));
         }
         assert!(!is_manifest(OCI_CONFIG));
-        assert!(is_image_config(DOCKER_CONFIG));
+        assert!(is_image_config(DOCKER_CONFIG) && is_image_config(OCI_CONFIG));
+        // An artifact's config (an attestation's, say) holds no platform.
+        assert!(!is_image_config("application/vnd.in-toto+json"));
     }
 }

@@ -156,6 +156,11 @@ mod tests {
         );
         assert_eq!(b.take(at(Duration::from_millis(500))), Ok(()));
         assert!(b.take(at(Duration::from_millis(500))).is_err());
+        // A quarter of a token refilled: three quarters left to wait for.
+        assert_eq!(
+            b.take(at(Duration::from_millis(625))),
+            Err(Duration::from_millis(375))
+        );
         // Refill never exceeds the burst.
         let t = Duration::from_secs(100);
         for _ in 0..3 {
@@ -186,6 +191,14 @@ mod tests {
         assert_eq!(
             RateSpec::parse("h=5/30s").unwrap().period,
             Duration::from_secs(30)
+        );
+        assert_eq!(
+            RateSpec::parse("h=5/2h").unwrap().period,
+            Duration::from_secs(7200)
+        );
+        assert_eq!(
+            RateSpec::parse("h=5/hour").unwrap().period,
+            Duration::from_secs(3600)
         );
         for bad in ["h", "h=10", "h=x/s", "h=10/fortnight", "=1/s", "h=0/s"] {
             let e = RateSpec::parse(bad).unwrap_err();

@@ -446,6 +446,15 @@ mod tests {
             "a//b",
             "foo-:tag",
             "localhost:abc/foo",
+            "[]/x",
+            "[zz::1]/x",
+            "[::1]x/y",
+            "[::1]:/x",
+            "-a.example/x",
+            "a-.example/x",
+            "a_b.example/x",
+            "a..example/x",
+            ".example/x",
         ] {
             let err = Reference::parse(bad).unwrap_err();
             assert!(
@@ -469,5 +478,16 @@ mod tests {
         }
         let long_tag = format!("x:{}", "a".repeat(129));
         assert!(Reference::parse(&long_tag).is_err());
+        // A name of 255 characters at most.
+        let name = |len: usize| format!("example.com/{}", "a".repeat(len - 12));
+        assert!(Reference::parse(&name(255)).is_ok());
+        assert!(Reference::parse(&name(256)).is_err());
+        // Docker Hub drops `library/` only where nothing nests under it.
+        assert_eq!(
+            Reference::parse("docker.io/library/a/b:t")
+                .unwrap()
+                .to_string(),
+            "library/a/b:t"
+        );
     }
 }

@@ -233,6 +233,11 @@ mod tests {
             None,
             "7 s more would pass the deadline"
         );
+        assert_eq!(
+            p.decide(a, 1, Duration::from_secs(293)),
+            Some(Duration::from_secs(7)),
+            "7 s more reach the deadline exactly"
+        );
     }
 
     #[test]
@@ -298,5 +303,18 @@ mod tests {
         );
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
+        // Each field at its limit, and one past it.
+        assert!(parse_http_date("Sat, 31 Dec 2022 23:59:60 GMT").is_some());
+        for bad in [
+            "Sat, 32 Dec 2022 10:00:00 GMT",
+            "Sat, 00 Dec 2022 10:00:00 GMT",
+            "Sat, 31 Dec 2022 24:00:00 GMT",
+            "Sat, 31 Dec 2022 10:60:00 GMT",
+            "Sat, 31 Dec 2022 10:00:61 GMT",
+            "Sat, 31 Dec 1969 10:00:00 GMT",
+            "Sat, 31 Dec 2022 10:00 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 }

@@ -2,12 +2,12 @@
 //! ensure-manifest and copy-manifest, with every request asserted.
 
 use ocirelay_core::http::{Method, Request, RequestBody, TransportError};
-use ocirelay_core::media_type::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+use ocirelay_core::media_type::{DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
 use ocirelay_core::ops::copy_blob::CopyBlob;
 use ocirelay_core::ops::copy_manifest::CopyManifest;
 use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
 use ocirelay_core::ops::ensure_manifest::{ChildRefs, EnsureManifest};
-use ocirelay_core::{Client, Descriptor, Digest, Error, Reference};
+use ocirelay_core::{Client, ClientConfig, Descriptor, Digest, Error, Reference};
 use serde_json::json;
 
 mod common;
@@ -159,6 +159,43 @@ fn a_head_is_worth_it_above_65535_bytes() {
 }
 
 #[test]
+fn a_blob_of_another_size_is_not_the_one_ensured_and_writes_say_their_length() {
+    let content = vec![9u8; 70_000];
+    let d = Digest::sha256(&content);
+    let mut c = client(&[]);
+    let mut op = EnsureBlob::new(&c, r(&format!("{A}/x@{d}")), BlobSource::Bytes(content)).unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| {
+        Ok(match q.method {
+            // The registry has something of that digest, but not of our size.
+            Method::Head => response(
+                200,
+                &[
+                    ("Content-Length", "12"),
+                    ("Docker-Content-Digest", &d.to_string()),
+                ],
+                b"",
+            ),
+            Method::Post => response(202, &[("Location", "/upload/1")], b""),
+            _ => response(201, &[("Docker-Content-Digest", &d.to_string())], b""),
+        })
+    });
+    assert_eq!(out.unwrap().size, 70_000);
+    assert_eq!(
+        methods(&sent),
+        [
+            format!("HEAD blob {A}"),
+            format!("POST upload {A}"),
+            format!("PUT upload {A}")
+        ]
+    );
+    assert_eq!(
+        sent[1].headers.get("content-length"),
+        Some("0"),
+        "a write without a body says so"
+    );
+}
+
+#[test]
 fn a_registry_refusing_the_digest_is_an_integrity_error() {
     let mut c = client(&[]);
     let content = b"content".to_vec();
@@ -173,6 +210,20 @@ fn a_registry_refusing_the_digest_is_an_integrity_error() {
     let err = out.unwrap_err();
     assert!(
         matches!(err, Error::Integrity { .. }) && err.to_string().contains("DIGEST_INVALID"),
+        "{err}"
+    );
+    // Another refusal is the registry's error, as it said it.
+    let content = b"content".to_vec();
+    let mut op = EnsureBlob::new(&c, r(&format!("{A}/x@{d}")), BlobSource::Bytes(content)).unwrap();
+    let (out, _) = drive(&mut c, &mut op, |q| {
+        Ok(match q.method {
+            Method::Post => response(202, &[("Location", "/upload/1")], b""),
+            _ => response(400, &[], br#"{"errors":[{"code":"BLOB_UPLOAD_INVALID"}]}"#),
+        })
+    });
+    let err = out.unwrap_err();
+    assert!(
+        matches!(err, Error::Registry { ref code, .. } if code.as_deref() == Some("BLOB_UPLOAD_INVALID")),
         "{err}"
     );
 }
@@ -461,6 +512,97 @@ fn index_children_are_ensured_recursively_from_their_fallback_refs() {
         err.contains(&format!("{B}/elsewhere@{}: not found", child.digest)),
         "{err}"
     );
+}
+
+#[test]
+fn a_tag_on_other_content_is_moved_and_a_failing_push_copies_nothing() {
+    let mut world = World::default();
+    let (_, old_desc) = image(&mut world, A, "app", &[b"old"]);
+    let (new, new_desc) = image(&mut world, A, "app", &[b"new"]);
+    world.reg(A).tag("app", "v1", &old_desc.digest);
+    let mut c = client(&[]);
+    let mut op = EnsureManifest::new(
+        r(&format!("{A}/app:v1")),
+        new.clone(),
+        OCI_MANIFEST,
+        ChildRefs::default(),
+    )
+    .unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap(), new_desc);
+    assert_eq!(
+        methods(&sent),
+        [format!("HEAD manifest {A}"), format!("PUT manifest {A}")],
+        "the tag names other content: pushed"
+    );
+    assert!(world.reg(A).tagged("app", "v1", &new_desc.digest));
+
+    // A registry failing every push (500): its error, naming the manifest,
+    // after three tries; no child is copied for it.
+    let mut c = client(&[]);
+    let mut op = EnsureManifest::new(
+        r(&format!("{B}/app:v1")),
+        new,
+        OCI_MANIFEST,
+        ChildRefs::default(),
+    )
+    .unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| {
+        Ok(match q.method {
+            Method::Head => response(404, &[], b""),
+            _ => response(500, &[], b""),
+        })
+    });
+    assert_eq!(
+        out.unwrap_err().to_string(),
+        format!("{B}/app:v1: registry answered 500")
+    );
+    assert_eq!(
+        methods(&sent),
+        [
+            format!("HEAD manifest {B}"),
+            format!("PUT manifest {B}"),
+            format!("PUT manifest {B}"),
+            format!("PUT manifest {B}")
+        ]
+    );
+}
+
+#[test]
+fn children_are_copied_at_most_concurrency_at_a_time() {
+    let mut world = World::default();
+    let layers: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 10]).collect();
+    let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+    let (_, desc) = image(&mut world, A, "src", &refs);
+    let mut c = Client::new(ClientConfig {
+        concurrency: 2,
+        ..ClientConfig::default()
+    });
+    let mut op = CopyManifest::new(
+        r(&format!("{A}/src@{}", desc.digest)),
+        r(&format!("{B}/dst:v1")),
+        ChildRefs::default(),
+    );
+    let (out, _, most) = drive_concurrently(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap().digest, desc.digest);
+    assert_eq!(most, 2, "config and six layers, two at a time");
+}
+
+#[test]
+fn a_copy_keeps_the_source_media_type_unless_told_another() {
+    let mut world = World::default();
+    let (_, desc) = image(&mut world, A, "src", &[b"typed"]);
+    let src = r(&format!("{A}/src@{}", desc.digest));
+    for (told, pushed) in [("", OCI_MANIFEST), (DOCKER_MANIFEST, DOCKER_MANIFEST)] {
+        let mut c = client(&[]);
+        let dst = r(&format!("{B}/dst-{}:v1", told.len()));
+        let mut op =
+            CopyManifest::new(src.clone(), dst, ChildRefs::default()).with_media_type(told);
+        let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+        assert_eq!(out.unwrap().media_type, pushed, "told {told:?}");
+        let put = sent.iter().rfind(|q| q.method == Method::Put).unwrap();
+        assert_eq!(put.headers.get("content-type"), Some(pushed));
+    }
 }
 
 #[test]

@@ -235,6 +235,11 @@ fn token_auth_challenge_token_and_retry_then_token_reuse() {
         ]
     );
     assert_eq!(sent[0].headers.get("authorization"), None);
+    assert_eq!(
+        sent[1].body_mode,
+        BodyMode::Buffer(64 * 1024),
+        "a token answer is read up to 64 KiB, no more"
+    );
     // The same scope again: the token is reused, one request.
     let (found, sent) = lookup(&mut c, "r.example/foo:v2", GET_MANIFEST, &mut answer);
     assert!(found.unwrap().is_some());
@@ -420,7 +425,21 @@ fn manifests_over_4_mib_are_refused_unread() {
             body: ResponseBody::TooLarge,
         })
     });
-    assert!(found.unwrap_err().to_string().contains("refused unread"));
+    let err = found.unwrap_err().to_string();
+    assert!(err.contains("manifest of 5242880 bytes is larger"), "{err}");
+    // Chunked, so no length said: still refused, without a made-up size.
+    let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Ok(Response {
+            status: 200,
+            headers: Default::default(),
+            body: ResponseBody::TooLarge,
+        })
+    });
+    let err = found.unwrap_err().to_string();
+    assert!(
+        err.ends_with("manifest is larger than the 4194304-byte limit; refused unread"),
+        "{err}"
+    );
     let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", HEAD_MANIFEST, |_| {
         let d = Digest::sha256(b"x").to_string();
         Ok(response(
@@ -465,12 +484,57 @@ fn the_manifest_limit_is_4_mib_exactly() {
         Ok(response(404, &[], b""))
     });
     assert_eq!(sent[0].body_mode, BodyMode::Buffer(limit as u64));
+    // Read whole, exactly the limit is fine.
+    let mut exact = br#"{"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#.to_vec();
+    exact.resize(limit, b' ');
+    let (found, _) = lookup(&mut c, "localhost:5000/foo:v3", GET_MANIFEST, |_| {
+        Ok(manifest_ok(&exact, None))
+    });
+    assert_eq!(found.unwrap().unwrap().descriptor.size, limit as u64);
     // A driver that reads past it anyway broke the contract: our bug.
     let big = vec![b' '; limit + 1];
     let (found, _) = lookup(&mut c, "localhost:5000/foo:v2", GET_MANIFEST, |_| {
         Ok(manifest_ok(&big, None))
     });
     assert!(matches!(found, Err(Error::Internal(_))), "{found:?}");
+}
+
+#[test]
+fn a_manifest_without_a_useful_content_type_is_typed_by_its_media_type_field() {
+    let mut c = client(&[]);
+    for content_type in [None, Some("application/json"), Some("text/plain")] {
+        let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+            let len = MANIFEST.len().to_string();
+            let mut headers = vec![("Content-Length", len.as_str())];
+            headers.extend(content_type.map(|t| ("Content-Type", t)));
+            Ok(response(200, &headers, MANIFEST))
+        });
+        assert_eq!(
+            found.unwrap().unwrap().descriptor.media_type,
+            OCI_MANIFEST,
+            "{content_type:?}"
+        );
+    }
+    // Neither a Content-Type nor a mediaType: nothing says what it is.
+    for body in [&br#"{"schemaVersion":2}"#[..], br#"{"mediaType":""}"#] {
+        let (found, _) = lookup(&mut c, "localhost:5000/foo:v2", GET_MANIFEST, |_| {
+            Ok(response(200, &[("Content-Type", "text/plain")], body))
+        });
+        let err = found.unwrap_err().to_string();
+        assert!(err.contains("manifest has no media type"), "{err}");
+    }
+}
+
+#[test]
+fn a_get_answered_200_with_a_location_is_not_a_redirect() {
+    let mut c = client(&[]);
+    let (found, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        let mut r = manifest_ok(MANIFEST, None);
+        r.headers.append("Location", "http://elsewhere.example/x");
+        Ok(r)
+    });
+    assert!(found.unwrap().is_some());
+    assert_eq!(sent.len(), 1, "{:?}", urls(&sent));
 }
 
 #[test]
@@ -753,6 +817,43 @@ fn docker_hub_reads_go_to_the_mirror_without_docker_hub_credentials() {
         Ok(response(404, &[], b""))
     });
     assert_eq!(urls(&sent), ["GET http://localhost:5000/v2/x/manifests/y"]);
+
+    // Docker Hub's challenge (from a write, which goes to Docker Hub) is
+    // not a reason to get a token ahead for a read that goes to the mirror.
+    let mut c = Client::new(ClientConfig {
+        docker_hub_proxy: Some(
+            ocirelay_core::client::parse_docker_hub_proxy("http://127.0.0.1:7000").unwrap(),
+        ),
+        ..ClientConfig::default()
+    });
+    let blob = b"to docker hub".to_vec();
+    let d = Digest::sha256(&blob);
+    let reference = Reference::parse(&format!("docker.io/library/app@{d}")).unwrap();
+    let mut push = ocirelay_core::ops::ensure_blob::EnsureBlob::new(
+        &c,
+        reference,
+        ocirelay_core::ops::ensure_blob::BlobSource::Bytes(blob),
+    )
+    .unwrap();
+    let hub = r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#;
+    let (pushed, sent) = drive(&mut c, &mut push, |req| {
+        Ok(match req.url.authority.as_str() {
+            "auth.docker.io" => response(200, &[], br#"{"token":"t"}"#),
+            _ if req.headers.get("authorization").is_none() => {
+                response(401, &[("WWW-Authenticate", hub)], b"")
+            }
+            _ => response(403, &[], b""),
+        })
+    });
+    assert!(pushed.is_err());
+    assert_eq!(sent[0].url.authority, "registry-1.docker.io");
+    let (_, sent) = lookup(&mut c, "busybox:latest", HEAD_MANIFEST, |_| {
+        Ok(response(404, &[], b""))
+    });
+    assert_eq!(
+        urls(&sent),
+        ["HEAD http://127.0.0.1:7000/v2/library/busybox/manifests/latest"]
+    );
 }
 
 #[test]

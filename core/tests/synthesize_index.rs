@@ -572,3 +572,37 @@ fn a_query_that_fails_holding_a_claim_does_not_leave_another_waiting() {
         urls(&sent)
     );
 }
+
+#[test]
+fn a_platform_needs_both_os_and_architecture() {
+    let mut reg = ScriptedRegistry::default();
+    // Said in the entry, but half: completed from the image config.
+    let (a, _) = image(&mut reg, false, config("linux", "amd64"));
+    // A config that says only its OS: no platform at all.
+    let (b, _) = image(
+        &mut reg,
+        false,
+        json!({"os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}),
+    );
+    let half = json!({"os": "linux", "architecture": ""});
+    put_index(
+        &mut reg,
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry(&a, Some(half), None), entry(&b, None, None)]}),
+        "v1",
+    );
+    let mut c = client(&[]);
+    let (out, _) = synthesize(&mut c, &reg, &format!("{HOST}/{REPO}:v1"));
+    let index = out.unwrap().unwrap();
+    let platform = index.manifests[0]
+        .platform
+        .as_ref()
+        .expect("from the config");
+    assert_eq!(
+        (platform.os.as_str(), platform.architecture.as_str()),
+        ("linux", "amd64")
+    );
+    assert_eq!(
+        index.manifests[1].platform, None,
+        "an OS alone is no platform"
+    );
+}

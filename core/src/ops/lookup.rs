@@ -397,7 +397,7 @@ impl Lookup {
         match (digest, size, media_type) {
             (Some(digest), Some(size), Some(media_type)) => {
                 if size > MANIFEST_SIZE_LIMIT {
-                    return Err(self.too_large(size));
+                    return Err(self.too_large(Some(size)));
                 }
                 Ok(Some(Found {
                     reference: self.reference.with_digest(digest.clone()),
@@ -409,22 +409,21 @@ impl Lookup {
         }
     }
 
-    fn too_large(&self, size: u64) -> Error {
-        Error::protocol(&self.subject, format!(
-            "manifest of {size} bytes is larger than the {MANIFEST_SIZE_LIMIT}-byte limit; refused unread"
-        ))
+    /// A manifest over the limit (of `size` bytes, when the answer said).
+    fn too_large(&self, size: Option<u64>) -> Error {
+        let of = size.map_or_else(String::new, |s| format!(" of {s} bytes"));
+        Error::protocol(
+            &self.subject,
+            format!(
+                "manifest{of} is larger than the {MANIFEST_SIZE_LIMIT}-byte limit; refused unread"
+            ),
+        )
     }
 
     fn manifest_get(&self, r: &Response) -> Result<Found> {
         let bytes = match &r.body {
             ResponseBody::Bytes(b) => b,
-            ResponseBody::TooLarge => {
-                return Err(self.too_large(
-                    r.headers
-                        .content_length()
-                        .unwrap_or(MANIFEST_SIZE_LIMIT + 1),
-                ))
-            }
+            ResponseBody::TooLarge => return Err(self.too_large(r.headers.content_length())),
             ResponseBody::Held => {
                 return Err(Error::Internal(format!(
                     "{}: manifest body was held, not read",

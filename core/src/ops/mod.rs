@@ -176,3 +176,31 @@ pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
         (a, b) => a.or(b),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::lookup::Lookup;
+    use crate::Reference;
+    use std::time::Duration;
+
+    #[test]
+    fn the_earliest_deadline_wins_and_none_is_no_deadline() {
+        let (t1, t2) = (
+            Instant::ZERO + Duration::from_secs(1),
+            Instant::ZERO + Duration::from_secs(2),
+        );
+        assert_eq!(earliest(Some(t2), Some(t1)), Some(t1));
+        assert_eq!(earliest(Some(t1), Some(t2)), Some(t1));
+        assert_eq!(earliest(None, Some(t2)), Some(t2));
+        assert_eq!(earliest(Some(t2), None), Some(t2));
+        assert_eq!(earliest(None, None), None);
+    }
+
+    #[test]
+    fn a_mapped_operation_shows_the_one_it_maps() {
+        let r = Reference::parse("localhost:5000/a:b").unwrap();
+        let op = Lookup::manifest(r, true).map(|outcome| outcome.is_ok());
+        assert!(format!("{op:?}").starts_with("Map(Lookup"), "{op:?}");
+    }
+}
