@@ -1044,6 +1044,44 @@ fn a_new_scope_gets_its_token_ahead_unless_the_registry_wants_more() {
 }
 
 #[test]
+fn a_token_asked_ahead_and_refused_is_asked_once() {
+    let challenge = |scope: &str| {
+        format!(r#"Bearer realm="https://auth.example/token",service="reg",scope="{scope}""#)
+    };
+    let digest = Digest::sha256(MANIFEST).to_string();
+    let mut c = client(&[]);
+    // Anonymous callers may pull a, and nothing of b.
+    let mut answer = |req: &Request| -> Result<Response, TransportError> {
+        let path = req.url.path_and_query.as_str();
+        Ok(if req.url.authority == "auth.example" {
+            if path.contains("b%3Apull") {
+                response(401, &[], b"")
+            } else {
+                response(200, &[], br#"{"token":"a"}"#)
+            }
+        } else if path.starts_with("/v2/a/") && req.headers.get("authorization").is_some() {
+            manifest_ok(MANIFEST, Some(&digest))
+        } else {
+            let repo = if path.starts_with("/v2/a/") { "a" } else { "b" };
+            let scope = challenge(&format!("repository:{repo}:pull"));
+            response(401, &[("WWW-Authenticate", &scope)], b"")
+        })
+    };
+    let (found, _) = lookup(&mut c, "r.example/a:v1", HEAD_MANIFEST, &mut answer);
+    assert!(found.unwrap().is_some());
+    let (found, sent) = lookup(&mut c, "r.example/b:v1", HEAD_MANIFEST, &mut answer);
+    assert!(found.unwrap().is_none(), "this identity may not see b");
+    assert_eq!(
+        urls(&sent),
+        [
+            "GET https://auth.example/token?service=reg&scope=repository%3Ab%3Apull",
+            "HEAD https://r.example/v2/b/manifests/v1",
+        ],
+        "refused ahead: asked without a token, and the registry's 401 stands"
+    );
+}
+
+#[test]
 fn a_broken_blob_read_resumes_with_a_range() {
     use ocirelay_core::ops::resume_blob::{ResumeBlob, Resumed};
     let digest = Digest::sha256(b"0123456789");
