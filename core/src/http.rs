@@ -42,7 +42,7 @@ impl Method {
 }
 
 /// `http` or `https`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
     /// Plain HTTP (loopback and registries configured as insecure).
     Http,
@@ -62,36 +62,46 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parses an absolute `http://` or `https://` URL.
+    /// Parses an absolute `http://` or `https://` URL (the scheme in any
+    /// case); its path's dot segments are removed and a fragment dropped.
     pub fn parse(input: &str) -> Result<Self> {
         let bad = |reason: &str| Error::InvalidInput(format!("URL {input:?}: {reason}"));
-        let (scheme, rest) = if let Some(r) = input.strip_prefix("https://") {
-            (Scheme::Https, r)
-        } else if let Some(r) = input.strip_prefix("http://") {
-            (Scheme::Http, r)
-        } else {
-            return Err(bad("scheme must be http or https"));
+        let scheme = scheme_of(input).ok_or_else(|| bad("scheme must be http or https"))?;
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "https" => Scheme::Https,
+            "http" => Scheme::Http,
+            _ => return Err(bad("scheme must be http or https")),
         };
+        let rest = input[input.find(':').map_or(0, |i| i + 1)..]
+            .strip_prefix("//")
+            .ok_or_else(|| bad("missing //host"))?;
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let authority = &rest[..end];
-        if authority.is_empty() || authority.contains('@') {
-            return Err(bad("missing host, or user info in it"));
+        if authority.contains('@') {
+            return Err(bad("user info in the host"));
         }
-        let mut path = rest[end..].split('#').next().unwrap_or("").to_string();
-        if !path.starts_with('/') {
-            path.insert(0, '/');
+        if split_authority(authority).is_none() {
+            return Err(bad("missing or malformed host or port"));
         }
+        let reference = rest[end..].split('#').next().unwrap_or("");
+        let (path, query) = match reference.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (reference, None),
+        };
         Ok(Url {
             scheme,
             authority: authority.to_string(),
-            path_and_query: path,
+            path_and_query: with_query(&remove_dot_segments(path), query),
         })
     }
 
-    /// Resolves a `Location` header against this URL (absolute, scheme-relative,
-    /// absolute-path and relative-path forms).
+    /// Resolves a `Location` header against this URL, as RFC 3986 resolves
+    /// references: absolute (HTTP or HTTPS only), scheme-relative,
+    /// absolute-path, relative-path and query-only forms; dot segments
+    /// removed, a fragment dropped.
     pub fn join(&self, location: &str) -> Result<Url> {
-        if location.starts_with("http://") || location.starts_with("https://") {
+        let location = location.trim();
+        if scheme_of(location).is_some() {
             return Url::parse(location);
         }
         if let Some(rest) = location.strip_prefix("//") {
@@ -101,18 +111,163 @@ impl Url {
             };
             return Url::parse(&format!("{scheme}{rest}"));
         }
-        let path = if location.starts_with('/') {
-            location.to_string()
+        let reference = location.split('#').next().unwrap_or("");
+        let (path, query) = match reference.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (reference, None),
+        };
+        let (base_path, base_query) = match self.path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (self.path_and_query.as_str(), None),
+        };
+        let (path, query) = if path.is_empty() {
+            (base_path.to_string(), query.or(base_query))
+        } else if path.starts_with('/') {
+            (path.to_string(), query)
         } else {
-            let base = self.path_and_query.split('?').next().unwrap_or("/");
-            let dir = &base[..base.rfind('/').map_or(0, |i| i + 1)];
-            format!("{dir}{location}")
+            let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+            (format!("{dir}{path}"), query)
         };
         Ok(Url {
             scheme: self.scheme,
             authority: self.authority.clone(),
-            path_and_query: path,
+            path_and_query: with_query(&remove_dot_segments(&path), query),
         })
+    }
+
+    /// The URL with its query, if any, shown as `?…`: what errors and logs
+    /// print of a URL a registry handed out (signed CDN URLs and upload
+    /// states carry secrets there).
+    pub fn redacted(&self) -> String {
+        match self.path_and_query.split_once('?') {
+            Some((path, _)) => {
+                let scheme = match self.scheme {
+                    Scheme::Http => "http",
+                    Scheme::Https => "https",
+                };
+                format!("{scheme}://{}{path}?…", self.authority)
+            }
+            None => self.to_string(),
+        }
+    }
+
+    /// Where this URL's credentials belong.
+    pub fn origin(&self) -> Origin {
+        let (host, port) = split_authority(&self.authority).unwrap_or((&self.authority, None));
+        let port = port.unwrap_or(match self.scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        });
+        Origin {
+            scheme: self.scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        }
+    }
+}
+
+/// Where credentials belong (RFC 6454): scheme, host and port, with the
+/// host lower-cased and the scheme's default port made explicit. Nothing
+/// meant for one origin goes to another; HTTPS and HTTP on the same host
+/// and port are two origins.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    scheme: Scheme,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// Whether it is reached over TLS.
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::Https
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// The scheme of an absolute reference (`letter *( letter / digit / + / - / . )`
+/// before a `:` that comes before any `/`, `?` or `#`).
+fn scheme_of(reference: &str) -> Option<&str> {
+    let colon = reference.find(':')?;
+    let scheme = &reference[..colon];
+    let mut bytes = scheme.bytes();
+    let first = bytes.next()?;
+    (first.is_ascii_alphabetic()
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+    .then_some(scheme)
+}
+
+/// `host` and `port` of `host[:port]` or `[v6][:port]`; `None` when the
+/// host is empty or the port not a number of 1 to 65535.
+fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (host, rest) = authority.split_at(end + 1);
+        match rest {
+            "" => (host, None),
+            _ => (host, Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0)?),
+        None => None,
+    };
+    Some((host, port))
+}
+
+/// RFC 3986's remove_dot_segments, for a path (`.` and `..` never climb
+/// above the root); the result starts with `/`.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." => {
+                if last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                if out.len() > 1 {
+                    out.pop();
+                }
+                if last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let joined = out.join("/");
+    if joined.starts_with('/') {
+        joined
+    } else {
+        format!("/{joined}")
+    }
+}
+
+fn with_query(path: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
     }
 }
 
@@ -361,13 +516,31 @@ impl Redirects {
         self.0 += 1;
         if self.0 > MAX_REDIRECTS {
             return Err(Error::protocol(
-                from.to_string(),
+                from.redacted(),
                 format!("more than {MAX_REDIRECTS} redirects"),
             ));
         }
-        from.join(location)
-            .map_err(|e| Error::protocol(from.to_string(), format!("bad redirect: {e}")))
+        let next = from
+            .join(location)
+            .map_err(|e| Error::protocol(from.redacted(), format!("bad redirect: {e}")))?;
+        refuse_downgrade(from, &next, "a redirect")?;
+        Ok(next)
     }
+}
+
+/// Nothing goes from HTTPS down to plain HTTP: an error naming both URLs
+/// (`what` says what pointed there).
+pub fn refuse_downgrade(from: &Url, to: &Url, what: &str) -> Result<()> {
+    if from.scheme == Scheme::Https && to.scheme == Scheme::Http {
+        return Err(Error::protocol(
+            from.redacted(),
+            format!(
+                "refused {what} to {}: from HTTPS down to plain HTTP",
+                to.redacted()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Percent-encodes a query component (RFC 3986 unreserved characters pass).
@@ -406,6 +579,109 @@ mod tests {
         assert_eq!(Url::parse("http://h").unwrap().path_and_query, "/");
         assert!(Url::parse("ftp://h/").is_err());
         assert!(Url::parse("http://user@h/").is_err());
+        assert_eq!(
+            Url::parse("HTTPS://[::1]:5000/a/./b/../c")
+                .unwrap()
+                .to_string(),
+            "https://[::1]:5000/a/c"
+        );
+        for bad in [
+            "https://:5000/",
+            "https://h:99999/",
+            "https://h:0/",
+            "https://h:x/",
+            "https:h/",
+        ] {
+            assert!(Url::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn locations_resolve_as_rfc_3986_says() {
+        let upload = Url::parse("https://r.example/v2/a/blobs/uploads/?x=1").unwrap();
+        let cases = [
+            ("../../admin", "https://r.example/v2/a/admin"),
+            ("/v2/../../etc/./passwd", "https://r.example/etc/passwd"),
+            (
+                "uuid?_state=s",
+                "https://r.example/v2/a/blobs/uploads/uuid?_state=s",
+            ),
+            ("?y=2", "https://r.example/v2/a/blobs/uploads/?y=2"),
+            ("", "https://r.example/v2/a/blobs/uploads/?x=1"),
+            ("./uuid#frag", "https://r.example/v2/a/blobs/uploads/uuid"),
+            ("Https://CDN.example/b", "https://CDN.example/b"),
+        ];
+        for (location, resolved) in cases {
+            assert_eq!(
+                upload.join(location).unwrap().to_string(),
+                resolved,
+                "{location}"
+            );
+        }
+        // Another scheme is never a relative path.
+        for other in [
+            "file:///etc/passwd",
+            "ftp://r.example/x",
+            "javascript:alert(1)",
+        ] {
+            assert!(upload.join(other).is_err(), "{other}");
+        }
+    }
+
+    #[test]
+    fn an_origin_is_scheme_host_and_port() {
+        let origin = |u: &str| Url::parse(u).unwrap().origin();
+        assert_eq!(
+            origin("https://R.example/x"),
+            origin("https://r.example:443/y")
+        );
+        assert_eq!(origin("http://r.example/x"), origin("http://r.example:80/"));
+        assert_ne!(
+            origin("https://r.example/"),
+            origin("http://r.example:443/")
+        );
+        assert_ne!(
+            origin("https://r.example/"),
+            origin("https://r.example:5000/")
+        );
+        assert_ne!(
+            origin("https://r.example/"),
+            origin("https://cdn.r.example/")
+        );
+        assert_eq!(
+            origin("https://[::1]:5000/").to_string(),
+            "https://[::1]:5000"
+        );
+        assert!(origin("https://r.example/").is_https());
+    }
+
+    #[test]
+    fn nothing_is_redirected_down_to_plain_http() {
+        let from = Url::parse("https://r.example:5000/v2/a/blobs/d").unwrap();
+        let e = Redirects::default()
+            .follow(&from, "http://r.example:5000/v2/a/blobs/d")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("https://r.example:5000/v2/a/blobs/d")
+                && e.contains("refused a redirect to http://r.example:5000/v2/a/blobs/d")
+                && e.contains("down to plain HTTP"),
+            "{e}"
+        );
+        let signed = Redirects::default()
+            .follow(&from, "http://cdn.example/b?X-Signature=s3cret")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            signed.contains("http://cdn.example/b?…") && !signed.contains("s3cret"),
+            "{signed}"
+        );
+        let plain = Url::parse("http://r.example/").unwrap();
+        assert!(Redirects::default().follow(&plain, "http://cdn/x").is_ok());
+        assert!(Redirects::default().follow(&from, "https://cdn/x").is_ok());
+        assert!(Redirects::default()
+            .follow(&from, "file:///etc/passwd")
+            .is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pushing and copying against scripted registries: ensure-blob, copy-blob,
 //! ensure-manifest and copy-manifest, with every request asserted.
 
+use ocirelay_core::auth::Credential;
 use ocirelay_core::http::{Method, Request, RequestBody, TransportError};
 use ocirelay_core::media_type::{DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
 use ocirelay_core::ops::copy_blob::CopyBlob;
@@ -748,5 +749,45 @@ fn a_broken_stream_starts_over_in_a_new_session_and_never_completes_the_old_one(
         assert_eq!(sessions.len(), tries, "{puts:#?}");
         let posts = sent.iter().filter(|q| q.method == Method::Post).count();
         assert_eq!(posts, tries, "a new session for each try");
+    }
+}
+
+#[test]
+fn an_upload_session_elsewhere_or_down_to_plain_http_is_refused() {
+    let content = b"private".to_vec();
+    let d = Digest::sha256(&content);
+    let basic = Credential::Basic {
+        username: "u".into(),
+        password: "p".into(),
+    };
+    for (location, refused) in [
+        // Same host and port, plain HTTP: a TLS-terminating proxy that
+        // ignores X-Forwarded-Proto answers like this.
+        (
+            "http://r.example/v2/x/blobs/uploads/1",
+            "from HTTPS down to plain HTTP",
+        ),
+        // Another registry (the copy's source, say) would get the upload.
+        (
+            "https://source.example/v2/x/blobs/uploads/1",
+            "not the registry's own origin https://r.example:443",
+        ),
+    ] {
+        let mut c = client(&[("r.example", basic.clone())]);
+        let reference = r(&format!("r.example/x@{d}"));
+        let mut op = EnsureBlob::new(&c, reference, BlobSource::Bytes(content.clone())).unwrap();
+        let (out, sent) = drive(&mut c, &mut op, |q| {
+            Ok(match q.method {
+                Method::Post => response(202, &[("Location", location)], b""),
+                _ => response(201, &[("Docker-Content-Digest", &d.to_string())], b""),
+            })
+        });
+        let err = out.unwrap_err().to_string();
+        assert!(err.contains(location) && err.contains(refused), "{err}");
+        assert_eq!(
+            urls(&sent),
+            ["POST https://r.example/v2/x/blobs/uploads/"],
+            "no PUT"
+        );
     }
 }

@@ -414,6 +414,59 @@ fn blob_get_streams_and_redirect_elsewhere_drops_authorization() {
 }
 
 #[test]
+fn an_https_registry_is_never_left_for_plain_http() {
+    let digest = Digest::sha256(b"blob bytes");
+    let blob = LookupOptions {
+        kind: LookupKind::Blob,
+        head: false,
+    };
+    let basic = Credential::Basic {
+        username: "u".into(),
+        password: "p".into(),
+    };
+    // A blob redirect down to plain HTTP on the same host and port, or to
+    // a scheme that is not HTTP at all: an error, nothing sent there.
+    for location in ["http://r.example:443/v2/foo/blobs/x", "file:///etc/passwd"] {
+        let mut c = client(&[("r.example", basic.clone())]);
+        let (found, sent) = lookup(&mut c, &format!("r.example/foo@{digest}"), blob, |_| {
+            Ok(response(307, &[("Location", location)], b""))
+        });
+        let err = found.unwrap_err().to_string();
+        assert!(
+            err.contains(location) || err.contains("scheme"),
+            "{location}: {err}"
+        );
+        assert_eq!(sent.len(), 1, "{:?}", urls(&sent));
+    }
+
+    // A realm on plain HTTP for an HTTPS registry: no token asked, no
+    // credentials sent there.
+    let mut c = client(&[("r.example", basic)]);
+    let challenge = r#"Bearer realm="http://auth.example/token",service="reg""#;
+    let (found, sent) = lookup(&mut c, "r.example/foo:v1", HEAD_MANIFEST, |_| {
+        Ok(response(401, &[("WWW-Authenticate", challenge)], b""))
+    });
+    let err = found.unwrap_err().to_string();
+    assert!(
+        err.contains("refused the token realm http://auth.example/token")
+            && err.contains("down to plain HTTP"),
+        "{err}"
+    );
+    assert_eq!(urls(&sent), ["HEAD https://r.example/v2/foo/manifests/v1"]);
+    // A plain-HTTP registry may have a plain-HTTP realm.
+    let mut c = client(&[]);
+    let challenge = r#"Bearer realm="http://127.0.0.1:9/token",service="reg""#;
+    let (_, sent) = lookup(&mut c, "127.0.0.1:5000/foo:v1", HEAD_MANIFEST, |req| {
+        Ok(if req.url.authority == "127.0.0.1:9" {
+            response(200, &[], br#"{"token":"t"}"#)
+        } else {
+            response(401, &[("WWW-Authenticate", challenge)], b"")
+        })
+    });
+    assert_eq!(sent[1].url.authority, "127.0.0.1:9");
+}
+
+#[test]
 fn manifests_over_4_mib_are_refused_unread() {
     let mut c = client(&[]);
     let (found, _) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {

@@ -454,6 +454,59 @@ mod tests {
         });
     }
 
+    /// Whatever the component asks for, our hook sends only to the hosts
+    /// the command named (and those they sent it to).
+    #[test]
+    fn the_hook_refuses_hosts_outside_its_allow_list() {
+        let named = ocirelay_tests::Registry::start(ocirelay_tests::Auth::None);
+        let other = ocirelay_tests::Registry::start(ocirelay_tests::Auth::None);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        rt.block_on(async {
+            let policy = Policy::new(Vec::new(), [named.host()]);
+            let ca = [ocirelay_tests::tls::ca_file().to_path_buf()];
+            let idle = std::time::Duration::from_secs(60);
+            let runtime = Runtime::new(policy, &ca, idle).expect("the runtime");
+            let config = wit::Config {
+                user_agent: "test".into(),
+                credentials: Vec::new(),
+                insecure_registries: Vec::new(),
+                cache: true,
+                concurrency: 0,
+                retry_deadline_secs: 0,
+                docker_hub_proxy: None,
+                policy: None,
+            };
+            let mut session = runtime.session(config).await.expect("a session");
+            let head = LookupOptions {
+                kind: ocirelay_core::ops::lookup::LookupKind::Manifest,
+                head: true,
+            };
+            let elsewhere = Reference::parse(&other.reference("app:v1")).unwrap();
+            let err = session
+                .lookup(&elsewhere, head)
+                .await
+                .err()
+                .expect("refused");
+            assert!(
+                err.to_string().contains(&format!(
+                    "cannot reach {}: request denied by the host",
+                    other.host()
+                )),
+                "{err}"
+            );
+            assert!(other.access_log().is_empty(), "nothing reached it");
+            let here = Reference::parse(&named.reference("app:v1")).unwrap();
+            assert!(session
+                .lookup(&here, head)
+                .await
+                .expect("allowed")
+                .is_none());
+        });
+    }
+
     #[test]
     fn component_imports_only_standard_wasi_and_exports_the_registry() {
         let engine = Engine::default();

@@ -3,6 +3,12 @@
 //! locations point back at the proxy) unless a scripted rule matches: then
 //! it answers a status instead, or cuts the connection after some bytes of
 //! the response body or of the request body.
+//!
+//! It speaks plain HTTP on 127.0.0.1, or terminates TLS on 127.0.0.2
+//! ([`FaultProxy::start_tls`]) without telling the registry behind it
+//! (no `X-Forwarded-Proto`), as a careless TLS-terminating proxy does: the
+//! registry then names `http://` upload locations on the proxy's own host
+//! and port.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -49,37 +55,76 @@ struct Script {
     /// Requests being served now, and the most there ever were.
     active: usize,
     most_active: usize,
+    /// Connections to a TLS proxy that did not complete a TLS handshake.
+    failed_handshakes: usize,
 }
 
 /// A running proxy.
 pub struct FaultProxy {
-    port: u16,
+    host: String,
     script: Arc<Mutex<Script>>,
 }
 
 impl FaultProxy {
-    /// A proxy in front of `upstream` (`host:port`).
+    /// A plain-HTTP proxy on 127.0.0.1 in front of `upstream` (`host:port`).
     pub fn start(upstream: &str) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
+        Self::launch(upstream, None)
+    }
+
+    /// An HTTPS proxy on 127.0.0.2 (the tests' CA) in front of `upstream`,
+    /// which it reaches over plain HTTP without saying it terminated TLS.
+    pub fn start_tls(upstream: &str) -> FaultProxy {
+        Self::launch(upstream, Some(crate::tls::server_config()))
+    }
+
+    fn launch(upstream: &str, tls: Option<Arc<rustls::ServerConfig>>) -> FaultProxy {
+        let ip = if tls.is_some() {
+            crate::tls::TLS_HOST
+        } else {
+            "127.0.0.1"
+        };
+        let listener = TcpListener::bind((ip, 0)).expect("binding the proxy");
+        let host = listener.local_addr().expect("proxy address").to_string();
         let script = Arc::new(Mutex::new(Script::default()));
         let (s, up) = (script.clone(), upstream.to_string());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (s, up) = (s.clone(), up.clone());
+                let (s, up, tls) = (s.clone(), up.clone(), tls.clone());
                 std::thread::spawn(move || {
                     // One request per connection: a connection is a request.
                     let mut active = Active::begin(&s);
-                    let _ = serve(conn, &up, &s, &mut active);
+                    let _ = match tls {
+                        None => serve(conn, &up, &s, &mut active),
+                        Some(config) => {
+                            let Ok(session) = rustls::ServerConnection::new(config) else {
+                                return;
+                            };
+                            let mut stream = rustls::StreamOwned::new(session, conn);
+                            // Whatever is not a TLS handshake (plain HTTP, say) is counted.
+                            if stream.conn.complete_io(&mut stream.sock).is_err() {
+                                if let Ok(mut s) = s.lock() {
+                                    s.failed_handshakes += 1;
+                                }
+                                return;
+                            }
+                            serve(stream, &up, &s, &mut active)
+                        }
+                    };
                 });
             }
         });
-        FaultProxy { port, script }
+        FaultProxy { host, script }
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `IP:PORT`.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.host.clone()
+    }
+
+    /// Connections to a TLS proxy that were not TLS (plain HTTP sent to
+    /// an HTTPS port, say).
+    pub fn failed_handshakes(&self) -> usize {
+        self.script.lock().map(|s| s.failed_handshakes).unwrap_or(0)
     }
 
     /// Adds a rule.
@@ -144,21 +189,41 @@ impl Drop for Active<'_> {
     }
 }
 
+/// A client connection: plain or TLS.
+trait Conn: Read + Write {
+    /// Drops the connection at once (a cut).
+    fn cut(&mut self);
+}
+
+impl Conn for TcpStream {
+    fn cut(&mut self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+impl Conn for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn cut(&mut self) {
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+}
+
 /// Writes `bytes`, ending `active` just before the last one goes out.
-fn write_last(out: &mut TcpStream, bytes: &[u8], active: &mut Active) -> std::io::Result<()> {
+fn write_last(out: &mut impl Write, bytes: &[u8], active: &mut Active) -> std::io::Result<()> {
     let (init, last) = bytes.split_at(bytes.len().saturating_sub(1));
     out.write_all(init)?;
+    out.flush()?;
     active.end();
-    out.write_all(last)
+    out.write_all(last)?;
+    out.flush()
 }
 
 fn serve(
-    client: TcpStream,
+    client: impl Conn,
     upstream: &str,
     script: &Mutex<Script>,
     active: &mut Active,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(client.try_clone()?);
+    let mut reader = BufReader::new(client);
     let mut head = Vec::new();
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -218,7 +283,6 @@ fn serve(
     if let Some(Fault::Delay(d)) = &fault {
         std::thread::sleep(*d);
     }
-    let mut client_out = client;
     let canned = match &fault {
         Some(Fault::Status(status, headers)) => Some((*status, headers, &[][..])),
         Some(Fault::Serve(status, headers, body)) => Some((*status, headers, &body[..])),
@@ -240,7 +304,7 @@ fn serve(
         if method != "HEAD" {
             bytes.extend_from_slice(body);
         }
-        return write_last(&mut client_out, &bytes, active);
+        return write_last(reader.get_mut(), &bytes, active);
     }
 
     let mut up = TcpStream::connect(upstream)?;
@@ -265,7 +329,7 @@ fn serve(
     }
     if limit < content_length {
         let _ = up.shutdown(Shutdown::Both);
-        let _ = client_out.shutdown(Shutdown::Both);
+        reader.get_mut().cut();
         return Ok(());
     }
 
@@ -300,9 +364,9 @@ fn serve(
             })
     };
     if body_len == Some(0) {
-        return write_last(&mut client_out, &response_head, active);
+        return write_last(reader.get_mut(), &response_head, active);
     }
-    client_out.write_all(&response_head)?;
+    reader.get_mut().write_all(&response_head)?;
     let (mut budget, stall) = match fault {
         Some(Fault::CutResponseAfter(n)) => (n, None),
         Some(Fault::StallResponseAfter(n, d)) => (n, Some(d)),
@@ -317,22 +381,22 @@ fn serve(
         let take = n.min(budget);
         relayed += take;
         if body_len == Some(relayed) {
-            write_last(&mut client_out, &buf[..take], active)?;
+            write_last(reader.get_mut(), &buf[..take], active)?;
         } else {
-            client_out.write_all(&buf[..take])?;
+            reader.get_mut().write_all(&buf[..take])?;
         }
         budget -= take;
         if budget == 0 {
             if let Some(d) = stall {
                 // Silent, then on with the rest (to a client long gone).
                 std::thread::sleep(d);
-                client_out.write_all(&buf[take..n])?;
+                reader.get_mut().write_all(&buf[take..n])?;
                 budget = usize::MAX;
                 continue;
             }
-            let _ = client_out.shutdown(Shutdown::Both);
+            reader.get_mut().cut();
             return Ok(());
         }
     }
-    Ok(())
+    reader.get_mut().flush()
 }

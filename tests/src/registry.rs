@@ -75,22 +75,28 @@ impl Registry {
     /// Starts a registry that speaks HTTPS on 127.0.0.2, with a certificate
     /// from the tests' CA ([`Registry::ca_file`]), and waits until it answers.
     pub fn start(auth: Auth) -> Registry {
-        Self::launch(auth, true, crate::tls::TLS_HOST)
+        Self::launch(auth, true, crate::tls::TLS_HOST, true)
+    }
+
+    /// Like [`Registry::start`], with token auth whose realm (the token
+    /// server) speaks plain HTTP: a realm no HTTPS registry should name.
+    pub fn start_with_plain_realm(auth: Auth) -> Registry {
+        Self::launch(auth, true, crate::tls::TLS_HOST, false)
     }
 
     /// Starts a registry that speaks plain HTTP on 127.0.0.1 (as ocirelay
     /// does by default with loopback), and waits until it answers.
     pub fn start_plain(auth: Auth) -> Registry {
-        Self::launch(auth, false, "127.0.0.1")
+        Self::launch(auth, false, "127.0.0.1", false)
     }
 
     /// Starts a registry that speaks plain HTTP on 127.0.0.2, where ocirelay
     /// speaks HTTPS unless told the registry is insecure.
     pub fn start_insecure(auth: Auth) -> Registry {
-        Self::launch(auth, false, crate::tls::TLS_HOST)
+        Self::launch(auth, false, crate::tls::TLS_HOST, false)
     }
 
-    fn launch(auth: Auth, tls: bool, ip: &str) -> Registry {
+    fn launch(auth: Auth, tls: bool, ip: &str, realm_tls: bool) -> Registry {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} is missing: install Debian's docker-registry package (scripts/setup does)"
@@ -118,7 +124,7 @@ impl Registry {
                 public_repositories,
             } => {
                 let server =
-                    TokenServer::start(dir.path(), users.clone(), public_repositories, tls);
+                    TokenServer::start(dir.path(), users.clone(), public_repositories, realm_tls);
                 auth_yaml = format!(
                     "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
                     server.realm(),

@@ -59,18 +59,18 @@ fn a_rate_limit_is_a_lower_bound_on_time() {
 }
 
 #[test]
-fn hosts_outside_the_allow_list_are_refused_by_the_hook() {
+fn an_upload_session_on_another_host_is_refused_before_anything_goes_there() {
     let src = Registry::start_plain(Auth::None);
     let dst = Registry::start_plain(Auth::None);
     push_image(&src, "app", "v1", &[b"guarded"]);
     // The destination hands out an upload session on a host nobody named.
-    let stranger = ocirelay_tests::registry::free_port();
+    let stranger = FaultProxy::start(src.host());
     let proxy = FaultProxy::start(dst.host());
-    let location = format!("http://127.0.0.1:{stranger}/upload/elsewhere");
+    let location = format!("http://{}/upload/elsewhere", stranger.host());
     proxy.add(
         "POST",
         "/blobs/uploads/",
-        Fault::Status(202, vec![("Location".into(), location)]),
+        Fault::Status(202, vec![("Location".into(), location.clone())]),
         10,
     );
     let out = ocirelay(&[
@@ -81,9 +81,10 @@ fn hosts_outside_the_allow_list_are_refused_by_the_hook() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains(&format!(
-            "cannot reach 127.0.0.1:{stranger}: request denied by the host"
+            "refused an upload session at {location}: not the registry's own origin"
         )),
         "{}",
         out.stderr
     );
+    assert!(stranger.log().is_empty(), "{:#?}", stranger.log());
 }

@@ -11,7 +11,9 @@ use crate::descriptor::Descriptor;
 use crate::digest::Digest;
 use crate::distribution::{upload_path, with_digest_query};
 use crate::error::{Error, Result};
-use crate::http::{BodyMode, Method, RequestBody, Response, Url, SMALL_BODY_LIMIT};
+use crate::http::{
+    refuse_downgrade, BodyMode, Method, RequestBody, Response, Url, SMALL_BODY_LIMIT,
+};
 use crate::media_type::OCTET_STREAM;
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged, Target};
 use crate::ops::lookup::{Body, Found, Lookup};
@@ -300,10 +302,12 @@ impl EnsureBlob {
     }
 }
 
-/// The upload session a 202 answer opened in `reference`'s repository.
+/// The upload session a 202 answer opened in `reference`'s repository. It
+/// must be on the registry's own origin: an upload (and the credentials
+/// sent with it) goes nowhere else, never down to plain HTTP.
 pub(crate) fn session(client: &Client, reference: &Reference, response: &Response) -> Result<Url> {
     let base = client.registry_url(&reference.host, &upload_path(&reference.repository));
-    response
+    let session = response
         .headers
         .get("location")
         .and_then(|l| base.join(l).ok())
@@ -312,7 +316,19 @@ pub(crate) fn session(client: &Client, reference: &Reference, response: &Respons
                 reference.to_string(),
                 "upload session without a usable Location",
             )
-        })
+        })?;
+    refuse_downgrade(&base, &session, "an upload session")?;
+    if session.origin() != base.origin() {
+        return Err(Error::protocol(
+            base.to_string(),
+            format!(
+                "refused an upload session at {}: not the registry's own origin {}",
+                session.redacted(),
+                base.origin()
+            ),
+        ));
+    }
+    Ok(session)
 }
 
 impl Operation for EnsureBlob {

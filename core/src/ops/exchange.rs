@@ -7,7 +7,7 @@ use crate::auth::{AuthScheme, Challenge, Credential};
 use crate::client::{scopes_cover, Answer, Client};
 use crate::error::{Error, Result};
 use crate::http::{
-    BodyMode, Headers, Method, Redirects, Request, RequestBody, RequestId, Response, Url,
+    BodyMode, Headers, Method, Origin, Redirects, Request, RequestBody, RequestId, Response, Url,
     SMALL_BODY_LIMIT,
 };
 use crate::ops::token::{FetchToken, Grant};
@@ -115,8 +115,10 @@ enum Stage {
 #[derive(Debug)]
 pub struct Exchange {
     spec: ExchangeSpec,
-    /// The registry's API authority: credentials go there and nowhere else.
+    /// The registry's API authority: tokens are kept under it.
     registry_authority: String,
+    /// The registry's origin: credentials go there and nowhere else.
+    registry_origin: Origin,
     /// The scopes as one token-cache key.
     scope_key: String,
     url: Url,
@@ -129,7 +131,9 @@ pub struct Exchange {
 impl Exchange {
     /// An exchange for `spec` (nothing is sent until polled).
     pub fn new(client: &Client, spec: ExchangeSpec) -> Self {
-        let registry_authority = client.registry_url(&spec.registry, "/").authority;
+        let registry_url = client.registry_url(&spec.registry, "/");
+        let registry_origin = registry_url.origin();
+        let registry_authority = registry_url.authority;
         let url = match (&spec.target, client.config().docker_hub_proxy.as_ref()) {
             // Docker Hub reads go to its mirror; credentials stay with
             // Docker Hub (the mirror is another host).
@@ -148,6 +152,7 @@ impl Exchange {
         Exchange {
             scope_key: spec.scopes.join(" "),
             registry_authority,
+            registry_origin,
             url,
             spec,
             stage: Stage::Ready,
@@ -162,8 +167,10 @@ impl Exchange {
         !matches!(self.spec.body, RequestBody::Transfer { .. })
     }
 
+    /// Whether the request goes to the registry's own origin (scheme, host
+    /// and port): where its credentials may go.
     fn on_registry(&self) -> bool {
-        self.url.authority == self.registry_authority
+        self.url.origin() == self.registry_origin
     }
 
     /// Schedules another try after `attempt`, when the body can be sent
@@ -218,6 +225,7 @@ impl Exchange {
         let fetch = FetchToken::start(
             client,
             &self.spec.registry,
+            &self.registry_origin,
             &self.registry_authority,
             &self.spec.scopes,
             challenge,

@@ -6,7 +6,9 @@
 use crate::auth::{parse_token_response, Challenge, Credential, TokenRequest};
 use crate::client::{Answer, Client};
 use crate::error::{Error, Result};
-use crate::http::{BodyMode, Headers, Method, Request, RequestBody, RequestId, SMALL_BODY_LIMIT};
+use crate::http::{
+    BodyMode, Headers, Method, Origin, Request, RequestBody, RequestId, Scheme, SMALL_BODY_LIMIT,
+};
 use crate::ops::{Operation, Output};
 use crate::retry::{Attempt, Retries};
 
@@ -52,13 +54,16 @@ pub struct FetchToken {
 }
 
 impl FetchToken {
-    /// A token for `scopes` on `registry` (API host `authority`), asked
-    /// from the realm of `challenge` with the registry's credential; `None`
-    /// when there is nothing to ask, because a bearer token configured by
-    /// the user is kept for the scopes as is.
+    /// A token for `scopes` on `registry` (at `origin`, API host
+    /// `authority`), asked from the realm of `challenge` with the registry's
+    /// credential; `None` when there is nothing to ask, because a bearer
+    /// token configured by the user is kept for the scopes as is. An HTTPS
+    /// registry's realm must be HTTPS too: tokens and the credentials sent
+    /// for them never go over plain HTTP.
     pub fn start(
         client: &mut Client,
         registry: &str,
+        origin: &Origin,
         authority: &str,
         scopes: &[String],
         challenge: &Challenge,
@@ -74,6 +79,15 @@ impl FetchToken {
                 Error::protocol(authority, format!("unusable authentication challenge: {e}"))
             })?,
         };
+        if origin.is_https() && request.url.scheme == Scheme::Http {
+            return Err(Error::protocol(
+                origin.to_string(),
+                format!(
+                    "refused the token realm {}: from HTTPS down to plain HTTP",
+                    request.realm()
+                ),
+            ));
+        }
         Ok(Some(FetchToken {
             registry: registry.to_string(),
             authority: authority.to_string(),

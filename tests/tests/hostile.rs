@@ -1,0 +1,101 @@
+//! Registries that try to get credentials or content sent in cleartext:
+//! nothing ever goes from HTTPS down to plain HTTP (issue of origins:
+//! scheme, host and port), and what is refused says where it was pointed.
+
+use ocirelay_tests::cli::docker_config;
+use ocirelay_tests::cli::ocirelay_with;
+use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
+use ocirelay_tests::{ocirelay, push_image, Auth, Registry};
+
+fn basic() -> Auth {
+    Auth::Basic {
+        user: "mallory-victim".into(),
+        password: "pw-never-in-clear".into(),
+    }
+}
+
+#[test]
+fn an_upload_location_down_to_plain_http_is_refused_and_nothing_goes_there() {
+    let src = Registry::start(Auth::None);
+    push_image(&src, "app", "v1", &[b"secret layer"]);
+    // The destination sits behind a TLS-terminating proxy that does not say
+    // so: it names http:// upload locations on the proxy's own host and port.
+    let dst = Registry::start_plain(basic());
+    let front = FaultProxy::start_tls(dst.host());
+    let config = docker_config(&front.host(), "mallory-victim", "pw-never-in-clear");
+    let env = [("DOCKER_CONFIG", config.path().to_str().unwrap())];
+    let target = format!("{}/app:v1", front.host());
+    let out = ocirelay_with(&["copy", &src.reference("app:v1"), &target], &env);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("refused an upload session to http://")
+            && !out.stderr.contains("_state")
+            && out.stderr.contains("down to plain HTTP"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        front.failed_handshakes(),
+        0,
+        "nothing was sent there in clear"
+    );
+    let log = front.log();
+    let uploads = log
+        .iter()
+        .filter(|l| l.starts_with("PUT ") && l.contains("/blobs/uploads/"));
+    assert_eq!(uploads.count(), 0, "no upload was completed: {log:#?}");
+}
+
+#[test]
+fn a_blob_redirect_down_to_plain_http_or_to_another_scheme_is_refused() {
+    let registry = Registry::start_plain(basic());
+    let image = push_image(&registry, "app", "v1", &[b"redirected"]);
+    let layer = ocirelay_core::Digest::sha256(b"redirected");
+    let front = FaultProxy::start_tls(registry.host());
+    let config = docker_config(&front.host(), "mallory-victim", "pw-never-in-clear");
+    let env = [("DOCKER_CONFIG", config.path().to_str().unwrap())];
+    let blob = format!("{}/app@{layer}", front.host());
+    let plain = format!("http://{}/v2/app/blobs/{layer}", front.host());
+    for location in [plain.as_str(), "file:///etc/passwd"] {
+        let redirect = vec![("Location".to_string(), location.to_string())];
+        front.add(
+            "GET",
+            &format!("/blobs/{layer}"),
+            Fault::Status(307, redirect),
+            1,
+        );
+        let out = ocirelay_with(&["lookup", "--type", "blob", &blob], &env);
+        assert_eq!(out.code, 1, "{location}: {out:?}");
+        let shown = location.split('?').next().unwrap_or(location);
+        assert!(out.stderr.contains(shown), "{}", out.stderr);
+    }
+    assert_eq!(
+        front.failed_handshakes(),
+        0,
+        "nothing was sent there in clear"
+    );
+    let _ = image;
+}
+
+#[test]
+fn an_https_registry_naming_a_plain_http_realm_gets_no_credentials_there() {
+    let registry = Registry::start_with_plain_realm(Auth::Token {
+        users: vec![("trent".into(), "pw-realm".into())],
+        public_repositories: vec![],
+    });
+    let config = docker_config(registry.host(), "trent", "pw-realm");
+    let env = [("DOCKER_CONFIG", config.path().to_str().unwrap())];
+    let out = ocirelay_with(&["lookup", "--head", &registry.reference("app:v1")], &env);
+    assert_eq!(out.code, 1, "{out:?}");
+    let realm = registry.token_server().expect("token auth").realm();
+    assert!(
+        out.stderr
+            .contains(&format!("refused the token realm {realm}"))
+            && out.stderr.contains("down to plain HTTP"),
+        "{}",
+        out.stderr
+    );
+    let asked = registry.token_server().map_or(0, |t| t.requests().len());
+    assert_eq!(asked, 0, "the token server never heard from us");
+    let _ = ocirelay;
+}
