@@ -19,13 +19,19 @@ use wasi::io::poll::Pollable;
 
 use crate::transport::{BodyStream, InFlight, Poll};
 
-/// Runs `op` to completion. Response bodies the operation asked to keep for
-/// the caller are returned by request id for the caller to read.
+/// Runs `op` to completion; with `hash_uploads`, streamed uploads are
+/// checked against their digest here (else the host does it). Response
+/// bodies the operation asked to keep for the caller are returned by
+/// request id for the caller to read.
 pub fn run<O: Operation>(
     client: &mut Client,
     op: &mut O,
+    hash_uploads: bool,
 ) -> (Result<O::Outcome, Error>, HashMap<RequestId, BodyStream>) {
-    let mut driver = Driver::default();
+    let mut driver = Driver {
+        hash_uploads,
+        ..Driver::default()
+    };
     let outcome = driver.run(client, op);
     // Answers to requests of sub-operations that are gone are not waited for.
     client.forget_requests();
@@ -69,6 +75,8 @@ struct Driver {
     queued: VecDeque<Unsent>,
     /// Response bodies held, by request.
     held: HashMap<RequestId, Held>,
+    /// Whether streamed uploads are hashed here.
+    hash_uploads: bool,
 }
 
 impl Driver {
@@ -195,7 +203,7 @@ impl Driver {
             };
             let authority = u.request.url.authority.clone();
             match client.admit(&authority) {
-                Admission::Go => match InFlight::start(u.request, u.source) {
+                Admission::Go => match InFlight::start(u.request, u.source, self.hash_uploads) {
                     Ok(f) => self.in_flight.push((u.id, f)),
                     Err(e) => client.handle_response(u.id, Err(e)),
                 },

@@ -49,6 +49,8 @@ impl wit::Guest for Component {
 /// it too, to resume a read that broke.
 struct ClientResource {
     core: Rc<RefCell<CoreClient>>,
+    /// Whether streamed uploads are hashed here (the host does not).
+    hash_uploads: bool,
     /// What is wrong with the configuration, if anything: a constructor
     /// cannot fail, so every call answers with it instead.
     config_error: Option<wit::Error>,
@@ -56,12 +58,14 @@ struct ClientResource {
 
 impl wit::GuestClient for ClientResource {
     fn new(config: wit::Config) -> Self {
+        let hash_uploads = !config.uploads_verified_by_host;
         let (config, config_error) = match ClientConfig::try_from(config) {
             Ok(c) => (c, None),
             Err(e) => (ClientConfig::default(), Some(e.into())),
         };
         ClientResource {
             core: Rc::new(RefCell::new(CoreClient::new(config))),
+            hash_uploads,
             config_error,
         }
     }
@@ -164,7 +168,7 @@ impl ClientResource {
         &self,
         op: &mut O,
     ) -> Result<(O::Outcome, HashMap<RequestId, BodyStream>), wit::Error> {
-        let (outcome, held) = driver::run(&mut *self.client()?, op);
+        let (outcome, held) = driver::run(&mut *self.client()?, op, self.hash_uploads);
         Ok((outcome?, held))
     }
 
@@ -238,7 +242,8 @@ impl Resume {
         self.tries += 1;
         let mut client = self.client.borrow_mut();
         let mut op = ResumeBlob::new(&client, &self.reference, offset, self.size)?;
-        let (outcome, mut held) = driver::run(&mut client, &mut op);
+        // A read sends no upload: nothing to hash.
+        let (outcome, mut held) = driver::run(&mut client, &mut op, false);
         let resumed = outcome??;
         let mut stream = held.remove(&resumed.request).ok_or_else(|| {
             wit::Error::Internal("resumed blob body went missing in the driver".into())

@@ -1,9 +1,10 @@
 //! Sends the core's requests over `wasi:http/outgoing-handler` and reads
 //! their answers as the core asked (buffered, or held for streaming).
 
+use ocirelay_core::digest::Verifier;
 use ocirelay_core::http::{
     BodyMode, Headers, Method, Request, RequestBody, Response, ResponseBody, Scheme,
-    TransportError, SMALL_BODY_LIMIT,
+    TransportError, SMALL_BODY_LIMIT, UPLOAD_MISMATCH,
 };
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
@@ -73,6 +74,10 @@ fn err(message: &str) -> TransportError {
 
 fn error_code(code: &ErrorCode) -> TransportError {
     let message = match code {
+        // The host's own check of an upload (see `uploads-verified-by-host`).
+        ErrorCode::InternalError(Some(m)) if m.starts_with(UPLOAD_MISMATCH) => {
+            return TransportError::integrity(m.clone())
+        }
         ErrorCode::DnsError(e) => {
             let rcode = e.rcode.as_deref().unwrap_or("no answer");
             return TransportError::unresolved(rcode);
@@ -99,8 +104,10 @@ pub struct InFlight {
     request: Request,
 }
 
-/// A request body streamed from a held response body, moved by `splice`
-/// inside the host: the bytes never pass through guest memory.
+/// A request body streamed from a held response body. Moved by `splice`
+/// inside the host when the host checks uploads itself (the bytes never
+/// pass through guest memory); else read, hashed and written here, the
+/// last chunk held back until the whole checks.
 struct Upload {
     // Drop order: the sink (a child of the body) before the body.
     sink: OutputStream,
@@ -110,11 +117,19 @@ struct Upload {
     /// wasi-http closes the sink once that many were written.
     sent: u64,
     size: u64,
+    /// Checks the bytes, when this component must (boxed: hash state is large).
+    verifier: Option<Box<Verifier>>,
 }
+
+/// The most bytes read into guest memory at once when hashing an upload.
+const HASHED_CHUNK: u64 = 1 << 20;
 
 impl Upload {
     /// Moves what can be moved now; `true` once the source is exhausted.
     fn pump(&mut self) -> Result<bool, TransportError> {
+        if self.verifier.is_some() {
+            return self.pump_hashed();
+        }
         loop {
             if self.sent >= self.size {
                 return Ok(true);
@@ -137,6 +152,50 @@ impl Upload {
         }
     }
 
+    /// Like [`Upload::pump`], through guest memory: every chunk is hashed,
+    /// and the one that would complete the body is written only once the
+    /// whole matches its digest (else the upload is abandoned before it).
+    fn pump_hashed(&mut self) -> Result<bool, TransportError> {
+        loop {
+            if self.sent >= self.size {
+                return Ok(true);
+            }
+            let permit = match self.sink.check_write() {
+                Ok(0) => return Ok(false),
+                Ok(n) => n,
+                Err(e) => return Err(stream_error("sending the body", e)),
+            };
+            let want = permit.min(self.size - self.sent).min(HASHED_CHUNK);
+            let chunk = match self.source.stream.read(want) {
+                Ok(chunk) if chunk.is_empty() => return Ok(false),
+                Ok(chunk) => chunk,
+                // The source ended early: `finish` reports the shortfall.
+                Err(StreamError::Closed) => return Ok(true),
+                Err(e) => return Err(stream_error("streaming the body", e)),
+            };
+            let mismatch = |e: ocirelay_core::Error| {
+                let detail = match e {
+                    ocirelay_core::Error::Integrity { detail, .. } => detail,
+                    other => other.to_string(),
+                };
+                let message = format!("{UPLOAD_MISMATCH}: {detail}; the upload was abandoned");
+                TransportError::integrity(message)
+            };
+            if let Some(v) = self.verifier.as_mut() {
+                v.update(&chunk).map_err(mismatch)?;
+            }
+            if self.sent + chunk.len() as u64 == self.size {
+                if let Some(v) = self.verifier.take() {
+                    v.finish().map_err(mismatch)?;
+                }
+            }
+            self.sink
+                .write(&chunk)
+                .map_err(|e| stream_error("sending the body", e))?;
+            self.sent += chunk.len() as u64;
+        }
+    }
+
     /// Ends the body (wasi-http checks it against `Content-Length`).
     fn finish(self) -> Result<(), TransportError> {
         let Upload {
@@ -145,6 +204,7 @@ impl Upload {
             source,
             sent,
             size,
+            verifier: _,
         } = self;
         let flushed = if sent < size {
             Err(err(&format!(
@@ -204,7 +264,12 @@ fn stream_error(what: &str, e: StreamError) -> TransportError {
 
 impl InFlight {
     /// Sends `request`; a [`RequestBody::Transfer`] body streams from `source`.
-    pub fn start(request: Request, source: Option<BodyStream>) -> Result<InFlight, TransportError> {
+    /// With `hash`, a streamed body is checked against its digest here.
+    pub fn start(
+        request: Request,
+        source: Option<BodyStream>,
+        hash: bool,
+    ) -> Result<InFlight, TransportError> {
         let fields: Vec<(String, Vec<u8>)> = request
             .headers
             .iter()
@@ -263,9 +328,11 @@ impl InFlight {
                     request,
                 })
             }
-            RequestBody::Transfer { size, .. } => {
+            RequestBody::Transfer { size, digest, .. } => {
                 let size = *size;
                 let source = source.ok_or_else(|| err("the body to stream is not held"))?;
+                let verifier =
+                    hash.then(|| Box::new(Verifier::new("", digest.clone(), Some(size))));
                 let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
                 let sink = body
                     .write()
@@ -276,6 +343,7 @@ impl InFlight {
                     source,
                     sent: 0,
                     size,
+                    verifier,
                 };
                 Ok(InFlight {
                     upload: Some(upload),

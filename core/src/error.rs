@@ -150,6 +150,7 @@ fn code_and_message(code: &Option<String>, message: &Option<String>) -> String {
 fn transport_message(host: &str, cause: &TransportError) -> String {
     match cause.kind {
         TransportErrorKind::Unresolved => format!("cannot resolve {host}"),
+        TransportErrorKind::Integrity => format!("{host}: {}", cause.message),
         _ => format!("cannot reach {host}: {}", cause.message),
     }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 
 /// Identifies one request a driver sent for an operation, so its response
@@ -388,12 +389,17 @@ pub enum RequestBody {
     Bytes(Vec<u8>),
     /// The held body of an earlier response (a blob GET with
     /// [`BodyMode::Relay`]), streamed through by the driver without passing
-    /// through the core: `size` bytes exactly.
+    /// through the core: `size` bytes exactly, which must hash to `digest`.
+    /// The driver (or the host under it) checks that as the bytes pass, and
+    /// abandons the upload rather than send the last of them when they do
+    /// not match ([`TransportErrorKind::Integrity`]).
     Transfer {
         /// The request whose held response body to send.
         from: RequestId,
         /// Its length, sent as `Content-Length`.
         size: u64,
+        /// What it must hash to.
+        digest: Digest,
     },
 }
 
@@ -469,6 +475,9 @@ pub enum TransportErrorKind {
     Permanent,
     /// The host name does not resolve: no retry can mend it either.
     Unresolved,
+    /// A streamed body did not match its digest or size: the upload was
+    /// abandoned before its last byte, and trying again cannot mend it.
+    Integrity,
 }
 
 impl TransportError {
@@ -496,11 +505,25 @@ impl TransportError {
         }
     }
 
+    /// A streamed body that does not match its digest or size (`message`
+    /// says what was expected and found).
+    pub fn integrity(message: impl Into<String>) -> Self {
+        TransportError {
+            message: message.into(),
+            kind: TransportErrorKind::Integrity,
+        }
+    }
+
     /// Whether trying again cannot help.
     pub fn is_permanent(&self) -> bool {
         self.kind != TransportErrorKind::Transient
     }
 }
+
+/// How a host that verifies streamed uploads for the driver starts the
+/// message of its error when they do not match: the driver then reports
+/// [`TransportErrorKind::Integrity`], not a broken connection.
+pub const UPLOAD_MISMATCH: &str = "upload does not match its digest";
 
 /// Redirects one request follows before giving up.
 pub const MAX_REDIRECTS: u8 = 5;
@@ -731,6 +754,7 @@ mod tests {
         let transfer = RequestBody::Transfer {
             from: RequestId(1),
             size: 7,
+            digest: crate::Digest::sha256(b"seven b"),
         };
         assert_eq!(transfer.len(), Some(7));
         assert!(!transfer.is_empty());

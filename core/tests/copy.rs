@@ -285,7 +285,8 @@ fn a_mount_answered_with_a_session_streams_into_it() {
         sent[2].body,
         RequestBody::Transfer {
             from: ocirelay_core::http::RequestId(2),
-            size: 9
+            size: 9,
+            digest: d.clone(),
         }
     );
 }
@@ -750,6 +751,35 @@ fn a_broken_stream_starts_over_in_a_new_session_and_never_completes_the_old_one(
         let posts = sent.iter().filter(|q| q.method == Method::Post).count();
         assert_eq!(posts, tries, "a new session for each try");
     }
+}
+
+#[test]
+fn a_streamed_body_that_does_not_match_its_digest_is_not_tried_again() {
+    let big = vec![6u8; 100_000];
+    let mut world = World::default();
+    world.reg(A).hold_above = Some(1000);
+    let d = world.reg(A).put("src", "application/octet-stream", &big);
+    let mut c = client(&[]);
+    let mut op = CopyBlob::new(r(&format!("{A}/src@{d}")), r(&format!("{B}/dst")), None).unwrap();
+    // The driver (or its host) found the bytes it streamed are not `d`,
+    // and abandoned the upload before its last byte.
+    let (out, sent) = drive(&mut c, &mut op, |q| {
+        let RequestBody::Transfer { digest, .. } = &q.body else {
+            return world.serve(q);
+        };
+        assert_eq!(*digest, d, "the driver is told what to check");
+        Err(TransportError::integrity(format!(
+            "upload does not match its digest: expected {digest}"
+        )))
+    });
+    let err = out.unwrap_err();
+    assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("does not match its digest"),
+        "{err}"
+    );
+    let puts = sent.iter().filter(|q| q.method == Method::Put).count();
+    assert_eq!(puts, 1, "bad content is not sent again");
 }
 
 #[test]

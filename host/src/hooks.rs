@@ -1,7 +1,8 @@
 //! The outgoing-request hook every request of the component passes: it
 //! sends through one pooled HTTP client (keep-alive, TLS sessions reused,
 //! system roots plus `--ca-file`), under the process-wide rate limits and
-//! allow-list.
+//! allow-list, and checks every upload's bytes against its digest as they
+//! pass ([`crate::verify`]).
 
 use std::error::Error as _;
 use std::future::Future;
@@ -16,9 +17,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use ocirelay_core::http::UPLOAD_MISMATCH;
+
 use crate::error::HostError;
 use crate::idle::{self, Activity, IdleBody};
 use crate::policy::Policy;
+use crate::verify::{upload_digest, VerifyingBody};
 
 /// The pooled HTTP(S) client the hook sends through.
 pub type Pooled = Client<hyper_rustls::HttpsConnector<HttpConnector>, WasiBody>;
@@ -96,6 +100,8 @@ pub struct Hooks {
     policy: Arc<Policy>,
     /// How long a request may go without progress.
     idle_timeout: Duration,
+    /// Whether upload bodies are checked against their digest here.
+    pub verify_uploads: bool,
 }
 
 impl Hooks {
@@ -112,6 +118,7 @@ impl Hooks {
             traffic,
             policy,
             idle_timeout,
+            verify_uploads: true,
         }
     }
 }
@@ -139,6 +146,7 @@ impl WasiHttpHooks for Hooks {
         let traffic = self.traffic.clone();
         let policy = self.policy.clone();
         let idle = self.idle_timeout;
+        let verify = self.verify_uploads;
         let authority = request
             .uri()
             .authority()
@@ -165,7 +173,7 @@ impl WasiHttpHooks for Hooks {
                 Empty::new().map_err(|never| match never {}).boxed_unsync()
             } else {
                 let (counter, activity) = (traffic.clone(), activity.clone());
-                body.map_frame(move |frame| {
+                let counted = body.map_frame(move |frame| {
                     if let Some(data) = frame.data_ref() {
                         counter
                             .bytes_sent
@@ -173,8 +181,19 @@ impl WasiHttpHooks for Hooks {
                     }
                     activity.touch();
                     frame
-                })
-                .boxed_unsync()
+                });
+                // An upload's PUT: its bytes must be what its digest says.
+                let length = parts
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                match (upload_digest(&parts.uri), length) {
+                    (Some(digest), Some(size)) if verify && parts.method == http::Method::PUT => {
+                        let mismatch = |m: String| Error::InternalError(Some(m));
+                        VerifyingBody::new(counted, digest, size, mismatch).boxed_unsync()
+                    }
+                    _ => counted.boxed_unsync(),
+                }
             };
             traffic.requests.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(method = %parts.method, uri = %parts.uri, "sending");
@@ -205,6 +224,17 @@ impl WasiHttpHooks for Hooks {
 /// their I/O kind, so "connection refused" and DNS failures stay distinct;
 /// TLS failures say so, and why, in a warning).
 fn client_error(e: hyper_util::client::legacy::Error) -> Error {
+    // An upload our own check stopped: said as is, for the component to
+    // report as content that does not match, not as a broken connection.
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(Error::InternalError(Some(m))) = s.downcast_ref::<Error>() {
+            if m.starts_with(UPLOAD_MISMATCH) {
+                return Error::InternalError(Some(m.clone()));
+            }
+        }
+        source = s.source();
+    }
     if let Some(tls) = tls_error(&e) {
         tracing::warn!("TLS: {tls}");
         return match tls {

@@ -15,6 +15,7 @@ mod policy;
 mod queries;
 mod runtime;
 mod settings;
+mod verify;
 
 use std::io::IsTerminal;
 
@@ -196,6 +197,8 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         docker_hub_proxy: mirror.as_ref().map(ToString::to_string),
         // The hook applies the policy, shared by every instance.
         policy: None,
+        // The hook checks every upload's bytes, at native speed.
+        uploads_verified_by_host: true,
     };
     // The file's rates first: a flag for the same host replaces its rate.
     let mut rates = settings.rates;

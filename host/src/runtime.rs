@@ -69,6 +69,8 @@ pub struct Runtime {
     /// Rate limits and allowed hosts, shared by every instance.
     pub policy: Arc<Policy>,
     idle_timeout: std::time::Duration,
+    /// Whether the hook checks uploads (the component is told so).
+    verify_uploads: bool,
 }
 
 impl Runtime {
@@ -103,21 +105,34 @@ impl Runtime {
             traffic: Arc::default(),
             policy: Arc::new(policy),
             idle_timeout,
+            verify_uploads: true,
         })
     }
 
-    /// A new instance with one client of the given configuration.
-    pub async fn session(&self, config: wit::Config) -> Result<Session, HostError> {
+    /// A runtime whose hook leaves uploads unchecked, as another wasi-http
+    /// host would: the component must check them itself.
+    #[cfg(test)]
+    fn without_upload_checks(mut self) -> Self {
+        self.verify_uploads = false;
+        self
+    }
+
+    /// A new instance with one client of the given configuration (the
+    /// component is told whether this runtime's hook checks uploads).
+    pub async fn session(&self, mut config: wit::Config) -> Result<Session, HostError> {
+        let mut hooks = Hooks::new(
+            self.http.clone(),
+            self.traffic.clone(),
+            self.policy.clone(),
+            self.idle_timeout,
+        );
+        hooks.verify_uploads = self.verify_uploads;
+        config.uploads_verified_by_host = self.verify_uploads;
         let state = State {
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: Hooks::new(
-                self.http.clone(),
-                self.traffic.clone(),
-                self.policy.clone(),
-                self.idle_timeout,
-            ),
+            hooks,
         };
         let mut store = Store::new(&self.engine, state);
         let relay = self
@@ -394,6 +409,7 @@ mod tests {
                 concurrency: 0,
                 retry_deadline_secs: 0,
                 docker_hub_proxy: None,
+                uploads_verified_by_host: true,
                 policy: Some(wit::Policy {
                     allowed_hosts: vec![registry.host().to_string()],
                     rate_limits: vec![wit::RateLimit {
@@ -454,6 +470,75 @@ mod tests {
         });
     }
 
+    /// In a host that checks no upload, the component hashes what it
+    /// streams itself, and abandons an upload whose bytes do not match
+    /// before its last byte: nothing corrupt is completed at a destination
+    /// that verifies nothing either.
+    #[test]
+    fn without_the_hooks_check_the_component_checks_uploads_itself() {
+        use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
+        let src = ocirelay_tests::Registry::start_plain(ocirelay_tests::Auth::None);
+        let layer = ocirelay_tests::bytes(8, 3 << 20);
+        ocirelay_tests::push_image(&src, "app", "v1", &[&layer]);
+        let digest = ocirelay_core::Digest::sha256(&layer);
+        src.corrupt_blob(&digest, (3 << 20) - 1);
+        let dst = ocirelay_tests::Registry::start_plain(ocirelay_tests::Auth::None);
+        let front = FaultProxy::start(dst.host());
+        let stored = vec![("Docker-Content-Digest".to_string(), digest.to_string())];
+        let upload = format!("digest={digest}");
+        front.add("PUT", &upload, Fault::Serve(201, stored, Vec::new()), 10);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        rt.block_on(async {
+            let host_front = front.host();
+            let policy = Policy::new(Vec::new(), [src.host(), host_front.as_str()]);
+            let idle = std::time::Duration::from_secs(60);
+            let runtime = Runtime::new(policy, &[], idle)
+                .expect("the runtime")
+                .without_upload_checks();
+            let config = wit::Config {
+                user_agent: "test".into(),
+                credentials: Vec::new(),
+                insecure_registries: Vec::new(),
+                cache: true,
+                concurrency: 0,
+                retry_deadline_secs: 0,
+                docker_hub_proxy: None,
+                policy: None,
+                uploads_verified_by_host: true,
+            };
+            let mut session = runtime.session(config).await.expect("a session");
+            let from = Reference::parse(&src.reference(&format!("app@{digest}"))).unwrap();
+            let to = Reference::parse(&format!("{host_front}/copy")).unwrap();
+            let Err(err) = session.copy_blob(&from, &to).await else {
+                panic!("a corrupt upload went through")
+            };
+            assert!(
+                err.to_string().contains("does not match its digest"),
+                "{err}"
+            );
+            assert_eq!(err.exit_code(), 1);
+        });
+        let completed = front
+            .settled_log()
+            .iter()
+            .filter(|l| l.starts_with("PUT ") && !l.contains("body ended after"))
+            .count();
+        let cut = front
+            .settled_log()
+            .iter()
+            .filter(|l| l.contains("body ended after"))
+            .count();
+        assert_eq!(
+            completed,
+            cut,
+            "every PUT that arrived ended short: {:#?}",
+            front.log()
+        );
+    }
+
     /// Whatever the component asks for, our hook sends only to the hosts
     /// the command named (and those they sent it to).
     #[test]
@@ -478,6 +563,7 @@ mod tests {
                 retry_deadline_secs: 0,
                 docker_hub_proxy: None,
                 policy: None,
+                uploads_verified_by_host: true,
             };
             let mut session = runtime.session(config).await.expect("a session");
             let head = LookupOptions {

@@ -144,6 +144,23 @@ impl FaultProxy {
         self.script.lock().map(|s| s.most_active).unwrap_or(0)
     }
 
+    /// The log once the proxy serves nothing more (10 s at most): after a
+    /// client exits, the proxy's threads may still be reading what it sent
+    /// last, so a test that asserts something did *not* arrive asks here.
+    pub fn settled_log(&self) -> Vec<String> {
+        use std::time::{Duration, Instant};
+        // What the client sent last reaches an accepting thread first.
+        std::thread::sleep(Duration::from_millis(100));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.script.lock().map(|s| s.active == 0).unwrap_or(true) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.log()
+    }
+
     /// Every request seen (`METHOD path [(with Authorization)] [(Range: …)] -> what happened`).
     pub fn log(&self) -> Vec<String> {
         self.script
@@ -289,9 +306,26 @@ fn serve(
         _ => None,
     };
     if let Some((status, headers, body)) = canned {
-        // Drain the request body so the client sees an answer, not a reset.
-        let mut request_body = vec![0u8; content_length];
-        reader.read_exact(&mut request_body)?;
+        // Drain the request body so the client sees an answer, not a reset;
+        // one that ends short is noted, and gets no answer.
+        let mut received = 0;
+        let mut chunk = vec![0u8; 64 * 1024];
+        while received < content_length {
+            let want = chunk.len().min(content_length - received);
+            match reader.read(&mut chunk[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+        if received < content_length {
+            if let Ok(mut s) = script.lock() {
+                let note = format!(
+                    "{method} {path}: body ended after {received} of {content_length} bytes"
+                );
+                s.log.push(note);
+            }
+            return Ok(());
+        }
         let mut answer = format!(
             "HTTP/1.1 {status} Injected\r\nContent-Length: {}\r\nConnection: close\r\n",
             body.len()

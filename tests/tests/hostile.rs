@@ -99,3 +99,48 @@ fn an_https_registry_naming_a_plain_http_realm_gets_no_credentials_there() {
     assert_eq!(asked, 0, "the token server never heard from us");
     let _ = ocirelay;
 }
+
+#[test]
+fn corrupt_bytes_are_never_completed_at_a_destination_that_verifies_nothing() {
+    let src = Registry::start(Auth::None);
+    let layer = ocirelay_tests::bytes(7, 200_000);
+    push_image(&src, "app", "v1", &[&layer]);
+    let digest = ocirelay_core::Digest::sha256(&layer);
+    // Behind the source registry's back: the same size, other bytes.
+    src.corrupt_blob(&digest, 150_000);
+    // A destination that stores whatever it is sent (it checks no digest):
+    // its upload PUT is answered by the proxy, 201 with the digest asked.
+    let dst = Registry::start_plain(Auth::None);
+    let front = FaultProxy::start(dst.host());
+    let stored = vec![("Docker-Content-Digest".to_string(), digest.to_string())];
+    front.add(
+        "PUT",
+        &format!("digest={digest}"),
+        Fault::Serve(201, stored, Vec::new()),
+        10,
+    );
+    let target = format!("{}/app:v1", front.host());
+    let out = ocirelay(&["copy", &src.reference("app:v1"), &target]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("does not match its digest")
+            && out.stderr.contains(&digest.to_string()),
+        "{}",
+        out.stderr
+    );
+    // The bytes were checked as they went: the PUT either never left, or
+    // arrived short (its last bytes held back); it was never tried again.
+    let puts: Vec<String> = front
+        .settled_log()
+        .into_iter()
+        .filter(|l| l.starts_with("PUT ") && l.contains(&digest.to_string()))
+        .collect();
+    let short = puts
+        .iter()
+        .filter(|l| l.contains("body ended after"))
+        .count();
+    assert!(
+        puts.len() <= 2 && short * 2 == puts.len(),
+        "never completed: {puts:#?}"
+    );
+}

@@ -264,6 +264,7 @@ impl EnsureBlob {
             Body::Stream { request, .. } => RequestBody::Transfer {
                 from: request,
                 size,
+                digest: self.digest.clone(),
             },
             Body::Bytes(bytes) => RequestBody::Bytes(bytes),
             Body::Empty => return Err(Error::Internal(format!("{from}: blob body missing"))),

@@ -7,8 +7,8 @@ use crate::auth::{AuthScheme, Challenge, Credential};
 use crate::client::{scopes_cover, Answer, Client};
 use crate::error::{Error, Result};
 use crate::http::{
-    BodyMode, Headers, Method, Origin, Redirects, Request, RequestBody, RequestId, Response, Url,
-    SMALL_BODY_LIMIT,
+    BodyMode, Headers, Method, Origin, Redirects, Request, RequestBody, RequestId, Response,
+    TransportErrorKind, Url, SMALL_BODY_LIMIT,
 };
 use crate::ops::token::{FetchToken, Grant};
 use crate::ops::{Operation, Output, Step};
@@ -297,6 +297,9 @@ impl Exchange {
             Ok(response) => response,
             Err(e) if !e.is_permanent() && self.retry(client, Attempt::ConnectionFailed) => {
                 return Ok(Step::Next(Stage::Ready))
+            }
+            Err(e) if e.kind == TransportErrorKind::Integrity => {
+                return Err(Error::integrity(self.url.redacted(), e.message))
             }
             Err(e) => return Err(Error::transport(self.url.authority.clone(), e)),
         };

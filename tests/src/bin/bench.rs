@@ -21,13 +21,15 @@ use ocirelay_tests::{bytes, platform, push_index, two_platforms, Auth, Flavour, 
 struct Run {
     seconds: f64,
     peak_kib: u64,
+    /// User plus system CPU time of the command itself.
+    cpu: f64,
 }
 
 /// Runs `argv` once under GNU time.
 fn run(argv: &[&str], env: &[(&str, &str)]) -> Run {
     let started = Instant::now();
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "BENCH %M"])
+        .args(["-f", "BENCH %M %U %S"])
         .args(argv)
         .envs(env.iter().copied())
         .output()
@@ -35,19 +37,32 @@ fn run(argv: &[&str], env: &[(&str, &str)]) -> Run {
     let seconds = started.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{argv:?} failed:\n{stderr}");
-    let peak_kib = stderr
+    let figures: Vec<f64> = stderr
         .lines()
         .rev()
         .find_map(|l| l.strip_prefix("BENCH "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    Run { seconds, peak_kib }
+        .map(|v| {
+            v.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (peak_kib, cpu) = match figures.as_slice() {
+        [peak, user, system] => (*peak as u64, user + system),
+        _ => (0, 0.0),
+    };
+    Run {
+        seconds,
+        peak_kib,
+        cpu,
+    }
 }
 
 struct Row {
     scenario: String,
     tool: &'static str,
     seconds: f64,
+    cpu: f64,
     peak_mib: f64,
     requests: usize,
 }
@@ -58,14 +73,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn print(rows: &[Row]) {
-    println!("| scenario                         | tool     |    wall    | peak RSS  | requests |");
-    println!("|----------------------------------|----------|------------|-----------|----------|");
+    println!("| scenario                         | tool     |    wall    |    CPU     | peak RSS  | requests |");
+    println!("|----------------------------------|----------|------------|------------|-----------|----------|");
     for r in rows {
         println!(
-            "| {:<32} | {:<8} | {:>7.1} ms | {:>5.1} MiB | {:>8} |",
+            "| {:<32} | {:<8} | {:>7.1} ms | {:>7.1} ms | {:>5.1} MiB | {:>8} |",
             r.scenario,
             r.tool,
             r.seconds * 1000.0,
+            r.cpu * 1000.0,
             r.peak_mib,
             r.requests
         );
@@ -194,8 +210,10 @@ impl Bench<'_> {
         let mut rows = Vec::new();
         for tool in ["ocirelay", "skopeo"] {
             let mut times = Vec::new();
+            let mut cpus = Vec::new();
             let mut peaks = Vec::new();
             let mut rerun_times = Vec::new();
+            let mut rerun_cpus = Vec::new();
             let mut rerun_peaks = Vec::new();
             let mut requests = 0;
             let mut rerun_requests = 0;
@@ -234,11 +252,13 @@ impl Bench<'_> {
                 }
                 let r = run(&argv, &env);
                 times.push(r.seconds);
+                cpus.push(r.cpu);
                 peaks.push(r.peak_kib as f64);
                 let between = served();
                 // Again, over what is there now (skopeo keeps what it learnt).
                 let again = run(&argv, &env);
                 rerun_times.push(again.seconds);
+                rerun_cpus.push(again.cpu);
                 rerun_peaks.push(again.peak_kib as f64);
                 if i == 0 {
                     requests = between - before;
@@ -249,6 +269,7 @@ impl Bench<'_> {
                 scenario: scenario.into(),
                 tool,
                 seconds: median(times),
+                cpu: median(cpus),
                 peak_mib: median(peaks) / 1024.0,
                 requests,
             });
@@ -256,6 +277,7 @@ impl Bench<'_> {
                 scenario: format!("{scenario}, re-run"),
                 tool,
                 seconds: median(rerun_times),
+                cpu: median(rerun_cpus),
                 peak_mib: median(rerun_peaks) / 1024.0,
                 requests: rerun_requests,
             });
@@ -266,8 +288,12 @@ impl Bench<'_> {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let ocirelay = args.next().expect("usage: bench OCIRELAY_BINARY [RUNS]");
+    let ocirelay = args
+        .next()
+        .expect("usage: bench OCIRELAY_BINARY [RUNS [COPY-SCENARIO]]");
     let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(7);
+    // Only the copy scenarios whose name contains this (e.g. "single").
+    let only = args.next().unwrap_or_default();
     let cache = ocirelay_tests::registry::temp_dir("ocirelay-bench-cache-");
     let env = [(
         "OCIRELAY_CACHE_DIR",
@@ -293,6 +319,7 @@ fn main() {
         scenario: "first run (compiles component)".into(),
         tool: "ocirelay",
         seconds: first.seconds,
+        cpu: first.cpu,
         peak_mib: first.peak_kib as f64 / 1024.0,
         requests: src.access_log().len() - before,
     });
@@ -306,16 +333,19 @@ fn main() {
         let first = run(argv, env);
         let requests = src.access_log().len() - before;
         let mut times = vec![first.seconds];
+        let mut cpus = vec![first.cpu];
         let mut peaks = vec![first.peak_kib as f64];
         for _ in 1..runs.max(15) {
             let r = run(argv, env);
             times.push(r.seconds);
+            cpus.push(r.cpu);
             peaks.push(r.peak_kib as f64);
         }
         rows.push(Row {
             scenario: scenario.into(),
             tool,
             seconds: median(times),
+            cpu: median(cpus),
             peak_mib: median(peaks) / 1024.0,
             requests,
         });
@@ -362,7 +392,10 @@ fn main() {
         skopeo_home: skopeo_home.path(),
         runs,
     };
-    for tag in &fixtures {
+    for tag in fixtures
+        .iter()
+        .filter(|t| format!("copy {t}").contains(&only))
+    {
         let source = src.reference(&format!("bench/{tag}:{tag}"));
         rows.extend(bench.copy(&format!("copy {tag}"), &src, &source, None));
     }
@@ -370,22 +403,20 @@ fn main() {
     // Token auth on both sides, as on Docker Hub and most clouds: the
     // three-platform image between two token-auth registries (seeded from
     // the plain one by ocirelay itself). Token requests count too.
+    let token_scenario = "copy three, token auth";
     let tok_src = Registry::start_plain(token_auth());
     let three = "bench/three:three";
     let seeded = tok_src.reference(three);
     let config = docker_config(&[tok_src.host()]);
     let mut seed_env = env.to_vec();
     seed_env.push(("DOCKER_CONFIG", config.path().to_str().expect("utf-8 path")));
-    run(
-        &[&ocirelay, "copy", &src.reference(three), &seeded],
-        &seed_env,
-    );
-    rows.extend(bench.copy(
-        "copy three, token auth",
-        &tok_src,
-        &seeded,
-        Some(token_auth),
-    ));
+    if token_scenario.contains(&only) {
+        run(
+            &[&ocirelay, "copy", &src.reference(three), &seeded],
+            &seed_env,
+        );
+        rows.extend(bench.copy(token_scenario, &tok_src, &seeded, Some(token_auth)));
+    }
 
     println!("\n{runs} runs per copy (15 per lookup), medians; requests from the registries' access logs\n");
     print(&rows);
