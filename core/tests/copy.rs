@@ -12,7 +12,7 @@ use ocirelay_core::{Client, ClientConfig, Descriptor, Digest, Error, Reference};
 use serde_json::json;
 
 mod common;
-use common::{client, drive, drive_concurrently, response, urls, World};
+use common::{client, drive, drive_concurrently, manifest_ok, response, urls, World};
 
 const A: &str = "localhost:5000";
 const B: &str = "127.0.0.1:6000";
@@ -645,7 +645,8 @@ fn ensure_manifest_checks_digests_both_ways() {
     );
     assert!(world.reg(A).tagged("app", "v2", &desc.digest));
 
-    // A registry that stores another digest than ours is an error.
+    // A registry that says it stored another digest than ours, and does
+    // not have ours: an error naming both.
     let mut c = client(&[]);
     let mut op = EnsureManifest::new(
         r(&format!("{A}/app:v3")),
@@ -654,7 +655,7 @@ fn ensure_manifest_checks_digests_both_ways() {
         ChildRefs::default(),
     )
     .unwrap();
-    let (out, _) = drive(&mut c, &mut op, |q| {
+    let (out, sent) = drive(&mut c, &mut op, |q| {
         Ok(match q.method {
             Method::Head => response(404, &[], b""),
             _ => response(201, &[("Docker-Content-Digest", &other.to_string())], b""),
@@ -662,9 +663,131 @@ fn ensure_manifest_checks_digests_both_ways() {
     });
     let err = out.unwrap_err().to_string();
     assert!(
-        err.contains("pushed digest from registry") && err.contains(&other.to_string()),
+        err.contains(&format!("pushed {}", desc.digest))
+            && err.contains(&format!("201 for {other}"))
+            && err.contains("does not have it"),
         "{err}"
     );
+    assert_eq!(
+        methods(&sent),
+        [
+            format!("HEAD manifest {A}"),
+            format!("PUT manifest {A}"),
+            format!("HEAD manifest {A}")
+        ]
+    );
+    assert!(
+        sent[2]
+            .url
+            .path_and_query
+            .ends_with(&desc.digest.to_string()),
+        "by digest"
+    );
+}
+
+#[test]
+fn a_201_that_confirms_nothing_is_checked_with_one_head() {
+    // Blobs and manifests alike: a 201 without a digest is confirmed by a
+    // HEAD; the blob or manifest then is there, or the push failed.
+    let (bytes, desc) = {
+        let mut world = World::default();
+        image(&mut world, A, "app", &[b"confirmed"])
+    };
+    let blob = vec![4u8; 70_000];
+    let bd = Digest::sha256(&blob);
+    for stores in [true, false] {
+        let mut world = World::default();
+        let mut c = client(&[]);
+        let mut op = EnsureBlob::new(
+            &c,
+            r(&format!("{A}/x@{bd}")),
+            BlobSource::Bytes(blob.clone()),
+        )
+        .unwrap();
+        let mut heads = 0;
+        let (out, sent) = drive(&mut c, &mut op, |q| {
+            let answer = world.serve(q);
+            if q.method == Method::Head {
+                heads += 1;
+                // Absent at first; afterwards as the registry stored it.
+                if heads == 1 || !stores {
+                    return Ok(response(404, &[], b""));
+                }
+            }
+            Ok(match answer {
+                Ok(r) if q.method == Method::Put => response(r.status, &[], b""),
+                other => other?,
+            })
+        });
+        let heads_sent = sent.iter().filter(|q| q.method == Method::Head).count();
+        assert_eq!(heads_sent, 2, "stores: {stores}: {:?}", urls(&sent));
+        if stores {
+            assert_eq!(out.unwrap().digest, bd);
+        } else {
+            let err = out.unwrap_err().to_string();
+            assert!(
+                err.contains("201 without a digest, yet does not have"),
+                "{err}"
+            );
+        }
+
+        let mut c = client(&[]);
+        let mut op = EnsureManifest::new(
+            r(&format!("{A}/app:v1")),
+            bytes.clone(),
+            OCI_MANIFEST,
+            ChildRefs::default(),
+        )
+        .unwrap();
+        let (out, sent) = drive(&mut c, &mut op, |q| {
+            Ok(match q.method {
+                Method::Put => response(201, &[], b""),
+                Method::Head
+                    if stores && q.url.path_and_query.ends_with(&desc.digest.to_string()) =>
+                {
+                    manifest_ok(b"", Some(&desc.digest.to_string()))
+                }
+                _ => response(404, &[], b""),
+            })
+        });
+        assert_eq!(sent.len(), 3, "HEAD, PUT, HEAD: {:?}", urls(&sent));
+        assert_eq!(out.is_ok(), stores, "{out:?}");
+    }
+}
+
+#[test]
+fn a_refused_manifest_push_is_the_manifests_error_and_copies_no_children() {
+    let mut world = World::default();
+    let (bytes, _) = image(&mut world, A, "app", &[b"refused"]);
+    for (status, body) in [
+        (401, &b""[..]),
+        (
+            403,
+            &br#"{"errors":[{"code":"DENIED","message":"no push"}]}"#[..],
+        ),
+        (400, &br#"{"errors":[{"code":"TAG_INVALID"}]}"#[..]),
+    ] {
+        let mut c = client(&[]);
+        let mut op = EnsureManifest::new(
+            r(&format!("{A}/app:v1")),
+            bytes.clone(),
+            OCI_MANIFEST,
+            ChildRefs::default(),
+        )
+        .unwrap();
+        let (out, sent) = drive(&mut c, &mut op, |q| {
+            Ok(match q.method {
+                Method::Put => response(status, &[], body),
+                _ => response(404, &[], b""),
+            })
+        });
+        let err = out.unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{A}/app:v1: registry answered {status}")),
+            "{err}"
+        );
+        assert_eq!(sent.len(), 2, "HEAD, PUT, no child: {:?}", urls(&sent));
+    }
 }
 
 #[test]

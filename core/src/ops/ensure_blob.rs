@@ -58,6 +58,12 @@ enum Stage {
         exchange: Box<Exchange>,
         streamed: bool,
     },
+    /// The PUT's 201 confirmed nothing (no digest, or another one it
+    /// claims to have stored): is ours there?
+    Confirm {
+        head: Box<Lookup>,
+        claimed: Option<String>,
+    },
 }
 
 /// The ensure-blob state machine.
@@ -290,16 +296,45 @@ impl EnsureBlob {
         if !answer.response.is_success() {
             return Err(self.refused(&answer, "completing an upload"));
         }
-        if let Some(claimed) = answer.response.headers.get("docker-content-digest") {
-            if claimed.trim() != self.digest.to_string() {
-                return Err(Error::integrity(
+        let claimed = answer.response.headers.get("docker-content-digest");
+        let claimed = claimed.map(|c| c.trim().to_string());
+        if claimed.as_deref() == Some(&self.digest.to_string()) {
+            let size = self.size.unwrap_or_default();
+            return Ok(self.present(client, size));
+        }
+        // A 201 that confirms nothing is not taken on trust: one HEAD.
+        let head = Lookup::blob(&self.reference, self.digest.clone(), true).for_push();
+        Ok(Step::Next(Stage::Confirm {
+            head: Box::new(head),
+            claimed,
+        }))
+    }
+
+    /// What the registry holds after a 201 that confirmed nothing.
+    fn confirmed(
+        &self,
+        client: &mut Client,
+        found: Option<Found>,
+        claimed: Option<String>,
+    ) -> Result<Step<Stage, Descriptor>> {
+        match found {
+            Some(f) if self.size.is_none_or(|s| s == f.descriptor.size) => {
+                Ok(self.present(client, f.descriptor.size))
+            }
+            _ => {
+                let said = claimed.map_or_else(
+                    || "201 without a digest".to_string(),
+                    |c| format!("201 for {c}"),
+                );
+                Err(Error::integrity(
                     self.reference.to_string(),
-                    format!("the registry stored {claimed}, not {}", self.digest),
-                ));
+                    format!(
+                        "the registry answered {said}, yet does not have {}",
+                        self.digest
+                    ),
+                ))
             }
         }
-        let size = self.size.unwrap_or_default();
-        Ok(self.present(client, size))
     }
 }
 
@@ -358,6 +393,14 @@ impl Operation for EnsureBlob {
                     let streamed = *streamed;
                     let answer = ready!(exchange.poll_output(client));
                     advance!(self.stage, self.completed(client, answer, streamed));
+                }
+                Stage::Confirm { head, claimed } => {
+                    let found = ready!(head.poll_output(client));
+                    let claimed = claimed.take();
+                    advance!(
+                        self.stage,
+                        found.and_then(|f| self.confirmed(client, f, claimed))
+                    );
                 }
             }
         }

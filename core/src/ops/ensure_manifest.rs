@@ -91,7 +91,22 @@ enum Stage {
     },
     /// Copying the children the registry said were missing.
     Children(Box<CopyChildren>),
+    /// The PUT's 201 confirmed nothing (no digest, or another one): is
+    /// ours there?
+    Confirm {
+        head: Box<Lookup>,
+        claimed: Option<String>,
+    },
 }
+
+/// Error codes with which registries say a manifest's children are missing
+/// (distribution's own is `MANIFEST_BLOB_UNKNOWN`).
+const MISSING_CHILDREN: &[&str] = &[
+    "MANIFEST_BLOB_UNKNOWN",
+    "BLOB_UNKNOWN",
+    "MANIFEST_UNKNOWN",
+    "MANIFEST_INVALID",
+];
 
 /// The ensure-manifest state machine.
 #[derive(Debug)]
@@ -185,27 +200,27 @@ impl EnsureManifest {
     ) -> Result<Step<Stage, Descriptor>> {
         let response = &answer.response;
         if response.is_success() {
-            if let Some(claimed) = response.headers.get("docker-content-digest") {
-                if claimed.trim() != self.descriptor.digest.to_string() {
-                    return Err(Error::integrity(
-                        self.reference.to_string(),
-                        format!(
-                            "pushed digest from registry ({}) does not match expected digest ({})",
-                            claimed.trim(),
-                            self.descriptor.digest
-                        ),
-                    ));
-                }
+            let claimed = response.headers.get("docker-content-digest");
+            let claimed = claimed.map(|c| c.trim().to_string());
+            if claimed.as_deref() == Some(&self.descriptor.digest.to_string()) {
+                return Ok(self.pushed_as_is(client));
             }
-            let d = self.descriptor.clone();
-            client
-                .cache
-                .record(&self.reference, &d, Some(self.bytes.clone()));
-            return Ok(Step::Done(d));
+            // A 201 that confirms nothing is not taken on trust: one HEAD.
+            let ours = self.reference.with_digest(self.descriptor.digest.clone());
+            let head = Lookup::manifest(ours, true).for_push();
+            return Ok(Step::Next(Stage::Confirm {
+                head: Box::new(head),
+                claimed,
+            }));
         }
-        // Any 4xx (MANIFEST_BLOB_UNKNOWN, BLOB_UNKNOWN, ...) most likely
-        // means missing children: copy them, then push again, once.
-        if (400..500).contains(&response.status) && !retried {
+        // Children the registry says are missing: copy them, then push
+        // again, once. Any other refusal (401, 403, ...) is the manifest's.
+        let code = crate::distribution::RegistryError::parse(response.bytes()).code;
+        let missing_children = matches!(response.status, 400 | 404)
+            && code
+                .as_deref()
+                .is_none_or(|c| MISSING_CHILDREN.contains(&c));
+        if missing_children && !retried {
             let children = CopyChildren {
                 waiting: self.plan_children()?,
                 running: Group::new(),
@@ -213,6 +228,42 @@ impl EnsureManifest {
             return Ok(Step::Next(Stage::Children(Box::new(children))));
         }
         Err(Error::registry(self.reference.to_string(), response))
+    }
+
+    /// The manifest is at its reference as pushed: recorded, and the outcome.
+    fn pushed_as_is(&self, client: &mut Client) -> Step<Stage, Descriptor> {
+        let d = self.descriptor.clone();
+        client
+            .cache
+            .record(&self.reference, &d, Some(self.bytes.clone()));
+        Step::Done(d)
+    }
+
+    /// What the registry holds after a 201 that confirmed nothing.
+    fn confirmed(
+        &self,
+        client: &mut Client,
+        found: Option<Found>,
+        claimed: Option<String>,
+    ) -> Result<Step<Stage, Descriptor>> {
+        match found {
+            Some(f) if f.descriptor.digest == self.descriptor.digest => {
+                Ok(self.pushed_as_is(client))
+            }
+            _ => {
+                let said = claimed.map_or_else(
+                    || "201 without a digest".to_string(),
+                    |c| format!("201 for {c}"),
+                );
+                Err(Error::integrity(
+                    self.reference.to_string(),
+                    format!(
+                        "pushed {}: the registry answered {said}, yet does not have it",
+                        self.descriptor.digest
+                    ),
+                ))
+            }
+        }
     }
 
     /// Every child to copy: manifests (ensured recursively, with their own
@@ -270,6 +321,14 @@ impl Operation for EnsureManifest {
                     advance!(
                         self.stage,
                         copied.map(|()| Step::Next(self.put(client, true)))
+                    );
+                }
+                Stage::Confirm { head, claimed } => {
+                    let found = ready!(head.poll_output(client));
+                    let claimed = claimed.take();
+                    advance!(
+                        self.stage,
+                        found.and_then(|f| self.confirmed(client, f, claimed))
                     );
                 }
             }
