@@ -189,8 +189,8 @@ impl TryFrom<wit::Config> for ClientConfig {
                 n => n as usize,
             },
             retry: RetryPolicy {
-                too_many_requests_deadline: match c.retry_deadline_secs {
-                    0 => defaults.retry.too_many_requests_deadline,
+                deadline: match c.retry_deadline_secs {
+                    0 => defaults.retry.deadline,
                     n => Duration::from_secs(n.into()),
                 },
                 ..defaults.retry

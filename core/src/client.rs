@@ -404,6 +404,23 @@ mod tests {
     }
 
     #[test]
+    fn a_token_for_ever_is_kept_without_overflow() {
+        let mut c = Client::new(ClientConfig::default());
+        c.set_now(Instant::from_origin(Duration::from_secs(1000)));
+        let forever = crate::auth::parse_token_response(
+            "realm",
+            br#"{"token":"t","expires_in":18446744073709551615}"#,
+        )
+        .unwrap();
+        c.store_token("h", "s", "Bearer t".into(), Some(forever.lifetime));
+        // A century later, still kept.
+        c.set_now(Instant::from_origin(Duration::from_secs(
+            1000 + 3_200_000_000,
+        )));
+        assert!(c.authorization("h", "s").is_some());
+    }
+
+    #[test]
     fn a_token_serves_only_its_own_registry() {
         let mut c = Client::new(ClientConfig::default());
         let wide = "repository:a:pull,push";

@@ -46,9 +46,9 @@ impl TokenBucket {
         if self.per_second <= 0.0 {
             return Err(Duration::from_secs(3600));
         }
-        Err(Duration::from_secs_f64(
-            (1.0 - self.tokens) / self.per_second,
-        ))
+        // Saturates: a wait past the end of time is the end of time.
+        let wait = (1.0 - self.tokens) / self.per_second;
+        Err(Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX))
     }
 
     /// The host said 429: whatever was left is spent.
@@ -57,6 +57,9 @@ impl TokenBucket {
         self.tokens = 0.0;
     }
 }
+
+/// The longest period a rate may have.
+pub const MAX_PERIOD: Duration = Duration::from_secs(24 * 3600);
 
 /// A rate for one host, as given on the command line: `HOST=N/PERIOD`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,17 +110,21 @@ impl RateSpec {
             "h" | "hour" => 3600,
             _ => return Err(bad("unit must be s, m or h")),
         };
-        RateSpec::new(host, count, Duration::from_secs(amount * unit))
+        let seconds = amount
+            .checked_mul(unit)
+            .filter(|s| *s <= MAX_PERIOD.as_secs())
+            .ok_or_else(|| bad("the period is longer than a day"))?;
+        RateSpec::new(host, count, Duration::from_secs(seconds))
             .map_err(|_| bad("empty host, or zero"))
     }
 
     /// A rate of `count` requests per `period` for `host`; none of them may
-    /// be empty or zero.
+    /// be empty or zero, and the period is a day at most.
     pub fn new(host: &str, count: u32, period: Duration) -> Result<Self> {
-        if host.is_empty() || count == 0 || period.is_zero() {
+        if host.is_empty() || count == 0 || period.is_zero() || period > MAX_PERIOD {
             return Err(Error::InvalidInput(format!(
                 "rate {count} per {period:?} for host {host:?}: the host must be named, \
-                 and the count and period not zero"
+                 the count not zero, and the period not zero nor longer than a day"
             )));
         }
         Ok(RateSpec {
@@ -208,6 +215,13 @@ mod tests {
         let e = RateSpec::new("h", 0, S).unwrap_err();
         assert!(e.to_string().contains("\"h\""), "{e}");
         assert!(RateSpec::new("h", 1, Duration::ZERO).is_err());
+        assert!(RateSpec::new("h", 1, MAX_PERIOD).is_ok());
+        assert!(RateSpec::new("h", 1, MAX_PERIOD + S).is_err());
+        for huge in ["h=1/18446744073709551615s", "h=1/25h", "h=1/86401s"] {
+            let e = RateSpec::parse(huge).unwrap_err().to_string();
+            assert!(e.contains("longer than a day"), "{huge}: {e}");
+        }
+        assert!(RateSpec::parse("h=1/24h").is_ok());
         assert!(RateSpec::new("", 1, S).is_err());
     }
 }

@@ -13,8 +13,10 @@ use crate::time::Instant;
 pub struct RetryPolicy {
     /// Tries in all (first included) for server errors and connection failures.
     pub server_error_tries: u32,
-    /// How long 429s are waited out, in total, before giving up.
-    pub too_many_requests_deadline: Duration,
+    /// How long one request may wait between its tries, in all: 429s are
+    /// waited out until then, and no wait a server asks for (`Retry-After`,
+    /// with any status) goes past it.
+    pub deadline: Duration,
     /// The least wait between two tries of one request.
     pub min_delay: Duration,
 }
@@ -23,7 +25,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             server_error_tries: 3,
-            too_many_requests_deadline: Duration::from_secs(300),
+            deadline: Duration::from_secs(300),
             min_delay: Duration::from_secs(1),
         }
     }
@@ -77,7 +79,7 @@ impl Retries {
     pub fn schedule(&mut self, policy: &RetryPolicy, attempt: Attempt<'_>, now: Instant) -> bool {
         match policy.decide(attempt, self.tries, self.waited) {
             Some(delay) => {
-                self.waited += delay;
+                self.waited = self.waited.saturating_add(delay);
                 self.not_before = Some(now + delay);
                 true
             }
@@ -96,33 +98,26 @@ impl RetryPolicy {
     /// up. `tries` counts tries made so far; `waited` is the total of the
     /// waits already asked for this request.
     pub fn decide(&self, attempt: Attempt<'_>, tries: u32, waited: Duration) -> Option<Duration> {
-        let (retryable, retry_after) = match attempt {
+        let retry_after = match attempt {
+            // 429s are waited out until the deadline, however many.
             Attempt::Status {
                 status: 429,
                 retry_after,
                 date,
-            } => {
-                let wait = retry_after
-                    .and_then(|v| parse_retry_after(v, date))
-                    .unwrap_or(self.min_delay)
-                    .max(self.min_delay);
-                if waited + wait > self.too_many_requests_deadline {
-                    return None;
-                }
-                return Some(wait);
-            }
+            } => retry_after.and_then(|v| parse_retry_after(v, date)),
             Attempt::Status {
                 status: 500 | 502 | 503 | 504,
                 retry_after,
                 date,
-            } => (true, retry_after.and_then(|v| parse_retry_after(v, date))),
-            Attempt::Status { .. } => (false, None),
-            Attempt::ConnectionFailed => (true, None),
+            } if tries < self.server_error_tries => {
+                retry_after.and_then(|v| parse_retry_after(v, date))
+            }
+            Attempt::ConnectionFailed if tries < self.server_error_tries => None,
+            _ => return None,
         };
-        if !retryable || tries >= self.server_error_tries {
-            return None;
-        }
-        Some(retry_after.unwrap_or(self.min_delay).max(self.min_delay))
+        let wait = retry_after.unwrap_or(self.min_delay).max(self.min_delay);
+        // No wait goes past the deadline, whatever the server asks.
+        (waited.saturating_add(wait) <= self.deadline).then_some(wait)
     }
 }
 
@@ -237,6 +232,36 @@ mod tests {
             p.decide(a, 1, Duration::from_secs(293)),
             Some(Duration::from_secs(7)),
             "7 s more reach the deadline exactly"
+        );
+    }
+
+    #[test]
+    fn no_wait_a_server_asks_for_goes_past_the_deadline() {
+        let p = RetryPolicy::default();
+        let asks = |status, seconds: &'static str| Attempt::Status {
+            status,
+            retry_after: Some(seconds),
+            date: None,
+        };
+        // A day, or the end of time: given up at once, with any status.
+        for status in [429, 503] {
+            assert_eq!(p.decide(asks(status, "86400"), 1, Duration::ZERO), None);
+            let forever = asks(status, "18446744073709551615");
+            assert_eq!(p.decide(forever, 1, Duration::ZERO), None);
+            assert_eq!(p.decide(forever, 1, Duration::MAX), None, "no overflow");
+        }
+        assert_eq!(
+            p.decide(asks(503, "300"), 1, Duration::ZERO),
+            Some(Duration::from_secs(300))
+        );
+        // Waits already asked for count, and never overflow.
+        let mut r = Retries::default();
+        r.sent();
+        assert!(r.schedule(&p, asks(503, "200"), Instant::ZERO));
+        r.sent();
+        assert!(
+            !r.schedule(&p, asks(503, "200"), Instant::ZERO),
+            "400 s in all"
         );
     }
 

@@ -119,10 +119,12 @@ pub fn load(hosts: &[String]) -> Result<Vec<(String, Credential)>, HostError> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(HostError::Setup(format!("reading {}: {e}", path.display()))),
+        // A file the user points at and we cannot read, or that is not a
+        // docker config, is theirs to fix: bad input.
+        Err(e) => return Err(HostError::Usage(format!("reading {}: {e}", path.display()))),
     };
     let config: DockerConfig = serde_json::from_str(&text)
-        .map_err(|e| HostError::Setup(format!("{} is not a docker config: {e}", path.display())))?;
+        .map_err(|e| HostError::Usage(format!("{} is not a docker config: {e}", path.display())))?;
     let mut out = Vec::new();
     for (key, entry) in &config.auths {
         let host = registry_host(key);
@@ -144,13 +146,13 @@ pub fn load(hosts: &[String]) -> Result<Vec<(String, Credential)>, HostError> {
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
                     .ok_or_else(|| {
-                        HostError::Setup(format!(
+                        HostError::Usage(format!(
                             "{}: the auth of {key:?} is not base64 user:password",
                             path.display()
                         ))
                     })?;
                 let (u, p) = decoded.split_once(':').ok_or_else(|| {
-                    HostError::Setup(format!(
+                    HostError::Usage(format!(
                         "{}: the auth of {key:?} has no ':'",
                         path.display()
                     ))

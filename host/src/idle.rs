@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Buf as _;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
@@ -55,15 +56,23 @@ pub async fn within<F: Future>(
     }
 }
 
+/// Progress, for a body: this many bytes within `idle` of waiting. A body
+/// trickled a few bytes at a time just under the idle timeout makes none.
+pub const MIN_PROGRESS: u64 = 8 * 1024;
+
 /// A response body that fails with `timeout` when it has been waited on for
-/// `idle` without a frame arriving. Only waiting counts: a body held unread
-/// (a copy's source waiting for its upload to start) does not time out.
+/// `idle` without [`MIN_PROGRESS`] bytes arriving. Only waiting counts: a
+/// body held unread (a copy's source waiting for its upload to start) does
+/// not time out.
 pub struct IdleBody<B, E> {
     inner: B,
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
-    /// Whether the last poll found nothing (the clock is running).
-    waiting: bool,
+    /// Since when the body has been waited on (the clock is running).
+    waiting_since: Option<Instant>,
+    /// Waiting time and bytes since the last progress.
+    waited: Duration,
+    bytes: u64,
     timeout: Option<E>,
 }
 
@@ -74,7 +83,9 @@ impl<B, E> IdleBody<B, E> {
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
-            waiting: false,
+            waiting_since: None,
+            waited: Duration::ZERO,
+            bytes: 0,
             timeout: Some(timeout),
         }
     }
@@ -95,14 +106,27 @@ where
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.waiting = false;
+                if let Some(since) = this.waiting_since.take() {
+                    this.waited += since.elapsed();
+                }
+                if let Some(Ok(f)) = &frame {
+                    this.bytes += f.data_ref().map_or(0, |d| d.remaining() as u64);
+                }
+                let done = frame.is_none();
+                if this.bytes >= MIN_PROGRESS || done {
+                    (this.waited, this.bytes) = (Duration::ZERO, 0);
+                } else if this.waited >= this.idle {
+                    // A trickle: waited on for the whole idle time, too little came.
+                    return Poll::Ready(this.timeout.take().map(Err));
+                }
                 Poll::Ready(frame)
             }
             Poll::Pending => {
-                if !this.waiting {
-                    this.waiting = true;
-                    let deadline = Instant::now() + this.idle;
-                    this.sleep.as_mut().reset(deadline);
+                if this.waiting_since.is_none() {
+                    let now = Instant::now();
+                    this.waiting_since = Some(now);
+                    let left = this.idle.saturating_sub(this.waited);
+                    this.sleep.as_mut().reset(now + left);
                 }
                 match this.sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(this.timeout.take().map(Err)),
@@ -147,30 +171,50 @@ mod tests {
     async fn a_body_times_out_only_while_waited_on() {
         use http_body_util::{BodyExt, StreamBody};
         let idle = Duration::from_secs(10);
+        let full = MIN_PROGRESS as usize;
         // A frame now, the next one 30 s later.
-        let frames = futures_stream(vec![(0, "a"), (30, "b")]);
+        let frames = futures_stream(vec![(0, full), (30, full)]);
         let mut body = IdleBody::new(StreamBody::new(frames), idle, "timed out");
         assert!(body.frame().await.is_some_and(|f| f.is_ok()));
         assert_eq!(body.frame().await.and_then(|f| f.err()), Some("timed out"));
 
         // Held unread for 30 s, then read: frames 5 s apart are no timeout,
         // however long the body sat unread before.
-        let frames = futures_stream(vec![(5, "a"), (5, "b")]);
+        let frames = futures_stream(vec![(5, full), (5, full), (5, full)]);
         let mut body = IdleBody::new(StreamBody::new(frames), idle, "timed out");
         tokio::time::sleep(Duration::from_secs(30)).await;
-        assert!(body.frame().await.is_some_and(|f| f.is_ok()));
-        assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+        for _ in 0..3 {
+            assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+        }
     }
 
-    /// Frames that each arrive `delay` seconds after the one before.
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_is_no_progress() {
+        use http_body_util::{BodyExt, StreamBody};
+        let idle = Duration::from_secs(10);
+        // A byte every 9 s: never 10 s without a frame, yet nothing moves.
+        let frames = futures_stream(vec![(9, 1); 5]);
+        let mut body = IdleBody::new(StreamBody::new(frames), idle, "timed out");
+        assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+        assert_eq!(body.frame().await.and_then(|f| f.err()), Some("timed out"));
+        // Slow, but enough in each idle time: fine to its end.
+        let frames = futures_stream(vec![(5, MIN_PROGRESS as usize * 3 / 4); 6]);
+        let mut body = IdleBody::new(StreamBody::new(frames), idle, "timed out");
+        for _ in 0..6 {
+            assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+        }
+        assert!(body.frame().await.is_none());
+    }
+
+    /// Frames of `len` bytes that each arrive `delay` seconds after the one before.
     fn futures_stream(
-        frames: Vec<(u64, &'static str)>,
-    ) -> impl futures_util::Stream<Item = Result<Frame<&'static [u8]>, &'static str>> + Unpin {
+        frames: Vec<(u64, usize)>,
+    ) -> impl futures_util::Stream<Item = Result<Frame<bytes::Bytes>, &'static str>> + Unpin {
         use futures_util::StreamExt as _;
         Box::pin(
-            futures_util::stream::iter(frames).then(|(delay, data)| async move {
+            futures_util::stream::iter(frames).then(|(delay, len)| async move {
                 tokio::time::sleep(Duration::from_secs(delay)).await;
-                Ok(Frame::data(data.as_bytes()))
+                Ok(Frame::data(bytes::Bytes::from(vec![b'x'; len])))
             }),
         )
     }

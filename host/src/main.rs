@@ -47,24 +47,31 @@ struct Cli {
     /// Do not cache: ask the registry every time, even for objects already seen in this run.
     #[arg(long, global = true)]
     no_cache: bool,
-    /// Requests kept in flight at most (an index's children and their blobs together).
-    #[arg(long, value_name = "N", default_value_t = 8, global = true)]
+    /// Requests kept in flight at most (an index's children and their
+    /// blobs together), 1 to 1024.
+    #[arg(long, value_name = "N", default_value_t = 8, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
     concurrency: u32,
     /// Limit requests to HOST to N per PERIOD (s, m or h), e.g.
     /// `registry.example=100/1m` (repeatable; Docker Hub: 300/1m by default).
     #[arg(long = "rate", value_name = "HOST=N/PERIOD", global = true)]
     rates: Vec<String>,
     /// Give up on a try (and retry it) when its upload, answer or download
-    /// makes no progress for SECS seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 60, global = true)]
+    /// makes no progress for SECS seconds (1 to 86400): a trickle of a few
+    /// bytes now and then is no progress.
+    #[arg(long, value_name = "SECS", default_value_t = 60, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     idle_timeout: u64,
     /// Trust the CA certificates in this PEM file for HTTPS, besides the
     /// system's (repeatable).
     #[arg(long = "ca-file", value_name = "PEM", global = true)]
     ca_files: Vec<std::path::PathBuf>,
-    /// Seconds a request keeps retrying "429 Too Many Requests" (server
-    /// errors and connection failures get three tries in all).
-    #[arg(long, value_name = "SECS", default_value_t = 300, global = true)]
+    /// Seconds a request may wait between its tries, in all (1 to 86400):
+    /// "429 Too Many Requests" is waited out until then, and no wait a
+    /// registry asks for goes past it. Server errors and connection
+    /// failures get three tries in all.
+    #[arg(long, value_name = "SECS", default_value_t = 300, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
     retry_deadline: u32,
     #[command(subcommand)]
     command: Command,
@@ -211,7 +218,7 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         .iter()
         .map(String::as_str)
         .chain(mirror.as_ref().map(|m| m.authority.as_str()));
-    let idle_timeout = std::time::Duration::from_secs(cli.idle_timeout.max(1));
+    let idle_timeout = std::time::Duration::from_secs(cli.idle_timeout);
     let runtime = Runtime::new(policy::Policy::new(rates, allowed), &ca_files, idle_timeout)?;
     match cli.command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,

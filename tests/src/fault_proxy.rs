@@ -32,6 +32,10 @@ pub enum Fault {
     /// Forward, but go silent for a while after this many response body
     /// bytes (a stalled download).
     StallResponseAfter(usize, std::time::Duration),
+    /// Forward, but after this many response body bytes send the rest one
+    /// byte at a time, this far apart (a download trickled to keep a
+    /// connection alive without moving).
+    TrickleResponseAfter(usize, std::time::Duration),
 }
 
 /// A rule: requests whose method is `method` and whose path contains
@@ -401,6 +405,21 @@ fn serve(
         return write_last(reader.get_mut(), &response_head, active);
     }
     reader.get_mut().write_all(&response_head)?;
+    if let Some(Fault::TrickleResponseAfter(n, every)) = fault {
+        // All of the head, `n` bytes of the body, then a byte at a time,
+        // until the client goes away.
+        let mut body = Vec::new();
+        up_reader.read_to_end(&mut body)?;
+        let (first, rest) = body.split_at(n.min(body.len()));
+        reader.get_mut().write_all(first)?;
+        reader.get_mut().flush()?;
+        for byte in rest {
+            std::thread::sleep(every);
+            reader.get_mut().write_all(std::slice::from_ref(byte))?;
+            reader.get_mut().flush()?;
+        }
+        return Ok(());
+    }
     let (mut budget, stall) = match fault {
         Some(Fault::CutResponseAfter(n)) => (n, None),
         Some(Fault::StallResponseAfter(n, d)) => (n, Some(d)),

@@ -157,3 +157,26 @@ fn a_reader_that_goes_away_ends_every_command_quietly() {
         json!(pushed.index.digest.to_string())
     );
 }
+
+#[test]
+fn numbers_out_of_range_are_refused_not_clamped() {
+    let reference = "localhost:5000/app:v1";
+    for (args, named) in [
+        (vec!["--idle-timeout", "0"], "--idle-timeout"),
+        (
+            vec!["--idle-timeout", "18446744073709551615"],
+            "--idle-timeout",
+        ),
+        (vec!["--concurrency", "0"], "--concurrency"),
+        (vec!["--retry-deadline", "0"], "--retry-deadline"),
+        (
+            vec!["--rate", "localhost:5000=1/18446744073709551615s"],
+            "longer than a day",
+        ),
+    ] {
+        let args = [&args[..], &["lookup", "--head", reference]].concat();
+        let out = ocirelay(&args);
+        assert_eq!(out.code, 2, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(named), "{args:?}: {}", out.stderr);
+    }
+}

@@ -291,3 +291,52 @@ fn a_stalled_answer_or_download_is_given_up_and_tried_again() {
         proxy.log()
     );
 }
+
+#[test]
+fn a_trickled_download_is_no_progress_and_is_resumed() {
+    let registry = Registry::start_plain(Auth::None);
+    let big = bytes(6, 6 << 20);
+    push_image(&registry, "app", "v1", &[&big]);
+    let layer = Digest::sha256(&big);
+    let proxy = FaultProxy::start(registry.host());
+    // After 1 MiB, a byte every 200 ms: never a second without a frame,
+    // yet nothing moves. The idle timeout is 1 s.
+    let trickle = Fault::TrickleResponseAfter(1 << 20, std::time::Duration::from_millis(200));
+    proxy.add("GET", &format!("/blobs/{layer}"), trickle, 1);
+    let blob = format!("{}/app@{layer}", proxy.host());
+    let out = ocirelay(&["--idle-timeout", "1", "lookup", "--type", "blob", &blob]).success();
+    let expected = base64::engine::general_purpose::STANDARD.encode(&big);
+    assert!(out.json()[0] == json!(expected), "the blob arrived whole");
+    let gets: Vec<String> = proxy
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("GET ") && l.contains(&layer.to_string()))
+        .collect();
+    assert_eq!(gets.len(), 2, "{gets:#?}");
+    assert!(gets[1].contains("(Range: bytes="), "resumed: {gets:#?}");
+}
+
+#[test]
+fn a_registry_asking_to_wait_past_the_deadline_is_an_error_at_once() {
+    let registry = Registry::start_plain(Auth::None);
+    push_image(&registry, "app", "v1", &[b"no waiting"]);
+    for (status, after) in [(503, "86400"), (429, "18446744073709551615")] {
+        let proxy = FaultProxy::start(registry.host());
+        let busy = Fault::Status(status, vec![("Retry-After".into(), after.into())]);
+        proxy.add("HEAD", "/manifests/v1", busy, 10);
+        let reference = format!("{}/app:v1", proxy.host());
+        let out = ocirelay(&["lookup", "--head", &reference]);
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(
+            out.stderr.contains(&format!("registry answered {status}")),
+            "{}",
+            out.stderr
+        );
+        let heads = proxy
+            .log()
+            .iter()
+            .filter(|l| l.starts_with("HEAD "))
+            .count();
+        assert_eq!(heads, 1, "no wait past the deadline: {:#?}", proxy.log());
+    }
+}

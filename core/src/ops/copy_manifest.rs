@@ -26,6 +26,8 @@ pub struct CopyManifest {
     destination: Reference,
     children: ChildRefs,
     media_type: Option<String>,
+    /// How many manifests up it is a child of (0: the one asked for).
+    depth: u8,
     stage: Stage,
 }
 
@@ -39,8 +41,16 @@ impl CopyManifest {
             destination,
             children,
             media_type: None,
+            depth: 0,
             stage: Stage::Read(Box::new(read)),
         }
+    }
+
+    /// A child this deep in the copy of another (see
+    /// [`MAX_NESTING`](crate::ops::ensure_manifest::MAX_NESTING)).
+    pub(crate) fn at_depth(mut self, depth: u8) -> Self {
+        self.depth = depth;
+        self
     }
 
     /// Pushes with this media type instead of the one the source reports
@@ -66,7 +76,8 @@ impl CopyManifest {
             .unwrap_or(found.descriptor.media_type);
         let mut children = std::mem::take(&mut self.children);
         children.fallback.get_or_insert_with(|| self.source.clone());
-        let ensure = EnsureManifest::new(self.destination.clone(), bytes, &media_type, children)?;
+        let ensure = EnsureManifest::new(self.destination.clone(), bytes, &media_type, children)?
+            .at_depth(self.depth)?;
         Ok(Step::Next(Stage::Ensure(Box::new(ensure))))
     }
 }

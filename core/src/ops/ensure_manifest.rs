@@ -99,6 +99,10 @@ enum Stage {
     },
 }
 
+/// How deep indexes may nest (an index of indexes of ...) in one push: a
+/// registry serving a deeper chain gets an error, not our stack.
+pub const MAX_NESTING: u8 = 16;
+
 /// Error codes with which registries say a manifest's children are missing
 /// (distribution's own is `MANIFEST_BLOB_UNKNOWN`).
 const MISSING_CHILDREN: &[&str] = &[
@@ -115,6 +119,8 @@ pub struct EnsureManifest {
     bytes: Vec<u8>,
     descriptor: Descriptor,
     children: ChildRefs,
+    /// How many manifests up it is a child of (0: the one asked for).
+    depth: u8,
     stage: Stage,
 }
 
@@ -152,8 +158,21 @@ impl EnsureManifest {
             bytes,
             descriptor,
             children,
+            depth: 0,
             stage,
         })
+    }
+
+    /// A child this deep in the push of another: past [`MAX_NESTING`], an error.
+    pub(crate) fn at_depth(mut self, depth: u8) -> Result<Self> {
+        if depth > MAX_NESTING {
+            return Err(Error::protocol(
+                self.reference.to_string(),
+                format!("indexes nested more than {MAX_NESTING} deep; refused"),
+            ));
+        }
+        self.depth = depth;
+        Ok(self)
     }
 
     fn put(&self, client: &Client, retried: bool) -> Stage {
@@ -283,7 +302,8 @@ impl EnsureManifest {
             let mut grandchildren = self.children.clone();
             grandchildren.fallback = Some(source.clone());
             let op = CopyManifest::new(source, target(&m.digest), grandchildren)
-                .with_media_type(&m.media_type);
+                .with_media_type(&m.media_type)
+                .at_depth(self.depth + 1);
             out.push_back(Box::new(op));
         }
         for b in parsed.config.iter().chain(parsed.layers.iter()) {
