@@ -19,8 +19,9 @@ use ocirelay_core::{ClientConfig, Descriptor, Digest, Error, Platform, Reference
 use crate::bindings::exports::ocirelay::registry::registry as wit;
 
 impl From<Error> for wit::Error {
+    /// The message is printable: what a registry said is quoted inert.
     fn from(e: Error) -> Self {
-        let message = e.to_string();
+        let message = ocirelay_core::error::printable(&e.to_string()).into_owned();
         match e {
             Error::InvalidReference { .. } | Error::InvalidDigest { .. } => {
                 wit::Error::InvalidReference(message)

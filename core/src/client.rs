@@ -64,13 +64,23 @@ impl Default for ClientConfig {
     }
 }
 
-/// Shared state of one client.
+/// A value never shown: `Debug` prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Shared state of one client. Its `Debug` shows no token.
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
     /// `Authorization` values by (registry host, scope), with when they
     /// stop being used (`None`: never, for tokens configured by the user).
-    tokens: HashMap<(String, String), (String, Option<Instant>)>,
+    tokens: HashMap<(String, String), (Secret, Option<Instant>)>,
     /// The driver's clock, as last told (time is an input here).
     now: Instant,
     /// Registries that asked for Basic authentication.
@@ -216,13 +226,13 @@ impl Client {
 
     /// The `Authorization` value to send to `host` for `scope`, if one is known.
     pub(crate) fn authorization(&self, host: &str, scope: &str) -> Option<String> {
-        let live = |(_, until): &&(String, Option<Instant>)| until.is_none_or(|u| u > self.now);
+        let live = |(_, until): &&(Secret, Option<Instant>)| until.is_none_or(|u| u > self.now);
         if let Some((t, _)) = self
             .tokens
             .get(&(host.to_string(), scope.to_string()))
             .filter(live)
         {
-            return Some(t.clone());
+            return Some(t.0.clone());
         }
         // A token for more (pull,push) serves less (pull).
         let wider = self
@@ -230,7 +240,7 @@ impl Client {
             .iter()
             .find(|((h, s), t)| h == host && scopes_cover(s, scope) && live(t));
         if let Some((_, (t, _))) = wider {
-            return Some(t.clone());
+            return Some(t.0.clone());
         }
         if self.basic_hosts.contains(host) {
             if let Some(Credential::Basic { username, password }) = self.credential(host) {
@@ -261,7 +271,7 @@ impl Client {
         let until = lifetime.map(|l| self.now + (l - (l / 10).min(Duration::from_secs(10))));
         self.tokens.insert(
             (host.to_string(), scope.to_string()),
-            (authorization, until),
+            (Secret(authorization), until),
         );
     }
 
@@ -418,6 +428,17 @@ mod tests {
             1000 + 3_200_000_000,
         )));
         assert!(c.authorization("h", "s").is_some());
+    }
+
+    #[test]
+    fn a_clients_debug_shows_no_token() {
+        let mut c = Client::new(ClientConfig::default());
+        c.store_token("h", "s", "Bearer s3cret".into(), None);
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 
     #[test]

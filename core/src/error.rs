@@ -158,6 +158,25 @@ fn transport_message(host: &str, cause: &TransportError) -> String {
 /// Shorthand for results of the core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `text` fit to print: control characters (escape sequences, newlines, a
+/// carriage return that would overwrite a line) shown as `\u{…}` escapes.
+/// Error messages quote what registries say, and a terminal must not act
+/// on it.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +191,19 @@ mod tests {
         };
         let e = Error::registry("r/x:v1", &response);
         assert_eq!(e.to_string(), "r/x:v1: registry answered 403 DENIED: no");
+    }
+
+    #[test]
+    fn what_a_registry_says_is_printed_inert() {
+        let forged = "denied\u{1b}[2K\r\nocirelay: copied\u{7}";
+        assert_eq!(
+            printable(forged),
+            "denied\\u{1b}[2K\\u{d}\\u{a}ocirelay: copied\\u{7}"
+        );
+        assert!(matches!(
+            printable("plain text"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -282,9 +282,29 @@ impl fmt::Display for Url {
     }
 }
 
-/// Header fields in order; names compare case-insensitively.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Header fields in order; names compare case-insensitively. Their `Debug`
+/// shows credentials as `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers(Vec<(String, String)>);
+
+/// Header fields whose values are secrets.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in &self.0 {
+            let secret = SECRET_HEADERS.iter().any(|s| name.eq_ignore_ascii_case(s));
+            map.entry(name, if secret { &"<redacted>" } else { value });
+        }
+        map.finish()
+    }
+}
 
 impl Headers {
     /// No headers.
@@ -380,8 +400,9 @@ pub struct Request {
     pub body_mode: BodyMode,
 }
 
-/// What a request carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a request carries. Its `Debug` shows a length, not the bytes (an
+/// OAuth2 form carries a refresh token).
+#[derive(Clone, PartialEq, Eq)]
 pub enum RequestBody {
     /// Nothing.
     Empty,
@@ -401,6 +422,21 @@ pub enum RequestBody {
         /// What it must hash to.
         digest: Digest,
     },
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestBody::Empty => f.write_str("Empty"),
+            RequestBody::Bytes(b) => write!(f, "Bytes(<{} bytes>)", b.len()),
+            RequestBody::Transfer { from, size, digest } => f
+                .debug_struct("Transfer")
+                .field("from", from)
+                .field("size", size)
+                .field("digest", &digest.to_string())
+                .finish(),
+        }
+    }
 }
 
 impl RequestBody {
@@ -743,6 +779,28 @@ mod tests {
             .follow(&from, "https:///no-host")
             .unwrap_err();
         assert!(e.to_string().contains("bad redirect"), "{e}");
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let mut headers = Headers::new();
+        headers.append("Authorization", "Bearer s3cret-token");
+        headers.append("Accept", "application/json");
+        let request = Request {
+            method: Method::Post,
+            url: Url::parse("https://auth.example/token").unwrap(),
+            headers,
+            body: RequestBody::Bytes(b"grant_type=refresh_token&refresh_token=s3cret".to_vec()),
+            body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains(r#""Authorization": "<redacted>""#)
+                && shown.contains(r#""Accept": "application/json""#)
+                && shown.contains("Bytes(<45 bytes>)"),
+            "{shown}"
+        );
     }
 
     #[test]

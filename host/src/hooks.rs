@@ -196,7 +196,9 @@ impl WasiHttpHooks for Hooks {
                 }
             };
             traffic.requests.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(method = %parts.method, uri = %parts.uri, "sending");
+            // Queries of signed CDN URLs and upload states carry secrets.
+            let shown = shown_uri(&parts.uri);
+            tracing::debug!(method = %parts.method, uri = %shown, "sending");
             let request = http::Request::from_parts(parts, body);
             let Some(response) = idle::within(&activity, idle, client.request(request)).await
             else {
@@ -217,6 +219,19 @@ impl WasiHttpHooks for Hooks {
                 Box::new(async { Ok(()) });
             Ok((response, done))
         })
+    }
+}
+
+/// `uri` as logs show it: its query, if any, as `?…`.
+fn shown_uri(uri: &http::Uri) -> String {
+    let path = uri.path();
+    let base = match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{path}"),
+        _ => path.to_string(),
+    };
+    match uri.query() {
+        Some(_) => format!("{base}?…"),
+        None => base,
     }
 }
 

@@ -101,15 +101,24 @@ const COMPILER_CRATES: &[&str] = &[
     "wasmparser",
 ];
 
-/// `RUST_LOG`, else warnings only; the compiler stays at `warn` unless
-/// `RUST_LOG` names its crates.
+/// wasmtime's generated WASI bindings: at `trace` they log every call with
+/// its arguments, which carry secrets (headers, signed URLs, tokens).
+const BINDING_TARGETS: &[&str] = &[
+    "wasmtime_wasi_http::p2::bindings",
+    "wasmtime_wasi::p2::bindings",
+    "wasmtime_wasi_io::bindings",
+];
+
+/// `RUST_LOG`, else warnings only; the compiler and the WASI bindings stay
+/// at `warn` unless `RUST_LOG` names them.
 fn log_filter() -> EnvFilter {
     let given = std::env::var("RUST_LOG").unwrap_or_default();
     let mut filter = EnvFilter::try_new(&given)
         .ok()
         .filter(|_| !given.trim().is_empty())
         .unwrap_or_else(|| EnvFilter::new("warn,wasmtime_wasi_http=error"));
-    for name in COMPILER_CRATES.iter().filter(|c| !given.contains(*c)) {
+    let quiet = COMPILER_CRATES.iter().chain(BINDING_TARGETS);
+    for name in quiet.filter(|c| !given.contains(*c)) {
         if let Ok(directive) = format!("{name}=warn").parse() {
             filter = filter.add_directive(directive);
         }
@@ -140,7 +149,12 @@ fn main() {
         // The reader went away (`| head`): nothing left to say to anyone.
         Err(e) if e.is_closed_output() => {}
         Err(e) => {
-            eprintln!("ocirelay: error: {e}");
+            // Errors quote registries: printed inert, whoever made them.
+            let message = e.to_string();
+            eprintln!(
+                "ocirelay: error: {}",
+                ocirelay_core::error::printable(&message)
+            );
             std::process::exit(e.exit_code());
         }
     }

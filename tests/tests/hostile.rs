@@ -144,3 +144,57 @@ fn corrupt_bytes_are_never_completed_at_a_destination_that_verifies_nothing() {
         "never completed: {puts:#?}"
     );
 }
+
+#[test]
+fn what_a_registry_says_reaches_the_terminal_inert_and_signed_urls_stay_out_of_logs() {
+    let registry = Registry::start_plain(Auth::None);
+    let image = push_image(&registry, "app", "v1", &[b"inert"]);
+    let layer = ocirelay_core::Digest::sha256(b"inert");
+    let proxy = FaultProxy::start(registry.host());
+    // An error whose message would clear the line and forge another.
+    let forged =
+        r#"{"errors":[{"code":"DENIED","message":"no\u001b[2K\rocirelay: copied everything\n"}]}"#;
+    let json = vec![("Content-Type".to_string(), "application/json".to_string())];
+    proxy.add(
+        "GET",
+        "/manifests/v1",
+        Fault::Serve(400, json, forged.as_bytes().to_vec()),
+        1,
+    );
+    let reference = format!("{}/app:v1", proxy.host());
+    let out = ocirelay(&["lookup", "--type", "manifest", &reference]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        !out.stderr.contains('\u{1b}') && !out.stderr.contains('\r'),
+        "{:?}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("no\\u{1b}[2K\\u{d}ocirelay: copied"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.trim_end().lines().count(), 1, "{:?}", out.stderr);
+
+    // A blob redirected to a signed URL: the signature is not logged.
+    let signed = format!(
+        "http://{}/v2/app/blobs/{layer}?X-Signature=s3cret-sig",
+        registry.host()
+    );
+    let redirect = vec![("Location".to_string(), signed)];
+    proxy.add(
+        "GET",
+        &format!("/blobs/{layer}"),
+        Fault::Status(307, redirect),
+        1,
+    );
+    let blob = format!("{}/app@{layer}", proxy.host());
+    let out = ocirelay_with(
+        &["lookup", "--type", "blob", &blob],
+        &[("RUST_LOG", "trace")],
+    )
+    .success();
+    assert!(out.stderr.contains("/blobs/"), "logged: {}", out.stderr);
+    assert!(!out.stderr.contains("s3cret-sig"), "{}", out.stderr);
+    let _ = image;
+}
