@@ -131,7 +131,11 @@ impl wit::GuestClient for ClientResource {
         content: Vec<u8>,
     ) -> Result<wit::Descriptor, wit::Error> {
         let reference = (&reference).try_into()?;
-        let mut op = EnsureBlob::new(&*self.client()?, reference, BlobSource::Bytes(content))?;
+        let mut op = EnsureBlob::new(
+            &*self.client()?,
+            reference,
+            BlobSource::Bytes(content.into()),
+        )?;
         self.descriptor(&mut op)
     }
 
@@ -189,7 +193,7 @@ impl ClientResource {
         held: &mut HashMap<RequestId, BodyStream>,
     ) -> Result<wit::BlobReader, wit::Error> {
         let content = match found.body {
-            Body::Empty => Content::Bytes(Vec::new(), 0),
+            Body::Empty => Content::Bytes(bytes::Bytes::new(), 0),
             Body::Bytes(bytes) => Content::Bytes(bytes, 0),
             Body::Stream { request, verifier } => {
                 let stream = held.remove(&request).ok_or_else(|| {
@@ -216,7 +220,7 @@ impl ClientResource {
 
 enum Content {
     /// Verified bytes and the read position.
-    Bytes(Vec<u8>, usize),
+    Bytes(bytes::Bytes, usize),
     /// A body read straight from the registry; the verifier is taken at the end.
     Stream {
         stream: BodyStream,

@@ -1,6 +1,7 @@
 //! Sends the core's requests over `wasi:http/outgoing-handler` and reads
 //! their answers as the core asked (buffered, or held for streaming).
 
+use bytes::Bytes;
 use ocirelay_core::digest::Verifier;
 use ocirelay_core::http::{
     BodyMode, Headers, Method, Request, RequestBody, Response, ResponseBody, Scheme,
@@ -104,15 +105,24 @@ pub struct InFlight {
     request: Request,
 }
 
-/// A request body streamed from a held response body. Moved by `splice`
-/// inside the host when the host checks uploads itself (the bytes never
-/// pass through guest memory); else read, hashed and written here, the
-/// last chunk held back until the whole checks.
+/// Where a request body's bytes come from.
+enum Source {
+    /// A held response body: moved by `splice` inside the host when the
+    /// host checks uploads itself (the bytes never pass through guest
+    /// memory); else read, hashed and written here, the last chunk held
+    /// back until the whole checks.
+    Held(BodyStream),
+    /// Bytes the request carries.
+    Bytes(Bytes),
+}
+
+/// A request body being sent, as fast as the stream takes it: never a
+/// blocking write, so one large body does not stall the other requests.
 struct Upload {
     // Drop order: the sink (a child of the body) before the body.
     sink: OutputStream,
     body: OutgoingBody,
-    source: BodyStream,
+    source: Source,
     /// Bytes moved so far, and how many the body has (`Content-Length`):
     /// wasi-http closes the sink once that many were written.
     sent: u64,
@@ -127,9 +137,11 @@ const HASHED_CHUNK: u64 = 1 << 20;
 impl Upload {
     /// Moves what can be moved now; `true` once the source is exhausted.
     fn pump(&mut self) -> Result<bool, TransportError> {
-        if self.verifier.is_some() {
-            return self.pump_hashed();
-        }
+        let stream = match &self.source {
+            Source::Bytes(bytes) => return self.pump_bytes(&bytes.clone()),
+            Source::Held(_) if self.verifier.is_some() => return self.pump_hashed(),
+            Source::Held(held) => &held.stream,
+        };
         loop {
             if self.sent >= self.size {
                 return Ok(true);
@@ -139,16 +151,35 @@ impl Upload {
                 Ok(n) => n,
                 Err(e) => return Err(stream_error("sending the body", e)),
             };
-            match self
-                .sink
-                .splice(&self.source.stream, permit.min(self.size - self.sent))
-            {
+            match self.sink.splice(stream, permit.min(self.size - self.sent)) {
                 Ok(0) => return Ok(false),
                 Ok(n) => self.sent += n,
                 // The source ended early: `finish` reports the shortfall.
                 Err(StreamError::Closed) => return Ok(true),
                 Err(e) => return Err(stream_error("streaming the body", e)),
             }
+        }
+    }
+
+    /// Writes what the stream takes now of `bytes`.
+    fn pump_bytes(&mut self, bytes: &Bytes) -> Result<bool, TransportError> {
+        loop {
+            if self.sent >= self.size {
+                return Ok(true);
+            }
+            let permit = match self.sink.check_write() {
+                Ok(0) => return Ok(false),
+                Ok(n) => n,
+                Err(e) => return Err(stream_error("writing the body", e)),
+            };
+            let start = usize::try_from(self.sent).unwrap_or(usize::MAX);
+            let n = usize::try_from(permit)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len() - start);
+            self.sink
+                .write(&bytes[start..start + n])
+                .map_err(|e| stream_error("writing the body", e))?;
+            self.sent += n as u64;
         }
     }
 
@@ -166,7 +197,10 @@ impl Upload {
                 Err(e) => return Err(stream_error("sending the body", e)),
             };
             let want = permit.min(self.size - self.sent).min(HASHED_CHUNK);
-            let chunk = match self.source.stream.read(want) {
+            let Source::Held(held) = &self.source else {
+                return Ok(true);
+            };
+            let chunk = match held.stream.read(want) {
                 Ok(chunk) if chunk.is_empty() => return Ok(false),
                 Ok(chunk) => chunk,
                 // The source ended early: `finish` reports the shortfall.
@@ -229,32 +263,6 @@ impl Upload {
     }
 }
 
-/// Writes `bytes` in the chunks the stream permits (waiting when it is full),
-/// then flushes.
-fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), TransportError> {
-    while !bytes.is_empty() {
-        let permit = stream
-            .check_write()
-            .map_err(|e| stream_error("writing the request body", e))?;
-        if permit == 0 {
-            stream.subscribe().block();
-            continue;
-        }
-        let n = usize::try_from(permit)
-            .unwrap_or(usize::MAX)
-            .min(bytes.len());
-        stream
-            .write(&bytes[..n])
-            .map_err(|e| stream_error("writing the request body", e))?;
-        bytes = &bytes[n..];
-    }
-    match stream.blocking_flush() {
-        // Closed: wasi-http ended the body at its Content-Length, all written.
-        Ok(()) | Err(StreamError::Closed) => Ok(()),
-        Err(e) => Err(stream_error("flushing the request body", e)),
-    }
-}
-
 fn stream_error(what: &str, e: StreamError) -> TransportError {
     match e {
         StreamError::Closed => err(&format!("{what}: stream closed")),
@@ -314,19 +322,26 @@ impl InFlight {
             }
             RequestBody::Bytes(bytes) => {
                 let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
-                {
-                    let stream = body
-                        .write()
-                        .map_err(|()| err("request body stream already taken"))?;
-                    write_all(&stream, bytes)?;
-                }
-                OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
-                Ok(InFlight {
-                    upload: None,
+                let sink = body
+                    .write()
+                    .map_err(|()| err("request body stream already taken"))?;
+                let upload = Upload {
+                    sink,
+                    body,
+                    source: Source::Bytes(bytes.clone()),
+                    sent: 0,
+                    size: bytes.len() as u64,
+                    verifier: None,
+                };
+                let mut flight = InFlight {
+                    upload: Some(upload),
                     failed: None,
                     future,
                     request,
-                })
+                };
+                // A small body goes out at once, without a round of the driver.
+                flight.pump()?;
+                Ok(flight)
             }
             RequestBody::Transfer { size, digest, .. } => {
                 let size = *size;
@@ -340,7 +355,7 @@ impl InFlight {
                 let upload = Upload {
                     sink,
                     body,
-                    source,
+                    source: Source::Held(source),
                     sent: 0,
                     size,
                     verifier,
@@ -366,7 +381,9 @@ impl InFlight {
         let mut p = vec![self.future.subscribe()];
         if let Some(u) = &self.upload {
             p.push(u.sink.subscribe());
-            p.push(u.source.stream.subscribe());
+            if let Source::Held(held) = &u.source {
+                p.push(held.stream.subscribe());
+            }
         }
         p
     }
@@ -443,13 +460,13 @@ fn read_response(
         BodyMode::Buffer(limit) => Some(limit),
     };
     let (body, held) = match limit {
-        _ if request.method == Method::Head => (ResponseBody::Bytes(Vec::new()), None),
+        _ if request.method == Method::Head => (ResponseBody::Bytes(Bytes::new()), None),
         None => (ResponseBody::Held, Some(BodyStream::open(response)?)),
         Some(limit) if headers.content_length().is_some_and(|len| len > limit) => {
             (ResponseBody::TooLarge, None)
         }
         Some(limit) => match BodyStream::open(response)?.read_to_end(limit)? {
-            Some(bytes) => (ResponseBody::Bytes(bytes), None),
+            Some(bytes) => (ResponseBody::Bytes(bytes.into()), None),
             None => (ResponseBody::TooLarge, None),
         },
     };

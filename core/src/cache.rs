@@ -15,6 +15,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
+use bytes::Bytes;
+
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
 
@@ -26,8 +28,9 @@ pub const CACHE_DATA_LIMIT: u64 = 4 * 1024 * 1024;
 pub struct Cached {
     /// Its descriptor.
     pub descriptor: Descriptor,
-    /// Its verified bytes, when small enough and once read.
-    pub data: Option<Arc<Vec<u8>>>,
+    /// Its verified bytes, when small enough and once read (shared, not
+    /// copied, with whoever reads them from the cache).
+    pub data: Option<Bytes>,
 }
 
 /// What an operation claims while it works on it.
@@ -87,15 +90,13 @@ impl Cache {
         repo: &str,
         tag: Option<&str>,
         descriptor: &Descriptor,
-        data: Option<Vec<u8>>,
+        data: Option<Bytes>,
     ) {
         if self.disabled {
             return;
         }
         let key = (repo.to_string(), descriptor.digest.clone());
-        let data = data
-            .filter(|d| d.len() as u64 <= CACHE_DATA_LIMIT)
-            .map(Arc::new);
+        let data = data.filter(|d| d.len() as u64 <= CACHE_DATA_LIMIT);
         let mut stored = descriptor.clone();
         stored.data = None;
         match self.objects.get_mut(&key) {
@@ -129,7 +130,7 @@ impl Cache {
         &mut self,
         at: &crate::reference::Reference,
         descriptor: &Descriptor,
-        data: Option<Vec<u8>>,
+        data: Option<Bytes>,
     ) {
         self.insert(&at.cache_namespace(), at.tag.as_deref(), descriptor, data);
     }
@@ -173,7 +174,7 @@ mod tests {
     fn per_repository_keys_and_tags() {
         let mut c = Cache::new(true);
         let d = desc(b"x");
-        c.insert("h/a", Some("v1"), &d, Some(b"x".to_vec()));
+        c.insert("h/a", Some("v1"), &d, Some(Bytes::from_static(b"x")));
         assert!(c.object("h/a", &d.digest).unwrap().data.is_some());
         assert!(
             c.object("h/b", &d.digest).is_none(),
@@ -189,7 +190,7 @@ mod tests {
         let d = desc(b"x");
         c.insert("h/a", None, &d, None);
         assert!(c.object("h/a", &d.digest).unwrap().data.is_none());
-        c.insert("h/a", None, &d, Some(b"x".to_vec()));
+        c.insert("h/a", None, &d, Some(Bytes::from_static(b"x")));
         c.insert("h/a", None, &d, None);
         assert!(c.object("h/a", &d.digest).unwrap().data.is_some());
     }
@@ -199,7 +200,7 @@ mod tests {
         let mut c = Cache::new(true);
         let big = vec![0u8; CACHE_DATA_LIMIT as usize + 1];
         let d = desc(&big);
-        c.insert("h/a", None, &d, Some(big));
+        c.insert("h/a", None, &d, Some(big.into()));
         assert!(c.object("h/a", &d.digest).unwrap().data.is_none());
 
         let mut off = Cache::new(false);

@@ -187,7 +187,9 @@ mod tests {
         let response = Response {
             status: 403,
             headers: Headers::new(),
-            body: ResponseBody::Bytes(br#"{"errors":[{"code":"DENIED","message":"no"}]}"#.to_vec()),
+            body: ResponseBody::Bytes(bytes::Bytes::from_static(
+                br#"{"errors":[{"code":"DENIED","message":"no"}]}"#,
+            )),
         };
         let e = Error::registry("r/x:v1", &response);
         assert_eq!(e.to_string(), "r/x:v1: registry answered 403 DENIED: no");

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
@@ -406,8 +408,9 @@ pub struct Request {
 pub enum RequestBody {
     /// Nothing.
     Empty,
-    /// These bytes (manifests, small blobs).
-    Bytes(Vec<u8>),
+    /// These bytes (manifests, small blobs), shared: a retry sends them
+    /// again without a copy.
+    Bytes(Bytes),
     /// The held body of an earlier response (a blob GET with
     /// [`BodyMode::Relay`]), streamed through by the driver without passing
     /// through the core: `size` bytes exactly, which must hash to `digest`.
@@ -470,7 +473,7 @@ pub struct Response {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResponseBody {
     /// The whole body.
-    Bytes(Vec<u8>),
+    Bytes(Bytes),
     /// Larger than the request's buffer limit: not read.
     TooLarge,
     /// A 2xx body of a [`BodyMode::Stream`] request, kept unread by the driver.
@@ -790,7 +793,9 @@ mod tests {
             method: Method::Post,
             url: Url::parse("https://auth.example/token").unwrap(),
             headers,
-            body: RequestBody::Bytes(b"grant_type=refresh_token&refresh_token=s3cret".to_vec()),
+            body: RequestBody::Bytes(Bytes::from_static(
+                b"grant_type=refresh_token&refresh_token=s3cret",
+            )),
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
         };
         let shown = format!("{request:?}");
@@ -807,8 +812,8 @@ mod tests {
     fn request_body_lengths() {
         assert_eq!(RequestBody::Empty.len(), None);
         assert!(RequestBody::Empty.is_empty());
-        assert!(RequestBody::Bytes(Vec::new()).is_empty());
-        assert!(!RequestBody::Bytes(vec![1]).is_empty());
+        assert!(RequestBody::Bytes(Bytes::new()).is_empty());
+        assert!(!RequestBody::Bytes(Bytes::from_static(&[1])).is_empty());
         let transfer = RequestBody::Transfer {
             from: RequestId(1),
             size: 7,

@@ -79,12 +79,16 @@ fn ensure_blob_checks_its_input_then_heads_only_when_worth_it() {
     let err = EnsureBlob::new(
         &c,
         r(&format!("{A}/x:tag@{d}")),
-        BlobSource::Bytes(small.clone()),
+        BlobSource::Bytes(small.clone().into()),
     )
     .unwrap_err();
     assert!(err.to_string().contains("blobs cannot have tags"), "{err}");
-    let err =
-        EnsureBlob::new(&c, r(&format!("{A}/x")), BlobSource::Bytes(small.clone())).unwrap_err();
+    let err = EnsureBlob::new(
+        &c,
+        r(&format!("{A}/x")),
+        BlobSource::Bytes(small.clone().into()),
+    )
+    .unwrap_err();
     assert!(
         err.to_string().contains("blobs must be pushed by digest"),
         "{err}"
@@ -92,7 +96,7 @@ fn ensure_blob_checks_its_input_then_heads_only_when_worth_it() {
     let err = EnsureBlob::new(
         &c,
         r(&format!("{A}/x@{d}")),
-        BlobSource::Bytes(b"other blob".to_vec()),
+        BlobSource::Bytes(b"other blob".to_vec().into()),
     )
     .unwrap_err();
     assert!(matches!(err, Error::Integrity { .. }), "{err}");
@@ -101,7 +105,7 @@ fn ensure_blob_checks_its_input_then_heads_only_when_worth_it() {
     let mut op = EnsureBlob::new(
         &c,
         r(&format!("{A}/x@{d}")),
-        BlobSource::Bytes(small.clone()),
+        BlobSource::Bytes(small.clone().into()),
     )
     .unwrap();
     let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
@@ -120,7 +124,8 @@ fn ensure_blob_checks_its_input_then_heads_only_when_worth_it() {
     // Big and already present: one HEAD, nothing sent.
     let big = vec![7u8; 70_000];
     let bd = world.reg(A).put("x", "application/octet-stream", &big);
-    let mut op = EnsureBlob::new(&c, r(&format!("{A}/x@{bd}")), BlobSource::Bytes(big)).unwrap();
+    let mut op =
+        EnsureBlob::new(&c, r(&format!("{A}/x@{bd}")), BlobSource::Bytes(big.into())).unwrap();
     let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
     assert_eq!(out.unwrap().size, 70_000);
     assert_eq!(methods(&sent), [format!("HEAD blob {A}")]);
@@ -134,7 +139,7 @@ fn a_head_is_worth_it_above_65535_bytes() {
         let d = Digest::sha256(&content);
         let mut c = client(&[]);
         let reference = r(&format!("{A}/x@{d}"));
-        let mut op = EnsureBlob::new(&c, reference, BlobSource::Bytes(content)).unwrap();
+        let mut op = EnsureBlob::new(&c, reference, BlobSource::Bytes(content.into())).unwrap();
         let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
         assert_eq!(out.unwrap().size, size as u64);
         let sent_heads = sent.iter().filter(|q| q.method == Method::Head).count();
@@ -164,7 +169,12 @@ fn a_blob_of_another_size_is_not_the_one_ensured_and_writes_say_their_length() {
     let content = vec![9u8; 70_000];
     let d = Digest::sha256(&content);
     let mut c = client(&[]);
-    let mut op = EnsureBlob::new(&c, r(&format!("{A}/x@{d}")), BlobSource::Bytes(content)).unwrap();
+    let mut op = EnsureBlob::new(
+        &c,
+        r(&format!("{A}/x@{d}")),
+        BlobSource::Bytes(content.into()),
+    )
+    .unwrap();
     let (out, sent) = drive(&mut c, &mut op, |q| {
         Ok(match q.method {
             // The registry has something of that digest, but not of our size.
@@ -201,7 +211,12 @@ fn a_registry_refusing_the_digest_is_an_integrity_error() {
     let mut c = client(&[]);
     let content = b"content".to_vec();
     let d = Digest::sha256(&content);
-    let mut op = EnsureBlob::new(&c, r(&format!("{A}/x@{d}")), BlobSource::Bytes(content)).unwrap();
+    let mut op = EnsureBlob::new(
+        &c,
+        r(&format!("{A}/x@{d}")),
+        BlobSource::Bytes(content.into()),
+    )
+    .unwrap();
     let (out, _) = drive(&mut c, &mut op, |q| {
         Ok(match q.method {
             Method::Post => response(202, &[("Location", "/upload/1")], b""),
@@ -215,7 +230,12 @@ fn a_registry_refusing_the_digest_is_an_integrity_error() {
     );
     // Another refusal is the registry's error, as it said it.
     let content = b"content".to_vec();
-    let mut op = EnsureBlob::new(&c, r(&format!("{A}/x@{d}")), BlobSource::Bytes(content)).unwrap();
+    let mut op = EnsureBlob::new(
+        &c,
+        r(&format!("{A}/x@{d}")),
+        BlobSource::Bytes(content.into()),
+    )
+    .unwrap();
     let (out, _) = drive(&mut c, &mut op, |q| {
         Ok(match q.method {
             Method::Post => response(202, &[("Location", "/upload/1")], b""),
@@ -313,7 +333,7 @@ fn a_refused_mount_falls_back_to_a_copy() {
     );
     assert_eq!(
         sent[3].body,
-        RequestBody::Bytes(b"layer".to_vec()),
+        RequestBody::Bytes(b"layer".to_vec().into()),
         "small blobs arrive whole and go whole"
     );
 }
@@ -701,7 +721,7 @@ fn a_201_that_confirms_nothing_is_checked_with_one_head() {
         let mut op = EnsureBlob::new(
             &c,
             r(&format!("{A}/x@{bd}")),
-            BlobSource::Bytes(blob.clone()),
+            BlobSource::Bytes(blob.clone().into()),
         )
         .unwrap();
         let mut heads = 0;
@@ -928,7 +948,8 @@ fn an_upload_session_elsewhere_or_down_to_plain_http_is_refused() {
     ] {
         let mut c = client(&[("r.example", basic.clone())]);
         let reference = r(&format!("r.example/x@{d}"));
-        let mut op = EnsureBlob::new(&c, reference, BlobSource::Bytes(content.clone())).unwrap();
+        let mut op =
+            EnsureBlob::new(&c, reference, BlobSource::Bytes(content.clone().into())).unwrap();
         let (out, sent) = drive(&mut c, &mut op, |q| {
             Ok(match q.method {
                 Method::Post => response(202, &[("Location", location)], b""),

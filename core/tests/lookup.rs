@@ -716,7 +716,7 @@ fn small_blobs_arrive_whole_verified_and_cached() {
         Ok(response(200, &[("Content-Length", "2")], b"{}"))
     });
     assert_eq!(sent.len(), 1);
-    assert!(matches!(found.unwrap().unwrap().body, Body::Bytes(ref b) if b == b"{}"));
+    assert!(matches!(found.unwrap().unwrap().body, Body::Bytes(ref b) if b[..] == b"{}"[..]));
     let (_, sent) = lookup(&mut c, &r, blob, |_| panic!("cached"));
     assert!(sent.is_empty());
 
@@ -885,7 +885,7 @@ fn docker_hub_reads_go_to_the_mirror_without_docker_hub_credentials() {
     let mut push = ocirelay_core::ops::ensure_blob::EnsureBlob::new(
         &c,
         reference,
-        ocirelay_core::ops::ensure_blob::BlobSource::Bytes(blob),
+        ocirelay_core::ops::ensure_blob::BlobSource::Bytes(blob.into()),
     )
     .unwrap();
     let hub = r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#;

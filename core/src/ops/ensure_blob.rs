@@ -5,6 +5,8 @@
 //! breaks starts over with a new upload session; the abandoned one is never
 //! completed, so nothing half-written lands.
 
+use bytes::Bytes;
+
 use crate::auth::repository_scope;
 use crate::client::Client;
 use crate::descriptor::Descriptor;
@@ -33,7 +35,7 @@ pub const MAX_RESTARTS: u32 = 2;
 #[derive(Debug, Clone)]
 pub enum BlobSource {
     /// These bytes (checked against the digest before anything is sent).
-    Bytes(Vec<u8>),
+    Bytes(Bytes),
     /// The blob at this reference (by digest), of this size when known:
     /// read once the upload session is open, and streamed into it by the
     /// driver. The destination verifies the digest when the upload completes.
@@ -75,7 +77,7 @@ pub struct EnsureBlob {
     size: Option<u64>,
     media_type: String,
     /// The bytes to send, until sent.
-    bytes: Option<Vec<u8>>,
+    bytes: Option<Bytes>,
     /// The source blob of a copy.
     from: Option<Reference>,
     stage: Stage,

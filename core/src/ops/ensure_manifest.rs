@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use bytes::Bytes;
+
 use crate::auth::repository_scope;
 use crate::client::Client;
 use crate::descriptor::Descriptor;
@@ -116,7 +118,7 @@ const MISSING_CHILDREN: &[&str] = &[
 #[derive(Debug)]
 pub struct EnsureManifest {
     reference: Reference,
-    bytes: Vec<u8>,
+    bytes: Bytes,
     descriptor: Descriptor,
     children: ChildRefs,
     /// How many manifests up it is a child of (0: the one asked for).
@@ -129,10 +131,11 @@ impl EnsureManifest {
     /// has one, else by digest. A digest in `reference` must be the bytes'.
     pub fn new(
         reference: Reference,
-        bytes: Vec<u8>,
+        bytes: impl Into<Bytes>,
         media_type: &str,
         children: ChildRefs,
     ) -> Result<Self> {
+        let bytes = bytes.into();
         let descriptor = Descriptor::new(media_type, Digest::sha256(&bytes), bytes.len() as u64);
         let mut reference = reference;
         match &reference.digest {

@@ -4,6 +4,8 @@
 
 use std::str::FromStr;
 
+use bytes::Bytes;
+
 use crate::auth::repository_scope;
 use crate::cache::{CacheKey, Mark, CACHE_DATA_LIMIT};
 use crate::client::Client;
@@ -59,8 +61,8 @@ pub struct LookupOptions {
 pub enum Body {
     /// HEAD: no content.
     Empty,
-    /// A manifest, already verified.
-    Bytes(Vec<u8>),
+    /// A manifest (or small blob), already verified.
+    Bytes(Bytes),
     /// A blob the driver holds unread under `request`; every byte read from
     /// it must pass through `verifier`, and `verifier.finish()` must succeed
     /// at its end.
@@ -197,7 +199,7 @@ impl Lookup {
         let body = if self.options.head {
             Body::Empty
         } else {
-            Body::Bytes(cached.data.as_ref()?.to_vec())
+            Body::Bytes(cached.data.clone()?)
         };
         Some(Found {
             reference: self.reference.with_digest(cached.descriptor.digest.clone()),

@@ -111,7 +111,10 @@ impl FetchToken {
             Some(form) => {
                 headers.set("Content-Type", FORM_URLENCODED);
                 headers.set("Content-Length", form.len().to_string());
-                (Method::Post, RequestBody::Bytes(form.clone().into_bytes()))
+                (
+                    Method::Post,
+                    RequestBody::Bytes(form.clone().into_bytes().into()),
+                )
             }
             None => (Method::Get, RequestBody::Empty),
         };

@@ -30,7 +30,7 @@ pub fn response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Response 
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect(),
-        body: ResponseBody::Bytes(body.to_vec()),
+        body: ResponseBody::Bytes(body.to_vec().into()),
     }
 }
 
@@ -235,7 +235,7 @@ impl ScriptedRegistry {
                             let e = br#"{"errors":[{"code":"DIGEST_INVALID"}]}"#;
                             return Ok(response(400, &[], e));
                         }
-                        b.clone()
+                        b.to_vec()
                     }
                     // A streamed body: the scripted driver carries no bytes.
                     RequestBody::Transfer { size, .. } => vec![0; *size as usize],
