@@ -7,7 +7,8 @@
 //! [`media_type`], [`manifest`], [`platform`]), protocol ([`http`],
 //! [`distribution`], [`auth`]), shared client state ([`client`]) and the
 //! clock it is told ([`time`]), policy ([`retry`], [`rate_limit`],
-//! [`policy`]), and operations as state machines ([`ops`]) with the
+//! [`policy`]), what hosts read from files ([`docker_config`],
+//! [`settings`]), and operations as state machines ([`ops`]) with the
 //! registry [`cache`]. [`ops`] says how to drive an operation, how one is
 //! written, and how to add one.
 
@@ -17,6 +18,7 @@ pub mod client;
 pub mod descriptor;
 pub mod digest;
 pub mod distribution;
+pub mod docker_config;
 pub mod error;
 pub mod http;
 pub mod index;
@@ -28,6 +30,7 @@ pub mod policy;
 pub mod rate_limit;
 pub mod reference;
 pub mod retry;
+pub mod settings;
 pub mod time;
 
 pub use client::{Client, ClientConfig};

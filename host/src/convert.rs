@@ -2,6 +2,7 @@
 //! core's: what the host hands the component, and what it prints of the
 //! answers (the core's serde types give the OCI JSON shape).
 
+use ocirelay_core::auth::Credential;
 use ocirelay_core::index::Index;
 use ocirelay_core::ops::batch::Query;
 use ocirelay_core::ops::lookup::{LookupKind, LookupOptions};
@@ -17,6 +18,18 @@ impl From<&Reference> for wit::Reference {
             repository: r.repository.clone(),
             tag: r.tag.clone(),
             digest: r.digest.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+impl From<Credential> for wit::Credential {
+    fn from(c: Credential) -> Self {
+        match c {
+            Credential::Basic { username, password } => {
+                wit::Credential::Basic((username, password))
+            }
+            Credential::Bearer(token) => wit::Credential::Bearer(token),
+            Credential::IdentityToken(token) => wit::Credential::IdentityToken(token),
         }
     }
 }

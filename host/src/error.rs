@@ -38,6 +38,16 @@ impl HostError {
         move |source| HostError::Runtime { context, source }
     }
 
+    /// A file the user gave (`what` names it) that the core found wrong:
+    /// bad input, saying what is wrong without the core's "invalid input".
+    pub fn bad_file(what: impl std::fmt::Display, e: ocirelay_core::Error) -> HostError {
+        let detail = match e {
+            ocirelay_core::Error::InvalidInput(detail) => detail,
+            other => other.to_string(),
+        };
+        HostError::Usage(format!("{what}: {detail}"))
+    }
+
     /// The process exit code: 2 for input the user must fix, 1 for a failed
     /// operation (registry, network, authentication, integrity, not found),
     /// 3 for a failure of ocirelay itself.
