@@ -109,14 +109,19 @@ impl Reference {
         }
     }
 
-    /// The repository as displayed: `library/` dropped on Docker Hub.
+    /// The repository as displayed: `library/` dropped on Docker Hub, and
+    /// `docker.io/` too unless the rest would then read as a host
+    /// (`docker.io/registry.example/app` is Docker Hub's).
     fn display_name(&self) -> String {
         if self.host == DOCKER_HUB {
             let repo = match self.repository.strip_prefix("library/") {
                 Some(rest) if !rest.contains('/') => rest,
                 _ => &self.repository,
             };
-            repo.to_string()
+            match repo.split_once('/') {
+                Some((first, _)) if names_host(first) => format!("{DOCKER_HUB}/{repo}"),
+                _ => repo.to_string(),
+            }
         } else if self.host.is_empty() {
             self.repository.clone()
         } else {
@@ -201,11 +206,7 @@ fn parse_relative(input: &str) -> Result<Reference> {
         return Err(bad("name longer than 255 characters"));
     }
     let (host, repository) = match name.split_once('/') {
-        Some((first, remainder))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first, remainder)
-        }
+        Some((first, remainder)) if names_host(first) => (first, remainder),
         _ => ("", name),
     };
     if !host.is_empty() && !valid_host(host) {
@@ -233,6 +234,12 @@ fn parse_relative(input: &str) -> Result<Reference> {
         tag: tag.map(str::to_string),
         digest,
     })
+}
+
+/// Whether a name's first component is a registry host (Docker's rule: it
+/// has a dot or a port, or is `localhost`).
+fn names_host(first: &str) -> bool {
+    first.contains('.') || first.contains(':') || first == "localhost"
 }
 
 fn valid_tag(t: &str) -> bool {
@@ -358,6 +365,24 @@ mod tests {
                 "localhost:5000/foo",
                 "localhost:5000/foo",
                 "localhost:5000/foo",
+            ),
+            // A Docker Hub repository whose first component reads as a
+            // host keeps `docker.io/`, so that what is shown parses back
+            // (found by fuzzing).
+            (
+                "docker.io/registry.example/app",
+                "docker.io/registry.example/app",
+                "docker.io/registry.example/app",
+            ),
+            (
+                "registry-1.docker.io/localhost/app:v1",
+                "docker.io/localhost/app:v1",
+                "docker.io/localhost/app:v1",
+            ),
+            (
+                "docker.io/library/localhost",
+                "docker.io/library/localhost",
+                "localhost",
             ),
         ];
         for (input, normalized, displayed) in cases {
