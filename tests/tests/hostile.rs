@@ -49,7 +49,7 @@ fn an_upload_location_down_to_plain_http_is_refused_and_nothing_goes_there() {
 #[test]
 fn a_blob_redirect_down_to_plain_http_or_to_another_scheme_is_refused() {
     let registry = Registry::start_plain(basic());
-    let image = push_image(&registry, "app", "v1", &[b"redirected"]);
+    push_image(&registry, "app", "v1", &[b"redirected"]);
     let layer = ocirelay_core::Digest::sha256(b"redirected");
     let front = FaultProxy::start_tls(registry.host());
     let config = docker_config(&front.host(), "mallory-victim", "pw-never-in-clear");
@@ -74,7 +74,6 @@ fn a_blob_redirect_down_to_plain_http_or_to_another_scheme_is_refused() {
         0,
         "nothing was sent there in clear"
     );
-    let _ = image;
 }
 
 #[test]
@@ -97,7 +96,34 @@ fn an_https_registry_naming_a_plain_http_realm_gets_no_credentials_there() {
     );
     let asked = registry.token_server().map_or(0, |t| t.requests().len());
     assert_eq!(asked, 0, "the token server never heard from us");
-    let _ = ocirelay;
+}
+
+#[test]
+fn an_upload_location_with_dot_segments_is_resolved_not_sent_raw() {
+    let src = Registry::start(Auth::None);
+    push_image(&src, "app", "v1", &[b"dotted"]);
+    let dst = Registry::start_plain(basic());
+    let front = FaultProxy::start_tls(dst.host());
+    // The destination's upload session points up and out of its API.
+    let dotted = "/v2/app/blobs/uploads/../../../../admin/./session?_state=s";
+    let location = vec![("Location".to_string(), dotted.to_string())];
+    front.add("POST", "/blobs/uploads/", Fault::Status(202, location), 10);
+    let config = docker_config(&front.host(), "mallory-victim", "pw-never-in-clear");
+    let env = [("DOCKER_CONFIG", config.path().to_str().unwrap())];
+    let target = format!("{}/app:v1", front.host());
+    let out = ocirelay_with(&["copy", &src.reference("app:v1"), &target], &env);
+    // The registry has nothing at /admin/session: the copy fails there.
+    assert_eq!(out.code, 1, "{out:?}");
+    let log = front.log();
+    assert!(
+        log.iter().any(|l| l.contains(" /admin/session?")),
+        "the session was used where RFC 3986 puts it: {log:#?}"
+    );
+    let mut paths = log.iter().filter_map(|l| l.split(' ').nth(1));
+    assert!(
+        !paths.any(|p| p.contains("/../") || p.contains("/./")),
+        "no dot segment was sent: {log:#?}"
+    );
 }
 
 #[test]
@@ -148,7 +174,7 @@ fn corrupt_bytes_are_never_completed_at_a_destination_that_verifies_nothing() {
 #[test]
 fn what_a_registry_says_reaches_the_terminal_inert_and_signed_urls_stay_out_of_logs() {
     let registry = Registry::start_plain(Auth::None);
-    let image = push_image(&registry, "app", "v1", &[b"inert"]);
+    push_image(&registry, "app", "v1", &[b"inert"]);
     let layer = ocirelay_core::Digest::sha256(b"inert");
     let proxy = FaultProxy::start(registry.host());
     // An error whose message would clear the line and forge another.
@@ -196,5 +222,4 @@ fn what_a_registry_says_reaches_the_terminal_inert_and_signed_urls_stay_out_of_l
     .success();
     assert!(out.stderr.contains("/blobs/"), "logged: {}", out.stderr);
     assert!(!out.stderr.contains("s3cret-sig"), "{}", out.stderr);
-    let _ = image;
 }
