@@ -1,0 +1,269 @@
+//! The fuzz targets' bodies, one function each, so that tests replay
+//! seeds and regressions through exactly what the fuzzer runs
+//! (`fuzz_targets/*.rs` are one line each). Every function takes raw bytes
+//! and panics when an invariant breaks.
+
+use ocirelay_core::auth::{parse_token_response, Challenge, Credential};
+use ocirelay_core::digest::{Algorithm, Verifier};
+use ocirelay_core::docker_config::{parse_helper_answer, registry_host, DockerConfig};
+use ocirelay_core::http::{Redirects, Scheme, Url};
+use ocirelay_core::index::{config_platform, Index};
+use ocirelay_core::manifest::ManifestChildren;
+use ocirelay_core::platform::bashbrew_platform;
+use ocirelay_core::rate_limit::{RateSpec, MAX_PERIOD};
+use ocirelay_core::settings::Settings;
+use ocirelay_core::{Digest, Platform, Reference};
+
+/// A target's function by name, the operations target included.
+pub fn by_name(name: &str) -> Option<fn(&[u8])> {
+    Some(match name {
+        "reference" => reference,
+        "digest" => digest,
+        "challenge" => challenge,
+        "location" => location,
+        "manifest" => manifest,
+        "platform" => platform,
+        "settings" => settings,
+        "operations" => operations,
+        _ => return None,
+    })
+}
+
+/// Every core operation, driven by a hostile registry: no panic, an end
+/// within bounds, no credential or upload sent where it does not belong,
+/// and nothing reported pushed that the answers did not confirm
+/// ([`crate::scenario`]).
+pub fn operations(data: &[u8]) {
+    crate::scenario::run(data);
+}
+
+/// Reference parsing (Docker Hub rules): never a panic; what parses prints
+/// as a string that parses back to the same reference, in Rust and in JSON.
+pub fn reference(data: &[u8]) {
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(reference) = Reference::parse(input) else {
+        return;
+    };
+    let shown = reference.to_string();
+    match Reference::parse(&shown) {
+        Ok(again) => assert_eq!(again, reference, "{input:?} shows as {shown:?}"),
+        Err(e) => panic!("{input:?} shows as {shown:?}, which does not parse: {e}"),
+    }
+    let json = serde_json::to_string(&reference).expect("a reference serializes");
+    let back: Reference = serde_json::from_str(&json).expect("its JSON parses back");
+    assert_eq!(back, reference);
+    if let Some(d) = &reference.digest {
+        let short = reference.string_with_known_digest(d);
+        assert!(!short.contains('@'), "{short:?} keeps the known digest");
+    }
+    let _ = reference.string_with_known_digest(&Digest::sha256(data));
+    let _ = (reference.object(), reference.cache_namespace());
+}
+
+/// Digest parsing and the streaming verifier: never a panic; what parses
+/// prints as itself; the verifier accepts content exactly when it hashes to
+/// the digest with the size expected, however it is cut into chunks.
+pub fn digest(data: &[u8]) {
+    // First line: a digest to parse; the rest: content, cut where a byte
+    // says.
+    let (line, content) = match data.iter().position(|b| *b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(text) = std::str::from_utf8(line) else {
+        return;
+    };
+    let Ok(digest) = Digest::parse(text) else {
+        return;
+    };
+    assert_eq!(digest.to_string(), text, "a digest prints as given");
+    assert_eq!(Digest::parse(&digest.to_string()), Ok(digest.clone()));
+    let cut = content.first().map_or(1, |b| usize::from(*b).max(1));
+    let expected_size = (content.len() % 3 != 0).then_some(content.len() as u64);
+    let mut verifier = Verifier::new("fuzz", digest.clone(), expected_size);
+    let mut fed = Ok(());
+    for chunk in content.chunks(cut) {
+        fed = fed.and_then(|()| verifier.update(chunk));
+    }
+    let verified = fed.and_then(|()| verifier.finish());
+    let actual = Digest::of(digest.algorithm(), content);
+    assert_eq!(
+        verified.is_ok(),
+        actual == digest,
+        "verifier and hash disagree"
+    );
+    if digest.algorithm() == Algorithm::Sha256 {
+        assert_eq!(actual, Digest::sha256(content));
+    }
+}
+
+/// `WWW-Authenticate` challenges, the token requests made from them and
+/// token answers: never a panic; a token request goes only to an
+/// http(s) realm, and carries the refresh token only in its form body.
+pub fn challenge(data: &[u8]) {
+    // First line: a header value; the rest: a token service's answer.
+    let (line, body) = match data.iter().position(|b| *b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let _ = parse_token_response("https://auth.example/token", body);
+    let Ok(value) = std::str::from_utf8(line) else {
+        return;
+    };
+    let Some(challenge) = Challenge::parse(value) else {
+        return;
+    };
+    let scopes = ["repository:library/app:pull".to_string()];
+    let credentials = [
+        None,
+        Some(Credential::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        }),
+        Some(Credential::IdentityToken(REFRESH_SECRET.into())),
+    ];
+    for credential in &credentials {
+        let Ok(request) = challenge.token_request(&scopes, credential.as_ref()) else {
+            continue;
+        };
+        let realm = request.realm();
+        assert!(
+            realm.starts_with("https://") || realm.starts_with("http://"),
+            "a token request to {realm:?}"
+        );
+        // The fuzzer may write the secret into the challenge itself.
+        assert!(
+            !request.url.to_string().contains(REFRESH_SECRET) || value.contains(REFRESH_SECRET),
+            "the refresh token in the token request's URL"
+        );
+    }
+}
+
+/// URLs and `Location`s: never a panic; a parsed or joined URL has no dot
+/// segments left and prints as a URL that parses back to itself; following
+/// a redirect never goes from HTTPS down to plain HTTP.
+pub fn location(data: &[u8]) {
+    // First line: a base URL (a default when it does not parse); the rest:
+    // a Location.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (base, location) = text.split_once('\n').unwrap_or(("", text));
+    let base = match Url::parse(base) {
+        Ok(url) => {
+            check(&url, base);
+            url
+        }
+        Err(_) => Url::parse("https://registry.example/v2/app/blobs/uploads/").expect("a URL"),
+    };
+    if let Ok(joined) = base.join(location) {
+        check(&joined, location);
+        let _ = (joined.origin(), joined.redacted());
+    }
+    if let Ok(next) = Redirects::default().follow(&base, location) {
+        check(&next, location);
+        assert!(
+            !(base.scheme == Scheme::Https && next.scheme == Scheme::Http),
+            "followed {base} down to {next}"
+        );
+    }
+}
+
+/// Manifests, indexes and image configs as registries serve them: never a
+/// panic; an index that parses serializes to JSON that parses back to the
+/// same index.
+pub fn manifest(data: &[u8]) {
+    let _ = ManifestChildren::parse(data);
+    if let Ok(platform) = config_platform(data) {
+        let _ = platform.normalized().bashbrew_arch();
+    }
+    if let Ok(index) = serde_json::from_slice::<Index>(data) {
+        let json = serde_json::to_vec(&index).expect("an index serializes");
+        let back: Index = serde_json::from_slice(&json).expect("its JSON parses back");
+        assert_eq!(back, index);
+    }
+}
+
+/// Platform normalization (containerd's, then bashbrew's arm64 rule):
+/// never a panic, idempotent, and a bashbrew architecture found for a
+/// platform names that same platform.
+pub fn platform(data: &[u8]) {
+    // os/architecture[/variant], as a platform is written on a command line.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut parts = text.splitn(3, '/');
+    let os = parts.next().unwrap_or("");
+    let architecture = parts.next().unwrap_or("");
+    let variant = parts.next();
+    let normalized = Platform::new(os, architecture, variant).normalized();
+    assert_eq!(
+        normalized.clone().normalized(),
+        normalized,
+        "{text:?}: normalizing twice changes it"
+    );
+    if let Some(arch) = normalized.bashbrew_arch() {
+        let named = bashbrew_platform(arch).expect("a bashbrew architecture's platform");
+        assert!(
+            named.normalized().matches(&normalized),
+            "{text:?} is not {arch}"
+        );
+    }
+}
+
+/// What a host reads from files and flags: the settings file, `--rate`
+/// specs, docker's `config.json` and credential helpers' answers. Never a
+/// panic; a rate that parses is usable (a host, a count, a period of at
+/// most a day).
+pub fn settings(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(rate) = RateSpec::parse(text) {
+        check_rate(&rate);
+    }
+    if let Ok(settings) = Settings::parse(text) {
+        settings.rates.iter().for_each(check_rate);
+    }
+    if let Ok(config) = DockerConfig::parse(text) {
+        if let Ok(credentials) = config.credentials() {
+            for (host, _) in credentials {
+                assert!(!host.contains('/'), "{host:?} is not a host");
+            }
+        }
+        let _ = config.helper_for("docker.io");
+        let _ = config.helper_for("registry.example:5000");
+    }
+    let _ = parse_helper_answer("fuzz", data);
+    let _ = registry_host(text);
+}
+
+/// The identity token the challenge target offers.
+const REFRESH_SECRET: &str = "refresh-secret";
+
+/// A URL as parsing or joining must leave it.
+fn check(url: &Url, from: &str) {
+    let path = url.path_and_query.split('?').next().unwrap_or("");
+    assert!(path.starts_with('/'), "{from:?}: path {path:?}");
+    assert!(
+        !path.split('/').any(|s| s == "." || s == ".."),
+        "{from:?}: dot segments left in {path:?}"
+    );
+    let shown = url.to_string();
+    assert_eq!(
+        Url::parse(&shown).as_ref(),
+        Ok(url),
+        "{from:?} shows as {shown:?}"
+    );
+}
+
+/// A rate a host can apply.
+fn check_rate(rate: &RateSpec) {
+    assert!(!rate.host.is_empty() && rate.count > 0, "{rate:?}");
+    assert!(
+        !rate.period.is_zero() && rate.period <= MAX_PERIOD,
+        "{rate:?}"
+    );
+}
