@@ -765,7 +765,7 @@ fn a_201_that_confirms_nothing_is_checked_with_one_head() {
                 Method::Head
                     if stores && q.url.path_and_query.ends_with(&desc.digest.to_string()) =>
                 {
-                    manifest_ok(b"", Some(&desc.digest.to_string()))
+                    manifest_ok(&bytes, Some(&desc.digest.to_string()))
                 }
                 _ => response(404, &[], b""),
             })
@@ -773,6 +773,27 @@ fn a_201_that_confirms_nothing_is_checked_with_one_head() {
         assert_eq!(sent.len(), 3, "HEAD, PUT, HEAD: {:?}", urls(&sent));
         assert_eq!(out.is_ok(), stores, "{out:?}");
     }
+
+    // A HEAD naming our digest with another size confirms nothing.
+    let mut c = client(&[]);
+    let mut op = EnsureManifest::new(
+        r(&format!("{A}/app:v1")),
+        bytes.clone(),
+        OCI_MANIFEST,
+        ChildRefs::default(),
+    )
+    .unwrap();
+    let (out, _) = drive(&mut c, &mut op, |q| {
+        Ok(match q.method {
+            Method::Put => response(201, &[], b""),
+            Method::Head if q.url.path_and_query.ends_with(&desc.digest.to_string()) => {
+                manifest_ok(b"{}", Some(&desc.digest.to_string()))
+            }
+            _ => response(404, &[], b""),
+        })
+    });
+    let err = out.unwrap_err().to_string();
+    assert!(err.contains("yet does not have it"), "{err}");
 }
 
 #[test]

@@ -17,6 +17,7 @@ use crate::http::{
     refuse_downgrade, BodyMode, Method, RequestBody, Response, Url, SMALL_BODY_LIMIT,
 };
 use crate::media_type::OCTET_STREAM;
+use crate::ops::confirm_push::ConfirmPush;
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged, Target};
 use crate::ops::lookup::{Body, Found, Lookup};
 use crate::ops::{Operation, Output, Step};
@@ -60,12 +61,8 @@ enum Stage {
         exchange: Box<Exchange>,
         streamed: bool,
     },
-    /// The PUT's 201 confirmed nothing (no digest, or another one it
-    /// claims to have stored): is ours there?
-    Confirm {
-        head: Box<Lookup>,
-        claimed: Option<String>,
-    },
+    /// The PUT's 201 confirmed nothing: is ours there?
+    Confirm(Box<ConfirmPush>),
 }
 
 /// The ensure-blob state machine.
@@ -298,44 +295,11 @@ impl EnsureBlob {
         if !answer.response.is_success() {
             return Err(self.refused(&answer, "completing an upload"));
         }
-        let claimed = answer.response.headers.get("docker-content-digest");
-        let claimed = claimed.map(|c| c.trim().to_string());
-        if claimed.as_deref() == Some(&self.digest.to_string()) {
-            let size = self.size.unwrap_or_default();
-            return Ok(self.present(client, size));
-        }
-        // A 201 that confirms nothing is not taken on trust: one HEAD.
-        let head = Lookup::blob(&self.reference, self.digest.clone(), true).for_push();
-        Ok(Step::Next(Stage::Confirm {
-            head: Box::new(head),
-            claimed,
-        }))
-    }
-
-    /// What the registry holds after a 201 that confirmed nothing.
-    fn confirmed(
-        &self,
-        client: &mut Client,
-        found: Option<Found>,
-        claimed: Option<String>,
-    ) -> Result<Step<Stage, Descriptor>> {
-        match found {
-            Some(f) if self.size.is_none_or(|s| s == f.descriptor.size) => {
-                Ok(self.present(client, f.descriptor.size))
-            }
-            _ => {
-                let said = claimed.map_or_else(
-                    || "201 without a digest".to_string(),
-                    |c| format!("201 for {c}"),
-                );
-                Err(Error::integrity(
-                    self.reference.to_string(),
-                    format!(
-                        "the registry answered {said}, yet does not have {}",
-                        self.digest
-                    ),
-                ))
-            }
+        let head = || Lookup::blob(&self.reference, self.digest.clone(), true).for_push();
+        let subject = &self.reference;
+        match ConfirmPush::after(&answer.response, head, &self.digest, self.size, subject) {
+            Some(confirm) => Ok(Step::Next(Stage::Confirm(Box::new(confirm)))),
+            None => Ok(self.present(client, self.size.unwrap_or_default())),
         }
     }
 }
@@ -396,13 +360,9 @@ impl Operation for EnsureBlob {
                     let answer = ready!(exchange.poll_output(client));
                     advance!(self.stage, self.completed(client, answer, streamed));
                 }
-                Stage::Confirm { head, claimed } => {
-                    let found = ready!(head.poll_output(client));
-                    let claimed = claimed.take();
-                    advance!(
-                        self.stage,
-                        found.and_then(|f| self.confirmed(client, f, claimed))
-                    );
+                Stage::Confirm(confirm) => {
+                    let held = ready!(confirm.poll_output(client));
+                    advance!(self.stage, held.map(|d| self.present(client, d.size)));
                 }
             }
         }

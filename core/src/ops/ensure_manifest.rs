@@ -14,6 +14,7 @@ use crate::distribution::manifest_path;
 use crate::error::{Error, Result};
 use crate::http::{BodyMode, Method, RequestBody, SMALL_BODY_LIMIT};
 use crate::manifest::ManifestChildren;
+use crate::ops::confirm_push::ConfirmPush;
 use crate::ops::copy_blob::CopyBlob;
 use crate::ops::copy_manifest::CopyManifest;
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged, Target};
@@ -93,12 +94,8 @@ enum Stage {
     },
     /// Copying the children the registry said were missing.
     Children(Box<CopyChildren>),
-    /// The PUT's 201 confirmed nothing (no digest, or another one): is
-    /// ours there?
-    Confirm {
-        head: Box<Lookup>,
-        claimed: Option<String>,
-    },
+    /// The PUT's 201 confirmed nothing: is ours there?
+    Confirm(Box<ConfirmPush>),
 }
 
 /// How deep indexes may nest (an index of indexes of ...) in one push: a
@@ -222,18 +219,15 @@ impl EnsureManifest {
     ) -> Result<Step<Stage, Descriptor>> {
         let response = &answer.response;
         if response.is_success() {
-            let claimed = response.headers.get("docker-content-digest");
-            let claimed = claimed.map(|c| c.trim().to_string());
-            if claimed.as_deref() == Some(&self.descriptor.digest.to_string()) {
-                return Ok(self.pushed_as_is(client));
-            }
-            // A 201 that confirms nothing is not taken on trust: one HEAD.
-            let ours = self.reference.with_digest(self.descriptor.digest.clone());
-            let head = Lookup::manifest(ours, true).for_push();
-            return Ok(Step::Next(Stage::Confirm {
-                head: Box::new(head),
-                claimed,
-            }));
+            let d = &self.descriptor;
+            let head = || Lookup::manifest(self.reference.with_digest(d.digest.clone()), true);
+            let head = || head().for_push();
+            return Ok(
+                match ConfirmPush::after(response, head, &d.digest, Some(d.size), &self.reference) {
+                    Some(confirm) => Step::Next(Stage::Confirm(Box::new(confirm))),
+                    None => self.pushed_as_is(client),
+                },
+            );
         }
         // Children the registry says are missing: copy them, then push
         // again, once. Any other refusal (401, 403, ...) is the manifest's.
@@ -259,33 +253,6 @@ impl EnsureManifest {
             .cache
             .record(&self.reference, &d, Some(self.bytes.clone()));
         Step::Done(d)
-    }
-
-    /// What the registry holds after a 201 that confirmed nothing.
-    fn confirmed(
-        &self,
-        client: &mut Client,
-        found: Option<Found>,
-        claimed: Option<String>,
-    ) -> Result<Step<Stage, Descriptor>> {
-        match found {
-            Some(f) if f.descriptor.digest == self.descriptor.digest => {
-                Ok(self.pushed_as_is(client))
-            }
-            _ => {
-                let said = claimed.map_or_else(
-                    || "201 without a digest".to_string(),
-                    |c| format!("201 for {c}"),
-                );
-                Err(Error::integrity(
-                    self.reference.to_string(),
-                    format!(
-                        "pushed {}: the registry answered {said}, yet does not have it",
-                        self.descriptor.digest
-                    ),
-                ))
-            }
-        }
     }
 
     /// Every child to copy: manifests (ensured recursively, with their own
@@ -346,13 +313,9 @@ impl Operation for EnsureManifest {
                         copied.map(|()| Step::Next(self.put(client, true)))
                     );
                 }
-                Stage::Confirm { head, claimed } => {
-                    let found = ready!(head.poll_output(client));
-                    let claimed = claimed.take();
-                    advance!(
-                        self.stage,
-                        found.and_then(|f| self.confirmed(client, f, claimed))
-                    );
+                Stage::Confirm(confirm) => {
+                    let held = ready!(confirm.poll_output(client));
+                    advance!(self.stage, held.map(|_| self.pushed_as_is(client)));
                 }
             }
         }

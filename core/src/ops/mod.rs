@@ -54,6 +54,7 @@
 //!    real registries.
 
 pub mod batch;
+pub mod confirm_push;
 pub mod copy_blob;
 pub mod copy_manifest;
 pub mod ensure_blob;
