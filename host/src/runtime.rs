@@ -384,6 +384,21 @@ fn cache_dir() -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    /// A session's config as the CLI gives it, defaults throughout.
+    fn test_config() -> wit::Config {
+        wit::Config {
+            user_agent: "test".into(),
+            credentials: Vec::new(),
+            insecure_registries: Vec::new(),
+            cache: true,
+            concurrency: 0,
+            retry_deadline_secs: 0,
+            docker_hub_proxy: None,
+            policy: None,
+            uploads_verified_by_host: true,
+        }
+    }
+
     /// An embedder whose hook applies no policy of its own (ours is told to
     /// let both hosts through) still gets the allow-list and the rate limit,
     /// from the component's configured policy.
@@ -403,13 +418,7 @@ mod tests {
             let runtime = Runtime::new(hook_policy, &ca, idle).expect("the runtime");
             let config = wit::Config {
                 user_agent: "embedder".into(),
-                credentials: Vec::new(),
-                insecure_registries: Vec::new(),
                 cache: false,
-                concurrency: 0,
-                retry_deadline_secs: 0,
-                docker_hub_proxy: None,
-                uploads_verified_by_host: true,
                 policy: Some(wit::Policy {
                     allowed_hosts: vec![registry.host().to_string()],
                     rate_limits: vec![wit::RateLimit {
@@ -418,6 +427,7 @@ mod tests {
                         period_ms: 1000,
                     }],
                 }),
+                ..test_config()
             };
             let mut session = runtime.session(config.clone()).await.expect("a session");
             let head = LookupOptions {
@@ -498,17 +508,7 @@ mod tests {
             let runtime = Runtime::new(policy, &[], idle)
                 .expect("the runtime")
                 .without_upload_checks();
-            let config = wit::Config {
-                user_agent: "test".into(),
-                credentials: Vec::new(),
-                insecure_registries: Vec::new(),
-                cache: true,
-                concurrency: 0,
-                retry_deadline_secs: 0,
-                docker_hub_proxy: None,
-                policy: None,
-                uploads_verified_by_host: true,
-            };
+            let config = test_config();
             let mut session = runtime.session(config).await.expect("a session");
             let from = Reference::parse(&src.reference(&format!("app@{digest}"))).unwrap();
             let to = Reference::parse(&format!("{host_front}/copy")).unwrap();
@@ -554,17 +554,7 @@ mod tests {
             let ca = [ocirelay_tests::tls::ca_file().to_path_buf()];
             let idle = std::time::Duration::from_secs(60);
             let runtime = Runtime::new(policy, &ca, idle).expect("the runtime");
-            let config = wit::Config {
-                user_agent: "test".into(),
-                credentials: Vec::new(),
-                insecure_registries: Vec::new(),
-                cache: true,
-                concurrency: 0,
-                retry_deadline_secs: 0,
-                docker_hub_proxy: None,
-                policy: None,
-                uploads_verified_by_host: true,
-            };
+            let config = test_config();
             let mut session = runtime.session(config).await.expect("a session");
             let head = LookupOptions {
                 kind: ocirelay_core::ops::lookup::LookupKind::Manifest,
