@@ -134,7 +134,29 @@ struct Upload {
 /// The most bytes read into guest memory at once when hashing an upload.
 const HASHED_CHUNK: u64 = 1 << 20;
 
+/// What an upload's sink can take now.
+enum Room {
+    /// Nothing: every byte of the body was sent.
+    Sent,
+    /// Nothing yet: the stream is full.
+    Full,
+    /// This many bytes (never more than the body has left).
+    Take(u64),
+}
+
 impl Upload {
+    /// What the sink can take now; `what` names the step in an error.
+    fn room(&self, what: &str) -> Result<Room, TransportError> {
+        if self.sent >= self.size {
+            return Ok(Room::Sent);
+        }
+        match self.sink.check_write() {
+            Ok(0) => Ok(Room::Full),
+            Ok(n) => Ok(Room::Take(n.min(self.size - self.sent))),
+            Err(e) => Err(stream_error(what, e)),
+        }
+    }
+
     /// Moves what can be moved now; `true` once the source is exhausted.
     fn pump(&mut self) -> Result<bool, TransportError> {
         let stream = match &self.source {
@@ -143,15 +165,12 @@ impl Upload {
             Source::Held(held) => &held.stream,
         };
         loop {
-            if self.sent >= self.size {
-                return Ok(true);
-            }
-            let permit = match self.sink.check_write() {
-                Ok(0) => return Ok(false),
-                Ok(n) => n,
-                Err(e) => return Err(stream_error("sending the body", e)),
+            let room = match self.room("sending the body")? {
+                Room::Take(n) => n,
+                Room::Sent => return Ok(true),
+                Room::Full => return Ok(false),
             };
-            match self.sink.splice(stream, permit.min(self.size - self.sent)) {
+            match self.sink.splice(stream, room) {
                 Ok(0) => return Ok(false),
                 Ok(n) => self.sent += n,
                 // The source ended early: `finish` reports the shortfall.
@@ -164,16 +183,13 @@ impl Upload {
     /// Writes what the stream takes now of `bytes`.
     fn pump_bytes(&mut self, bytes: &Bytes) -> Result<bool, TransportError> {
         loop {
-            if self.sent >= self.size {
-                return Ok(true);
-            }
-            let permit = match self.sink.check_write() {
-                Ok(0) => return Ok(false),
-                Ok(n) => n,
-                Err(e) => return Err(stream_error("writing the body", e)),
+            let room = match self.room("writing the body")? {
+                Room::Take(n) => n,
+                Room::Sent => return Ok(true),
+                Room::Full => return Ok(false),
             };
             let start = usize::try_from(self.sent).unwrap_or(usize::MAX);
-            let n = usize::try_from(permit)
+            let n = usize::try_from(room)
                 .unwrap_or(usize::MAX)
                 .min(bytes.len() - start);
             self.sink
@@ -188,15 +204,12 @@ impl Upload {
     /// whole matches its digest (else the upload is abandoned before it).
     fn pump_hashed(&mut self) -> Result<bool, TransportError> {
         loop {
-            if self.sent >= self.size {
-                return Ok(true);
-            }
-            let permit = match self.sink.check_write() {
-                Ok(0) => return Ok(false),
-                Ok(n) => n,
-                Err(e) => return Err(stream_error("sending the body", e)),
+            let room = match self.room("sending the body")? {
+                Room::Take(n) => n,
+                Room::Sent => return Ok(true),
+                Room::Full => return Ok(false),
             };
-            let want = permit.min(self.size - self.sent).min(HASHED_CHUNK);
+            let want = room.min(HASHED_CHUNK);
             let Source::Held(held) = &self.source else {
                 return Ok(true);
             };
