@@ -209,3 +209,63 @@ fn identity_tokens_are_traded_by_oauth2_and_never_shown() {
     );
     assert!(!out.stderr.contains("refresh-stale-0000"), "{}", out.stderr);
 }
+
+#[test]
+fn files_that_are_not_what_they_should_be_are_named() {
+    let registry = Registry::start(Auth::None);
+    push_image(&registry, "app", "v1", &[b"named"]);
+    let reference = registry.reference("app:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let docker = [("DOCKER_CONFIG", dir.path().to_str().unwrap())];
+
+    // The user's files: bad input (exit 2), naming the file and the fault.
+    let bad_auth = json!({"auths": {registry.host(): {"auth": "!!"}}}).to_string();
+    for (text, says) in [
+        ("{not json", "not a docker config"),
+        (bad_auth.as_str(), "is not base64"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = ocirelay_with(&["lookup", "--head", &reference], &docker);
+        assert_eq!(out.code, 2, "{out:?}");
+        let named = config.display().to_string();
+        assert!(
+            out.stderr.contains(&named) && out.stderr.contains(says),
+            "{}",
+            out.stderr
+        );
+    }
+    let settings = dir.path().join("settings.json");
+    std::fs::write(&settings, r#"{"rate": {}}"#).unwrap();
+    let env = [("OCIRELAY_CONFIG", settings.to_str().unwrap())];
+    let out = ocirelay_with(&["lookup", "--head", &reference], &env);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(settings.to_str().unwrap()) && out.stderr.contains("unknown field"),
+        "{}",
+        out.stderr
+    );
+
+    // A helper that answers something else than credentials: its fault
+    // (exit 1), named.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let script = bin.join("docker-credential-garbled");
+    std::fs::write(&script, "#!/bin/sh\necho 'Username: not json'\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(&config, json!({"credsStore": "garbled"}).to_string()).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env = [docker[0], ("PATH", path.as_str())];
+    let out = ocirelay_with(&["lookup", "--head", &reference], &env);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("docker-credential-garbled")
+            && out.stderr.contains("not credentials JSON"),
+        "{}",
+        out.stderr
+    );
+}
