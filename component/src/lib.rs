@@ -12,12 +12,13 @@ use std::rc::Rc;
 
 use ocirelay_core::digest::Verifier;
 use ocirelay_core::http::RequestId;
+use ocirelay_core::json;
 use ocirelay_core::ops::batch::{Answer, Batch};
 use ocirelay_core::ops::copy_blob::CopyBlob;
 use ocirelay_core::ops::copy_manifest::CopyManifest;
 use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
 use ocirelay_core::ops::ensure_manifest::EnsureManifest;
-use ocirelay_core::ops::lookup::{Body, Found, Lookup};
+use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupOptions};
 use ocirelay_core::ops::resume_blob::{self, ResumeBlob};
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
 use ocirelay_core::{Client as CoreClient, ClientConfig, Descriptor, Operation, Reference};
@@ -87,6 +88,30 @@ impl wit::GuestClient for ClientResource {
         let mut op = SynthesizeIndex::new((&reference).try_into()?);
         let (index, _) = self.run(&mut op)?;
         Ok(index?.as_ref().map(Into::into))
+    }
+
+    fn synthesize_index_json(
+        &self,
+        reference: wit::Reference,
+    ) -> Result<Option<String>, wit::Error> {
+        let mut op = SynthesizeIndex::new((&reference).try_into()?);
+        let (index, _) = self.run(&mut op)?;
+        Ok(index?.as_ref().map(json::to_string).transpose()?)
+    }
+
+    fn manifest_json(&self, reference: wit::Reference) -> Result<Option<String>, wit::Error> {
+        let reference = Reference::try_from(&reference)?;
+        let mut op = Lookup::new(reference.clone(), LookupOptions::default())?;
+        let (found, _) = self.run(&mut op)?;
+        let Some(found) = found? else {
+            return Ok(None);
+        };
+        let Body::Bytes(bytes) = found.body else {
+            return Err(wit::Error::Internal(format!(
+                "{reference}: a manifest lookup gave no content"
+            )));
+        };
+        Ok(Some(json::manifest(&reference.to_string(), &bytes)?))
     }
 
     fn copy_manifest(
@@ -212,7 +237,7 @@ impl ClientResource {
             }
         };
         Ok(wit::BlobReader::new(BlobReader {
-            descriptor: (&found.descriptor).into(),
+            descriptor: found.descriptor,
             content: RefCell::new(content),
         }))
     }
@@ -270,13 +295,18 @@ impl Resume {
 
 /// A found object's descriptor and content, checked as it is read.
 struct BlobReader {
-    descriptor: wit::Descriptor,
+    descriptor: Descriptor,
     content: RefCell<Content>,
 }
 
 impl wit::GuestBlobReader for BlobReader {
     fn descriptor(&self) -> wit::Descriptor {
-        self.descriptor.clone()
+        (&self.descriptor).into()
+    }
+
+    fn descriptor_json(&self) -> String {
+        // A descriptor always serializes (string keys, plain values).
+        json::to_string(&self.descriptor).unwrap_or_default()
     }
 
     fn read(&self, max: u64) -> Result<Vec<u8>, wit::Error> {

@@ -39,7 +39,7 @@ pub async fn run(
     Ok(())
 }
 
-async fn print_answer<W: Write>(
+pub(crate) async fn print_answer<W: Write>(
     session: &mut Session,
     out: &mut W,
     query: &Query,
@@ -80,11 +80,9 @@ async fn print_found<W: Write>(
             })
             .await?;
             session.close(found).await?;
-            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-                let message = format!("{reference}: the manifest is not JSON: {e}");
-                HostError::Component(wit::Error::Protocol(message))
-            })?;
-            write_json(out, &value).map_err(HostError::from)
+            let json = ocirelay_core::json::manifest(&reference.to_string(), &bytes)
+                .map_err(HostError::from)?;
+            out.write_all(json.as_bytes()).map_err(HostError::from)
         }
         LookupKind::Blob => {
             // Streamed as base64 in 3-byte multiples so memory stays bounded;

@@ -583,6 +583,95 @@ mod tests {
         });
     }
 
+    /// What the CLI prints for `query` (as `lookup` and `index` do).
+    async fn printed(session: &mut Session, query: &Query) -> Vec<u8> {
+        let answer = match query {
+            Query::Lookup(r, o) => session.lookup(r, *o).await.unwrap().map(Answer::Found),
+            Query::SynthesizeIndex(r) => session
+                .synthesize_index(r)
+                .await
+                .unwrap()
+                .map(Answer::Index),
+        };
+        let mut out = Vec::new();
+        crate::queries::print_answer(session, &mut out, query, answer)
+            .await
+            .expect("printed");
+        out
+    }
+
+    /// Embedders get OCI JSON as the exact bytes the CLI prints: a
+    /// synthesized index, a manifest (here an index) and a descriptor.
+    #[test]
+    fn the_json_functions_give_what_the_cli_prints() {
+        use ocirelay_core::ops::lookup::LookupKind;
+        use ocirelay_tests::{push_index, two_platforms, Flavour};
+        let registry = ocirelay_tests::Registry::start(ocirelay_tests::Auth::None);
+        push_index(&registry, "app", "v1", Flavour::Oci, &two_platforms());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        rt.block_on(async {
+            let policy = Policy::new(Vec::new(), [registry.host()]);
+            let ca = [ocirelay_tests::tls::ca_file().to_path_buf()];
+            let idle = std::time::Duration::from_secs(60);
+            let runtime = Runtime::new(policy, &ca, idle).expect("the runtime");
+            let mut session = runtime.session(test_config()).await.expect("a session");
+            let reference = Reference::parse(&registry.reference("app:v1")).unwrap();
+            let get = LookupOptions {
+                kind: LookupKind::Manifest,
+                head: false,
+            };
+            let head = LookupOptions { head: true, ..get };
+            let index = printed(&mut session, &Query::SynthesizeIndex(reference.clone())).await;
+            let manifest = printed(&mut session, &Query::Lookup(reference.clone(), get)).await;
+            let descriptor = printed(&mut session, &Query::Lookup(reference.clone(), head)).await;
+            assert!(
+                descriptor.starts_with(b"{\n\t\"mediaType\": "),
+                "{descriptor:?}"
+            );
+            let found = session
+                .lookup(&reference, head)
+                .await
+                .unwrap()
+                .expect("found");
+
+            let wit_ref = wit::Reference::from(&reference);
+            let missing = Reference::parse(&registry.reference("app:v2")).unwrap();
+            let missing = wit::Reference::from(&missing);
+            let api = session.relay.ocirelay_registry_registry();
+            let store = &mut session.store;
+            let json = api
+                .client()
+                .call_synthesize_index_json(&mut *store, session.client, &wit_ref)
+                .await
+                .expect("called")
+                .expect("an index");
+            assert_eq!(json.map(String::into_bytes), Some(index));
+            let json = api
+                .client()
+                .call_manifest_json(&mut *store, session.client, &wit_ref)
+                .await
+                .expect("called")
+                .expect("a manifest");
+            assert_eq!(json.map(String::into_bytes), Some(manifest));
+            let json = api
+                .blob_reader()
+                .call_descriptor_json(&mut *store, found.resource)
+                .await
+                .expect("called");
+            assert_eq!(json.into_bytes(), descriptor);
+            let none = api
+                .client()
+                .call_manifest_json(&mut *store, session.client, &missing)
+                .await
+                .expect("called")
+                .expect("no error");
+            assert_eq!(none, None);
+        });
+    }
+
     /// The interfaces of the `wasi:http/proxy` world (0.2): all an edge
     /// runtime offers.
     const PROXY_WORLD: [&str; 11] = [

@@ -1,0 +1,54 @@
+//! JSON as ocirelay prints it: tab-indented, keys in their order, one
+//! document and a newline. The CLI prints with it and the component hands
+//! embedders the same bytes, so neither re-renders OCI JSON its own way.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Writes `value` as printed JSON (newline included) to `out`.
+pub fn write<W: std::io::Write, T: Serialize + ?Sized>(
+    mut out: W,
+    value: &T,
+) -> serde_json::Result<()> {
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+    value.serialize(&mut ser)?;
+    out.write_all(b"\n").map_err(serde_json::Error::io)
+}
+
+/// `value` as printed JSON (newline included).
+pub fn to_string<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    let mut out = Vec::new();
+    write(&mut out, value).map_err(|e| Error::Internal(format!("printing JSON: {e}")))?;
+    String::from_utf8(out).map_err(|e| Error::Internal(format!("printing JSON: {e}")))
+}
+
+/// A manifest or index (its bytes as the registry serves them) as printed
+/// JSON: the same keys and values in the same order, re-indented.
+pub fn manifest(subject: &str, bytes: &[u8]) -> Result<String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        Error::protocol(
+            subject.to_string(),
+            format!("the manifest is not JSON: {e}"),
+        )
+    })?;
+    to_string(&value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tabs_key_order_and_a_newline() {
+        let bytes = br#"{"schemaVersion":2,"mediaType":"m","manifests":[{"size":1,"digest":"d"}],"annotations":{}}"#;
+        assert_eq!(
+            manifest("r", bytes).unwrap(),
+            "{\n\t\"schemaVersion\": 2,\n\t\"mediaType\": \"m\",\n\t\"manifests\": [\n\t\t{\n\t\t\t\"size\": 1,\n\t\t\t\"digest\": \"d\"\n\t\t}\n\t],\n\t\"annotations\": {}\n}\n"
+        );
+        assert_eq!(to_string(&serde_json::Value::Null).unwrap(), "null\n");
+        let e = manifest("registry.example/app:v1", b"{").unwrap_err();
+        assert!(e.to_string().contains("registry.example/app:v1"), "{e}");
+    }
+}
