@@ -59,8 +59,8 @@ struct Script {
     /// Requests being served now, and the most there ever were.
     active: usize,
     most_active: usize,
-    /// Connections to a TLS proxy that did not complete a TLS handshake.
-    failed_handshakes: usize,
+    /// Connections to a TLS proxy that were not TLS.
+    cleartext_connections: usize,
 }
 
 /// A running proxy.
@@ -100,15 +100,26 @@ impl FaultProxy {
                     let _ = match tls {
                         None => serve(conn, &up, &s, &mut active),
                         Some(config) => {
+                            // The first byte says whether the client spoke
+                            // TLS (a handshake record is 0x16; plain HTTP
+                            // starts with a method). A connection closed
+                            // before any byte (a client giving up) is neither.
+                            let mut first = [0u8; 1];
+                            match conn.peek(&mut first) {
+                                Ok(1) if first[0] != 0x16 => {
+                                    if let Ok(mut s) = s.lock() {
+                                        s.cleartext_connections += 1;
+                                    }
+                                    return;
+                                }
+                                Ok(1) => {}
+                                _ => return,
+                            }
                             let Ok(session) = rustls::ServerConnection::new(config) else {
                                 return;
                             };
                             let mut stream = rustls::StreamOwned::new(session, conn);
-                            // Whatever is not a TLS handshake (plain HTTP, say) is counted.
                             if stream.conn.complete_io(&mut stream.sock).is_err() {
-                                if let Ok(mut s) = s.lock() {
-                                    s.failed_handshakes += 1;
-                                }
                                 return;
                             }
                             serve(stream, &up, &s, &mut active)
@@ -127,8 +138,11 @@ impl FaultProxy {
 
     /// Connections to a TLS proxy that were not TLS (plain HTTP sent to
     /// an HTTPS port, say).
-    pub fn failed_handshakes(&self) -> usize {
-        self.script.lock().map(|s| s.failed_handshakes).unwrap_or(0)
+    pub fn cleartext_connections(&self) -> usize {
+        self.script
+            .lock()
+            .map(|s| s.cleartext_connections)
+            .unwrap_or(0)
     }
 
     /// Adds a rule.

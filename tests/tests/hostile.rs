@@ -35,7 +35,7 @@ fn an_upload_location_down_to_plain_http_is_refused_and_nothing_goes_there() {
         out.stderr
     );
     assert_eq!(
-        front.failed_handshakes(),
+        front.cleartext_connections(),
         0,
         "nothing was sent there in clear"
     );
@@ -70,7 +70,7 @@ fn a_blob_redirect_down_to_plain_http_or_to_another_scheme_is_refused() {
         assert!(out.stderr.contains(shown), "{}", out.stderr);
     }
     assert_eq!(
-        front.failed_handshakes(),
+        front.cleartext_connections(),
         0,
         "nothing was sent there in clear"
     );
