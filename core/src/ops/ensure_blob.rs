@@ -115,7 +115,7 @@ impl EnsureBlob {
                 Lookup::blob(&reference, digest.clone(), true).for_push(),
             ))
         } else {
-            Stage::Open(Box::new(Self::open(client, &reference)))
+            Stage::Open(Box::new(open_session(client, &reference)))
         };
         Ok(EnsureBlob {
             reference,
@@ -132,7 +132,7 @@ impl EnsureBlob {
     /// Skips the HEAD (the caller knows the blob is missing, or already asked).
     pub fn without_head(mut self, client: &Client) -> Self {
         if matches!(self.stage, Stage::Head(_)) {
-            self.stage = Stage::Open(Box::new(Self::open(client, &self.reference)));
+            self.stage = Stage::Open(Box::new(open_session(client, &self.reference)));
         }
         self
     }
@@ -147,18 +147,6 @@ impl EnsureBlob {
     pub fn with_media_type(mut self, media_type: &str) -> Self {
         self.media_type = media_type.to_string();
         self
-    }
-
-    /// The POST that opens an upload session.
-    fn open(client: &Client, reference: &Reference) -> Exchange {
-        let scope = repository_scope(&reference.repository, "pull,push");
-        let spec = ExchangeSpec::read(
-            &reference.host,
-            vec![scope],
-            Method::Post,
-            upload_path(&reference.repository),
-        );
-        Exchange::new(client, spec)
     }
 
     /// What comes once `session` is open: the PUT of the bytes, or the read
@@ -193,6 +181,7 @@ impl EnsureBlob {
             body,
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
             range_from: None,
+            content_range: None,
         };
         Stage::Put {
             exchange: Box::new(Exchange::new(client, spec)),
@@ -213,19 +202,7 @@ impl EnsureBlob {
 
     /// The registry's error answer; a refused digest is an integrity error.
     fn refused(&self, answer: &Exchanged, what: &str) -> Error {
-        let e = Error::registry(format!("{} ({what})", self.reference), &answer.response);
-        match e {
-            Error::Registry {
-                code: Some(code), ..
-            } if code == "DIGEST_INVALID" => Error::integrity(
-                self.reference.to_string(),
-                format!(
-                    "the registry refused the upload: its content is not {} (DIGEST_INVALID)",
-                    self.digest
-                ),
-            ),
-            other => other,
-        }
+        refused(&self.reference, &self.digest, answer, what)
     }
 
     fn headed(&self, client: &mut Client, found: Option<Found>) -> Step<Stage, Descriptor> {
@@ -233,7 +210,7 @@ impl EnsureBlob {
             Some(found) if self.size.is_none_or(|s| s == found.descriptor.size) => {
                 self.present(client, found.descriptor.size)
             }
-            _ => Step::Next(Stage::Open(Box::new(Self::open(client, &self.reference)))),
+            _ => Step::Next(Stage::Open(Box::new(open_session(client, &self.reference)))),
         }
     }
 
@@ -287,7 +264,7 @@ impl EnsureBlob {
             // The stream broke (either side): start over, in a new session.
             Err(e) if streamed && e.is_transient() && self.restarts < MAX_RESTARTS => {
                 self.restarts += 1;
-                let open = Self::open(client, &self.reference);
+                let open = open_session(client, &self.reference);
                 return Ok(Step::Next(Stage::Open(Box::new(open))));
             }
             answer => answer?,
@@ -301,6 +278,40 @@ impl EnsureBlob {
             Some(confirm) => Ok(Step::Next(Stage::Confirm(Box::new(confirm)))),
             None => Ok(self.present(client, self.size.unwrap_or_default())),
         }
+    }
+}
+
+/// The POST that opens an upload session in `reference`'s repository.
+pub(crate) fn open_session(client: &Client, reference: &Reference) -> Exchange {
+    let scope = repository_scope(&reference.repository, "pull,push");
+    let spec = ExchangeSpec::read(
+        &reference.host,
+        vec![scope],
+        Method::Post,
+        upload_path(&reference.repository),
+    );
+    Exchange::new(client, spec)
+}
+
+/// The registry's refusal of an upload of `digest` to `reference` while
+/// doing `what`; a refused digest is an integrity error.
+pub(crate) fn refused(
+    reference: &Reference,
+    digest: &Digest,
+    answer: &Exchanged,
+    what: &str,
+) -> Error {
+    let e = Error::registry(format!("{reference} ({what})"), &answer.response);
+    match e {
+        Error::Registry {
+            code: Some(code), ..
+        } if code == "DIGEST_INVALID" => Error::integrity(
+            reference.to_string(),
+            format!(
+                "the registry refused the upload: its content is not {digest} (DIGEST_INVALID)"
+            ),
+        ),
+        other => other,
     }
 }
 

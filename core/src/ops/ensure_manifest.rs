@@ -191,6 +191,7 @@ impl EnsureManifest {
             body: RequestBody::Bytes(self.bytes.clone()),
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
             range_from: None,
+            content_range: None,
         };
         Stage::Put {
             exchange: Box::new(Exchange::new(client, spec)),

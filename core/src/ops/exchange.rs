@@ -45,6 +45,9 @@ pub struct ExchangeSpec {
     pub content_type: Option<String>,
     /// Asks for the body from this byte on (`Range: bytes=N-`): a resumed read.
     pub range_from: Option<u64>,
+    /// Which bytes of the upload the body is (`Content-Range: first-last`,
+    /// inclusive): a chunk of an upload sent in several PATCHes.
+    pub content_range: Option<(u64, u64)>,
     /// The request body.
     pub body: RequestBody,
     /// What to do with the response body.
@@ -71,6 +74,7 @@ impl ExchangeSpec {
             accept: None,
             content_type: None,
             range_from: None,
+            content_range: None,
             body: RequestBody::Empty,
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
         }
@@ -251,6 +255,9 @@ impl Exchange {
         }
         if let Some(offset) = self.spec.range_from {
             headers.set("Range", format!("bytes={offset}-"));
+        }
+        if let Some((first, last)) = self.spec.content_range {
+            headers.set("Content-Range", format!("{first}-{last}"));
         }
         match self.spec.body.len() {
             Some(len) => headers.set("Content-Length", len.to_string()),

@@ -62,6 +62,7 @@ pub mod ensure_manifest;
 pub mod exchange;
 pub mod group;
 pub mod lookup;
+pub mod push_blob;
 pub mod resume_blob;
 pub mod synthesize_index;
 pub mod token;
