@@ -19,6 +19,7 @@ use ocirelay_core::ops::copy_manifest::CopyManifest;
 use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
 use ocirelay_core::ops::ensure_manifest::EnsureManifest;
 use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupOptions};
+use ocirelay_core::ops::push_blob::PushBlob;
 use ocirelay_core::ops::resume_blob::{self, ResumeBlob};
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
 use ocirelay_core::{Client as CoreClient, ClientConfig, Descriptor, Operation, Reference};
@@ -39,6 +40,7 @@ struct Component;
 
 impl wit::Guest for Component {
     type Client = ClientResource;
+    type BlobWriter = BlobWriter;
     type BlobReader = BlobReader;
 
     fn parse_ref(text: String) -> Result<wit::Reference, wit::Error> {
@@ -162,6 +164,21 @@ impl wit::GuestClient for ClientResource {
             BlobSource::Bytes(content.into()),
         )?;
         self.descriptor(&mut op)
+    }
+
+    fn push_blob(
+        &self,
+        reference: wit::Reference,
+        size: u64,
+    ) -> Result<wit::BlobWriter, wit::Error> {
+        let mut push = PushBlob::new(&*self.client()?, (&reference).try_into()?, size)?;
+        let (outcome, _) = self.run(&mut push)?;
+        outcome?;
+        Ok(wit::BlobWriter::new(BlobWriter {
+            core: self.core.clone(),
+            hash_uploads: self.hash_uploads,
+            push: RefCell::new(push),
+        }))
     }
 
     fn batch(&self, queries: Vec<wit::Query>) -> Vec<Result<Option<wit::Answer>, wit::Error>> {
@@ -354,5 +371,47 @@ impl wit::GuestBlobReader for BlobReader {
                 }
             }
         }
+    }
+}
+
+/// A blob pushed a chunk at a time: each `write` runs one step of the push
+/// (a PATCH) on the client's core, so only the chunk is held here.
+struct BlobWriter {
+    core: Rc<RefCell<CoreClient>>,
+    hash_uploads: bool,
+    push: RefCell<PushBlob>,
+}
+
+impl BlobWriter {
+    /// Runs the push's current step to its end.
+    fn step(&self, push: &mut PushBlob) -> Result<Option<Descriptor>, wit::Error> {
+        let mut client = self.core.borrow_mut();
+        let (outcome, _) = driver::run(&mut client, push, self.hash_uploads);
+        Ok(outcome??)
+    }
+}
+
+impl wit::GuestBlobWriter for BlobWriter {
+    fn write(&self, chunk: Vec<u8>) -> Result<bool, wit::Error> {
+        let mut push = self.push.borrow_mut();
+        if push.present().is_some() {
+            return Ok(false);
+        }
+        push.write(&self.core.borrow(), chunk.into())?;
+        self.step(&mut push)?;
+        Ok(true)
+    }
+
+    fn finish(&self) -> Result<wit::Descriptor, wit::Error> {
+        let mut push = self.push.borrow_mut();
+        if let Some(d) = push.present() {
+            return Ok(d.into());
+        }
+        push.finish(&self.core.borrow())?;
+        let pushed = self.step(&mut push)?;
+        pushed
+            .as_ref()
+            .map(Into::into)
+            .ok_or_else(|| wit::Error::Internal("a completed push gave no descriptor".into()))
     }
 }

@@ -672,6 +672,103 @@ mod tests {
         });
     }
 
+    /// An embedder streams a blob through the writer a chunk at a time to
+    /// a real registry (HTTPS): it arrives whole; pushed again, nothing is
+    /// sent; bytes that do not match never complete the upload.
+    #[test]
+    fn a_blob_written_a_chunk_at_a_time_arrives_whole() {
+        use ocirelay_core::ops::lookup::LookupKind;
+        let registry = ocirelay_tests::Registry::start(ocirelay_tests::Auth::None);
+        let blob = ocirelay_tests::bytes(11, 5 * 1024 * 1024 + 17);
+        let digest = ocirelay_core::Digest::sha256(&blob);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        rt.block_on(async {
+            let policy = Policy::new(Vec::new(), [registry.host()]);
+            let ca = [ocirelay_tests::tls::ca_file().to_path_buf()];
+            let idle = std::time::Duration::from_secs(60);
+            let runtime = Runtime::new(policy, &ca, idle).expect("the runtime");
+            let mut session = runtime.session(test_config()).await.expect("a session");
+            let reference =
+                Reference::parse(&registry.reference(&format!("app@{digest}"))).unwrap();
+            let wit_ref = wit::Reference::from(&reference);
+            let size = blob.len() as u64;
+            let api = session.relay.ocirelay_registry_registry();
+            let store = &mut session.store;
+
+            let writer = api
+                .client()
+                .call_push_blob(&mut *store, session.client, &wit_ref, size)
+                .await
+                .expect("called")
+                .expect("a writer");
+            for chunk in blob.chunks(1 << 20) {
+                let more = api
+                    .blob_writer()
+                    .call_write(&mut *store, writer, chunk)
+                    .await;
+                assert!(more.expect("called").expect("written"), "more wanted");
+            }
+            let pushed = api.blob_writer().call_finish(&mut *store, writer).await;
+            let pushed = pushed.expect("called").expect("pushed");
+            assert_eq!(
+                (pushed.digest.as_str(), pushed.size),
+                (digest.to_string().as_str(), size)
+            );
+
+            // Pushed again: the registry has it, so nothing is sent.
+            let writer = api
+                .client()
+                .call_push_blob(&mut *store, session.client, &wit_ref, size)
+                .await
+                .expect("called")
+                .expect("a writer");
+            let more = api
+                .blob_writer()
+                .call_write(&mut *store, writer, &blob[..10])
+                .await;
+            assert!(
+                !more.expect("called").expect("no error"),
+                "nothing more wanted"
+            );
+            let again = api.blob_writer().call_finish(&mut *store, writer).await;
+            assert_eq!(again.expect("called").expect("there").digest, pushed.digest);
+
+            // Other bytes of the same size under another digest: refused
+            // before the upload completes.
+            let other = ocirelay_core::Digest::sha256(b"not these bytes");
+            let wrong = Reference::parse(&registry.reference(&format!("app@{other}"))).unwrap();
+            let writer = api
+                .client()
+                .call_push_blob(&mut *store, session.client, &(&wrong).into(), size)
+                .await
+                .expect("called")
+                .expect("a writer");
+            for chunk in blob.chunks(1 << 20) {
+                let more = api
+                    .blob_writer()
+                    .call_write(&mut *store, writer, chunk)
+                    .await;
+                more.expect("called").expect("written");
+            }
+            let refused = api.blob_writer().call_finish(&mut *store, writer).await;
+            let Err(wit::Error::Integrity(message)) = refused.expect("called") else {
+                panic!("an integrity error");
+            };
+            assert!(message.contains(&other.to_string()), "{message}");
+
+            let head = LookupOptions {
+                kind: LookupKind::Blob,
+                head: true,
+            };
+            let there = session.lookup(&reference, head).await.unwrap();
+            assert_eq!(there.map(|r| r.descriptor.size), Some(size));
+            assert!(session.lookup(&wrong, head).await.unwrap().is_none());
+        });
+    }
+
     /// The interfaces of the `wasi:http/proxy` world (0.2): all an edge
     /// runtime offers.
     const PROXY_WORLD: [&str; 11] = [
