@@ -1,0 +1,104 @@
+// Types of the ocirelay package (index.js). Calls block the calling thread
+// until the registry has answered: in a server, call them from a worker.
+
+/** A reference, parsed with Docker Hub's rules. */
+export interface Reference {
+  host: string;
+  repository: string;
+  tag?: string;
+  digest?: string;
+}
+
+export interface Platform {
+  architecture: string;
+  os: string;
+  osVersion?: string;
+  osFeatures: string[];
+  variant?: string;
+}
+
+/** An OCI descriptor; `size` is a number (a bigint only past 2^53). */
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number | bigint;
+  urls?: string[];
+  annotations?: Record<string, string>;
+  platform?: Platform;
+  artifactType?: string;
+}
+
+/** What went wrong, as the component names it. */
+export type ErrorKind =
+  | 'invalid-reference'
+  | 'invalid-input'
+  | 'not-found'
+  | 'authentication'
+  | 'registry'
+  | 'integrity'
+  | 'protocol'
+  | 'transport'
+  | 'internal';
+
+export declare const ErrorKinds: readonly ErrorKind[];
+
+/** Every error ocirelay throws. */
+export declare class OcirelayError extends Error {
+  readonly kind: ErrorKind;
+}
+
+export type Credential =
+  | { username: string; password: string }
+  | { token: string }
+  | { identityToken: string };
+
+export interface ClientOptions {
+  /** Hosts spoken to over plain HTTP (localhost and 127.0.0.1 always are). */
+  insecureRegistries?: string[];
+  /** Credentials by registry host. */
+  credentials?: Record<string, Credential>;
+  userAgent?: string;
+  /** Keep what was looked up (default true). */
+  cache?: boolean;
+  /** Requests at once (0: the default). */
+  concurrency?: number;
+  /** Give up retrying after this many seconds (0: the default). */
+  retryDeadlineSecs?: number;
+  /** A read-through mirror for Docker Hub. */
+  dockerHubProxy?: string;
+}
+
+export declare function parseRef(text: string): Reference;
+
+/** A found object: its descriptor, and its content checked as it is read. */
+export declare class Found {
+  readonly descriptor: Descriptor;
+  /** The descriptor as JSON, exactly as `ocirelay lookup --head` prints it. */
+  descriptorJson(): string;
+  /** The next chunk; empty at the end, where a mismatch throws. */
+  read(max?: number): Uint8Array;
+  /** The whole content, checked against its digest. */
+  bytes(): Uint8Array;
+}
+
+/** A blob pushed a chunk at a time. */
+export declare class BlobWriter {
+  /** `false` when the registry has the blob already: stop and `finish`. */
+  write(chunk: Uint8Array): boolean;
+  finish(): Descriptor;
+}
+
+/** An OCI index or manifest as plain JSON. */
+export type Json = { [key: string]: unknown };
+
+export declare class Client {
+  constructor(options?: ClientOptions);
+  lookup(ref: string | Reference, options?: { head?: boolean; type?: 'manifest' | 'blob' }): Found | null;
+  manifest(ref: string | Reference): Json | null;
+  synthesizeIndex(ref: string | Reference): Json | null;
+  copy(src: string | Reference, dst: string | Reference): Descriptor;
+  copyBlob(src: string | Reference, dst: string | Reference): Descriptor;
+  ensureManifest(ref: string | Reference, manifest: Uint8Array | string, mediaType: string): Descriptor;
+  ensureBlob(ref: string | Reference, content: Uint8Array): Descriptor;
+  pushBlob(ref: string | Reference, size: number | bigint): BlobWriter;
+}

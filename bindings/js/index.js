@@ -1,0 +1,202 @@
+// ocirelay for Node.js: the ocirelay WebAssembly component (transpiled by
+// jco into dist/) behind a small JavaScript API. Every call blocks the
+// calling thread until the registry has answered (the WASI shim does its
+// I/O on a worker and waits for it): in a server, call it from a worker
+// thread.
+
+import { registry } from './dist/ocirelay.js';
+
+/** An error from ocirelay; `kind` says which (see `ErrorKinds`). */
+export class OcirelayError extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.name = 'OcirelayError';
+    this.kind = kind;
+  }
+}
+
+/** The kinds of `OcirelayError`, as the component names them. */
+export const ErrorKinds = Object.freeze([
+  'invalid-reference',
+  'invalid-input',
+  'not-found',
+  'authentication',
+  'registry',
+  'integrity',
+  'protocol',
+  'transport',
+  'internal',
+]);
+
+// jco throws a component's `result` error as an Error whose `payload` is
+// the WIT variant ({tag, val}); anything else is rethrown as it is.
+function call(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    const payload = e && e.payload;
+    if (payload && typeof payload.tag === 'string') {
+      throw new OcirelayError(payload.tag, payload.val);
+    }
+    throw e;
+  }
+}
+
+/** A reference string parsed with Docker Hub's rules. */
+export function parseRef(text) {
+  return call(() => registry.parseRef(text));
+}
+
+const asRef = (ref) => (typeof ref === 'string' ? parseRef(ref) : ref);
+
+// Sizes come from the component as bigint; numbers are exact up to 2^53.
+const asNumber = (n) => (n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n);
+
+function descriptor(d) {
+  const out = { mediaType: d.mediaType, digest: d.digest, size: asNumber(d.size) };
+  if (d.urls.length) out.urls = d.urls;
+  if (d.annotations.length) out.annotations = Object.fromEntries(d.annotations);
+  if (d.platform) out.platform = d.platform;
+  if (d.artifactType) out.artifactType = d.artifactType;
+  return out;
+}
+
+function credential(c) {
+  if (c.identityToken) return { tag: 'identity-token', val: c.identityToken };
+  if (c.token) return { tag: 'bearer', val: c.token };
+  return { tag: 'basic', val: [c.username, c.password] };
+}
+
+/** A found object: its descriptor, and its content read in chunks. */
+export class Found {
+  #reader;
+
+  constructor(reader) {
+    this.#reader = reader;
+    /** What was found (sizes as numbers). */
+    this.descriptor = descriptor(reader.descriptor());
+  }
+
+  /** The descriptor as JSON, exactly as `ocirelay lookup --head` prints it. */
+  descriptorJson() {
+    return this.#reader.descriptorJson();
+  }
+
+  /** The next chunk (at most `max` bytes); empty at the end, where a
+   * content that does not match its digest throws. */
+  read(max = 1 << 20) {
+    return call(() => this.#reader.read(BigInt(max)));
+  }
+
+  /** The whole content, checked against its digest. */
+  bytes() {
+    const chunks = [];
+    for (;;) {
+      const chunk = this.read();
+      if (chunk.length === 0) return Buffer.concat(chunks);
+      chunks.push(chunk);
+    }
+  }
+}
+
+/** A blob pushed a chunk at a time (`Client.pushBlob`). */
+export class BlobWriter {
+  #writer;
+
+  constructor(writer) {
+    this.#writer = writer;
+  }
+
+  /** Sends the next bytes; `false` when the registry has the blob already
+   * (nothing was sent: stop writing and `finish`). */
+  write(chunk) {
+    return call(() => this.#writer.write(chunk));
+  }
+
+  /** Completes the push once every byte matched the digest; its descriptor. */
+  finish() {
+    return descriptor(call(() => this.#writer.finish()));
+  }
+}
+
+/** A registry client: one cache and one set of tokens for all its calls. */
+export class Client {
+  #client;
+
+  /**
+   * @param {object} [options]
+   * @param {string[]} [options.insecureRegistries] hosts spoken to over plain HTTP
+   * @param {Object<string, object>} [options.credentials] by registry host:
+   *   `{username, password}`, `{token}` or `{identityToken}`
+   * @param {string} [options.userAgent]
+   * @param {boolean} [options.cache] keep what was looked up (default true)
+   * @param {number} [options.concurrency] requests at once (0: the default)
+   * @param {number} [options.retryDeadlineSecs] give up retrying after (0: the default)
+   * @param {string} [options.dockerHubProxy] a read-through mirror for Docker Hub
+   */
+  constructor(options = {}) {
+    const config = {
+      userAgent: options.userAgent ?? 'ocirelay-js/0.1.0',
+      credentials: Object.entries(options.credentials ?? {}).map(([host, c]) => [host, credential(c)]),
+      insecureRegistries: options.insecureRegistries ?? [],
+      cache: options.cache ?? true,
+      concurrency: options.concurrency ?? 0,
+      retryDeadlineSecs: options.retryDeadlineSecs ?? 0,
+      dockerHubProxy: options.dockerHubProxy,
+      policy: undefined,
+      // Nothing in Node checks uploads: the component hashes them.
+      uploadsVerifiedByHost: false,
+    };
+    this.#client = new registry.Client(config);
+  }
+
+  /**
+   * Looks a reference up: a `Found`, or `null` when it does not exist.
+   * @param {string|object} ref
+   * @param {{head?: boolean, type?: 'manifest'|'blob'}} [options]
+   */
+  lookup(ref, { head = false, type = 'manifest' } = {}) {
+    const reader = call(() => this.#client.lookup(asRef(ref), { kind: type, head }));
+    return reader ? new Found(reader) : null;
+  }
+
+  /** The manifest or index at `ref` as a plain object (as `ocirelay lookup
+   * --type manifest` prints it), or `null`. */
+  manifest(ref) {
+    const json = call(() => this.#client.manifestJson(asRef(ref)));
+    return json === undefined ? null : JSON.parse(json);
+  }
+
+  /** Whatever `ref` points at as an index (as `ocirelay index` prints it),
+   * a plain object, or `null` when it does not exist. */
+  synthesizeIndex(ref) {
+    const json = call(() => this.#client.synthesizeIndexJson(asRef(ref)));
+    return json === undefined ? null : JSON.parse(json);
+  }
+
+  /** Copies an image or index with every child; the pushed descriptor. */
+  copy(src, dst) {
+    return descriptor(call(() => this.#client.copyManifest(asRef(src), asRef(dst), { byDigest: [] })));
+  }
+
+  /** Copies one blob (`src` by digest) into `dst`'s repository. */
+  copyBlob(src, dst) {
+    return descriptor(call(() => this.#client.copyBlob(asRef(src), asRef(dst))));
+  }
+
+  /** Pushes a manifest (bytes or a string of JSON) of `mediaType` to `ref`. */
+  ensureManifest(ref, manifest, mediaType) {
+    const bytes = typeof manifest === 'string' ? Buffer.from(manifest) : manifest;
+    return descriptor(call(() => this.#client.ensureManifest(asRef(ref), bytes, mediaType, { byDigest: [] })));
+  }
+
+  /** Pushes small content as blob `ref` (by digest). */
+  ensureBlob(ref, content) {
+    return descriptor(call(() => this.#client.ensureBlob(asRef(ref), content)));
+  }
+
+  /** Starts pushing blob `ref` (by digest) of `size` bytes through a writer. */
+  pushBlob(ref, size) {
+    return new BlobWriter(call(() => this.#client.pushBlob(asRef(ref), BigInt(size))));
+  }
+}

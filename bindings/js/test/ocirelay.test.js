@@ -1,0 +1,104 @@
+// The package against real registries on loopback (test/registry.js).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client, OcirelayError, parseRef } from '../index.js';
+import { sha256, startRegistry, stopRegistries } from './registry.js';
+
+/** Pushes an image of one layer for `platform` to `host/repo`; its descriptor. */
+function pushImage(client, host, repo, [os, architecture, variant], layerText) {
+  const layer = Buffer.from(layerText);
+  const configBytes = Buffer.from(JSON.stringify({ architecture, os, variant, rootfs: { type: 'layers', diff_ids: [] } }));
+  for (const blob of [layer, configBytes]) {
+    client.ensureBlob(`${host}/${repo}@${sha256(blob)}`, blob);
+  }
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(configBytes), size: configBytes.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
+  });
+  const d = client.ensureManifest(`${host}/${repo}@${sha256(manifest)}`, manifest, 'application/vnd.oci.image.manifest.v1+json');
+  return { ...d, platform: variant ? { os, architecture, variant } : { os, architecture } };
+}
+
+let a;
+let b;
+let index;
+
+before(async () => {
+  a = await startRegistry();
+  b = await startRegistry();
+  const client = new Client();
+  const images = [
+    pushImage(client, a, 'app', ['linux', 'amd64'], 'amd64 layer'),
+    pushImage(client, a, 'app', ['linux', 'arm64', 'v8'], 'arm64 layer'),
+  ];
+  const indexJson = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: images.map(({ mediaType, digest, size, platform }) => ({ mediaType, digest, size, platform })),
+  });
+  index = client.ensureManifest(`${a}/app:v1`, indexJson, 'application/vnd.oci.image.index.v1+json');
+  assert.equal(index.digest, sha256(indexJson));
+});
+
+after(stopRegistries);
+
+test('references parse with Docker Hub rules, and bad ones name themselves', () => {
+  assert.deepEqual(parseRef('hello-world:latest'), {
+    host: 'docker.io',
+    repository: 'library/hello-world',
+    tag: 'latest',
+    digest: undefined,
+  });
+  assert.throws(() => parseRef('Bad/Name'), (e) => e instanceof OcirelayError && e.kind === 'invalid-reference' && e.message.includes('Bad/Name'));
+});
+
+test('lookup by HEAD and GET: content read and checked against its digest', () => {
+  const client = new Client();
+  const head = client.lookup(`${a}/app:v1`, { head: true });
+  assert.equal(head.descriptor.digest, index.digest);
+  assert.equal(typeof head.descriptor.size, 'number');
+  assert.ok(head.descriptorJson().startsWith('{\n\t"mediaType": '));
+
+  const got = client.lookup(`${a}/app:v1`);
+  assert.equal(sha256(got.bytes()), index.digest);
+
+  const manifest = client.manifest(`${a}/app:v1`);
+  const layer = client.manifest(`${a}/app@${manifest.manifests[0].digest}`).layers[0];
+  const blob = client.lookup(`${a}/app@${layer.digest}`, { type: 'blob' });
+  assert.equal(blob.bytes().toString(), 'amd64 layer');
+});
+
+test('synthesize-index of a multi-platform index gives plain objects', () => {
+  const synthesized = new Client().synthesizeIndex(`${a}/app:v1`);
+  assert.equal(synthesized.schemaVersion, 2);
+  const platforms = synthesized.manifests.map((m) => `${m.platform.os}/${m.platform.architecture}`);
+  assert.deepEqual(platforms, ['linux/amd64', 'linux/arm64']);
+  assert.ok(synthesized.manifests.every((m) => typeof m.size === 'number'));
+});
+
+test('copy across two registries keeps the digest', () => {
+  const client = new Client();
+  const pushed = client.copy(`${a}/app:v1`, `${b}/copied:v1`);
+  assert.equal(pushed.digest, index.digest);
+  assert.equal(client.lookup(`${b}/copied:v1`, { head: true }).descriptor.digest, index.digest);
+});
+
+test('a registry that cannot be reached is a transport error', () => {
+  assert.throws(
+    () => new Client().lookup('127.0.0.1:1/app:v1', { head: true }),
+    (e) => e instanceof OcirelayError && e.kind === 'transport' && e.message.includes('127.0.0.1:1'),
+  );
+});
+
+test('what does not exist is null to look up, and not-found to copy', () => {
+  const client = new Client();
+  assert.equal(client.lookup(`${a}/app:missing`), null);
+  assert.equal(client.synthesizeIndex(`${a}/nothing:here`), null);
+  assert.throws(
+    () => client.copy(`${a}/app:missing`, `${b}/app:missing`),
+    (e) => e instanceof OcirelayError && e.kind === 'not-found',
+  );
+});
