@@ -1,0 +1,337 @@
+"""ocirelay for Python: looks up, copies and pushes OCI images between
+container registries, running the ocirelay WebAssembly component (shipped
+in this package) on wasmtime's Python embedding.
+
+Every call blocks until the registries have answered. A `Client` holds one
+component instance (one cache, one set of tokens); use one per thread.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Dict, Iterator, List, Optional, Union
+
+import wasmtime
+from wasmtime import component as wc
+
+__all__ = [
+    "Client",
+    "Reference",
+    "Descriptor",
+    "Found",
+    "BlobWriter",
+    "OcirelayError",
+    "InvalidReferenceError",
+    "InvalidInputError",
+    "NotFoundError",
+    "AuthenticationError",
+    "RegistryError",
+    "IntegrityError",
+    "ProtocolError",
+    "TransportError",
+    "InternalError",
+    "parse_ref",
+]
+
+_INTERFACE = "ocirelay:registry/registry@0.1.0"
+
+
+class OcirelayError(Exception):
+    """An error from ocirelay; `kind` names it as the component does."""
+
+    kind = "error"
+
+
+class InvalidReferenceError(OcirelayError):
+    kind = "invalid-reference"
+
+
+class InvalidInputError(OcirelayError):
+    kind = "invalid-input"
+
+
+class NotFoundError(OcirelayError):
+    kind = "not-found"
+
+
+class AuthenticationError(OcirelayError):
+    kind = "authentication"
+
+
+class RegistryError(OcirelayError):
+    kind = "registry"
+
+
+class IntegrityError(OcirelayError):
+    kind = "integrity"
+
+
+class ProtocolError(OcirelayError):
+    kind = "protocol"
+
+
+class TransportError(OcirelayError):
+    kind = "transport"
+
+
+class InternalError(OcirelayError):
+    kind = "internal"
+
+
+_ERRORS = {
+    cls.kind: cls
+    for cls in (
+        InvalidReferenceError,
+        InvalidInputError,
+        NotFoundError,
+        AuthenticationError,
+        RegistryError,
+        IntegrityError,
+        ProtocolError,
+        TransportError,
+        InternalError,
+    )
+}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference, parsed with Docker Hub's rules."""
+
+    host: str
+    repository: str
+    tag: Optional[str] = None
+    digest: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI descriptor."""
+
+    media_type: str
+    digest: str
+    size: int
+    urls: List[str] = field(default_factory=list)
+    annotations: Dict[str, str] = field(default_factory=dict)
+    platform: Optional[Dict[str, Any]] = None
+    artifact_type: Optional[str] = None
+
+
+class _Component:
+    """The component, compiled once per process."""
+
+    engine: Optional[wasmtime.Engine] = None
+    component: Optional[wc.Component] = None
+
+    @classmethod
+    def instantiate(cls) -> "_Instance":
+        if cls.component is None:
+            cls.engine = wasmtime.Engine()
+            wasm = resources.files(__package__).joinpath("ocirelay.wasm").read_bytes()
+            cls.component = wc.Component(cls.engine, wasm)
+        return _Instance(cls.engine, cls.component)
+
+
+class _Instance:
+    """One instance: its store, and its functions by WIT name."""
+
+    def __init__(self, engine: wasmtime.Engine, component: wc.Component):
+        linker = wc.Linker(engine)
+        # The component imports only the wasi:http/proxy world.
+        linker.add_wasip2()
+        linker.add_wasi_http()
+        self.store = wasmtime.Store(engine)
+        self.store.set_wasi(wasmtime.WasiConfig())
+        self.store.set_wasi_http()
+        self._instance = linker.instantiate(self.store, component)
+        self._interface = self._instance.get_export_index(self.store, _INTERFACE)
+        self._funcs: Dict[str, wc.Func] = {}
+
+    def call(self, name: str, *args: Any) -> Any:
+        """Calls export `name`; a `result` error is raised as its exception."""
+        func = self._funcs.get(name)
+        if func is None:
+            index = self._instance.get_export_index(self.store, name, self._interface)
+            func = self._instance.get_func(self.store, index)
+            self._funcs[name] = func
+        out = func(self.store, *args)
+        func.post_return(self.store)
+        # wasmtime returns a `result`'s error as the error variant itself.
+        if isinstance(out, wc.Variant) and out.tag in _ERRORS:
+            raise _ERRORS[out.tag](out.payload)
+        return out
+
+
+def _record(**fields: Any) -> wc.Record:
+    record = wc.Record()
+    for name, value in fields.items():
+        setattr(record, name.replace("_", "-"), value)
+    return record
+
+
+def _reference(ref: Union[str, Reference]) -> wc.Record:
+    if isinstance(ref, str):
+        ref = parse_ref(ref)
+    return _record(host=ref.host, repository=ref.repository, tag=ref.tag, digest=ref.digest)
+
+
+def _descriptor(d: wc.Record) -> Descriptor:
+    platform = getattr(d, "platform")
+    return Descriptor(
+        media_type=getattr(d, "media-type"),
+        digest=d.digest,
+        size=d.size,
+        urls=list(d.urls),
+        annotations=dict(d.annotations),
+        platform=None if platform is None else {
+            key: getattr(platform, key)
+            for key in ("architecture", "os", "os-version", "os-features", "variant")
+            if getattr(platform, key) not in (None, [])
+        },
+        artifact_type=getattr(d, "artifact-type"),
+    )
+
+
+_PARSER: Optional[_Instance] = None
+
+
+def parse_ref(text: str) -> Reference:
+    """Parses a reference with Docker Hub's rules (`hello-world` is
+    `docker.io/library/hello-world`)."""
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = _Component.instantiate()
+    r = _PARSER.call("parse-ref", text)
+    return Reference(r.host, r.repository, r.tag, r.digest)
+
+
+class Found:
+    """A found object: its descriptor, and its content checked against its
+    digest as it is read."""
+
+    def __init__(self, instance: _Instance, reader: wc.ResourceAny):
+        self._instance = instance
+        self._reader = reader
+        self.descriptor = _descriptor(instance.call("[method]blob-reader.descriptor", reader))
+
+    def descriptor_json(self) -> str:
+        """The descriptor as JSON, exactly as `ocirelay lookup --head` prints it."""
+        return self._instance.call("[method]blob-reader.descriptor-json", self._reader)
+
+    def read(self, max_bytes: int = 1 << 20) -> bytes:
+        """The next chunk; empty at the end, where a mismatch raises."""
+        return bytes(self._instance.call("[method]blob-reader.read", self._reader, max_bytes))
+
+    def chunks(self, max_bytes: int = 1 << 20) -> Iterator[bytes]:
+        """Every chunk to the end."""
+        while chunk := self.read(max_bytes):
+            yield chunk
+
+    def bytes(self) -> bytes:
+        """The whole content, checked against its digest."""
+        return b"".join(self.chunks())
+
+
+class BlobWriter:
+    """A blob pushed a chunk at a time (`Client.push_blob`)."""
+
+    def __init__(self, instance: _Instance, writer: wc.ResourceAny):
+        self._instance = instance
+        self._writer = writer
+
+    def write(self, chunk: bytes) -> bool:
+        """Sends the next bytes; False when the registry has the blob already
+        (nothing was sent: stop writing and `finish`)."""
+        return self._instance.call("[method]blob-writer.write", self._writer, chunk)
+
+    def finish(self) -> Descriptor:
+        """Completes the push once every byte matched the digest."""
+        return _descriptor(self._instance.call("[method]blob-writer.finish", self._writer))
+
+
+class Client:
+    """A registry client: one cache and one set of tokens for its calls.
+
+    `credentials` maps registry hosts to `{"username": ..., "password":
+    ...}`, `{"token": ...}` or `{"identity_token": ...}`.
+    """
+
+    def __init__(
+        self,
+        insecure_registries: Optional[List[str]] = None,
+        credentials: Optional[Dict[str, Dict[str, str]]] = None,
+        user_agent: str = "ocirelay-python/0.1.0",
+        cache: bool = True,
+        concurrency: int = 0,
+        retry_deadline_secs: int = 0,
+        docker_hub_proxy: Optional[str] = None,
+    ):
+        self._instance = _Component.instantiate()
+        config = _record(
+            user_agent=user_agent,
+            credentials=[(host, _credential(c)) for host, c in (credentials or {}).items()],
+            insecure_registries=list(insecure_registries or []),
+            cache=cache,
+            concurrency=concurrency,
+            retry_deadline_secs=retry_deadline_secs,
+            docker_hub_proxy=docker_hub_proxy,
+            policy=None,
+            # Nothing in this host checks uploads: the component hashes them.
+            uploads_verified_by_host=False,
+        )
+        self._client = self._instance.call("[constructor]client", config)
+
+    def _method(self, name: str, *args: Any) -> Any:
+        return self._instance.call(f"[method]client.{name}", self._client, *args)
+
+    def lookup(self, ref: Union[str, Reference], head: bool = False, kind: str = "manifest") -> Optional[Found]:
+        """Looks a reference up (`kind` "manifest" or "blob"); None when it
+        does not exist."""
+        options = _record(kind=kind, head=head)
+        reader = self._method("lookup", _reference(ref), options)
+        return None if reader is None else Found(self._instance, reader)
+
+    def manifest(self, ref: Union[str, Reference]) -> Optional[dict]:
+        """The manifest or index at `ref`, as `ocirelay lookup --type
+        manifest` prints it, as a dict; None when it does not exist."""
+        text = self._method("manifest-json", _reference(ref))
+        return None if text is None else json.loads(text)
+
+    def synthesize_index(self, ref: Union[str, Reference]) -> Optional[dict]:
+        """Whatever `ref` points at as an index, as `ocirelay index` prints
+        it, as a dict; None when it does not exist."""
+        text = self._method("synthesize-index-json", _reference(ref))
+        return None if text is None else json.loads(text)
+
+    def copy(self, src: Union[str, Reference], dst: Union[str, Reference]) -> Descriptor:
+        """Copies an image or index with every child, digests unchanged."""
+        children = _record(by_digest=[], fallback=None)
+        return _descriptor(self._method("copy-manifest", _reference(src), _reference(dst), children))
+
+    def copy_blob(self, src: Union[str, Reference], dst: Union[str, Reference]) -> Descriptor:
+        """Copies one blob (`src` by digest) into `dst`'s repository."""
+        return _descriptor(self._method("copy-blob", _reference(src), _reference(dst)))
+
+    def ensure_manifest(self, ref: Union[str, Reference], manifest: Union[bytes, str], media_type: str) -> Descriptor:
+        """Pushes a manifest (JSON bytes or text) of `media_type` to `ref`."""
+        data = manifest.encode() if isinstance(manifest, str) else manifest
+        children = _record(by_digest=[], fallback=None)
+        return _descriptor(self._method("ensure-manifest", _reference(ref), data, media_type, children))
+
+    def ensure_blob(self, ref: Union[str, Reference], content: bytes) -> Descriptor:
+        """Pushes small content as blob `ref` (by digest)."""
+        return _descriptor(self._method("ensure-blob", _reference(ref), content))
+
+    def push_blob(self, ref: Union[str, Reference], size: int) -> BlobWriter:
+        """Starts pushing blob `ref` (by digest) of `size` bytes through a writer."""
+        return BlobWriter(self._instance, self._method("push-blob", _reference(ref), size))
+
+
+def _credential(c: Dict[str, str]) -> wc.Variant:
+    if "identity_token" in c:
+        return wc.Variant("identity-token", c["identity_token"])
+    if "token" in c:
+        return wc.Variant("bearer", c["token"])
+    return wc.Variant("basic", (c["username"], c["password"]))

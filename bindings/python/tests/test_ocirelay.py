@@ -1,0 +1,101 @@
+"""The package against real registries on loopback (tests/registry.py)."""
+
+import json
+import unittest
+
+import ocirelay
+from registry import Registry, sha256
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def push_image(client, host, repo, platform, layer_text):
+    """An image of one layer for `platform` (os, arch[, variant]); its
+    index entry."""
+    os_, arch, *variant = platform
+    layer = layer_text.encode()
+    config = json.dumps({"architecture": arch, "os": os_, "variant": variant[0] if variant else None,
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    for blob in (layer, config):
+        client.ensure_blob(f"{host}/{repo}@{sha256(blob)}", blob)
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(layer),
+                    "size": len(layer)}],
+    }).encode()
+    d = client.ensure_manifest(f"{host}/{repo}@{sha256(manifest)}", manifest, OCI_MANIFEST)
+    entry_platform = {"os": os_, "architecture": arch}
+    if variant:
+        entry_platform["variant"] = variant[0]
+    return {"mediaType": d.media_type, "digest": d.digest, "size": d.size, "platform": entry_platform}
+
+
+class OcirelayTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.a = Registry()
+        cls.b = Registry()
+        client = ocirelay.Client()
+        images = [push_image(client, cls.a.host, "app", ("linux", "amd64"), "amd64 layer"),
+                  push_image(client, cls.a.host, "app", ("linux", "arm64", "v8"), "arm64 layer")]
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": images}).encode()
+        cls.index = client.ensure_manifest(f"{cls.a.host}/app:v1", index, OCI_INDEX)
+        assert cls.index.digest == sha256(index)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.a.stop()
+        cls.b.stop()
+
+    def test_references_parse_with_docker_hub_rules(self):
+        self.assertEqual(ocirelay.parse_ref("hello-world:latest"),
+                         ocirelay.Reference("docker.io", "library/hello-world", "latest", None))
+        with self.assertRaises(ocirelay.InvalidReferenceError) as caught:
+            ocirelay.parse_ref("Bad/Name")
+        self.assertIn("Bad/Name", str(caught.exception))
+        self.assertEqual(caught.exception.kind, "invalid-reference")
+
+    def test_lookup_by_head_and_get_checks_content(self):
+        client = ocirelay.Client()
+        head = client.lookup(f"{self.a.host}/app:v1", head=True)
+        self.assertEqual(head.descriptor.digest, self.index.digest)
+        self.assertTrue(head.descriptor_json().startswith('{\n\t"mediaType": '))
+        got = client.lookup(f"{self.a.host}/app:v1")
+        self.assertEqual(sha256(got.bytes()), self.index.digest)
+        manifest = client.manifest(f"{self.a.host}/app:v1")
+        image = client.manifest(f"{self.a.host}/app@{manifest['manifests'][0]['digest']}")
+        blob = client.lookup(f"{self.a.host}/app@{image['layers'][0]['digest']}", kind="blob")
+        self.assertEqual(blob.bytes(), b"amd64 layer")
+
+    def test_synthesize_index_of_a_multi_platform_index(self):
+        index = ocirelay.Client().synthesize_index(f"{self.a.host}/app:v1")
+        self.assertEqual(index["schemaVersion"], 2)
+        platforms = [f"{m['platform']['os']}/{m['platform']['architecture']}" for m in index["manifests"]]
+        self.assertEqual(platforms, ["linux/amd64", "linux/arm64"])
+
+    def test_copy_across_two_registries_keeps_the_digest(self):
+        client = ocirelay.Client()
+        pushed = client.copy(f"{self.a.host}/app:v1", f"{self.b.host}/copied:v1")
+        self.assertEqual(pushed.digest, self.index.digest)
+        there = client.lookup(f"{self.b.host}/copied:v1", head=True)
+        self.assertEqual(there.descriptor.digest, self.index.digest)
+
+    def test_a_registry_that_cannot_be_reached_is_a_transport_error(self):
+        with self.assertRaises(ocirelay.TransportError) as caught:
+            ocirelay.Client().lookup("127.0.0.1:1/app:v1", head=True)
+        self.assertIn("127.0.0.1:1", str(caught.exception))
+
+    def test_what_does_not_exist_is_none_to_look_up_and_not_found_to_copy(self):
+        client = ocirelay.Client()
+        self.assertIsNone(client.lookup(f"{self.a.host}/app:missing"))
+        self.assertIsNone(client.synthesize_index(f"{self.a.host}/nothing:here"))
+        with self.assertRaises(ocirelay.NotFoundError):
+            client.copy(f"{self.a.host}/app:missing", f"{self.b.host}/app:missing")
+
+
+if __name__ == "__main__":
+    unittest.main()
