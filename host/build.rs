@@ -20,10 +20,10 @@ fn main() {
     for dir in ["component", "core", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("Cargo.lock").display()
-    );
+    // The workspace manifest holds the component's profile.
+    for file in ["Cargo.lock", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
 
     let target_dir = root.join("target").join("component");
     // Two cargo runs: the inert component is no_std, and one run would
