@@ -86,16 +86,7 @@ impl EnsureBlob {
     /// Ensures blob `reference` (which must name a digest and no tag) from
     /// `source`.
     pub fn new(client: &Client, reference: Reference, source: BlobSource) -> Result<Self> {
-        let Some(digest) = reference.digest.clone() else {
-            return Err(Error::InvalidInput(format!(
-                "{reference}: blobs must be pushed by digest"
-            )));
-        };
-        if reference.tag.is_some() {
-            return Err(Error::InvalidInput(format!(
-                "{reference}: blobs cannot have tags"
-            )));
-        }
+        let digest = blob_digest(&reference)?;
         let (size, bytes, from) = match source {
             BlobSource::Bytes(bytes) => {
                 // Content we were handed is checked before anything is sent.
@@ -279,6 +270,21 @@ impl EnsureBlob {
             None => Ok(self.present(client, self.size.unwrap_or_default())),
         }
     }
+}
+
+/// The digest of blob `reference`, which must name one and no tag.
+pub(crate) fn blob_digest(reference: &Reference) -> Result<Digest> {
+    let Some(digest) = reference.digest.clone() else {
+        return Err(Error::InvalidInput(format!(
+            "{reference}: blobs must be pushed by digest"
+        )));
+    };
+    if reference.tag.is_some() {
+        return Err(Error::InvalidInput(format!(
+            "{reference}: blobs cannot have tags"
+        )));
+    }
+    Ok(digest)
 }
 
 /// The POST that opens an upload session in `reference`'s repository.

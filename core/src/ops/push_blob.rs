@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::http::{BodyMode, Method, RequestBody, Url, SMALL_BODY_LIMIT};
 use crate::media_type::OCTET_STREAM;
 use crate::ops::confirm_push::ConfirmPush;
-use crate::ops::ensure_blob::{open_session, refused, session, BLOB_SIZE_WORTH_HEAD};
+use crate::ops::ensure_blob::{blob_digest, open_session, refused, session, BLOB_SIZE_WORTH_HEAD};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged, Target};
 use crate::ops::lookup::{Found, Lookup};
 use crate::ops::{Operation, Output, Step};
@@ -68,16 +68,7 @@ impl PushBlob {
     /// `size` bytes; its first step looks for it (when worth a HEAD) and
     /// opens an upload session.
     pub fn new(client: &Client, reference: Reference, size: u64) -> Result<Self> {
-        let Some(digest) = reference.digest.clone() else {
-            return Err(Error::InvalidInput(format!(
-                "{reference}: blobs must be pushed by digest"
-            )));
-        };
-        if reference.tag.is_some() {
-            return Err(Error::InvalidInput(format!(
-                "{reference}: blobs cannot have tags"
-            )));
-        }
+        let digest = blob_digest(&reference)?;
         let stage = if size > BLOB_SIZE_WORTH_HEAD {
             Stage::Head(Box::new(
                 Lookup::blob(&reference, digest.clone(), true).for_push(),
