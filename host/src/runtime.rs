@@ -384,6 +384,22 @@ fn cache_dir() -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    /// A multi-threaded tokio runtime, as the CLI runs on.
+    fn tokio_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    }
+
+    /// A runtime trusting the tests' CA whose hook lets `hosts` through.
+    fn runtime_for(hosts: &[&str]) -> Runtime {
+        let policy = Policy::new(Vec::new(), hosts.iter().copied());
+        let ca = [ocirelay_tests::tls::ca_file().to_path_buf()];
+        let idle = std::time::Duration::from_secs(60);
+        Runtime::new(policy, &ca, idle).expect("the runtime")
+    }
+
     /// A session's config as the CLI gives it, defaults throughout.
     fn test_config() -> wit::Config {
         wit::Config {
@@ -407,10 +423,7 @@ mod tests {
         use std::time::{Duration, Instant};
         let registry = ocirelay_tests::Registry::start(ocirelay_tests::Auth::None);
         let stranger = "127.0.0.1:1";
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let rt = tokio_runtime();
         rt.block_on(async {
             let hook_policy = Policy::new(Vec::new(), [registry.host(), stranger]);
             let idle = std::time::Duration::from_secs(60);
@@ -497,10 +510,7 @@ mod tests {
         let stored = vec![("Docker-Content-Digest".to_string(), digest.to_string())];
         let upload = format!("digest={digest}");
         front.add("PUT", &upload, Fault::Serve(201, stored, Vec::new()), 10);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let rt = tokio_runtime();
         rt.block_on(async {
             let host_front = front.host();
             let policy = Policy::new(Vec::new(), [src.host(), host_front.as_str()]);
@@ -545,15 +555,9 @@ mod tests {
     fn the_hook_refuses_hosts_outside_its_allow_list() {
         let named = ocirelay_tests::Registry::start(ocirelay_tests::Auth::None);
         let other = ocirelay_tests::Registry::start(ocirelay_tests::Auth::None);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let rt = tokio_runtime();
         rt.block_on(async {
-            let policy = Policy::new(Vec::new(), [named.host()]);
-            let ca = [ocirelay_tests::tls::ca_file().to_path_buf()];
-            let idle = std::time::Duration::from_secs(60);
-            let runtime = Runtime::new(policy, &ca, idle).expect("the runtime");
+            let runtime = runtime_for(&[named.host()]);
             let config = test_config();
             let mut session = runtime.session(config).await.expect("a session");
             let head = LookupOptions {
@@ -608,15 +612,9 @@ mod tests {
         use ocirelay_tests::{push_index, two_platforms, Flavour};
         let registry = ocirelay_tests::Registry::start(ocirelay_tests::Auth::None);
         push_index(&registry, "app", "v1", Flavour::Oci, &two_platforms());
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let rt = tokio_runtime();
         rt.block_on(async {
-            let policy = Policy::new(Vec::new(), [registry.host()]);
-            let ca = [ocirelay_tests::tls::ca_file().to_path_buf()];
-            let idle = std::time::Duration::from_secs(60);
-            let runtime = Runtime::new(policy, &ca, idle).expect("the runtime");
+            let runtime = runtime_for(&[registry.host()]);
             let mut session = runtime.session(test_config()).await.expect("a session");
             let reference = Reference::parse(&registry.reference("app:v1")).unwrap();
             let get = LookupOptions {
@@ -681,15 +679,9 @@ mod tests {
         let registry = ocirelay_tests::Registry::start(ocirelay_tests::Auth::None);
         let blob = ocirelay_tests::bytes(11, 5 * 1024 * 1024 + 17);
         let digest = ocirelay_core::Digest::sha256(&blob);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let rt = tokio_runtime();
         rt.block_on(async {
-            let policy = Policy::new(Vec::new(), [registry.host()]);
-            let ca = [ocirelay_tests::tls::ca_file().to_path_buf()];
-            let idle = std::time::Duration::from_secs(60);
-            let runtime = Runtime::new(policy, &ca, idle).expect("the runtime");
+            let runtime = runtime_for(&[registry.host()]);
             let mut session = runtime.session(test_config()).await.expect("a session");
             let reference =
                 Reference::parse(&registry.reference(&format!("app@{digest}"))).unwrap();
