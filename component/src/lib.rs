@@ -178,6 +178,7 @@ impl wit::GuestClient for ClientResource {
             core: self.core.clone(),
             hash_uploads: self.hash_uploads,
             push: RefCell::new(push),
+            pending: RefCell::new(Vec::new()),
         }))
     }
 
@@ -374,20 +375,29 @@ impl wit::GuestBlobReader for BlobReader {
     }
 }
 
-/// A blob pushed a chunk at a time: each `write` runs one step of the push
-/// (a PATCH) on the client's core, so only the chunk is held here.
+/// Written bytes are gathered up to this size before they go out as one
+/// PATCH, so an embedder may write small pieces (cheaper for some bindings)
+/// without a request each; a larger chunk goes out as it is.
+const PATCH_SIZE: usize = 1 << 20;
+
+/// A blob pushed a chunk at a time: each PATCH runs one step of the push on
+/// the client's core, so at most a chunk (or `PATCH_SIZE`) is held here.
 struct BlobWriter {
     core: Rc<RefCell<CoreClient>>,
     hash_uploads: bool,
     push: RefCell<PushBlob>,
+    /// Written, not sent yet.
+    pending: RefCell<Vec<u8>>,
 }
 
 impl BlobWriter {
-    /// Runs the push's current step to its end.
-    fn step(&self, push: &mut PushBlob) -> Result<Option<Descriptor>, wit::Error> {
+    /// Sends `bytes` as the push's next chunk (one PATCH).
+    fn send(&self, push: &mut PushBlob, bytes: Vec<u8>) -> Result<(), wit::Error> {
+        push.write(&self.core.borrow(), bytes.into())?;
         let mut client = self.core.borrow_mut();
         let (outcome, _) = driver::run(&mut client, push, self.hash_uploads);
-        Ok(outcome??)
+        outcome??;
+        Ok(())
     }
 }
 
@@ -397,8 +407,15 @@ impl wit::GuestBlobWriter for BlobWriter {
         if push.present().is_some() {
             return Ok(false);
         }
-        push.write(&self.core.borrow(), chunk.into())?;
-        self.step(&mut push)?;
+        let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() && chunk.len() >= PATCH_SIZE {
+            self.send(&mut push, chunk)?;
+        } else {
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= PATCH_SIZE {
+                self.send(&mut push, std::mem::take(&mut *pending))?;
+            }
+        }
         Ok(true)
     }
 
@@ -407,9 +424,14 @@ impl wit::GuestBlobWriter for BlobWriter {
         if let Some(d) = push.present() {
             return Ok(d.into());
         }
+        let rest = std::mem::take(&mut *self.pending.borrow_mut());
+        if !rest.is_empty() {
+            self.send(&mut push, rest)?;
+        }
         push.finish(&self.core.borrow())?;
-        let pushed = self.step(&mut push)?;
-        pushed
+        let mut client = self.core.borrow_mut();
+        let (outcome, _) = driver::run(&mut client, &mut *push, self.hash_uploads);
+        outcome??
             .as_ref()
             .map(Into::into)
             .ok_or_else(|| wit::Error::Internal("a completed push gave no descriptor".into()))

@@ -43,12 +43,3 @@ class Registry:
         self.process.kill()
         self.process.wait()
         shutil.rmtree(self.storage, ignore_errors=True)
-
-
-def rss_mib() -> float:
-    """This process's resident memory now, in MiB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")

@@ -37,6 +37,9 @@ __all__ = [
 
 _INTERFACE = "ocirelay:registry/registry@0.1.0"
 
+# The most bytes handed to the component in one call (see BlobWriter.write).
+_PIECE = 64 * 1024
+
 
 class OcirelayError(Exception):
     """An error from ocirelay; `kind` names it as the component does."""
@@ -244,7 +247,15 @@ class BlobWriter:
     def write(self, chunk: bytes) -> bool:
         """Sends the next bytes; False when the registry has the blob already
         (nothing was sent: stop writing and `finish`)."""
-        return self._instance.call("[method]blob-writer.write", self._writer, chunk)
+        # wasmtime-py hands a list<u8> over as one C value per byte (~40
+        # bytes each): small pieces keep that transient small; the component
+        # gathers them into 1 MiB PATCHes.
+        view = memoryview(chunk)
+        for start in range(0, len(view), _PIECE):
+            piece = bytes(view[start:start + _PIECE])
+            if not self._instance.call("[method]blob-writer.write", self._writer, piece):
+                return False
+        return True
 
     def finish(self) -> Descriptor:
         """Completes the push once every byte matched the digest."""
