@@ -334,24 +334,10 @@ impl InFlight {
                 })
             }
             RequestBody::Bytes(bytes) => {
-                let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
-                let sink = body
-                    .write()
-                    .map_err(|()| err("request body stream already taken"))?;
-                let upload = Upload {
-                    sink,
-                    body,
-                    source: Source::Bytes(bytes.clone()),
-                    sent: 0,
-                    size: bytes.len() as u64,
-                    verifier: None,
-                };
-                let mut flight = InFlight {
-                    upload: Some(upload),
-                    failed: None,
-                    future,
-                    request,
-                };
+                // Shared, not copied: the request keeps its own handle.
+                let source = Source::Bytes(bytes.clone());
+                let size = bytes.len() as u64;
+                let mut flight = Self::upload(out, body, request, source, size, None)?;
                 // A small body goes out at once, without a round of the driver.
                 flight.pump()?;
                 Ok(flight)
@@ -361,26 +347,39 @@ impl InFlight {
                 let source = source.ok_or_else(|| err("the body to stream is not held"))?;
                 let verifier =
                     hash.then(|| Box::new(Verifier::new("", digest.clone(), Some(size))));
-                let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
-                let sink = body
-                    .write()
-                    .map_err(|()| err("request body stream already taken"))?;
-                let upload = Upload {
-                    sink,
-                    body,
-                    source: Source::Held(source),
-                    sent: 0,
-                    size,
-                    verifier,
-                };
-                Ok(InFlight {
-                    upload: Some(upload),
-                    failed: None,
-                    future,
-                    request,
-                })
+                Self::upload(out, body, request, Source::Held(source), size, verifier)
             }
         }
+    }
+
+    /// Starts `out`, whose `body` carries `size` bytes from `source` (checked
+    /// by `verifier` when this component must).
+    fn upload(
+        out: OutgoingRequest,
+        body: OutgoingBody,
+        request: Request,
+        source: Source,
+        size: u64,
+        verifier: Option<Box<Verifier>>,
+    ) -> Result<InFlight, TransportError> {
+        let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
+        let sink = body
+            .write()
+            .map_err(|()| err("request body stream already taken"))?;
+        let upload = Upload {
+            sink,
+            body,
+            source,
+            sent: 0,
+            size,
+            verifier,
+        };
+        Ok(InFlight {
+            upload: Some(upload),
+            failed: None,
+            future,
+            request,
+        })
     }
 
     /// What the request asked to be done with its response body.
