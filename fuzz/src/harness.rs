@@ -68,6 +68,8 @@ pub struct Harness<'u, 'd> {
     /// Secrets configured, by the registry they belong to: what may never
     /// travel anywhere else.
     secrets: Vec<(String, &'static str)>,
+    /// Chunks PATCHed into uploads, by the byte they start at.
+    patched: std::collections::BTreeMap<u64, Bytes>,
 }
 
 impl<'u, 'd> Harness<'u, 'd> {
@@ -108,6 +110,7 @@ impl<'u, 'd> Harness<'u, 'd> {
             about: HashMap::new(),
             confirmed: HashSet::new(),
             realms: HashMap::new(),
+            patched: std::collections::BTreeMap::new(),
             secrets,
         }
     }
@@ -174,7 +177,7 @@ impl<'u, 'd> Harness<'u, 'd> {
         }
     }
 
-    fn check_request(&self, request: &Request) {
+    fn check_request(&mut self, request: &Request) {
         let url = &request.url;
         assert_eq!(url.scheme, Scheme::Https, "plain HTTP: {url}");
         let origin = url.origin();
@@ -210,12 +213,37 @@ impl<'u, 'd> Harness<'u, 'd> {
             );
         }
         match &request.body {
+            RequestBody::Bytes(b) if request.method == Method::Patch => {
+                let range = request.headers.get("content-range");
+                let first = range.and_then(|r| r.split('-').next()?.parse::<u64>().ok());
+                let Some(first) = first else {
+                    panic!("{url}: a PATCH without its Content-Range");
+                };
+                self.patched.insert(first, b.clone());
+            }
             RequestBody::Bytes(b) if request.method == Method::Put => {
                 if let Some(d) = sent_digest(url) {
                     assert_eq!(
                         Digest::sha256(b).to_string(),
                         d,
                         "{url}: bytes of another digest"
+                    );
+                }
+            }
+            // Completing chunked uploads: what was PATCHed, from byte 0 on,
+            // is the digest's content.
+            RequestBody::Empty if request.method == Method::Put && !self.patched.is_empty() => {
+                if let Some(d) = sent_digest(url) {
+                    let mut whole = Vec::new();
+                    for (first, chunk) in &self.patched {
+                        if *first == whole.len() as u64 {
+                            whole.extend_from_slice(chunk);
+                        }
+                    }
+                    assert_eq!(
+                        Digest::sha256(&whole).to_string(),
+                        d,
+                        "{url}: completes chunks of another digest"
                     );
                 }
             }
@@ -254,6 +282,7 @@ impl<'u, 'd> Harness<'u, 'd> {
             authorization: request.headers.get("authorization"),
             content_type: request.headers.get("content-type"),
             range: request.headers.get("range"),
+            content_range: request.headers.get("content-range"),
             body,
         };
         let path = incoming.path_and_query.split('?').next().unwrap_or("");

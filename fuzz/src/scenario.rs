@@ -15,6 +15,7 @@ use ocirelay_core::ops::copy_manifest::CopyManifest;
 use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
 use ocirelay_core::ops::ensure_manifest::{ChildRefs, EnsureManifest};
 use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupKind, LookupOptions};
+use ocirelay_core::ops::push_blob::PushBlob;
 use ocirelay_core::ops::resume_blob::ResumeBlob;
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
 use ocirelay_core::{Client, ClientConfig, Descriptor, Digest, Reference, Result};
@@ -76,6 +77,10 @@ pub enum Op {
     ResumeBlob {
         big: bool,
         offset: u16,
+    },
+    PushBlob {
+        big: bool,
+        chunk: u16,
     },
 }
 
@@ -332,8 +337,40 @@ pub fn play(scenario: &Scenario, u: &mut Unstructured<'_>) -> bool {
                 Err(_) => false,
             }
         }
+        Op::PushBlob { big, chunk } => {
+            let o = layer(big);
+            let r = destination(None, Some(&o.digest));
+            let mut op = PushBlob::new(&h.client, r, o.bytes.len() as u64).expect("a push");
+            // At most 32 chunks or so: a request each.
+            let len = o.bytes.len();
+            let chunk = (usize::from(chunk) % len).max(len / 32).max(1);
+            let outcome = push_in_chunks(&mut h, &mut op, &o.bytes, chunk);
+            check_pushed(&h, outcome, o)
+        }
     };
     succeeded
+}
+
+/// Drives a push-blob step by step, `bytes` handed over `chunk` at a time.
+fn push_in_chunks(
+    h: &mut Harness<'_, '_>,
+    op: &mut PushBlob,
+    bytes: &[u8],
+    chunk: usize,
+) -> Result<Descriptor> {
+    if let Some(d) = h.drive(op)? {
+        return Ok(d);
+    }
+    for piece in bytes.chunks(chunk) {
+        op.write(&h.client, bytes::Bytes::copy_from_slice(piece))?;
+        if let Some(d) = h.drive(op)? {
+            return Ok(d);
+        }
+    }
+    op.finish(&h.client)?;
+    h.drive(op)?.ok_or_else(|| {
+        ocirelay_core::Error::Internal("a finished push without a descriptor".into())
+    })
 }
 
 /// A push's outcome: the object asked for, and only when confirmed.

@@ -263,6 +263,8 @@ pub struct Incoming<'a> {
     pub content_type: Option<&'a str>,
     /// `Range`, when sent.
     pub range: Option<&'a str>,
+    /// `Content-Range` (of a PATCHed chunk), when sent.
+    pub content_range: Option<&'a str>,
     /// The body, as the driver would stream it.
     pub body: Bytes,
 }
@@ -277,7 +279,8 @@ pub struct Registry {
     /// (repository, tag) -> digest
     tags: HashMap<(String, String), String>,
     /// Upload session path -> repository.
-    uploads: HashMap<String, String>,
+    /// Open upload sessions: repository, and the bytes PATCHed so far.
+    uploads: HashMap<String, (String, Vec<u8>)>,
     next_upload: u32,
 }
 
@@ -360,6 +363,7 @@ impl Registry {
             ("POST", "blobs") if object.is_empty() || object == "uploads/" => {
                 self.open_upload(repository, query)
             }
+            ("PATCH", "blobs") => self.append_upload(path, req),
             ("PUT", "blobs") => self.complete_upload(path, query, req),
             _ => Raw::error(405, "UNSUPPORTED"),
         }
@@ -452,7 +456,8 @@ impl Registry {
         }
         self.next_upload += 1;
         let session = format!("/v2/{repository}/blobs/uploads/u{}", self.next_upload);
-        self.uploads.insert(session.clone(), repository.to_string());
+        self.uploads
+            .insert(session.clone(), (repository.to_string(), Vec::new()));
         Raw::new(202)
             .header(
                 "Location",
@@ -461,10 +466,30 @@ impl Registry {
             .header("Range", "0-0")
     }
 
-    fn complete_upload(&mut self, path: &str, query: &str, req: &Incoming<'_>) -> Raw {
-        let Some(repository) = self.uploads.remove(path) else {
+    /// A chunk into an open session, where the upload is (as distribution
+    /// checks `Content-Range`).
+    fn append_upload(&mut self, path: &str, req: &Incoming<'_>) -> Raw {
+        let Some((_, received)) = self.uploads.get_mut(path) else {
             return Raw::error(404, "BLOB_UPLOAD_UNKNOWN");
         };
+        let first = req
+            .content_range
+            .and_then(|r| r.split('-').next()?.parse::<usize>().ok());
+        if first != Some(received.len()) || req.body.is_empty() {
+            return Raw::error(416, "BLOB_UPLOAD_INVALID");
+        }
+        received.extend_from_slice(&req.body);
+        let end = received.len();
+        Raw::new(202)
+            .header("Location", format!("{path}?_state=at{end}"))
+            .header("Range", format!("0-{}", end - 1))
+    }
+
+    fn complete_upload(&mut self, path: &str, query: &str, req: &Incoming<'_>) -> Raw {
+        let Some((repository, received)) = self.uploads.remove(path) else {
+            return Raw::error(404, "BLOB_UPLOAD_UNKNOWN");
+        };
+        let body: Bytes = [&received[..], &req.body[..]].concat().into();
         let Some(digest) = query
             .split('&')
             .find_map(|kv| kv.strip_prefix("digest="))
@@ -472,12 +497,12 @@ impl Registry {
         else {
             return Raw::error(400, "DIGEST_INVALID");
         };
-        if Digest::sha256(&req.body).to_string() != digest {
+        if Digest::sha256(&body).to_string() != digest {
             return Raw::error(400, "DIGEST_INVALID");
         }
         self.objects.insert(
             (repository.clone(), digest.clone()),
-            (OCTET_STREAM.to_string(), req.body.clone()),
+            (OCTET_STREAM.to_string(), body),
         );
         Raw::new(201)
             .header("Location", format!("/v2/{repository}/blobs/{digest}"))

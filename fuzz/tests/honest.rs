@@ -22,6 +22,10 @@ fn scenarios() -> Vec<Op> {
     for flag in [false, true] {
         ops.push(Op::SynthesizeIndex { index: flag });
         ops.push(Op::EnsureBlob { big: flag });
+        ops.push(Op::PushBlob {
+            big: flag,
+            chunk: 1000,
+        });
         ops.push(Op::ResumeBlob {
             big: flag,
             offset: 7,
