@@ -715,6 +715,28 @@ fn a_201_that_confirms_nothing_is_checked_with_one_head() {
     };
     let blob = vec![4u8; 70_000];
     let bd = Digest::sha256(&blob);
+    // The manifest pushed where its PUT is answered 201 without a digest
+    // and a HEAD of its digest with `held` (`None`: 404).
+    let push_manifest = |held: Option<&[u8]>| {
+        let mut c = client(&[]);
+        let mut op = EnsureManifest::new(
+            r(&format!("{A}/app:v1")),
+            bytes.clone(),
+            OCI_MANIFEST,
+            ChildRefs::default(),
+        )
+        .unwrap();
+        let digest = desc.digest.to_string();
+        drive(&mut c, &mut op, |q| {
+            Ok(match (q.method, held) {
+                (Method::Put, _) => response(201, &[], b""),
+                (Method::Head, Some(held)) if q.url.path_and_query.ends_with(&digest) => {
+                    manifest_ok(held, Some(&digest))
+                }
+                _ => response(404, &[], b""),
+            })
+        })
+    };
     for stores in [true, false] {
         let mut world = World::default();
         let mut c = client(&[]);
@@ -751,47 +773,13 @@ fn a_201_that_confirms_nothing_is_checked_with_one_head() {
             );
         }
 
-        let mut c = client(&[]);
-        let mut op = EnsureManifest::new(
-            r(&format!("{A}/app:v1")),
-            bytes.clone(),
-            OCI_MANIFEST,
-            ChildRefs::default(),
-        )
-        .unwrap();
-        let (out, sent) = drive(&mut c, &mut op, |q| {
-            Ok(match q.method {
-                Method::Put => response(201, &[], b""),
-                Method::Head
-                    if stores && q.url.path_and_query.ends_with(&desc.digest.to_string()) =>
-                {
-                    manifest_ok(&bytes, Some(&desc.digest.to_string()))
-                }
-                _ => response(404, &[], b""),
-            })
-        });
+        let (out, sent) = push_manifest(stores.then_some(&bytes[..]));
         assert_eq!(sent.len(), 3, "HEAD, PUT, HEAD: {:?}", urls(&sent));
         assert_eq!(out.is_ok(), stores, "{out:?}");
     }
 
     // A HEAD naming our digest with another size confirms nothing.
-    let mut c = client(&[]);
-    let mut op = EnsureManifest::new(
-        r(&format!("{A}/app:v1")),
-        bytes.clone(),
-        OCI_MANIFEST,
-        ChildRefs::default(),
-    )
-    .unwrap();
-    let (out, _) = drive(&mut c, &mut op, |q| {
-        Ok(match q.method {
-            Method::Put => response(201, &[], b""),
-            Method::Head if q.url.path_and_query.ends_with(&desc.digest.to_string()) => {
-                manifest_ok(b"{}", Some(&desc.digest.to_string()))
-            }
-            _ => response(404, &[], b""),
-        })
-    });
+    let (out, _) = push_manifest(Some(b"{}"));
     let err = out.unwrap_err().to_string();
     assert!(err.contains("yet does not have it"), "{err}");
 }
