@@ -38,6 +38,8 @@ export type ErrorKind =
   | 'integrity'
   | 'protocol'
   | 'transport'
+  | 'timeout'
+  | 'rate-limited'
   | 'internal';
 
 export declare const ErrorKinds: readonly ErrorKind[];
@@ -45,6 +47,8 @@ export declare const ErrorKinds: readonly ErrorKind[];
 /** Every error ocirelay throws. */
 export declare class OcirelayError extends Error {
   readonly kind: ErrorKind;
+  /** For `rate-limited`: the wait the registry asked for, in seconds. */
+  readonly retryAfterSecs?: number;
 }
 
 export type Credential =

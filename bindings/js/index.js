@@ -25,6 +25,8 @@ export const ErrorKinds = Object.freeze([
   'integrity',
   'protocol',
   'transport',
+  'timeout',
+  'rate-limited',
   'internal',
 ]);
 
@@ -36,6 +38,14 @@ function call(fn) {
   } catch (e) {
     const payload = e && e.payload;
     if (payload && typeof payload.tag === 'string') {
+      // `rate-limited` carries a record: its message, and the wait asked for.
+      if (payload.tag === 'rate-limited') {
+        const err = new OcirelayError(payload.tag, payload.val.message);
+        if (payload.val.retryAfterSecs !== undefined) {
+          err.retryAfterSecs = Number(payload.val.retryAfterSecs);
+        }
+        throw err;
+      }
       throw new OcirelayError(payload.tag, payload.val);
     }
     throw e;

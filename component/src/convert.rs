@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ocirelay_core::auth::Credential;
 use ocirelay_core::client::parse_docker_hub_proxy;
+use ocirelay_core::http::TransportErrorKind;
 use ocirelay_core::index::Index;
 use ocirelay_core::ops::batch::Query;
 use ocirelay_core::ops::ensure_manifest::ChildRefs;
@@ -29,9 +30,20 @@ impl From<Error> for wit::Error {
             Error::InvalidInput(_) => wit::Error::InvalidInput(message),
             Error::NotFound { .. } => wit::Error::NotFound(message),
             Error::Authentication { .. } => wit::Error::Authentication(message),
+            Error::Registry {
+                status: 429,
+                retry_after_secs,
+                ..
+            } => wit::Error::RateLimited(wit::RateLimited {
+                message,
+                retry_after_secs,
+            }),
             Error::Registry { .. } => wit::Error::Registry(message),
             Error::Integrity { .. } => wit::Error::Integrity(message),
             Error::Protocol { .. } => wit::Error::Protocol(message),
+            Error::Transport { ref cause, .. } if cause.kind == TransportErrorKind::TimedOut => {
+                wit::Error::Timeout(message)
+            }
             Error::Transport { .. } => wit::Error::Transport(message),
             Error::Internal(_) => wit::Error::Internal(message),
         }

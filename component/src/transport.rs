@@ -87,8 +87,10 @@ fn error_code(code: &ErrorCode) -> TransportError {
         ErrorCode::TlsCertificateError => "TLS certificate not trusted",
         ErrorCode::HttpRequestUriInvalid => "invalid request URL",
         ErrorCode::ConnectionRefused => return err("connection refused"),
-        ErrorCode::ConnectionTimeout => return err("connection timed out"),
-        ErrorCode::ConnectionReadTimeout => return err("no progress within the idle timeout"),
+        ErrorCode::ConnectionTimeout => return TransportError::timed_out("connection timed out"),
+        ErrorCode::ConnectionReadTimeout => {
+            return TransportError::timed_out("no progress within the idle timeout")
+        }
         other => return err(&format!("{other:?}")),
     };
     TransportError::permanent(message)

@@ -56,6 +56,8 @@ pub enum Error {
         code: Option<String>,
         /// The first `errors[].message` of the body, when there is one.
         message: Option<String>,
+        /// How long the registry asked to wait (`Retry-After`), in seconds.
+        retry_after_secs: Option<u64>,
     },
     /// Content that does not match its digest or size: the registry lied or the data broke.
     #[error("{subject}: content does not match: {detail}")]
@@ -92,11 +94,16 @@ impl Error {
     /// code and message of its error body.
     pub fn registry(subject: impl Into<String>, response: &Response) -> Self {
         let body = RegistryError::parse(response.bytes());
+        let retry_after = response
+            .headers
+            .get("retry-after")
+            .and_then(|value| crate::retry::parse_retry_after(value, response.headers.get("date")));
         Error::Registry {
             subject: subject.into(),
             status: response.status,
             code: body.code,
             message: body.message,
+            retry_after_secs: retry_after.map(|d| d.as_secs()),
         }
     }
 
@@ -193,6 +200,28 @@ mod tests {
         };
         let e = Error::registry("r/x:v1", &response);
         assert_eq!(e.to_string(), "r/x:v1: registry answered 403 DENIED: no");
+    }
+
+    #[test]
+    fn a_registry_error_keeps_its_retry_after() {
+        let mut headers = Headers::new();
+        headers.set("Retry-After", "17");
+        let response = Response {
+            status: 429,
+            headers,
+            body: ResponseBody::Bytes(bytes::Bytes::new()),
+        };
+        let e = Error::registry("r/x:v1", &response);
+        assert!(
+            matches!(
+                e,
+                Error::Registry {
+                    retry_after_secs: Some(17),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -507,8 +507,11 @@ pub struct TransportError {
 /// Whether a transport failure is worth another try.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportErrorKind {
-    /// The connection was refused, reset or timed out: try again.
+    /// The connection was refused or reset: try again.
     Transient,
+    /// No answer (or no progress) in time: try again; what a gateway
+    /// reports as a timeout rather than a failure.
+    TimedOut,
     /// Refused by the host's policy, an untrusted certificate, an unusable
     /// URL: no retry can mend it.
     Permanent,
@@ -553,9 +556,20 @@ impl TransportError {
         }
     }
 
+    /// No answer or no progress in time (worth another try).
+    pub fn timed_out(message: impl Into<String>) -> Self {
+        TransportError {
+            message: message.into(),
+            kind: TransportErrorKind::TimedOut,
+        }
+    }
+
     /// Whether trying again cannot help.
     pub fn is_permanent(&self) -> bool {
-        self.kind != TransportErrorKind::Transient
+        !matches!(
+            self.kind,
+            TransportErrorKind::Transient | TransportErrorKind::TimedOut
+        )
     }
 }
 

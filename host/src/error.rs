@@ -99,6 +99,8 @@ fn component_message(e: &wit::Error) -> &str {
         | wit::Error::Integrity(m)
         | wit::Error::Protocol(m)
         | wit::Error::Transport(m)
+        | wit::Error::Timeout(m)
         | wit::Error::Internal(m) => m,
+        wit::Error::RateLimited(r) => &r.message,
     }
 }

@@ -31,6 +31,8 @@ __all__ = [
     "IntegrityError",
     "ProtocolError",
     "TransportError",
+    "TimedOutError",
+    "RateLimitedError",
     "InternalError",
     "parse_ref",
 ]
@@ -79,6 +81,22 @@ class TransportError(OcirelayError):
     kind = "transport"
 
 
+class TimedOutError(OcirelayError):
+    """No answer, or no progress, in time (not the builtin TimeoutError, an OSError)."""
+
+    kind = "timeout"
+
+
+class RateLimitedError(OcirelayError):
+    """The registry kept answering 429; `retry_after_secs` is the wait it asked for."""
+
+    kind = "rate-limited"
+
+    def __init__(self, message: str, retry_after_secs: Optional[int] = None):
+        super().__init__(message)
+        self.retry_after_secs = retry_after_secs
+
+
 class InternalError(OcirelayError):
     kind = "internal"
 
@@ -94,6 +112,8 @@ _ERRORS = {
         IntegrityError,
         ProtocolError,
         TransportError,
+        TimedOutError,
+        RateLimitedError,
         InternalError,
     )
 }
@@ -163,6 +183,9 @@ class _Instance:
         func.post_return(self.store)
         # wasmtime returns a `result`'s error as the error variant itself.
         if isinstance(out, wc.Variant) and out.tag in _ERRORS:
+            if out.tag == "rate-limited":
+                limited = out.payload
+                raise RateLimitedError(limited.message, getattr(limited, "retry-after-secs"))
             raise _ERRORS[out.tag](out.payload)
         return out
 
