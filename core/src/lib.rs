@@ -31,6 +31,7 @@ pub mod policy;
 pub mod rate_limit;
 pub mod reference;
 pub mod retry;
+pub mod service;
 pub mod settings;
 pub mod time;
 

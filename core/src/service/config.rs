@@ -1,0 +1,319 @@
+//! The edge service's configuration: which registries it mirrors, which of
+//! their repositories it serves, and how long a tag's answer may be cached.
+//! For example:
+//!
+//! ```json
+//! {"upstreams": [{"registry": "docker.io", "repositories": ["library/*"]},
+//!                {"registry": "registry.example:5000", "repositories": ["team/*"]}],
+//!  "tag-max-age": 60}
+//! ```
+//!
+//! The first upstream is the default (requests without `?ns=`). Parsing and
+//! the allow-list decision only: the service component is handed the text.
+
+use serde::Deserialize;
+
+use crate::client::parse_docker_hub_proxy;
+use crate::error::{Error, Result};
+use crate::reference::{is_docker_hub, Reference, DOCKER_HUB};
+
+/// How long a by-tag answer is fresh by default, in seconds.
+pub const DEFAULT_TAG_MAX_AGE: u32 = 60;
+/// How long a cache may serve a stale by-tag answer while the upstream fails, by default.
+pub const DEFAULT_STALE_IF_ERROR: u32 = 86_400;
+/// How long the service waits out an upstream's 429s and 5xx, by default:
+/// an edge answers now (passing a 429 on) rather than after minutes.
+pub const DEFAULT_RETRY_DEADLINE_SECS: u32 = 2;
+
+/// The file as written (all fields but `upstreams` optional; an unknown
+/// field is a mistake).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct File {
+    upstreams: Vec<UpstreamFile>,
+    #[serde(default)]
+    docker_hub_proxy: Option<String>,
+    #[serde(default)]
+    tag_max_age: Option<u32>,
+    #[serde(default)]
+    stale_if_error: Option<u32>,
+    #[serde(default)]
+    retry_deadline_secs: Option<u32>,
+    #[serde(default)]
+    user_agent: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct UpstreamFile {
+    registry: String,
+    repositories: Vec<String>,
+    #[serde(default)]
+    insecure: bool,
+}
+
+/// One mirrored registry and the repositories of it the service serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Its host (with port); `docker.io` for any Docker Hub alias.
+    pub registry: String,
+    /// Repository patterns: `*` (all), `team/*` (all under `team/`), or a name.
+    pub repositories: Vec<String>,
+    /// Reached over plain HTTP.
+    pub insecure: bool,
+}
+
+impl Upstream {
+    /// Whether `repository` (normalized: `library/alpine`) may be served.
+    pub fn allows(&self, repository: &str) -> bool {
+        self.repositories.iter().any(|p| match p.strip_suffix('*') {
+            Some("") => true,
+            Some(prefix) => repository.starts_with(prefix) && repository.len() > prefix.len(),
+            None => p == repository,
+        })
+    }
+}
+
+/// The service's configuration, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// The mirrored registries; the first is the default.
+    pub upstreams: Vec<Upstream>,
+    /// Where Docker Hub reads go instead (`http(s)://host[:port]`).
+    pub docker_hub_proxy: Option<String>,
+    /// Seconds a by-tag answer is fresh.
+    pub tag_max_age: u32,
+    /// Seconds a cache may serve a stale by-tag answer while the upstream fails.
+    pub stale_if_error: u32,
+    /// Seconds an upstream's 429s and 5xx are waited out before the
+    /// service answers with them.
+    pub retry_deadline_secs: u32,
+    /// `User-Agent` of the service's upstream requests.
+    pub user_agent: String,
+}
+
+impl ServiceConfig {
+    /// Parses a configuration's text; an error names the field at fault.
+    pub fn parse(text: &str) -> Result<Self> {
+        let file: File = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidInput(format!("not an ocirelay service config: {e}")))?;
+        if file.upstreams.is_empty() {
+            return Err(invalid("upstreams", "at least one upstream is needed"));
+        }
+        let mut upstreams: Vec<Upstream> = Vec::with_capacity(file.upstreams.len());
+        for (i, u) in file.upstreams.into_iter().enumerate() {
+            let field = |name: &str| format!("upstreams[{i}].{name}");
+            let registry =
+                registry_host(&u.registry).map_err(|why| invalid(&field("registry"), &why))?;
+            if upstreams.iter().any(|seen| seen.registry == registry) {
+                return Err(invalid(
+                    &field("registry"),
+                    &format!("{registry} is listed twice"),
+                ));
+            }
+            if u.repositories.is_empty() {
+                return Err(invalid(
+                    &field("repositories"),
+                    "empty: list the repositories to serve (\"*\" for all)",
+                ));
+            }
+            for (j, pattern) in u.repositories.iter().enumerate() {
+                check_pattern(pattern)
+                    .map_err(|why| invalid(&format!("upstreams[{i}].repositories[{j}]"), &why))?;
+            }
+            upstreams.push(Upstream {
+                registry,
+                repositories: u.repositories,
+                insecure: u.insecure,
+            });
+        }
+        if let Some(proxy) = &file.docker_hub_proxy {
+            parse_docker_hub_proxy(proxy)
+                .map_err(|e| invalid("docker-hub-proxy", &e.to_string()))?;
+        }
+        Ok(ServiceConfig {
+            upstreams,
+            docker_hub_proxy: file.docker_hub_proxy,
+            tag_max_age: file.tag_max_age.unwrap_or(DEFAULT_TAG_MAX_AGE),
+            stale_if_error: file.stale_if_error.unwrap_or(DEFAULT_STALE_IF_ERROR),
+            retry_deadline_secs: file
+                .retry_deadline_secs
+                .unwrap_or(DEFAULT_RETRY_DEADLINE_SECS),
+            user_agent: file
+                .user_agent
+                .unwrap_or_else(|| concat!("ocirelay-service/", env!("CARGO_PKG_VERSION")).into()),
+        })
+    }
+
+    /// The upstream a request is for: the one named by `ns` (containerd's
+    /// mirror parameter, any Docker Hub alias meaning Docker Hub), else the
+    /// default. `None` when `ns` names a registry not mirrored here.
+    pub fn upstream(&self, ns: Option<&str>) -> Option<&Upstream> {
+        match ns {
+            None => self.upstreams.first(),
+            Some(ns) => {
+                let ns = registry_host(ns).ok()?;
+                self.upstreams.iter().find(|u| u.registry == ns)
+            }
+        }
+    }
+
+    /// Whether `reference` may be served: its registry is an upstream and
+    /// its repository one that upstream allows.
+    pub fn allows(&self, reference: &Reference) -> bool {
+        self.upstreams
+            .iter()
+            .any(|u| u.registry == reference.host && u.allows(&reference.repository))
+    }
+
+    /// Registries reached over plain HTTP.
+    pub fn insecure_registries(&self) -> Vec<String> {
+        self.upstreams
+            .iter()
+            .filter(|u| u.insecure)
+            .map(|u| u.registry.clone())
+            .collect()
+    }
+}
+
+fn invalid(field: &str, why: &str) -> Error {
+    Error::InvalidInput(format!("service config: {field}: {why}"))
+}
+
+/// A registry as a reference names it: lower-case host with optional port,
+/// Docker Hub's aliases made `docker.io`.
+fn registry_host(text: &str) -> std::result::Result<String, String> {
+    let host = text.trim().to_ascii_lowercase();
+    if is_docker_hub(&host) {
+        return Ok(DOCKER_HUB.to_string());
+    }
+    // The reference grammar decides what a host is: `HOST/x` must parse
+    // with HOST kept as the host.
+    match Reference::parse(&format!("{host}/x")) {
+        Ok(r) if r.host == host => Ok(host),
+        _ => Err(format!("{text:?} is not a registry host (host[:port])")),
+    }
+}
+
+fn check_pattern(pattern: &str) -> std::result::Result<(), String> {
+    if pattern == "*" {
+        return Ok(());
+    }
+    let name = match pattern.strip_suffix("/*") {
+        Some(prefix) => prefix,
+        None if pattern.contains('*') => {
+            return Err(format!(
+                "{pattern:?}: `*` may only stand alone or end a pattern as `/*`"
+            ))
+        }
+        None => pattern,
+    };
+    // A pattern names repositories as the grammar spells them.
+    match Reference::parse(&format!("registry.invalid/{name}")) {
+        Ok(r) if r.repository == name => Ok(()),
+        _ => Err(format!("{pattern:?} is not a repository name or pattern")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> ServiceConfig {
+        ServiceConfig::parse(text).unwrap()
+    }
+
+    fn error(text: &str) -> String {
+        ServiceConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_given() {
+        let c =
+            config(r#"{"upstreams": [{"registry": "index.docker.io", "repositories": ["*"]}]}"#);
+        assert_eq!(c.upstreams[0].registry, "docker.io");
+        assert_eq!(c.tag_max_age, DEFAULT_TAG_MAX_AGE);
+        assert_eq!(c.stale_if_error, DEFAULT_STALE_IF_ERROR);
+        assert_eq!(c.retry_deadline_secs, DEFAULT_RETRY_DEADLINE_SECS);
+        assert!(c.user_agent.starts_with("ocirelay-service/"));
+    }
+
+    #[test]
+    fn ns_picks_among_upstreams_and_nothing_else() {
+        let c = config(
+            r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"]},
+                              {"registry": "127.0.0.1:5000", "repositories": ["*"], "insecure": true}]}"#,
+        );
+        assert_eq!(c.upstream(None).unwrap().registry, "docker.io");
+        assert_eq!(
+            c.upstream(Some("registry-1.docker.io")).unwrap().registry,
+            "docker.io"
+        );
+        assert_eq!(
+            c.upstream(Some("127.0.0.1:5000")).unwrap().registry,
+            "127.0.0.1:5000"
+        );
+        assert_eq!(c.upstream(Some("127.0.0.1:5001")), None);
+        assert_eq!(c.upstream(Some("ghcr.io")), None);
+        assert_eq!(c.insecure_registries(), vec!["127.0.0.1:5000".to_string()]);
+    }
+
+    #[test]
+    fn patterns_allow_what_they_say() {
+        let u = Upstream {
+            registry: "docker.io".into(),
+            repositories: vec!["library/*".into(), "team/app".into()],
+            insecure: false,
+        };
+        assert!(u.allows("library/alpine"));
+        assert!(u.allows("library/a/b"));
+        assert!(!u.allows("library"));
+        assert!(!u.allows("library2/alpine"));
+        assert!(!u.allows("libraryx"));
+        assert!(u.allows("team/app"));
+        assert!(!u.allows("team/app2"));
+        assert!(!u.allows("team/app/x"));
+        let c =
+            config(r#"{"upstreams": [{"registry": "docker.io", "repositories": ["library/*"]}]}"#);
+        assert!(c.allows(&Reference::parse("alpine:3").unwrap()));
+        assert!(!c.allows(&Reference::parse("someone/alpine:3").unwrap()));
+        assert!(!c.allows(&Reference::parse("ghcr.io/library/alpine:3").unwrap()));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (text, field) in [
+            (r#"{"upstreams": []}"#, "upstreams:"),
+            (
+                r#"{"upstreams": [{"registry": "a b", "repositories": ["*"]}]}"#,
+                "upstreams[0].registry",
+            ),
+            (
+                r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"]},
+                                  {"registry": "registry-1.docker.io", "repositories": ["*"]}]}"#,
+                "upstreams[1].registry",
+            ),
+            (
+                r#"{"upstreams": [{"registry": "docker.io", "repositories": []}]}"#,
+                "upstreams[0].repositories",
+            ),
+            (
+                r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*", "lib*"]}]}"#,
+                "upstreams[0].repositories[1]",
+            ),
+            (
+                r#"{"upstreams": [{"registry": "docker.io", "repositories": ["Upper/*"]}]}"#,
+                "upstreams[0].repositories[0]",
+            ),
+            (
+                r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"]}], "docker-hub-proxy": "ftp://x"}"#,
+                "docker-hub-proxy",
+            ),
+        ] {
+            let e = error(text);
+            assert!(e.contains(field), "{e:?} should name {field}");
+        }
+        assert!(error(r#"{"upstreams": [], "credentials": {}}"#).contains("credentials"));
+        assert!(error("[").contains("not an ocirelay service config"));
+    }
+}
