@@ -5,6 +5,7 @@
 //! outgoing-request policy, and the command line.
 
 mod commands;
+mod compose;
 mod convert;
 mod credentials;
 mod error;
@@ -14,6 +15,7 @@ mod output;
 mod policy;
 mod queries;
 mod runtime;
+mod serve;
 mod settings;
 mod verify;
 
@@ -88,6 +90,12 @@ enum Command {
     /// Copy an image or index with all its children (or, with --blob, one
     /// blob) from SRC to DST and print the resulting descriptor.
     Copy(commands::copy::CopyArgs),
+    /// Serve the edge service: the lookup/index API and a read-through
+    /// registry mirror, over HTTP, one component instance per request.
+    Serve(commands::service::ServeArgs),
+    /// Write the edge service, composed with its configuration, as one
+    /// component for any wasi:http host (`wasmtime serve`, Spin-style hosts).
+    BuildService(commands::service::BuildServiceArgs),
 }
 
 /// The compiler's crates: at `trace` they log every instruction, which
@@ -178,6 +186,7 @@ impl Command {
                 ocirelay_core::Reference::parse(&args.src)?,
                 ocirelay_core::Reference::parse(&args.dst)?,
             ],
+            Command::Serve(_) | Command::BuildService(_) => Vec::new(),
         };
         let mut hosts: Vec<String> = refs.into_iter().map(|r| r.host).collect();
         hosts.sort();
@@ -204,7 +213,23 @@ fn docker_hub_proxy() -> Result<Option<ocirelay_core::http::Url>, HostError> {
 
 async fn run(cli: Cli) -> Result<(), HostError> {
     let settings = settings::load()?;
-    let hosts = cli.command.hosts()?;
+    // The rates: the file's first, a flag for the same host replaces its rate.
+    let mut rates = settings.rates;
+    for r in &cli.rates {
+        rates.push(ocirelay_core::rate_limit::RateSpec::parse(r)?);
+    }
+    let mut ca_files = settings.ca_files;
+    ca_files.extend(cli.ca_files);
+    let idle_timeout = std::time::Duration::from_secs(cli.idle_timeout);
+    // The service's own configuration says what it reaches and how.
+    let command = match cli.command {
+        Command::BuildService(args) => return commands::service::build(args),
+        Command::Serve(args) => {
+            return commands::service::serve(args, rates, &ca_files, idle_timeout).await
+        }
+        other => other,
+    };
+    let hosts = command.hosts()?;
     let mirror = docker_hub_proxy()?;
     let mut insecure = settings.insecure;
     insecure.extend(cli.insecure);
@@ -221,22 +246,17 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         // The hook checks every upload's bytes, at native speed.
         uploads_verified_by_host: true,
     };
-    // The file's rates first: a flag for the same host replaces its rate.
-    let mut rates = settings.rates;
-    for r in &cli.rates {
-        rates.push(ocirelay_core::rate_limit::RateSpec::parse(r)?);
-    }
-    let mut ca_files = settings.ca_files;
-    ca_files.extend(cli.ca_files);
     let allowed = hosts
         .iter()
         .map(String::as_str)
         .chain(mirror.as_ref().map(|m| m.authority.as_str()));
-    let idle_timeout = std::time::Duration::from_secs(cli.idle_timeout);
     let runtime = Runtime::new(policy::Policy::new(rates, allowed), &ca_files, idle_timeout)?;
-    match cli.command {
+    match command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,
         Command::Copy(args) => commands::copy::run(&runtime, config, args).await,
+        Command::Serve(_) | Command::BuildService(_) => {
+            unreachable!("served above, without the registry runtime")
+        }
     }
 }

@@ -40,6 +40,19 @@ pub struct State {
     hooks: Hooks,
 }
 
+impl State {
+    /// WASI with stderr only (no files, environment or arguments: the
+    /// proxy world has none), and `hooks` for outgoing requests.
+    pub fn new(hooks: Hooks) -> Self {
+        State {
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks,
+        }
+    }
+}
+
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -82,19 +95,7 @@ impl Runtime {
         ca_files: &[std::path::PathBuf],
         idle_timeout: std::time::Duration,
     ) -> Result<Self, HostError> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        let engine =
-            Engine::new(&config).map_err(HostError::runtime("creating the wasm engine"))?;
-        let component = load_component(&engine)?;
-        // Only the `wasi:http/proxy` world, as an edge runtime offers: what
-        // runs here runs in any wasi-http host.
-        let mut linker = Linker::<State>::new(&engine);
-        wasmtime_wasi_http::p2::add_to_linker_async(&mut linker)
-            .map_err(HostError::runtime("linking the wasi:http/proxy world"))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(HostError::runtime("pre-instantiating the component"))?;
+        let (engine, pre) = proxy_world_pre(COMPONENT_WASM)?;
         let pre =
             RelayPre::new(pre).map_err(HostError::runtime("binding the component's exports"))?;
         let http = pooled_client(ca_files)?;
@@ -128,13 +129,7 @@ impl Runtime {
         );
         hooks.verify_uploads = self.verify_uploads;
         config.uploads_verified_by_host = self.verify_uploads;
-        let state = State {
-            wasi: WasiCtx::builder().inherit_stderr().build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            hooks,
-        };
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&self.engine, State::new(hooks));
         let relay = self
             .pre
             .instantiate_async(&mut store)
@@ -317,19 +312,37 @@ impl Session {
     }
 }
 
-/// Compiles the component, or loads the copy compiled by an earlier run.
-/// The cache key covers the component's bytes and everything about the
-/// engine that makes compiled code incompatible.
-fn load_component(engine: &Engine) -> Result<Component, HostError> {
+/// An engine and `wasm` compiled and pre-instantiated against only the
+/// `wasi:http/proxy` world, as an edge runtime offers it: what runs here
+/// runs in any wasi-http host.
+pub fn proxy_world_pre(
+    wasm: &[u8],
+) -> Result<(Engine, wasmtime::component::InstancePre<State>), HostError> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    let engine = Engine::new(&config).map_err(HostError::runtime("creating the wasm engine"))?;
+    let component = load_component(&engine, wasm)?;
+    let mut linker = Linker::<State>::new(&engine);
+    wasmtime_wasi_http::p2::add_to_linker_async(&mut linker)
+        .map_err(HostError::runtime("linking the wasi:http/proxy world"))?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(HostError::runtime("pre-instantiating the component"))?;
+    Ok((engine, pre))
+}
+
+/// Compiles `wasm`, or loads the copy compiled by an earlier run. The cache
+/// key covers the component's bytes and everything about the engine that
+/// makes compiled code incompatible.
+fn load_component(engine: &Engine, wasm: &[u8]) -> Result<Component, HostError> {
     let Some(dir) = cache_dir() else {
-        return Component::new(engine, COMPONENT_WASM)
-            .map_err(HostError::runtime("compiling the component"));
+        return Component::new(engine, wasm).map_err(HostError::runtime("compiling the component"));
     };
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
     engine
         .precompile_compatibility_hash()
         .hash(&mut engine_hash);
-    let wasm_hash = Sha256::digest(COMPONENT_WASM);
+    let wasm_hash = Sha256::digest(wasm);
     let name = format!(
         "component-{}-{:016x}.cwasm",
         wasm_hash
@@ -350,8 +363,8 @@ fn load_component(engine: &Engine) -> Result<Component, HostError> {
             Err(e) => tracing::debug!("compiled component cache unusable ({e:#}); recompiling"),
         }
     }
-    let component = Component::new(engine, COMPONENT_WASM)
-        .map_err(HostError::runtime("compiling the component"))?;
+    let component =
+        Component::new(engine, wasm).map_err(HostError::runtime("compiling the component"))?;
     if let Ok(bytes) = component.serialize() {
         // Write then rename, so a concurrent run never maps a half-written file.
         let tmp = dir.join(format!(".tmp-{}", std::process::id()));
@@ -761,9 +774,28 @@ mod tests {
         });
     }
 
+    /// The embedded component imports nothing outside the proxy world (the
+    /// runtime links only that world, so every test of a command also shows
+    /// that it instantiates and runs there) and exports the registry.
+    #[test]
+    fn component_imports_only_the_proxy_world_and_exports_the_registry() {
+        let exports = proxy_world::exports_of(COMPONENT_WASM);
+        assert_eq!(exports, ["ocirelay:registry/registry@0.1.0"]);
+        let idle = std::time::Duration::from_secs(1);
+        let runtime = Runtime::new(Policy::new(Vec::new(), ["x"]), &[], idle);
+        assert!(runtime.is_ok(), "a proxy-world linker instantiates it");
+    }
+}
+
+/// What tests check of a component meant for any wasi-http host.
+#[cfg(test)]
+pub(crate) mod proxy_world {
+    use wasmtime::component::Component;
+    use wasmtime::Engine;
+
     /// The interfaces of the `wasi:http/proxy` world (0.2): all an edge
     /// runtime offers.
-    const PROXY_WORLD: [&str; 11] = [
+    const INTERFACES: [&str; 11] = [
         "wasi:io/poll",
         "wasi:io/error",
         "wasi:io/streams",
@@ -777,14 +809,11 @@ mod tests {
         "wasi:http/outgoing-handler",
     ];
 
-    /// The embedded component imports nothing outside the proxy world (the
-    /// runtime links only that world, so every test of a command also shows
-    /// that it instantiates and runs there) and exports the registry.
-    #[test]
-    fn component_imports_only_the_proxy_world_and_exports_the_registry() {
+    /// The exports of `wasm`, once its imports are shown to be the proxy
+    /// world's (outgoing HTTP among them).
+    pub fn exports_of(wasm: &[u8]) -> Vec<String> {
         let engine = Engine::default();
-        let component =
-            Component::new(&engine, COMPONENT_WASM).expect("the embedded component compiles");
+        let component = Component::new(&engine, wasm).expect("the component compiles");
         let ty = component.component_type();
         let imports: Vec<String> = ty
             .imports(&engine)
@@ -793,7 +822,7 @@ mod tests {
         for import in &imports {
             let (interface, version) = import.split_once('@').unwrap_or((import, ""));
             assert!(
-                PROXY_WORLD.contains(&interface) && version.starts_with("0.2."),
+                INTERFACES.contains(&interface) && version.starts_with("0.2."),
                 "{import} is not in the wasi:http/proxy world: {imports:#?}"
             );
         }
@@ -803,13 +832,8 @@ mod tests {
                 .any(|i| i.starts_with("wasi:http/outgoing-handler@")),
             "{imports:?}"
         );
-        let exports: Vec<String> = ty
-            .exports(&engine)
+        ty.exports(&engine)
             .map(|(name, _)| name.to_string())
-            .collect();
-        assert_eq!(exports, ["ocirelay:registry/registry@0.1.0"]);
-        let idle = std::time::Duration::from_secs(1);
-        let runtime = Runtime::new(Policy::new(Vec::new(), ["x"]), &[], idle);
-        assert!(runtime.is_ok(), "a proxy-world linker instantiates it");
+            .collect()
     }
 }

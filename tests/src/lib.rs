@@ -7,6 +7,7 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod push;
 pub mod registry;
+pub mod service;
 pub mod tls;
 pub mod token_server;
 

@@ -3,3 +3,4 @@
 pub mod copy;
 pub mod index;
 pub mod lookup;
+pub mod service;

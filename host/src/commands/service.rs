@@ -1,0 +1,159 @@
+//! `ocirelay serve` and `ocirelay build-service`: the edge service
+//! (`service/`), composed with its configuration, served on our host or
+//! written out for any wasi-http host (`wasmtime serve`, Spin-style hosts).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ocirelay_core::service::ServiceConfig;
+
+use crate::compose;
+use crate::error::HostError;
+use crate::policy::Policy;
+use crate::serve::{bind, Server};
+
+/// The service, composed with the registry component, awaiting its configuration.
+const SERVICE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ocirelay_service.wasm"));
+
+const CONFIG_HELP: &str = "\
+CONFIG is a JSON file (default: Docker Hub's official images, library/*):
+  {\"upstreams\": [{\"registry\": \"docker.io\", \"repositories\": [\"library/*\"]},
+                 {\"registry\": \"registry.example:5000\", \"repositories\": [\"team/*\"],
+                  \"insecure\": false}],
+   \"docker-hub-proxy\": null, \"tag-max-age\": 60, \"stale-if-error\": 86400,
+   \"retry-deadline-secs\": 2}
+The first upstream serves requests without `?ns=`; a repository pattern is
+`*`, `prefix/*` or a name. Routes: GET /index/REF, GET|HEAD /manifest/REF,
+GET /blob/REF@DIGEST, and the registry API's GET|HEAD
+/v2/NAME/manifests/REF and /v2/NAME/blobs/DIGEST (a read-through mirror).";
+
+/// Arguments of `ocirelay serve`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = CONFIG_HELP)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the one bound is printed on stderr).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// The service's configuration (JSON).
+    #[arg(value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `ocirelay build-service`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = CONFIG_HELP)]
+pub struct BuildServiceArgs {
+    /// Where to write the composed component (`.wasm`).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The service's configuration (JSON).
+    #[arg(value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The configuration's text and what it says; the default without a file.
+pub fn load_config(path: Option<&Path>) -> Result<(String, ServiceConfig), HostError> {
+    let text = match path {
+        None => compose::DEFAULT_CONFIG.to_string(),
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| HostError::Usage(format!("service config {}: {e}", path.display())))?,
+    };
+    let what = |p: Option<&Path>| match p {
+        Some(p) => format!("service config {}", p.display()),
+        None => "the default service config".to_string(),
+    };
+    let config = ServiceConfig::parse(&text).map_err(|e| HostError::bad_file(what(path), e))?;
+    Ok((text, config))
+}
+
+/// The service with `config_text` composed in.
+fn composed(config_text: &str) -> Result<Vec<u8>, HostError> {
+    let config = compose::config_component(config_text).map_err(HostError::Internal)?;
+    compose::plug(
+        ("ocirelay:service", SERVICE_WASM),
+        &[("ocirelay:service-config", &config)],
+    )
+    .map_err(HostError::Internal)
+}
+
+/// Writes the composed service.
+pub fn build(args: BuildServiceArgs) -> Result<(), HostError> {
+    let (text, _) = load_config(args.config.as_deref())?;
+    let wasm = composed(&text)?;
+    std::fs::write(&args.output, wasm)
+        .map_err(|e| HostError::Setup(format!("writing {}: {e}", args.output.display())))
+}
+
+/// Serves until ctrl-c. The policy's allow-list is the configuration's
+/// upstreams (and Docker Hub proxy), whatever the component asks.
+pub async fn serve(
+    args: ServeArgs,
+    rates: Vec<ocirelay_core::rate_limit::RateSpec>,
+    ca_files: &[PathBuf],
+    idle_timeout: std::time::Duration,
+) -> Result<(), HostError> {
+    let (text, config) = load_config(args.config.as_deref())?;
+    let mut allowed: Vec<String> = config
+        .upstreams
+        .iter()
+        .map(|u| u.registry.clone())
+        .collect();
+    if let Some(proxy) = &config.docker_hub_proxy {
+        allowed.push(ocirelay_core::client::parse_docker_hub_proxy(proxy)?.authority);
+    }
+    let policy = Policy::new(rates, allowed.iter().map(String::as_str));
+    let server = Server::new(&composed(&text)?, policy, ca_files, idle_timeout)?;
+    let listener = bind(args.addr).await?;
+    Arc::new(server).run(listener).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::proxy_world;
+
+    /// What `build-service` writes runs on any wasi-http host: it imports
+    /// the proxy world only and exports its incoming handler (what
+    /// `wasm-tools component targets --world wasi:http/proxy` checks).
+    #[test]
+    fn the_composed_service_is_a_proxy_world_component() {
+        let (text, _) = load_config(None).expect("the default config parses");
+        let exports = proxy_world::exports_of(&composed(&text).expect("it composes"));
+        assert_eq!(exports.len(), 1, "{exports:?}");
+        assert!(
+            exports[0].starts_with("wasi:http/incoming-handler@0.2."),
+            "{exports:?}"
+        );
+    }
+
+    #[test]
+    fn a_config_of_any_size_and_text_is_carried_unchanged() {
+        use wasmtime::component::{Component, Linker};
+        let entries: Vec<String> = (0..9000).map(|i| format!("\"team{i}/*\"")).collect();
+        let text = format!(
+            "{{\"upstreams\": [{{\"registry\": \"r.example\", \"repositories\": [{}]}}], \
+             \"user-agent\": \"edge \\u00e9\\\"\\\\ ✓\"}}",
+            entries.join(", ")
+        );
+        assert!(text.len() > 65536, "more than one page of memory");
+        let wasm = compose::config_component(&text).expect("made");
+        let engine = wasmtime::Engine::default();
+        let component = Component::new(&engine, wasm).expect("compiles");
+        let mut store = wasmtime::Store::new(&engine, ());
+        let instance = Linker::new(&engine)
+            .instantiate(&mut store, &component)
+            .expect("instantiates");
+        let interface = instance
+            .get_export_index(&mut store, None, compose::CONFIG_INTERFACE)
+            .expect("exports the config interface");
+        let func = instance
+            .get_export_index(&mut store, Some(&interface), "config")
+            .and_then(|i| instance.get_typed_func::<(), (String,)>(&mut store, i).ok())
+            .expect("config: func() -> string");
+        let (got,) = func.call(&mut store, ()).expect("called");
+        assert_eq!(got, text);
+        let parsed = ServiceConfig::parse(&got).expect("valid");
+        assert_eq!(parsed.user_agent, "edge é\"\\ ✓");
+    }
+}

@@ -1,0 +1,64 @@
+//! Composition of components, shared by `build.rs` (the registry component
+//! with the inert one; the edge service with the registry component) and by
+//! `ocirelay build-service` / `ocirelay serve` (the service with its
+//! configuration). Composition is wac's (`wac-graph`): what one component
+//! exports is plugged into what another imports.
+
+/// The interface the service reads its configuration from (`wit/registry.wit`).
+pub const CONFIG_INTERFACE: &str = "ocirelay:registry/service-config@0.1.0";
+
+/// `socket` with each of `plugs` (name, bytes) plugged into the imports it
+/// exports; an error says which component could not be read or plugged.
+pub fn plug(socket: (&str, &[u8]), plugs: &[(&str, &[u8])]) -> Result<Vec<u8>, String> {
+    use wac_graph::{types::Package, CompositionGraph, EncodeOptions};
+    let mut graph = CompositionGraph::new();
+    let mut register = |name: &str, bytes: &[u8]| {
+        let package = Package::from_bytes(name, None, bytes.to_vec(), graph.types_mut())
+            .map_err(|e| format!("reading the {name} component: {e:#}"))?;
+        graph
+            .register_package(package)
+            .map_err(|e| format!("registering the {name} component: {e:#}"))
+    };
+    let socket_id = register(socket.0, socket.1)?;
+    let plug_ids = plugs
+        .iter()
+        .map(|(name, bytes)| register(name, bytes))
+        .collect::<Result<Vec<_>, _>>()?;
+    wac_graph::plug(&mut graph, plug_ids, socket_id)
+        .map_err(|e| format!("plugging into the {} component: {e:#}", socket.0))?;
+    graph
+        .encode(EncodeOptions::default())
+        .map_err(|e| format!("encoding the composed component: {e:#}"))
+}
+
+/// A component exporting [`CONFIG_INTERFACE`] whose `config` returns
+/// `json`: the service's configuration compiled in, for hosts (the
+/// `wasi:http/proxy` world) that give a component no files or environment.
+pub fn config_component(json: &str) -> Result<Vec<u8>, String> {
+    // The string's bytes sit after an 8-byte return area (pointer, length).
+    const AT: usize = 8;
+    let pages = (AT + json.len()).div_ceil(65536).max(1);
+    let escaped: String = json.bytes().map(|b| format!("\\{b:02x}")).collect();
+    let wat = format!(
+        r#"(component
+  (core module $m
+    (memory (export "memory") {pages})
+    (data (i32.const {AT}) "{escaped}")
+    (func (export "config") (result i32)
+      (i32.store (i32.const 0) (i32.const {AT}))
+      (i32.store (i32.const 4) (i32.const {len}))
+      (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (func $config (result string)
+    (canon lift (core func $i "config") (memory (core memory $i "memory"))))
+  (instance $config (export "config" (func $config)))
+  (export "{CONFIG_INTERFACE}" (instance $config)))"#,
+        len = json.len(),
+    );
+    wat::parse_str(&wat).map_err(|e| format!("making the configuration component: {e}"))
+}
+
+/// The configuration `target/component/ocirelay-service.wasm` is built
+/// with: a mirror of Docker Hub's official images.
+pub const DEFAULT_CONFIG: &str =
+    r#"{"upstreams": [{"registry": "docker.io", "repositories": ["library/*"]}]}"#;

@@ -1,0 +1,85 @@
+//! The one conversion layer between the registry component's WIT types and
+//! the core's.
+
+use ocirelay_core::service::{Failure, FailureKind, ServiceConfig};
+use ocirelay_core::{Digest, Reference};
+
+use crate::bindings::ocirelay::registry::registry as wit;
+
+impl From<&Reference> for wit::Reference {
+    fn from(r: &Reference) -> Self {
+        wit::Reference {
+            host: r.host.clone(),
+            repository: r.repository.clone(),
+            tag: r.tag.clone(),
+            digest: r.digest.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+/// The registry client the service's configuration calls for: upstreams only
+/// (their token realms and redirects aside), no credentials from any
+/// request, and 429s waited out only briefly.
+pub fn client_config(config: &ServiceConfig) -> wit::Config {
+    let mut allowed: Vec<String> = config
+        .upstreams
+        .iter()
+        .map(|u| u.registry.clone())
+        .collect();
+    if let Some(proxy) = &config.docker_hub_proxy {
+        if let Ok(url) = ocirelay_core::client::parse_docker_hub_proxy(proxy) {
+            allowed.push(url.authority);
+        }
+    }
+    wit::Config {
+        user_agent: config.user_agent.clone(),
+        credentials: Vec::new(),
+        insecure_registries: config.insecure_registries(),
+        // One request's lookups share it (a tag's HEAD, then its GET).
+        cache: true,
+        concurrency: 0,
+        // 0 means the component's default; the service's least is a second.
+        retry_deadline_secs: config.retry_deadline_secs.max(1),
+        docker_hub_proxy: config.docker_hub_proxy.clone(),
+        policy: Some(wit::Policy {
+            allowed_hosts: allowed,
+            rate_limits: Vec::new(),
+        }),
+        uploads_verified_by_host: false,
+    }
+}
+
+/// The registry component's error as the service answers it.
+pub fn failure(e: wit::Error) -> Failure {
+    let (kind, message) = match e {
+        wit::Error::InvalidReference(m) => (FailureKind::InvalidReference, m),
+        wit::Error::InvalidInput(m) => (FailureKind::InvalidInput, m),
+        wit::Error::NotFound(m) => (FailureKind::NotFound, m),
+        wit::Error::Authentication(m) => (FailureKind::Authentication, m),
+        wit::Error::Registry(m) => (FailureKind::Registry, m),
+        wit::Error::Integrity(m) => (FailureKind::Integrity, m),
+        wit::Error::Protocol(m) => (FailureKind::Protocol, m),
+        wit::Error::Transport(m) => (FailureKind::Transport, m),
+        wit::Error::Timeout(m) => (FailureKind::Timeout, m),
+        wit::Error::Internal(m) => (FailureKind::Internal, m),
+        wit::Error::RateLimited(r) => {
+            return Failure {
+                kind: FailureKind::RateLimited,
+                message: r.message,
+                retry_after_secs: r.retry_after_secs,
+            }
+        }
+    };
+    Failure::new(kind, message)
+}
+
+/// The digest of what the registry component found; one it should never
+/// have produced is our own bug.
+pub fn digest(d: &wit::Descriptor) -> Result<Digest, Failure> {
+    Digest::parse(&d.digest).map_err(|e| {
+        Failure::new(
+            FailureKind::Internal,
+            format!("the registry component gave a bad digest: {e}"),
+        )
+    })
+}

@@ -1,0 +1,72 @@
+//! ocirelay at the edge: a component in the `wasi:http/proxy` world that
+//! answers each request through the registry component it imports
+//! (`ocirelay:registry/registry`, composed in with its configuration). What to
+//! do is the core's decision (`ocirelay_core::service`: routes, allow-list,
+//! headers); this crate performs it. It keeps no state between requests:
+//! edge hosts make an instance per request.
+
+mod answer;
+mod convert;
+mod respond;
+
+use ocirelay_core::service::{Failure, FailureKind, Request, ServiceConfig};
+
+use bindings::ocirelay::registry::service_config;
+use wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "service",
+    });
+}
+
+struct Service;
+
+impl wasi::exports::http::incoming_handler::Guest for Service {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let method = match request.method() {
+            Method::Get => "GET".to_string(),
+            Method::Head => "HEAD".to_string(),
+            other => format!("{other:?}").to_ascii_uppercase(),
+        };
+        let head_only = method == "HEAD";
+        let path = request.path_with_query().unwrap_or_else(|| "/".to_string());
+        let if_none_match = header(&request, "if-none-match");
+        drop(request);
+
+        let config = match ServiceConfig::parse(&service_config::config()) {
+            Ok(config) => config,
+            Err(e) => {
+                // Composed with a configuration it cannot use: say so on every request.
+                let failure = Failure::new(FailureKind::Internal, e.to_string());
+                return respond::failure(out, &failure, true, false, head_only);
+            }
+        };
+        match Request::parse(&method, &path, &config) {
+            Ok(request) => {
+                let mirror = request.route.is_mirror();
+                let blob = request.route.is_blob();
+                match answer::answer(&config, &request, if_none_match.as_deref()) {
+                    Ok(answer) => respond::answer(out, answer, head_only),
+                    Err(failure) => respond::failure(out, &failure, mirror, blob, head_only),
+                }
+            }
+            Err(failure) => {
+                let mirror = path.starts_with("/v2");
+                respond::failure(out, &failure, mirror, path.contains("/blobs/"), head_only)
+            }
+        }
+    }
+}
+
+/// The first value of header `name`, if it is text.
+fn header(request: &IncomingRequest, name: &str) -> Option<String> {
+    let values = request.headers().get(name);
+    values
+        .into_iter()
+        .next()
+        .and_then(|v| String::from_utf8(v).ok())
+}
+
+wasi::http::proxy::export!(Service);

@@ -1,0 +1,93 @@
+//! Sends answers over `wasi:http`: the head, then the body, a blob streamed
+//! a chunk at a time. A blob that fails its check ends the answer without
+//! its last chunk and without finishing its body, so the client sees it cut
+//! short (its `Content-Length` unmet), never a complete-looking wrong blob.
+
+use ocirelay_core::service::{reply, Failure, Head};
+use wasi::http::types::{Fields, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::io::streams::{OutputStream, StreamError};
+
+use crate::answer::{Answer, Body, STREAM_CHUNK};
+
+/// Sends `answer` (its head only for a HEAD request).
+pub fn answer(out: ResponseOutparam, answer: Answer, head_only: bool) {
+    let body = if head_only { Body::Empty } else { answer.body };
+    send(out, &answer.head, body);
+}
+
+/// Sends `failure` in its route's dialect.
+pub fn failure(
+    out: ResponseOutparam,
+    failure: &Failure,
+    mirror: bool,
+    blob: bool,
+    head_only: bool,
+) {
+    let (head, text) = reply::failure(failure, mirror, blob);
+    let body = match head_only {
+        true => Body::Empty,
+        false => Body::Bytes(text.into_bytes()),
+    };
+    send(out, &head, body);
+}
+
+fn send(out: ResponseOutparam, head: &Head, body: Body) {
+    let fields = Fields::new();
+    for (name, value) in &head.headers {
+        // Our own names and values: valid by construction.
+        let _ = fields.append(name, value.as_bytes());
+    }
+    let response = OutgoingResponse::new(fields);
+    let _ = response.set_status_code(head.status);
+    let Ok(outgoing) = response.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(response));
+    let Ok(stream) = outgoing.write() else {
+        return;
+    };
+    let complete = match body {
+        Body::Empty => true,
+        Body::Bytes(bytes) => write_all(&stream, &bytes).is_ok(),
+        // Each chunk is held until the next read succeeds: the read that
+        // finds the end is the one that checks the digest, so the last
+        // bytes go out only once the whole blob matched.
+        Body::Stream(reader) => {
+            let mut held: Vec<u8> = Vec::new();
+            loop {
+                match reader.read(STREAM_CHUNK) {
+                    Ok(chunk) if chunk.is_empty() => break write_all(&stream, &held).is_ok(),
+                    Ok(chunk) => {
+                        let ready = std::mem::replace(&mut held, chunk);
+                        if write_all(&stream, &ready).is_err() {
+                            break false;
+                        }
+                    }
+                    // The upstream broke or lied: cut the answer short.
+                    Err(_) => break false,
+                }
+            }
+        }
+    };
+    if complete && stream.blocking_flush().is_ok() {
+        drop(stream);
+        let _ = OutgoingBody::finish(outgoing, None);
+    }
+    // Otherwise the body is dropped unfinished: the host aborts the answer.
+}
+
+/// Writes all of `bytes`, as fast as the stream takes them.
+fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
+    let ready = stream.subscribe();
+    while !bytes.is_empty() {
+        let room = stream.check_write()? as usize;
+        if room == 0 {
+            ready.block();
+            continue;
+        }
+        let n = room.min(bytes.len());
+        stream.write(&bytes[..n])?;
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}
