@@ -1,6 +1,7 @@
 //! The one conversion layer between the registry component's WIT types and
 //! the core's.
 
+use ocirelay_core::auth::Credential;
 use ocirelay_core::service::{Failure, FailureKind, ServiceConfig};
 use ocirelay_core::{Digest, Reference};
 
@@ -18,8 +19,8 @@ impl From<&Reference> for wit::Reference {
 }
 
 /// The registry client the service's configuration calls for: upstreams only
-/// (their token realms and redirects aside), no credentials from any
-/// request, and 429s waited out only briefly.
+/// (their token realms and redirects aside), the configuration's
+/// credentials (never a request's), and 429s waited out only briefly.
 pub fn client_config(config: &ServiceConfig) -> wit::Config {
     let mut allowed: Vec<String> = config
         .upstreams
@@ -33,7 +34,11 @@ pub fn client_config(config: &ServiceConfig) -> wit::Config {
     }
     wit::Config {
         user_agent: config.user_agent.clone(),
-        credentials: Vec::new(),
+        credentials: config
+            .credentials
+            .iter()
+            .map(|(host, c)| (host.clone(), c.into()))
+            .collect(),
         insecure_registries: config.insecure_registries(),
         // One request's lookups share it (a tag's HEAD, then its GET).
         cache: true,
@@ -46,6 +51,18 @@ pub fn client_config(config: &ServiceConfig) -> wit::Config {
             rate_limits: Vec::new(),
         }),
         uploads_verified_by_host: false,
+    }
+}
+
+impl From<&Credential> for wit::Credential {
+    fn from(c: &Credential) -> Self {
+        match c {
+            Credential::Basic { username, password } => {
+                wit::Credential::Basic((username.clone(), password.clone()))
+            }
+            Credential::Bearer(token) => wit::Credential::Bearer(token.clone()),
+            Credential::IdentityToken(token) => wit::Credential::IdentityToken(token.clone()),
+        }
     }
 }
 

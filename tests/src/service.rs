@@ -59,8 +59,14 @@ impl Service {
     }
 
     /// The service with `config` (JSON), under `ocirelay serve`, trusting
-    /// the tests' CA.
+    /// the tests' CA, with an empty docker config.
     pub fn ocirelay(config: &serde_json::Value) -> Service {
+        let empty = tempfile::tempdir().expect("a temporary docker config");
+        Self::ocirelay_with(config, empty.path())
+    }
+
+    /// [`Service::ocirelay`] with the docker config in `docker_config`.
+    pub fn ocirelay_with(config: &serde_json::Value, docker_config: &std::path::Path) -> Service {
         let (dir, config_path, wasm) = Self::build(config);
         let port = free_port();
         let ca = crate::tls::ca_file();
@@ -71,6 +77,7 @@ impl Service {
             .arg(format!("--addr=127.0.0.1:{port}"))
             .arg(&config_path)
             .env("OCIRELAY_CACHE_DIR", crate::cli::cache_dir())
+            .env("DOCKER_CONFIG", docker_config)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -372,3 +372,50 @@ fn a_bad_config_is_refused_naming_its_field() {
     );
     assert!(!out_path.exists(), "nothing written");
 }
+
+#[test]
+fn upstream_credentials_come_from_the_config_never_from_a_request() {
+    use base64::Engine as _;
+    let upstream = Registry::start_plain(Auth::Basic {
+        user: "edge".into(),
+        password: "s3cret".into(),
+    });
+    let image = push_image(&upstream, "team/app", "v1", &[b"private"]);
+    let basic = base64::engine::general_purpose::STANDARD.encode("edge:s3cret");
+    let authorization = format!("Basic {basic}");
+
+    let anonymous = Service::wasmtime(&config_for(upstream.host(), &["team/*"]));
+    let answer = anonymous.request(
+        "GET",
+        "/v2/team/app/manifests/v1",
+        &[("Authorization", &authorization)],
+    );
+    assert_ne!(
+        answer.status, 200,
+        "a request's credentials are not passed on: {answer:?}"
+    );
+
+    let mut config = config_for(upstream.host(), &["team/*"]);
+    config["credentials"] = json!({upstream.host(): {"username": "edge", "password": "s3cret"}});
+    let trusted = Service::wasmtime(&config);
+    let answer = trusted.get("/v2/team/app/manifests/v1");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(Digest::sha256(&answer.body), image.digest);
+}
+
+#[test]
+fn ocirelay_serve_uses_the_docker_config_for_its_upstreams() {
+    let upstream = Registry::start(Auth::Basic {
+        user: "edge".into(),
+        password: "s3cret".into(),
+    });
+    let image = push_image(&upstream, "team/app", "v1", &[b"private, over https"]);
+    let docker = ocirelay_tests::cli::docker_config(upstream.host(), "edge", "s3cret");
+    let service = Service::ocirelay_with(&config_for(upstream.host(), &["team/*"]), docker.path());
+    let answer = service.get("/v2/team/app/manifests/v1");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(Digest::sha256(&answer.body), image.digest);
+
+    let without = Service::ocirelay(&config_for(upstream.host(), &["team/*"]));
+    assert_ne!(without.get("/v2/team/app/manifests/v1").status, 200);
+}

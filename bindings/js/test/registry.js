@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 const config = join(dirname(fileURLToPath(import.meta.url)), '../../../scripts/registry.yml');
 const registries = [];
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve) => {
     const server = createServer();
     server.listen(0, '127.0.0.1', () => {

@@ -11,8 +11,11 @@
 //! The first upstream is the default (requests without `?ns=`). Parsing and
 //! the allow-list decision only: the service component is handed the text.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
+use crate::auth::Credential;
 use crate::client::parse_docker_hub_proxy;
 use crate::error::{Error, Result};
 use crate::reference::{is_docker_hub, Reference, DOCKER_HUB};
@@ -26,8 +29,8 @@ pub const DEFAULT_STALE_IF_ERROR: u32 = 86_400;
 pub const DEFAULT_RETRY_DEADLINE_SECS: u32 = 2;
 
 /// The file as written (all fields but `upstreams` optional; an unknown
-/// field is a mistake).
-#[derive(Debug, Deserialize)]
+/// field is a mistake). Not `Debug`: it holds secrets.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct File {
     upstreams: Vec<UpstreamFile>,
@@ -41,6 +44,37 @@ struct File {
     retry_deadline_secs: Option<u32>,
     #[serde(default)]
     user_agent: Option<String>,
+    #[serde(default)]
+    credentials: BTreeMap<String, CredentialFile>,
+}
+
+/// One registry's credentials: a username and password, a bearer token,
+/// or an identity token.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CredentialFile {
+    username: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+    identity_token: Option<String>,
+}
+
+impl CredentialFile {
+    fn credential(self) -> std::result::Result<Credential, &'static str> {
+        match (
+            self.username,
+            self.password,
+            self.token,
+            self.identity_token,
+        ) {
+            (Some(username), Some(password), None, None) => {
+                Ok(Credential::Basic { username, password })
+            }
+            (None, None, Some(token), None) => Ok(Credential::Bearer(token)),
+            (None, None, None, Some(token)) => Ok(Credential::IdentityToken(token)),
+            _ => Err("give a username and password, a token, or an identity-token"),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +124,8 @@ pub struct ServiceConfig {
     pub retry_deadline_secs: u32,
     /// `User-Agent` of the service's upstream requests.
     pub user_agent: String,
+    /// The service's own credentials for its upstreams (never a request's).
+    pub credentials: Vec<(String, Credential)>,
 }
 
 impl ServiceConfig {
@@ -127,6 +163,19 @@ impl ServiceConfig {
                 insecure: u.insecure,
             });
         }
+        let mut credentials = Vec::with_capacity(file.credentials.len());
+        for (host, given) in file.credentials {
+            let field = format!("credentials.{host}");
+            let registry = registry_host(&host).map_err(|why| invalid(&field, &why))?;
+            if !upstreams.iter().any(|u| u.registry == registry) {
+                return Err(invalid(
+                    &field,
+                    "not an upstream: credentials go to upstreams only",
+                ));
+            }
+            let credential = given.credential().map_err(|why| invalid(&field, why))?;
+            credentials.push((registry, credential));
+        }
         if let Some(proxy) = &file.docker_hub_proxy {
             parse_docker_hub_proxy(proxy)
                 .map_err(|e| invalid("docker-hub-proxy", &e.to_string()))?;
@@ -142,6 +191,7 @@ impl ServiceConfig {
             user_agent: file
                 .user_agent
                 .unwrap_or_else(|| concat!("ocirelay-service/", env!("CARGO_PKG_VERSION")).into()),
+            credentials,
         })
     }
 
@@ -239,6 +289,24 @@ mod tests {
     }
 
     #[test]
+    fn credentials_go_to_upstreams_by_their_normalized_name() {
+        let c = config(
+            r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"]}],
+                "credentials": {"registry-1.docker.io": {"username": "u", "password": "p"}}}"#,
+        );
+        assert_eq!(
+            c.credentials,
+            vec![(
+                "docker.io".to_string(),
+                Credential::Basic {
+                    username: "u".into(),
+                    password: "p".into()
+                }
+            )]
+        );
+    }
+
+    #[test]
     fn ns_picks_among_upstreams_and_nothing_else() {
         let c = config(
             r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"]},
@@ -313,7 +381,21 @@ mod tests {
             let e = error(text);
             assert!(e.contains(field), "{e:?} should name {field}");
         }
-        assert!(error(r#"{"upstreams": [], "credentials": {}}"#).contains("credentials"));
+        assert!(error(r#"{"upstreams": [], "secrets": {}}"#).contains("secrets"));
+        let creds = |c: &str| {
+            format!(
+                r#"{{"upstreams": [{{"registry": "docker.io", "repositories": ["*"]}}], "credentials": {c}}}"#
+            )
+        };
+        assert!(error(&creds(r#"{"ghcr.io": {"token": "t"}}"#))
+            .contains("credentials.ghcr.io: not an upstream"));
+        assert!(
+            error(&creds(r#"{"docker.io": {"username": "u"}}"#)).contains("credentials.docker.io")
+        );
+        assert!(error(&creds(
+            r#"{"docker.io": {"token": "t", "identity-token": "i"}}"#
+        ))
+        .contains("credentials.docker.io"));
         assert!(error("[").contains("not an ocirelay service config"));
     }
 }

@@ -11,6 +11,7 @@ use ocirelay_core::service::ServiceConfig;
 use crate::compose;
 use crate::error::HostError;
 use crate::policy::Policy;
+use crate::runtime::wit;
 use crate::serve::{bind, Server};
 
 /// The service, composed with the registry component, awaiting its configuration.
@@ -85,8 +86,54 @@ pub fn build(args: BuildServiceArgs) -> Result<(), HostError> {
         .map_err(|e| HostError::Setup(format!("writing {}: {e}", args.output.display())))
 }
 
-/// Serves until ctrl-c. The policy's allow-list is the configuration's
-/// upstreams (and Docker Hub proxy), whatever the component asks.
+/// `text` with the docker config's credentials for the upstreams that it
+/// gives none: composed in memory for `serve`, never written anywhere.
+fn with_docker_credentials(text: &str, config: &ServiceConfig) -> Result<String, HostError> {
+    use ocirelay_core::reference::is_docker_hub;
+    use serde_json::{json, Value};
+    let upstreams: Vec<String> = config
+        .upstreams
+        .iter()
+        .map(|u| u.registry.clone())
+        .collect();
+    let found = crate::credentials::load(&upstreams)?;
+    let mut value: Value = serde_json::from_str(text)
+        .map_err(|e| HostError::Internal(format!("a parsed config is not JSON: {e}")))?;
+    let Some(root) = value.as_object_mut() else {
+        return Err(HostError::Internal(
+            "a parsed config is not an object".into(),
+        ));
+    };
+    let given = root.entry("credentials").or_insert_with(|| json!({}));
+    let Some(given) = given.as_object_mut() else {
+        return Err(HostError::Internal(
+            "a parsed config's credentials are not an object".into(),
+        ));
+    };
+    for upstream in &upstreams {
+        let same = |h: &str| h == upstream || (is_docker_hub(h) && is_docker_hub(upstream));
+        if config.credentials.iter().any(|(h, _)| same(h)) {
+            continue;
+        }
+        let Some((_, credential)) = found.iter().find(|(h, _)| same(h)) else {
+            continue;
+        };
+        let entry = match credential {
+            wit::Credential::Basic((username, password)) => {
+                json!({"username": username, "password": password})
+            }
+            wit::Credential::Bearer(token) => json!({"token": token}),
+            wit::Credential::IdentityToken(token) => json!({"identity-token": token}),
+        };
+        given.insert(upstream.clone(), entry);
+    }
+    Ok(value.to_string())
+}
+
+/// Serves until ctrl-c, with the docker config's credentials for the
+/// upstreams the configuration gives none. The policy's allow-list is the
+/// configuration's upstreams (and Docker Hub proxy), whatever the
+/// component asks.
 pub async fn serve(
     args: ServeArgs,
     rates: Vec<ocirelay_core::rate_limit::RateSpec>,
@@ -103,6 +150,7 @@ pub async fn serve(
         allowed.push(ocirelay_core::client::parse_docker_hub_proxy(proxy)?.authority);
     }
     let policy = Policy::new(rates, allowed.iter().map(String::as_str));
+    let text = with_docker_credentials(&text, &config)?;
     let server = Server::new(&composed(&text)?, policy, ca_files, idle_timeout)?;
     let listener = bind(args.addr).await?;
     Arc::new(server).run(listener).await

@@ -1,0 +1,276 @@
+//! Benchmarks the edge service (`bench/service`): `wrk` against its routes
+//! under stock `wasmtime serve` and under `ocirelay serve`, beside the
+//! upstream registry itself; and a 256 MiB blob pulled through the mirror
+//! beside pulling it from the registry directly, with the server's peak RSS.
+//! A benchmark, not a test: it prints figures, it asserts nothing.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ocirelay_tests::registry::free_port;
+use ocirelay_tests::service::wasmtime_cli;
+use ocirelay_tests::{bytes, platform, Auth, Flavour, Layout, Registry};
+
+const MIB: usize = 1024 * 1024;
+
+/// A server under test, killed when dropped.
+struct Server {
+    name: &'static str,
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(name: &'static str, mut cmd: Command, addr: String) -> Server {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "{name} never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { name, child, addr }
+    }
+
+    /// The server's peak resident set so far (`VmHWM`), in MiB.
+    fn peak_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What `wrk` measured.
+struct Load {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: bool,
+}
+
+fn wrk(url: &str, connections: usize, seconds: u64) -> Load {
+    let out = Command::new("wrk")
+        .args(["--latency", "-t", &connections.min(2).to_string()])
+        .args([
+            "-c",
+            &connections.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            url,
+        ])
+        .output()
+        .expect("running wrk (bench/service installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|v| v.trim().to_string())
+    };
+    let ms = |v: Option<String>| {
+        v.and_then(|v| {
+            let (number, unit) = v.split_at(v.find(|c: char| c.is_alphabetic())?);
+            let n: f64 = number.parse().ok()?;
+            Some(match unit {
+                "us" => n / 1000.0,
+                "ms" => n,
+                "s" => n * 1000.0,
+                _ => n,
+            })
+        })
+        .unwrap_or(f64::NAN)
+    };
+    Load {
+        requests_per_sec: field("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0),
+        p50_ms: ms(field("50%")),
+        p99_ms: ms(field("99%")),
+        errors: text.contains("Non-2xx") || text.contains("Socket errors"),
+    }
+}
+
+/// Seconds `curl` takes to GET `url` to nowhere, checking it got `size` bytes.
+fn pull(url: &str, size: usize) -> f64 {
+    let started = Instant::now();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download} %{http_code}",
+            url,
+        ])
+        .output()
+        .expect("running curl");
+    let seconds = started.elapsed().as_secs_f64();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(report.trim(), format!("{size} 200"), "{url}");
+    seconds
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let ocirelay = args
+        .get(1)
+        .expect("usage: bench_service OCIRELAY [SECONDS [PULLS]]");
+    let seconds: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let pulls: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+
+    let registry = Registry::start_plain(Auth::None);
+    let mut layout = Layout::new();
+    let image = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[b"a small layer"],
+    );
+    layout.tag("v1", &image);
+    layout.push(&registry, "bench/app", "v1");
+    let big_layer = bytes(3, 256 * MIB);
+    let mut big_layout = Layout::new();
+    let big = big_layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[&big_layer],
+    );
+    big_layout.tag("big", &big);
+    big_layout.push(&registry, "bench/app", "big");
+    let blob = ocirelay_core::Digest::sha256(&big_layer);
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("service.json");
+    let config_json = serde_json::json!({"upstreams": [
+        {"registry": registry.host(), "repositories": ["bench/*"]}]});
+    std::fs::write(&config, config_json.to_string()).expect("writing the config");
+    let wasm = dir.path().join("service.wasm");
+    let built = Command::new(ocirelay)
+        .arg("build-service")
+        .arg(&config)
+        .arg("--output")
+        .arg(&wasm)
+        .status()
+        .expect("running ocirelay build-service");
+    assert!(built.success());
+    println!(
+        "service component: {} KB",
+        std::fs::metadata(&wasm).map_or(0, |m| m.len() / 1000)
+    );
+
+    let servers = start_servers(ocirelay, &config, &wasm);
+    let reference = format!("{}/bench/app:v1", registry.host());
+    let manifest_path = format!("/v2/bench/app/manifests/{}", image.digest);
+
+    println!();
+    println!("| route | server | connections | requests/s | p50 | p99 |");
+    println!("|---|---|---|---|---|---|");
+    let mut rows: Vec<(String, &str, String)> = Vec::new();
+    for server in &servers {
+        rows.push((
+            "GET /index/REF".into(),
+            server.name,
+            format!("/index/{reference}"),
+        ));
+    }
+    for server in &servers {
+        rows.push((
+            "GET /v2/NAME/manifests/DIGEST".into(),
+            server.name,
+            manifest_path.clone(),
+        ));
+    }
+    rows.push((
+        "GET /v2/NAME/manifests/DIGEST".into(),
+        "registry",
+        manifest_path.clone(),
+    ));
+    for (route, name, path) in &rows {
+        let addr = match *name {
+            "registry" => registry.host().to_string(),
+            _ => servers
+                .iter()
+                .find(|s| s.name == *name)
+                .map(|s| s.addr.clone())
+                .unwrap_or_default(),
+        };
+        for connections in [1, 8] {
+            let load = wrk(&format!("http://{addr}{path}"), connections, seconds);
+            println!(
+                "| {route} | {name} | {connections} | {:.0} | {:.2} ms | {:.2} ms |{}",
+                load.requests_per_sec,
+                load.p50_ms,
+                load.p99_ms,
+                if load.errors { " errors!" } else { "" }
+            );
+        }
+    }
+
+    println!();
+    println!("| 256 MiB blob pull ({pulls} runs, median) | wall | MiB/s | server peak RSS |");
+    println!("|---|---|---|---|");
+    let direct = median(
+        (0..pulls)
+            .map(|_| {
+                pull(
+                    &format!("http://{}/v2/bench/app/blobs/{blob}", registry.host()),
+                    big_layer.len(),
+                )
+            })
+            .collect(),
+    );
+    println!(
+        "| registry directly | {:.0} ms | {:.0} | - |",
+        direct * 1000.0,
+        256.0 / direct
+    );
+    for server in &servers {
+        let url = format!("http://{}/v2/bench/app/blobs/{blob}", server.addr);
+        let wall = median((0..pulls).map(|_| pull(&url, big_layer.len())).collect());
+        println!(
+            "| through {} | {:.0} ms | {:.0} ({:.0}% of direct) | {:.1} MiB |",
+            server.name,
+            wall * 1000.0,
+            256.0 / wall,
+            100.0 * direct / wall,
+            server.peak_mib()
+        );
+    }
+}
+
+fn start_servers(ocirelay: &str, config: &Path, wasm: &Path) -> Vec<Server> {
+    let port = free_port();
+    let mut wasmtime = Command::new(wasmtime_cli());
+    wasmtime
+        .arg("serve")
+        .arg(format!("--addr=127.0.0.1:{port}"))
+        .arg(wasm);
+    let a = Server::start("wasmtime serve", wasmtime, format!("127.0.0.1:{port}"));
+    let port = free_port();
+    let mut native = Command::new(ocirelay);
+    native
+        .arg("serve")
+        .arg(format!("--addr=127.0.0.1:{port}"))
+        .arg(config);
+    let b = Server::start("ocirelay serve", native, format!("127.0.0.1:{port}"));
+    vec![a, b]
+}
