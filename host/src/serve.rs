@@ -23,9 +23,15 @@ use crate::hooks::{pooled_client, Hooks, Pooled, Traffic};
 use crate::policy::Policy;
 use crate::runtime::{proxy_world_pre, State};
 
+/// Requests served at once: instances come from a pool of this many, and
+/// a request beyond waits for one to end.
+const INSTANCES: u32 = 128;
+
 /// The service, ready to instantiate per request.
 pub struct Server {
     pre: ProxyPre<State>,
+    /// One permit per pooled instance, held for the instance's life.
+    instances: Arc<tokio::sync::Semaphore>,
     http: Pooled,
     traffic: Arc<Traffic>,
     policy: Arc<Policy>,
@@ -41,12 +47,13 @@ impl Server {
         ca_files: &[std::path::PathBuf],
         idle_timeout: Duration,
     ) -> Result<Self, HostError> {
-        let (_engine, pre) = proxy_world_pre(wasm)?;
+        let (_engine, pre) = proxy_world_pre(wasm, Some(INSTANCES))?;
         let pre = ProxyPre::new(pre).map_err(HostError::runtime(
             "binding the service's wasi:http/incoming-handler export",
         ))?;
         Ok(Server {
             pre,
+            instances: Arc::new(tokio::sync::Semaphore::new(INSTANCES as usize)),
             http: pooled_client(ca_files)?,
             traffic: Arc::default(),
             policy: Arc::new(policy),
@@ -116,8 +123,10 @@ impl Server {
             .new_incoming_request(Scheme::Http, request)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
+        let permit = self.instances.clone().acquire_owned().await?;
         // The instance goes on streaming the body after the head is sent.
         let task = tokio::spawn(async move {
+            let _permit = permit;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()

@@ -63,9 +63,22 @@ struct Load {
     errors: bool,
 }
 
+/// What registry clients accept: without it a registry will not serve an
+/// OCI manifest (and the service ignores it).
+const ACCEPT: &str = "Accept: application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json";
+
 fn wrk(url: &str, connections: usize, seconds: u64) -> Load {
     let out = Command::new("wrk")
-        .args(["--latency", "-t", &connections.min(2).to_string()])
+        .args([
+            "--latency",
+            "-H",
+            ACCEPT,
+            "-t",
+            &connections.min(2).to_string(),
+        ])
         .args([
             "-c",
             &connections.to_string(),
