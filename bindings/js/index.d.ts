@@ -70,6 +70,8 @@ export interface ClientOptions {
   retryDeadlineSecs?: number;
   /** A read-through mirror for Docker Hub. */
   dockerHubProxy?: string;
+  /** A request's limit, in seconds, to connect, answer, or send its next bytes (0: the shim's own). */
+  requestTimeoutSecs?: number;
 }
 
 export declare function parseRef(text: string): Reference;

@@ -143,6 +143,8 @@ export class Client {
    * @param {number} [options.concurrency] requests at once (0: the default)
    * @param {number} [options.retryDeadlineSecs] give up retrying after (0: the default)
    * @param {string} [options.dockerHubProxy] a read-through mirror for Docker Hub
+   * @param {number} [options.requestTimeoutSecs] a request's limit to connect,
+   *   answer, or send the next bytes (0: the shim's own)
    */
   constructor(options = {}) {
     const config = {
@@ -156,6 +158,7 @@ export class Client {
       policy: undefined,
       // Nothing in Node checks uploads: the component hashes them.
       uploadsVerifiedByHost: false,
+      requestTimeoutSecs: options.requestTimeoutSecs ?? 0,
     };
     this.#client = new registry.Client(config);
   }

@@ -17,19 +17,18 @@ use ocirelay_core::{Client, Error, Instant, Operation, Output};
 use wasi::clocks::monotonic_clock;
 use wasi::io::poll::Pollable;
 
-use crate::transport::{BodyStream, InFlight, Poll};
+use crate::transport::{BodyStream, InFlight, Poll, SendOptions};
 
-/// Runs `op` to completion; with `hash_uploads`, streamed uploads are
-/// checked against their digest here (else the host does it). Response
-/// bodies the operation asked to keep for the caller are returned by
-/// request id for the caller to read.
+/// Runs `op` to completion, sending as `send` says (whether streamed
+/// uploads are checked here, timeouts). Response bodies the operation asked
+/// to keep for the caller are returned by request id for the caller to read.
 pub fn run<O: Operation>(
     client: &mut Client,
     op: &mut O,
-    hash_uploads: bool,
+    send: SendOptions,
 ) -> (Result<O::Outcome, Error>, HashMap<RequestId, BodyStream>) {
     let mut driver = Driver {
-        hash_uploads,
+        send,
         ..Driver::default()
     };
     let outcome = driver.run(client, op);
@@ -75,8 +74,8 @@ struct Driver {
     queued: VecDeque<Unsent>,
     /// Response bodies held, by request.
     held: HashMap<RequestId, Held>,
-    /// Whether streamed uploads are hashed here.
-    hash_uploads: bool,
+    /// How requests are sent.
+    send: SendOptions,
 }
 
 impl Driver {
@@ -203,7 +202,7 @@ impl Driver {
             };
             let authority = u.request.url.authority.clone();
             match client.admit(&authority) {
-                Admission::Go => match InFlight::start(u.request, u.source, self.hash_uploads) {
+                Admission::Go => match InFlight::start(u.request, u.source, self.send) {
                     Ok(f) => self.in_flight.push((u.id, f)),
                     Err(e) => client.handle_response(u.id, Err(e)),
                 },

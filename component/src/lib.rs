@@ -9,6 +9,7 @@ mod transport;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use ocirelay_core::digest::Verifier;
 use ocirelay_core::http::RequestId;
@@ -25,7 +26,7 @@ use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
 use ocirelay_core::{Client as CoreClient, ClientConfig, Descriptor, Operation, Reference};
 
 use bindings::exports::ocirelay::registry::registry as wit;
-use transport::BodyStream;
+use transport::{BodyStream, SendOptions};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -52,8 +53,8 @@ impl wit::Guest for Component {
 /// it too, to resume a read that broke.
 struct ClientResource {
     core: Rc<RefCell<CoreClient>>,
-    /// Whether streamed uploads are hashed here (the host does not).
-    hash_uploads: bool,
+    /// How requests are sent (uploads hashed here or not, timeouts).
+    send: SendOptions,
     /// What is wrong with the configuration, if anything: a constructor
     /// cannot fail, so every call answers with it instead.
     config_error: Option<wit::Error>,
@@ -61,14 +62,18 @@ struct ClientResource {
 
 impl wit::GuestClient for ClientResource {
     fn new(config: wit::Config) -> Self {
-        let hash_uploads = !config.uploads_verified_by_host;
+        let send = SendOptions {
+            hash_uploads: !config.uploads_verified_by_host,
+            timeout: (config.request_timeout_secs > 0)
+                .then(|| Duration::from_secs(config.request_timeout_secs.into())),
+        };
         let (config, config_error) = match ClientConfig::try_from(config) {
             Ok(c) => (c, None),
             Err(e) => (ClientConfig::default(), Some(e.into())),
         };
         ClientResource {
             core: Rc::new(RefCell::new(CoreClient::new(config))),
-            hash_uploads,
+            send,
             config_error,
         }
     }
@@ -176,7 +181,7 @@ impl wit::GuestClient for ClientResource {
         outcome?;
         Ok(wit::BlobWriter::new(BlobWriter {
             core: self.core.clone(),
-            hash_uploads: self.hash_uploads,
+            send: self.send,
             push: RefCell::new(push),
             pending: RefCell::new(Vec::new()),
         }))
@@ -215,7 +220,7 @@ impl ClientResource {
         &self,
         op: &mut O,
     ) -> Result<(O::Outcome, HashMap<RequestId, BodyStream>), wit::Error> {
-        let (outcome, held) = driver::run(&mut *self.client()?, op, self.hash_uploads);
+        let (outcome, held) = driver::run(&mut *self.client()?, op, self.send);
         Ok((outcome?, held))
     }
 
@@ -247,6 +252,7 @@ impl ClientResource {
                     verifier: Some(verifier),
                     resume: Resume {
                         client: self.core.clone(),
+                        send: self.send,
                         reference: found.reference,
                         size: found.descriptor.size,
                         tries: 0,
@@ -275,6 +281,7 @@ enum Content {
 /// What it takes to read a blob again from where its stream broke.
 struct Resume {
     client: Rc<RefCell<CoreClient>>,
+    send: SendOptions,
     /// The blob, by digest.
     reference: Reference,
     size: u64,
@@ -289,8 +296,7 @@ impl Resume {
         self.tries += 1;
         let mut client = self.client.borrow_mut();
         let mut op = ResumeBlob::new(&client, &self.reference, offset, self.size)?;
-        // A read sends no upload: nothing to hash.
-        let (outcome, mut held) = driver::run(&mut client, &mut op, false);
+        let (outcome, mut held) = driver::run(&mut client, &mut op, self.send);
         let resumed = outcome??;
         let mut stream = held.remove(&resumed.request).ok_or_else(|| {
             wit::Error::Internal("resumed blob body went missing in the driver".into())
@@ -384,7 +390,7 @@ const PATCH_SIZE: usize = 1 << 20;
 /// the client's core, so at most a chunk (or `PATCH_SIZE`) is held here.
 struct BlobWriter {
     core: Rc<RefCell<CoreClient>>,
-    hash_uploads: bool,
+    send: SendOptions,
     push: RefCell<PushBlob>,
     /// Written, not sent yet.
     pending: RefCell<Vec<u8>>,
@@ -395,7 +401,7 @@ impl BlobWriter {
     fn send(&self, push: &mut PushBlob, bytes: Vec<u8>) -> Result<(), wit::Error> {
         push.write(&self.core.borrow(), bytes.into())?;
         let mut client = self.core.borrow_mut();
-        let (outcome, _) = driver::run(&mut client, push, self.hash_uploads);
+        let (outcome, _) = driver::run(&mut client, push, self.send);
         outcome??;
         Ok(())
     }
@@ -430,7 +436,7 @@ impl wit::GuestBlobWriter for BlobWriter {
         }
         push.finish(&self.core.borrow())?;
         let mut client = self.core.borrow_mut();
-        let (outcome, _) = driver::run(&mut client, &mut *push, self.hash_uploads);
+        let (outcome, _) = driver::run(&mut client, &mut *push, self.send);
         outcome??
             .as_ref()
             .map(Into::into)

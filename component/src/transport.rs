@@ -10,9 +10,32 @@ use ocirelay_core::http::{
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse,
-    Method as WasiMethod, OutgoingBody, OutgoingRequest, Scheme as WasiScheme,
+    Method as WasiMethod, OutgoingBody, OutgoingRequest, RequestOptions, Scheme as WasiScheme,
 };
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
+
+/// How requests are sent, as the client's configuration says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOptions {
+    /// Whether streamed uploads are checked against their digest here (the
+    /// host does not).
+    pub hash_uploads: bool,
+    /// How long a request may wait to connect, for its answer's head, or
+    /// between two chunks of a body; `None`: the host's own limits.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl SendOptions {
+    /// The timeouts asked of the host; a host that cannot apply one applies its own.
+    fn request_options(&self) -> Option<RequestOptions> {
+        let nanos = u64::try_from(self.timeout?.as_nanos()).unwrap_or(u64::MAX);
+        let options = RequestOptions::new();
+        let _ = options.set_connect_timeout(Some(nanos));
+        let _ = options.set_first_byte_timeout(Some(nanos));
+        let _ = options.set_between_bytes_timeout(Some(nanos));
+        Some(options)
+    }
+}
 
 /// A response body kept unread so that the caller can stream it.
 ///
@@ -286,12 +309,12 @@ fn stream_error(what: &str, e: StreamError) -> TransportError {
 }
 
 impl InFlight {
-    /// Sends `request`; a [`RequestBody::Transfer`] body streams from `source`.
-    /// With `hash`, a streamed body is checked against its digest here.
+    /// Sends `request`; a [`RequestBody::Transfer`] body streams from `source`
+    /// (checked against its digest here when `send` says so).
     pub fn start(
         request: Request,
         source: Option<BodyStream>,
-        hash: bool,
+        send: SendOptions,
     ) -> Result<InFlight, TransportError> {
         let fields: Vec<(String, Vec<u8>)> = request
             .headers
@@ -327,7 +350,8 @@ impl InFlight {
                 // that sees a GET with its body still open may drop the body
                 // when the answer comes and reset the connection.
                 OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
-                let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
+                let future = outgoing_handler::handle(out, send.request_options())
+                    .map_err(|e| error_code(&e))?;
                 Ok(InFlight {
                     upload: None,
                     failed: None,
@@ -339,7 +363,7 @@ impl InFlight {
                 // Shared, not copied: the request keeps its own handle.
                 let source = Source::Bytes(bytes.clone());
                 let size = bytes.len() as u64;
-                let mut flight = Self::upload(out, body, request, source, size, None)?;
+                let mut flight = Self::upload(out, body, request, source, size, None, send)?;
                 // A small body goes out at once, without a round of the driver.
                 flight.pump()?;
                 Ok(flight)
@@ -347,9 +371,18 @@ impl InFlight {
             RequestBody::Transfer { size, digest, .. } => {
                 let size = *size;
                 let source = source.ok_or_else(|| err("the body to stream is not held"))?;
-                let verifier =
-                    hash.then(|| Box::new(Verifier::new("", digest.clone(), Some(size))));
-                Self::upload(out, body, request, Source::Held(source), size, verifier)
+                let verifier = send
+                    .hash_uploads
+                    .then(|| Box::new(Verifier::new("", digest.clone(), Some(size))));
+                Self::upload(
+                    out,
+                    body,
+                    request,
+                    Source::Held(source),
+                    size,
+                    verifier,
+                    send,
+                )
             }
         }
     }
@@ -363,8 +396,10 @@ impl InFlight {
         source: Source,
         size: u64,
         verifier: Option<Box<Verifier>>,
+        send: SendOptions,
     ) -> Result<InFlight, TransportError> {
-        let future = outgoing_handler::handle(out, None).map_err(|e| error_code(&e))?;
+        let future =
+            outgoing_handler::handle(out, send.request_options()).map_err(|e| error_code(&e))?;
         let sink = body
             .write()
             .map_err(|()| err("request body stream already taken"))?;

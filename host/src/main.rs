@@ -245,6 +245,8 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         policy: None,
         // The hook checks every upload's bytes, at native speed.
         uploads_verified_by_host: true,
+        // The hook applies --idle-timeout to every request.
+        request_timeout_secs: 0,
     };
     let allowed = hosts
         .iter()

@@ -440,6 +440,7 @@ mod tests {
             docker_hub_proxy: None,
             policy: None,
             uploads_verified_by_host: true,
+            request_timeout_secs: 0,
         }
     }
 

@@ -51,6 +51,7 @@ pub fn client_config(config: &ServiceConfig) -> wit::Config {
             rate_limits: Vec::new(),
         }),
         uploads_verified_by_host: false,
+        request_timeout_secs: config.timeout_secs,
     }
 }
 

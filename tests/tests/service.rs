@@ -419,3 +419,30 @@ fn ocirelay_serve_uses_the_docker_config_for_its_upstreams() {
     let without = Service::ocirelay(&config_for(upstream.host(), &["team/*"]));
     assert_ne!(without.get("/v2/team/app/manifests/v1").status, 200);
 }
+
+#[test]
+fn an_upstream_that_does_not_answer_in_time_is_a_504() {
+    let upstream = Registry::start_plain(Auth::None);
+    push_image(&upstream, "team/app", "v1", &[b"slow"]);
+    let proxy = FaultProxy::start(upstream.host());
+    let stall = Fault::Delay(std::time::Duration::from_secs(20));
+    proxy.add("HEAD", "/manifests/v1", stall, 100);
+    let mut config = config_for(&proxy.host(), &["team/*"]);
+    config["timeout-secs"] = json!(1);
+    let service = Service::wasmtime(&config);
+
+    let started = std::time::Instant::now();
+    let answer = service.get("/v2/team/app/manifests/v1");
+    assert_eq!(answer.status, 504, "{answer:?}");
+    assert!(
+        String::from_utf8_lossy(&answer.body).contains("timed out")
+            || String::from_utf8_lossy(&answer.body).contains("timeout"),
+        "{answer:?}"
+    );
+    // Three tries of a second, a second apart: well short of the stall.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+}

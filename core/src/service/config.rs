@@ -24,6 +24,9 @@ use crate::reference::{is_docker_hub, Reference, DOCKER_HUB};
 pub const DEFAULT_TAG_MAX_AGE: u32 = 60;
 /// How long a cache may serve a stale by-tag answer while the upstream fails, by default.
 pub const DEFAULT_STALE_IF_ERROR: u32 = 86_400;
+/// How long an upstream request may wait to connect, for its answer, or
+/// between two chunks of a body, by default, in seconds.
+pub const DEFAULT_TIMEOUT_SECS: u32 = 30;
 /// How long the service waits out an upstream's 429s and 5xx, by default:
 /// an edge answers now (passing a 429 on) rather than after minutes.
 pub const DEFAULT_RETRY_DEADLINE_SECS: u32 = 2;
@@ -42,6 +45,8 @@ struct File {
     stale_if_error: Option<u32>,
     #[serde(default)]
     retry_deadline_secs: Option<u32>,
+    #[serde(default)]
+    timeout_secs: Option<u32>,
     #[serde(default)]
     user_agent: Option<String>,
     #[serde(default)]
@@ -122,6 +127,9 @@ pub struct ServiceConfig {
     /// Seconds an upstream's 429s and 5xx are waited out before the
     /// service answers with them.
     pub retry_deadline_secs: u32,
+    /// Seconds an upstream request may wait to connect, for its answer's
+    /// head, or between two chunks of a body (then: 504).
+    pub timeout_secs: u32,
     /// `User-Agent` of the service's upstream requests.
     pub user_agent: String,
     /// The service's own credentials for its upstreams (never a request's).
@@ -188,6 +196,11 @@ impl ServiceConfig {
             retry_deadline_secs: file
                 .retry_deadline_secs
                 .unwrap_or(DEFAULT_RETRY_DEADLINE_SECS),
+            timeout_secs: match file.timeout_secs {
+                Some(0) => return Err(invalid("timeout-secs", "must be at least 1")),
+                Some(secs) => secs,
+                None => DEFAULT_TIMEOUT_SECS,
+            },
             user_agent: file
                 .user_agent
                 .unwrap_or_else(|| concat!("ocirelay-service/", env!("CARGO_PKG_VERSION")).into()),
@@ -285,6 +298,7 @@ mod tests {
         assert_eq!(c.tag_max_age, DEFAULT_TAG_MAX_AGE);
         assert_eq!(c.stale_if_error, DEFAULT_STALE_IF_ERROR);
         assert_eq!(c.retry_deadline_secs, DEFAULT_RETRY_DEADLINE_SECS);
+        assert_eq!(c.timeout_secs, DEFAULT_TIMEOUT_SECS);
         assert!(c.user_agent.starts_with("ocirelay-service/"));
     }
 
@@ -376,6 +390,10 @@ mod tests {
             (
                 r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"]}], "docker-hub-proxy": "ftp://x"}"#,
                 "docker-hub-proxy",
+            ),
+            (
+                r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"]}], "timeout-secs": 0}"#,
+                "timeout-secs",
             ),
         ] {
             let e = error(text);

@@ -301,6 +301,7 @@ class Client:
         concurrency: int = 0,
         retry_deadline_secs: int = 0,
         docker_hub_proxy: Optional[str] = None,
+        request_timeout_secs: int = 0,
     ):
         self._instance = _Component.instantiate()
         config = _record(
@@ -314,6 +315,7 @@ class Client:
             policy=None,
             # Nothing in this host checks uploads: the component hashes them.
             uploads_verified_by_host=False,
+            request_timeout_secs=request_timeout_secs,
         )
         self._client = self._instance.call("[constructor]client", config)
 
