@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod fault_proxy;
 pub mod fixtures;
+pub mod http1;
 pub mod push;
 pub mod registry;
 pub mod service;

@@ -2,29 +2,15 @@
 //! what skopeo's OCI layout source will not take (Docker manifest lists):
 //! one HTTP/1.1 request per connection.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use ocirelay_core::manifest::ManifestChildren;
 use ocirelay_core::Descriptor;
 
+use crate::http1::{exchange, Answer};
 use crate::registry::Registry;
 
-/// Status, headers and body of one answer.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
+/// Sends one request to `registry`; its answer, which must not be an error.
 fn request(
     registry: &Registry,
     method: &str,
@@ -33,47 +19,19 @@ fn request(
     body: &[u8],
 ) -> Answer {
     let host = registry.host();
-    let mut conn = crate::tls::connect(host, registry.is_tls());
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(t) = content_type {
-        head.push_str(&format!("Content-Type: {t}\r\n"));
-    }
-    head.push_str("\r\n");
-    conn.write_all(head.as_bytes())
-        .and_then(|()| conn.write_all(body))
-        .and_then(|()| conn.flush())
-        .expect("sending a request");
-    let mut reader = BufReader::new(conn);
-    let mut status_line = String::new();
-    reader
-        .read_line(&mut status_line)
-        .expect("reading the status line");
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((n, v)) = line.split_once(':') {
-            headers.push((n.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let mut rest = Vec::new();
-    let _ = reader.read_to_end(&mut rest);
+    let conn = crate::tls::connect(host, registry.is_tls());
+    let headers: Vec<(&str, &str)> = content_type
+        .map(|t| ("Content-Type", t))
+        .into_iter()
+        .collect();
+    let answer = exchange(conn, host, method, path, &headers, body);
     assert!(
-        status < 300,
-        "{method} {path}: {status}: {}",
-        String::from_utf8_lossy(&rest)
+        answer.status < 300,
+        "{method} {path}: {}: {}",
+        answer.status,
+        String::from_utf8_lossy(&answer.body)
     );
-    Answer { status, headers }
+    answer
 }
 
 fn blob_bytes(layout: &Path, d: &Descriptor) -> Vec<u8> {

