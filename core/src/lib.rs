@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod cache;
 pub mod client;
+pub mod deploy;
 pub mod descriptor;
 pub mod digest;
 pub mod distribution;
