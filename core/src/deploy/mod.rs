@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn an_image_then_its_index_lock_what_they_push_and_need() {
         let layer = Digest::sha256(b"layer");
-        let blob = format!(r#"{{"type": "blob", "refs": ["r.example/app"], "data": "bGF5ZXI="}}"#);
+        let blob = r#"{"type": "blob", "refs": ["r.example/app"], "data": "bGF5ZXI="}"#;
         let image = serde_json::json!({
             "type": "manifest",
             "refs": ["r.example/app:v1", "r.example/app:latest", "r.example/other:v1"],
@@ -124,7 +124,7 @@ mod tests {
                      "layers": [{"mediaType": "x", "digest": layer.to_string(), "size": 5}]},
         });
         let inputs = vec![
-            normalize(&serde_json::from_str(&blob).unwrap()).unwrap(),
+            normalize(&serde_json::from_str(blob).unwrap()).unwrap(),
             normalize(&image).unwrap(),
         ];
         let jobs = jobs(&inputs);
