@@ -57,6 +57,7 @@ pub mod batch;
 pub mod confirm_push;
 pub mod copy_blob;
 pub mod copy_manifest;
+pub mod deploy;
 pub mod ensure_blob;
 pub mod ensure_manifest;
 pub mod exchange;
