@@ -22,7 +22,7 @@ use crate::{advance, ready, Descriptor, Digest, Reference};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
     /// It is there now (pushed, copied, or found already there).
-    Pushed(Descriptor),
+    Pushed(Box<Descriptor>),
     /// Dry run: it is there already.
     UpToDate,
     /// Dry run: deploying would change it.
@@ -116,7 +116,7 @@ impl Deploy {
         if self.dry_run {
             return Ok(Box::new(DryRun::new(input, reference)?));
         }
-        let pushed = |o: Result<Descriptor>| o.map(Report::Pushed);
+        let pushed = |o: Result<Descriptor>| o.map(|d| Report::Pushed(Box::new(d)));
         Ok(match (input.kind, &input.data, &input.copy_from) {
             (Kind::Manifest, Some(data), _) => {
                 let media_type = input.media_type.as_deref().unwrap_or_default();
