@@ -3,6 +3,7 @@
 //! standard WASI interfaces, so any wasi-http host can run it.
 
 mod convert;
+mod deploy;
 mod driver;
 mod transport;
 
@@ -17,6 +18,7 @@ use ocirelay_core::json;
 use ocirelay_core::ops::batch::{Answer, Batch};
 use ocirelay_core::ops::copy_blob::CopyBlob;
 use ocirelay_core::ops::copy_manifest::CopyManifest;
+use ocirelay_core::ops::deploy::{Deploy, DeployOptions};
 use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
 use ocirelay_core::ops::ensure_manifest::EnsureManifest;
 use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupOptions};
@@ -169,6 +171,25 @@ impl wit::GuestClient for ClientResource {
             BlobSource::Bytes(content.into()),
         )?;
         self.descriptor(&mut op)
+    }
+
+    fn deploy(
+        &self,
+        input: String,
+        options: wit::DeployOptions,
+    ) -> Result<Vec<wit::DeployResult>, wit::Error> {
+        let inputs = ocirelay_core::deploy::normalize_stream(&input)?;
+        let run = DeployOptions {
+            dry_run: options.dry_run,
+            parallel: options.parallel,
+        };
+        let mut op = Deploy::new(&*self.client()?, inputs, run);
+        let mut printed = deploy::WithProgress {
+            deploy: &mut op,
+            print: options.progress,
+        };
+        let (outcomes, _) = self.run(&mut printed)?;
+        Ok(deploy::results(&op, outcomes))
     }
 
     fn push_blob(

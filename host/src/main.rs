@@ -90,6 +90,9 @@ enum Command {
     /// Copy an image or index with all its children (or, with --blob, one
     /// blob) from SRC to DST and print the resulting descriptor.
     Copy(commands::copy::CopyArgs),
+    /// Push what a release pipeline computed: the original deploy tool's
+    /// input on stdin (blobs, manifests, copies), every ref made so.
+    Deploy(commands::deploy::DeployArgs),
     /// Serve the edge service: the lookup/index API and a read-through
     /// registry mirror, over HTTP, one component instance per request.
     Serve(commands::service::ServeArgs),
@@ -186,13 +189,18 @@ impl Command {
                 ocirelay_core::Reference::parse(&args.src)?,
                 ocirelay_core::Reference::parse(&args.dst)?,
             ],
+            Command::Deploy(args) => return args.hosts().map(dedup),
             Command::Serve(_) | Command::BuildService(_) => Vec::new(),
         };
-        let mut hosts: Vec<String> = refs.into_iter().map(|r| r.host).collect();
-        hosts.sort();
-        hosts.dedup();
-        Ok(hosts)
+        Ok(dedup(refs.into_iter().map(|r| r.host).collect()))
     }
+}
+
+/// `hosts` sorted, each once.
+fn dedup(mut hosts: Vec<String>) -> Vec<String> {
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 /// `DOCKERHUB_PUBLIC_PROXY` (a URL) or `DOCKERHUB_PUBLIC_PROXY_HOST` (a
@@ -224,6 +232,10 @@ async fn run(cli: Cli) -> Result<(), HostError> {
     // The service's own configuration says what it reaches and how.
     let command = match cli.command {
         Command::BuildService(args) => return commands::service::build(args),
+        Command::Deploy(mut args) => {
+            args.read_input()?;
+            Command::Deploy(args)
+        }
         Command::Serve(args) => {
             return commands::service::serve(args, rates, &ca_files, idle_timeout).await
         }
@@ -257,6 +269,7 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,
         Command::Copy(args) => commands::copy::run(&runtime, config, args).await,
+        Command::Deploy(args) => commands::deploy::run(&runtime, config, args).await,
         Command::Serve(_) | Command::BuildService(_) => {
             unreachable!("served above, without the registry runtime")
         }

@@ -274,6 +274,21 @@ impl Session {
         (&d).try_into()
     }
 
+    /// Runs a deploy input stream (see `client.deploy`): one result per ref.
+    pub async fn deploy(
+        &mut self,
+        input: &str,
+        options: wit::DeployOptions,
+    ) -> Result<Vec<wit::DeployResult>, HostError> {
+        Ok(self
+            .relay
+            .ocirelay_registry_registry()
+            .client()
+            .call_deploy(&mut self.store, self.client, input, options)
+            .await
+            .map_err(HostError::runtime("calling deploy"))??)
+    }
+
     /// Copies blob `src` to `dst`.
     pub async fn copy_blob(
         &mut self,

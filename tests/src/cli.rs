@@ -64,7 +64,7 @@ pub fn binary() -> PathBuf {
 
 /// A directory shared by the test processes of one build: the component's
 /// compile cache (so each test does not JIT it anew) and the test CA.
-pub(crate) fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     let dir = binary()
         .parent()
         .map(|p| p.join("ocirelay-test-cache"))

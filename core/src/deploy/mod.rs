@@ -32,11 +32,19 @@ fn object_key(r: &Reference) -> Option<String> {
     Some(format!("{}/{}@{digest}", r.host, r.repository))
 }
 
+/// `repo:tag`: a tag a job writes or copies from.
+fn tag_key(r: &Reference) -> Option<String> {
+    let tag = r.tag.as_ref()?;
+    Some(format!("{}/{}:{tag}", r.host, r.repository))
+}
+
 /// The jobs of `inputs`, in order, with what each writes and reads (as the
 /// original locks them): the first ref of an input in a repository writes
 /// its object and the rest read it; each reads the children its data names
 /// (where it pushes, and where its lookup says they are), its lookup
-/// entries and its copy source.
+/// entries and its copy source. Tags count too (the original orders by
+/// digest only): a ref writes its tag, and a copy from a tag an earlier
+/// input pushes waits for it.
 pub fn jobs(inputs: &[Normalized]) -> Vec<Job> {
     let mut jobs = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
@@ -57,12 +65,12 @@ pub fn jobs(inputs: &[Normalized]) -> Vec<Job> {
         let mut written = HashSet::new();
         for r in &input.refs {
             let mut locks = Locks::default();
-            let own = object_key(r);
-            match &own {
-                Some(key) if written.insert(key.clone()) => locks.writes = Some(key.clone()),
-                Some(key) => locks.reads.push(key.clone()),
+            match object_key(r) {
+                Some(key) if written.insert(key.clone()) => locks.writes.push(key),
+                Some(key) => locks.reads.push(key),
                 None => {}
             }
+            locks.writes.extend(tag_key(r));
             let mut reads: Vec<Reference> = Vec::new();
             for child in &children {
                 reads.push(r.with_digest(child.clone()));
@@ -80,9 +88,14 @@ pub fn jobs(inputs: &[Normalized]) -> Vec<Job> {
                 }
             }
             reads.extend(input.copy_from.clone());
-            let mut seen = HashSet::new();
-            for key in reads.iter().filter_map(object_key) {
-                if Some(&key) != locks.writes.as_ref() && seen.insert(key.clone()) {
+            let tags = input
+                .copy_from
+                .iter()
+                .chain(input.lookup.values())
+                .filter_map(tag_key);
+            let mut seen: HashSet<String> = locks.reads.iter().cloned().collect();
+            for key in reads.iter().filter_map(object_key).chain(tags) {
+                if !locks.writes.contains(&key) && seen.insert(key.clone()) {
                     locks.reads.push(key);
                 }
             }
@@ -129,18 +142,25 @@ mod tests {
         ];
         let jobs = jobs(&inputs);
         let layer_key = format!("r.example/app@{layer}");
-        assert_eq!(jobs[0].locks.writes.as_deref(), Some(layer_key.as_str()));
+        assert_eq!(jobs[0].locks.writes, vec![layer_key.clone()]);
         let image_digest = inputs[1].digest().unwrap();
         let app = format!("r.example/app@{image_digest}");
         let other = format!("r.example/other@{image_digest}");
-        assert_eq!(jobs[1].locks.writes.as_deref(), Some(app.as_str()));
+        assert_eq!(
+            jobs[1].locks.writes,
+            vec![app.clone(), "r.example/app:v1".to_string()]
+        );
         assert_eq!(jobs[1].locks.reads, vec![layer_key.clone()]);
         assert_eq!(
-            jobs[2].locks.writes, None,
+            jobs[2].locks.writes,
+            vec!["r.example/app:latest".to_string()],
             "the second tag in app reads what the first pushes"
         );
         assert_eq!(jobs[2].locks.reads, vec![app.clone(), layer_key]);
-        assert_eq!(jobs[3].locks.writes.as_deref(), Some(other.as_str()));
+        assert_eq!(
+            jobs[3].locks.writes,
+            vec![other, "r.example/other:v1".to_string()]
+        );
         let mut s = Schedule::new(&jobs.iter().map(|j| j.locks.clone()).collect::<Vec<_>>());
         assert_eq!(s.start_next(), Some(0));
         assert_eq!(
@@ -212,5 +232,91 @@ mod stream_tests {
         );
         let e = normalize_stream("nope").unwrap_err().to_string();
         assert!(e.contains("input 1 (line 1): not JSON"), "{e}");
+    }
+}
+
+/// Where a job is, for its progress line.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// It starts.
+    Started,
+    /// It is there now, with this digest.
+    Succeeded(&'a Digest),
+    /// Dry run: nothing to do.
+    UpToDate,
+    /// Dry run: deploying would change it.
+    WouldChange,
+    /// It failed, with this message.
+    Failed(&'a str),
+}
+
+/// The line the original deploy tool prints on stderr for `job` of `input`:
+/// `❔` as it starts, `✅` when done (with `@digest` when the input had
+/// none), `❌ … -- ERROR: …` when it failed; a dry run's change is `❌`.
+pub fn progress_line(input: &Normalized, job: &Job, progress: Progress<'_>) -> String {
+    let known = input.digest();
+    let mut text = match known {
+        Some(d) => job.reference.string_with_known_digest(d),
+        None => job.reference.to_string(),
+    };
+    match (&input.copy_from, known) {
+        (Some(from), _) => text.push_str(&format!(" 🤝 ({}) {from}", input.kind.name())),
+        (None, Some(d)) => text.push_str(&format!(" 🦾 ({}) {d}", input.kind.name())),
+        (None, None) => text.push_str(&format!(" 🦾 ({})", input.kind.name())),
+    }
+    match progress {
+        Progress::Started => format!("❔ {text}"),
+        Progress::Succeeded(digest) if job.reference.digest.is_none() && known.is_none() => {
+            format!("✅ {text}@{digest}")
+        }
+        Progress::Succeeded(_) | Progress::UpToDate => format!("✅ {text}"),
+        Progress::WouldChange => format!("❌ {text}"),
+        Progress::Failed(message) => format!("❌ {text} -- ERROR: {message}"),
+    }
+}
+
+/// What `deploy --dry-run` prints for a ref that would change: its input
+/// with that ref alone, tab-indented as the original prints it.
+pub fn dry_run_json(input: &Normalized, reference: &Reference) -> String {
+    let mut one = input.clone();
+    one.refs = vec![reference.clone()];
+    jq::tab(&one.to_json())
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_read_as_the_original_prints_them() {
+        let d = "sha256:9ef42f1d602fb423fad935aac1caa0cfdbce1ad7edce64d080a4eb7b13f7cd9d";
+        let copy = normalize(&serde_json::json!({
+            "type": "manifest", "refs": ["localhost:5000/example:test"], "lookup": {"": "tianon/true:oci"}
+        }))
+        .unwrap();
+        let job = &jobs(std::slice::from_ref(&copy))[0];
+        assert_eq!(
+            progress_line(&copy, job, Progress::Started),
+            "❔ localhost:5000/example:test 🤝 (manifest) tianon/true:oci"
+        );
+        let digest = Digest::parse(d).unwrap();
+        assert_eq!(
+            progress_line(&copy, job, Progress::Succeeded(&digest)),
+            format!("✅ localhost:5000/example:test 🤝 (manifest) tianon/true:oci@{d}")
+        );
+        let blob = normalize(&serde_json::json!({
+            "type": "blob", "refs": ["localhost:5000/example"], "data": "eA=="
+        }))
+        .unwrap();
+        let job = &jobs(std::slice::from_ref(&blob))[0];
+        let x = Digest::sha256(b"x");
+        assert_eq!(
+            progress_line(&blob, job, Progress::Failed("boom")),
+            format!("❌ localhost:5000/example 🦾 (blob) {x} -- ERROR: boom")
+        );
+        assert_eq!(
+            dry_run_json(&blob, &job.reference),
+            format!("{{\n\t\"type\": \"blob\",\n\t\"refs\": [\n\t\t\"localhost:5000/example@{x}\"\n\t],\n\t\"data\": \"eA==\"\n}}")
+        );
     }
 }

@@ -8,14 +8,14 @@
 
 use std::collections::HashMap;
 
-/// What a job touches: the object it writes (`repo@digest`, for the first
-/// ref of an input in that repository) and the objects it reads (the
-/// children and sources it needs).
+/// What a job touches: what it writes (`repo@digest` for the first ref of
+/// an input in that repository, `repo:tag` for a tag) and what it reads
+/// (the children and sources it needs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Locks {
-    /// The object it writes.
-    pub writes: Option<String>,
-    /// The objects it reads.
+    /// The objects and tags it writes.
+    pub writes: Vec<String>,
+    /// The objects and tags it reads.
     pub reads: Vec<String>,
 }
 
@@ -111,7 +111,7 @@ mod tests {
 
     fn locks(writes: Option<&str>, reads: &[&str]) -> Locks {
         Locks {
-            writes: writes.map(str::to_string),
+            writes: writes.map(str::to_string).into_iter().collect(),
             reads: reads.iter().map(|s| s.to_string()).collect(),
         }
     }

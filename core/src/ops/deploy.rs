@@ -1,7 +1,8 @@
 //! `deploy`: every ref of every normalized input made so (ensure-manifest,
 //! copy-manifest, ensure-blob, copy-blob, the lookup as child refs), or with
 //! `dry_run` only looked at (HEADs), in the order [`Schedule`] allows, up to
-//! a limit at once. After a failure no new ref starts; those under way
+//! a limit at once. Everything is looked for before it is sent, so a
+//! deploy run again sends HEADs only. After a failure no new ref starts; those under way
 //! finish. Progress is a queue of [`Event`]s the driver may drain.
 
 use std::collections::VecDeque;
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::ops::copy_blob::CopyBlob;
 use crate::ops::copy_manifest::CopyManifest;
 use crate::ops::ensure_blob::{BlobSource, EnsureBlob};
-use crate::ops::ensure_manifest::EnsureManifest;
+use crate::ops::ensure_manifest::{ChildRefs, EnsureManifest};
 use crate::ops::group::Group;
 use crate::ops::lookup::{Found, Lookup};
 use crate::ops::{Operation, Output, Step};
@@ -98,7 +99,7 @@ impl Deploy {
     /// How job `job` ended; `None` while it runs, or when it never started
     /// (an earlier one failed).
     pub fn outcome(&self, job: usize) -> Option<&Result<Report>> {
-        self.outcomes[job].as_ref()
+        self.outcomes.get(job)?.as_ref()
     }
 
     /// What happened since the last call, in order.
@@ -114,7 +115,13 @@ impl Deploy {
         let input = &self.inputs[*input];
         let reference = reference.clone();
         if self.dry_run {
-            return Ok(Box::new(DryRun::new(input, reference)?));
+            let check = Check::new(input, reference)?;
+            return Ok(Box::new(check.map(|checked| {
+                checked.map(|c| match c.present {
+                    Some(_) => Report::UpToDate,
+                    None => Report::WouldChange,
+                })
+            })));
         }
         let pushed = |o: Result<Descriptor>| o.map(|d| Report::Pushed(Box::new(d)));
         Ok(match (input.kind, &input.data, &input.copy_from) {
@@ -124,12 +131,17 @@ impl Deploy {
                     EnsureManifest::new(reference, data.clone(), media_type, child_refs(input))?;
                 Box::new(op.map(pushed))
             }
-            (Kind::Manifest, None, Some(from)) => {
-                Box::new(CopyManifest::new(from.clone(), reference, child_refs(input)).map(pushed))
-            }
+            (Kind::Manifest, None, Some(from)) => Box::new(CopyIfChanged {
+                source: from.clone(),
+                target: reference.clone(),
+                children: Some(child_refs(input)),
+                stage: CopyStage::Check(Check::new(input, reference)?),
+            }),
             (Kind::Blob, Some(data), _) => {
                 let source = BlobSource::Bytes(data.clone().into());
-                Box::new(EnsureBlob::new(client, reference, source)?.map(pushed))
+                // A deploy is re-run as a rule: a HEAD is all a re-run costs.
+                let op = EnsureBlob::new(client, reference, source)?.with_head();
+                Box::new(op.map(pushed))
             }
             (Kind::Blob, None, Some(from)) => {
                 let mut destination = reference;
@@ -162,7 +174,8 @@ impl Operation for Deploy {
                 }
             }
             if self.running.is_empty() {
-                return Output::Done(std::mem::take(&mut self.outcomes));
+                // Kept too: progress lines read them after the end.
+                return Output::Done(self.outcomes.clone());
             }
             let (job, outcome) = ready!(self.running.poll(client));
             self.finished(job, outcome);
@@ -179,31 +192,39 @@ impl Deploy {
     }
 }
 
-/// A dry run of one ref: the digest it should have (a copied tag's, asked
-/// of the source by HEAD), then a HEAD of where it goes (by tag when it has
+/// A look at one ref: the digest it should have (a copied tag's, asked of
+/// the source by HEAD), then a HEAD of where it goes (by tag when it has
 /// one: unlike the original, which looks by digest, a tag that points
-/// elsewhere is a change).
+/// elsewhere is a change). Its outcome: whether the target holds it.
 #[derive(Debug)]
-struct DryRun {
+struct Check {
     kind: Kind,
     target: Reference,
-    stage: DryStage,
+    stage: CheckStage,
 }
 
 #[derive(Debug)]
-enum DryStage {
+enum CheckStage {
     /// The source's digest, for a copy from a tag.
     Source(Lookup, Reference),
     /// What the target holds, against the digest it should.
     Target(Lookup, Digest),
 }
 
-impl DryRun {
+/// What a [`Check`] found: the digest the target should hold, and what it
+/// holds when that is it.
+#[derive(Debug)]
+struct Checked {
+    digest: Digest,
+    present: Option<Descriptor>,
+}
+
+impl Check {
     fn new(input: &Normalized, target: Reference) -> Result<Self> {
         let stage = match (&target.digest, &input.copy_from) {
-            (Some(d), _) => DryStage::Target(Self::look(input.kind, &target, d), d.clone()),
+            (Some(d), _) => CheckStage::Target(Self::look(input.kind, &target, d), d.clone()),
             (None, Some(from)) if input.kind == Kind::Manifest => {
-                DryStage::Source(Lookup::manifest(from.clone(), true), from.clone())
+                CheckStage::Source(Lookup::manifest(from.clone(), true), from.clone())
             }
             _ => {
                 return Err(Error::Internal(format!(
@@ -211,7 +232,7 @@ impl DryRun {
                 )))
             }
         };
-        Ok(DryRun {
+        Ok(Check {
             kind: input.kind,
             target,
             stage,
@@ -236,7 +257,7 @@ impl DryRun {
         &mut self,
         source: &Reference,
         found: Option<Found>,
-    ) -> Result<Step<DryStage, Report>> {
+    ) -> Result<Step<CheckStage, Checked>> {
         let Some(found) = found else {
             return Err(Error::not_found(format!(
                 "{}: manifest-to-copy ({source})",
@@ -248,31 +269,79 @@ impl DryRun {
             self.target.digest = Some(digest.clone());
         }
         let lookup = Self::look(self.kind, &self.target, &digest);
-        Ok(Step::Next(DryStage::Target(lookup, digest)))
+        Ok(Step::Next(CheckStage::Target(lookup, digest)))
     }
 }
 
-impl Operation for DryRun {
-    type Outcome = Result<Report>;
+impl Operation for Check {
+    type Outcome = Result<Checked>;
 
     fn poll_output(&mut self, client: &mut Client) -> Output<Self::Outcome> {
         loop {
             match &mut self.stage {
-                DryStage::Source(lookup, source) => {
+                CheckStage::Source(lookup, source) => {
                     let found = ready!(lookup.poll_output(client));
                     let source = source.clone();
                     let step = found.and_then(|f| self.source_found(&source, f));
                     advance!(self.stage, step);
                 }
-                DryStage::Target(lookup, digest) => {
+                CheckStage::Target(lookup, digest) => {
                     let found = ready!(lookup.poll_output(client));
                     let digest = digest.clone();
                     let step = found.map(|f| {
-                        Step::Done(match f {
-                            Some(f) if f.descriptor.digest == digest => Report::UpToDate,
-                            _ => Report::WouldChange,
-                        })
+                        let present = f.map(|f| f.descriptor).filter(|d| d.digest == digest);
+                        Step::Done(Checked { digest, present })
                     });
+                    advance!(self.stage, step);
+                }
+            }
+        }
+    }
+}
+
+/// A manifest copy that looks first (HEADs) and copies only what is not
+/// there: a re-run of a deploy sends HEADs only, where a copy reads its
+/// source (a GET, which Docker Hub counts) before it looks.
+#[derive(Debug)]
+struct CopyIfChanged {
+    source: Reference,
+    target: Reference,
+    children: Option<ChildRefs>,
+    stage: CopyStage,
+}
+
+#[derive(Debug)]
+enum CopyStage {
+    Check(Check),
+    Copy(Box<CopyManifest>),
+}
+
+impl CopyIfChanged {
+    fn checked(&mut self, checked: Checked) -> Result<Step<CopyStage, Report>> {
+        if let Some(present) = checked.present {
+            return Ok(Step::Done(Report::Pushed(Box::new(present))));
+        }
+        let mut source = self.source.clone();
+        source.digest = Some(checked.digest);
+        let children = self.children.take().unwrap_or_default();
+        let copy = CopyManifest::new(source, self.target.clone(), children);
+        Ok(Step::Next(CopyStage::Copy(Box::new(copy))))
+    }
+}
+
+impl Operation for CopyIfChanged {
+    type Outcome = Result<Report>;
+
+    fn poll_output(&mut self, client: &mut Client) -> Output<Self::Outcome> {
+        loop {
+            match &mut self.stage {
+                CopyStage::Check(check) => {
+                    let checked = ready!(check.poll_output(client));
+                    advance!(self.stage, checked.and_then(|c| self.checked(c)));
+                }
+                CopyStage::Copy(copy) => {
+                    let copied = ready!(copy.poll_output(client));
+                    let step = copied.map(|d| Step::Done(Report::Pushed(Box::new(d))));
                     advance!(self.stage, step);
                 }
             }

@@ -128,6 +128,16 @@ impl EnsureBlob {
         self
     }
 
+    /// Asks whether the blob is there first whatever its size: where re-runs
+    /// are the rule (deploy), one HEAD beats sending a small blob again.
+    pub fn with_head(mut self) -> Self {
+        if matches!(self.stage, Stage::Open(_)) {
+            let lookup = Lookup::blob(&self.reference, self.digest.clone(), true).for_push();
+            self.stage = Stage::Head(Box::new(lookup));
+        }
+        self
+    }
+
     /// Uploads into a session the registry already opened (a mount's 202).
     pub fn into_session(mut self, client: &Client, session: Url) -> Result<Self> {
         self.stage = self.send_into(client, session)?;

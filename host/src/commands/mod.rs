@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod copy;
+pub mod deploy;
 pub mod index;
 pub mod lookup;
 pub mod service;
