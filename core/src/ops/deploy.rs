@@ -135,7 +135,7 @@ impl Deploy {
                 source: from.clone(),
                 target: reference.clone(),
                 children: Some(child_refs(input)),
-                stage: CopyStage::Check(Check::new(input, reference)?),
+                stage: CopyStage::Check(Box::new(Check::new(input, reference)?)),
             }),
             (Kind::Blob, Some(data), _) => {
                 let source = BlobSource::Bytes(data.clone().into());
@@ -312,7 +312,7 @@ struct CopyIfChanged {
 
 #[derive(Debug)]
 enum CopyStage {
-    Check(Check),
+    Check(Box<Check>),
     Copy(Box<CopyManifest>),
 }
 
