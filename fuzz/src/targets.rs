@@ -24,6 +24,7 @@ pub fn by_name(name: &str) -> Option<fn(&[u8])> {
         "manifest" => manifest,
         "platform" => platform,
         "settings" => settings,
+        "deploy" => deploy,
         "operations" => operations,
         _ => return None,
     })
@@ -238,6 +239,62 @@ pub fn settings(data: &[u8]) {
     }
     let _ = parse_helper_answer("fuzz", data);
     let _ = registry_host(text);
+}
+
+/// The deploy tool's input: never a panic; what normalizes is valid input
+/// that normalizes to itself (`--dry-run` prints it for reuse), its refs
+/// all carry one digest when any does, pushed data hashes to it, and the
+/// jq printing of any JSON parses back to the same value.
+pub fn deploy(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for value in serde_json::Deserializer::from_str(text)
+        .into_iter::<serde_json::Value>()
+        .map_while(Result::ok)
+    {
+        let printed = ocirelay_core::deploy::jq::tab(&value);
+        let back: serde_json::Value = serde_json::from_str(&printed)
+            .unwrap_or_else(|e| panic!("jq printing {value} gave {printed:?}: {e}"));
+        assert!(same_json(&back, &value), "{value} printed as {printed:?}");
+    }
+    let Ok(inputs) = ocirelay_core::deploy::normalize_stream(text) else {
+        return;
+    };
+    for input in &inputs {
+        let digests: Vec<_> = input.refs.iter().map(|r| r.digest.clone()).collect();
+        assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+        if let (Some(bytes), Some(d)) = (&input.data, &digests[0]) {
+            assert_eq!(
+                Digest::of(d.algorithm(), bytes),
+                *d,
+                "data and refs disagree"
+            );
+        }
+        let printed = input.to_json();
+        let again = ocirelay_core::deploy::normalize(&printed)
+            .unwrap_or_else(|e| panic!("{printed} does not normalize again: {e}"));
+        assert_eq!(again.to_json(), printed, "normalizing is not idempotent");
+    }
+    let _ = ocirelay_core::deploy::jobs(&inputs);
+}
+
+/// JSON values equal as jq sees them: numbers as doubles.
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, va), (kb, vb))| ka == kb && same_json(va, vb))
+        }
+        _ => a == b,
+    }
 }
 
 /// The identity token the challenge target offers.
