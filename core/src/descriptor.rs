@@ -21,17 +21,25 @@ pub const ANNOTATION_BASHBREW_ARCH: &str = "com.docker.official-images.bashbrew.
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
     /// The object's media type.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::nullable")]
     pub media_type: String,
     /// Its digest.
     pub digest: Digest,
     /// Its size in bytes.
     pub size: u64,
     /// Where else it may be fetched from (foreign layers).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub urls: Vec<String>,
     /// Annotations, kept sorted by key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::nullable",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub annotations: BTreeMap<String, String>,
     /// The object's bytes, base64, when embedded.
     #[serde(default, skip_serializing_if = "Option::is_none")]

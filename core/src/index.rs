@@ -14,7 +14,7 @@ use crate::platform::Platform;
 #[serde(rename_all = "camelCase")]
 pub struct Index {
     /// 2 for every index we produce; 0 when absent in what we read.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::nullable")]
     pub schema_version: u32,
     /// OCI index or Docker manifest list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -23,13 +23,17 @@ pub struct Index {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
     /// The entries.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::nullable")]
     pub manifests: Vec<Descriptor>,
     /// What this index refers to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Descriptor>,
     /// Annotations, sorted by key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::json::nullable",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -58,6 +62,32 @@ mod tests {
         );
         assert_eq!(config_platform(b"{}").unwrap(), Platform::default());
         assert!(config_platform(b"nope").is_err());
+    }
+
+    /// Registries serve `null` for optional lists, maps and strings (Go
+    /// writes empty ones so); the original reads them as empty, and so do we.
+    #[test]
+    fn nulls_read_as_empty_where_the_original_reads_them_so() {
+        let i: Index = serde_json::from_str(
+            r#"{"schemaVersion":null,"mediaType":null,"manifests":[{"mediaType":null,
+                "digest":"sha256:9ef42f1d602fb423fad935aac1caa0cfdbce1ad7edce64d080a4eb7b13f7cd9d","size":1,
+                "urls":null,"annotations":null,"platform":{"architecture":null,"os":"linux","os.features":null,
+                "variant":null}}],"annotations":null}"#,
+        )
+        .unwrap();
+        assert_eq!(i.manifests[0].platform.as_ref().unwrap().os, "linux");
+        assert!(i.manifests[0].annotations.is_empty() && i.annotations.is_empty());
+        let none: Index = serde_json::from_str(r#"{"manifests":null}"#).unwrap();
+        assert!(none.manifests.is_empty());
+        let children = crate::manifest::ManifestChildren::parse(
+            br#"{"config":null,"layers":null,"manifests":null}"#,
+        )
+        .unwrap();
+        assert_eq!(children, crate::manifest::ManifestChildren::default());
+        assert_eq!(
+            config_platform(br#"{"architecture":null,"os":null,"os.features":null}"#).unwrap(),
+            Platform::default()
+        );
     }
 
     #[test]

@@ -52,3 +52,16 @@ mod tests {
         assert!(e.to_string().contains("registry.example/app:v1"), "{e}");
     }
 }
+
+/// Reads `null` as the type's default (an empty list, map or string), as Go
+/// reads `null` into a slice, map or string: for optional fields of the
+/// JSON registries serve (`"layers": null`, `"annotations": null`), which
+/// the original accepts.
+pub fn nullable<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    use serde::Deserialize as _;
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}

@@ -11,13 +11,13 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ManifestChildren {
     /// Index entries.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::nullable")]
     pub manifests: Vec<Descriptor>,
     /// The image config, when there is one.
     #[serde(default)]
     pub config: Option<Descriptor>,
     /// Image layers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::nullable")]
     pub layers: Vec<Descriptor>,
 }
 

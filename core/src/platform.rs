@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Platform {
     /// CPU architecture (`amd64`, `arm64`, ...).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::nullable")]
     pub architecture: String,
     /// Operating system (`linux`, `windows`, ...).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::nullable")]
     pub os: String,
     /// OS version (Windows builds).
     #[serde(
@@ -21,7 +21,12 @@ pub struct Platform {
     )]
     pub os_version: Option<String>,
     /// OS features.
-    #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "os.features",
+        default,
+        deserialize_with = "crate::json::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub os_features: Vec<String>,
     /// CPU variant (`v7`, `v8`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
