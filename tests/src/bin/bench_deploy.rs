@@ -30,7 +30,9 @@ fn stream(host: &str) -> String {
         let b64 = base64::engine::general_purpose::STANDARD.encode(&layer);
         inputs.push(json!({"type": "blob", "refs": [format!("{host}/bench{i}")], "data": b64}));
         inputs.push(json!({"type": "blob", "refs": [format!("{host}/bench{i}")], "data": config}));
-        let tags: Vec<String> = (0..100).map(|t| format!("{host}/bench{i}:tag{t}")).collect();
+        let tags: Vec<String> = (0..100)
+            .map(|t| format!("{host}/bench{i}:tag{t}"))
+            .collect();
         inputs.push(json!({"type": "manifest", "refs": tags, "data": manifest}));
     }
     inputs.iter().map(|v| format!("{v:#}\n")).collect()
@@ -46,7 +48,12 @@ fn deploy(ocirelay: &str, input: &str) -> (f64, f64) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("running /usr/bin/time ocirelay deploy");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let seconds = started.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -60,16 +67,23 @@ fn deploy(ocirelay: &str, input: &str) -> (f64, f64) {
 }
 
 fn main() {
-    let ocirelay = std::env::args().nth(1).expect("usage: bench_deploy OCIRELAY");
+    let ocirelay = std::env::args()
+        .nth(1)
+        .expect("usage: bench_deploy OCIRELAY");
     let registry = Registry::start_plain(Auth::None);
     let input = stream(registry.host());
-    println!("| deploy of 500 refs (5 images x 100 tags), --parallel | wall | requests | peak RSS |");
+    println!(
+        "| deploy of 500 refs (5 images x 100 tags), --parallel | wall | requests | peak RSS |"
+    );
     println!("|---|---|---|---|");
     for run in ["first", "again (nothing to do)"] {
         let before = registry.access_log().len();
         let (seconds, peak) = deploy(&ocirelay, &input);
         let served = registry.served(before);
-        let heads = served.iter().filter(|(l, _)| l.starts_with("HEAD ")).count();
+        let heads = served
+            .iter()
+            .filter(|(l, _)| l.starts_with("HEAD "))
+            .count();
         println!(
             "| {run} | {:.0} ms | {} ({heads} HEAD) | {peak:.1} MiB |",
             seconds * 1000.0,
