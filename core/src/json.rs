@@ -36,6 +36,19 @@ pub fn manifest(subject: &str, bytes: &[u8]) -> Result<String> {
     to_string(&value)
 }
 
+/// Reads `null` as the type's default (an empty list, map or string), as Go
+/// reads `null` into a slice, map or string: for optional fields of the
+/// JSON registries serve (`"layers": null`, `"annotations": null`), which
+/// the original accepts.
+pub fn nullable<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    use serde::Deserialize as _;
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,17 +64,4 @@ mod tests {
         let e = manifest("registry.example/app:v1", b"{").unwrap_err();
         assert!(e.to_string().contains("registry.example/app:v1"), "{e}");
     }
-}
-
-/// Reads `null` as the type's default (an empty list, map or string), as Go
-/// reads `null` into a slice, map or string: for optional fields of the
-/// JSON registries serve (`"layers": null`, `"annotations": null`), which
-/// the original accepts.
-pub fn nullable<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + serde::Deserialize<'de>,
-{
-    use serde::Deserialize as _;
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }

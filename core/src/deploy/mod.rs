@@ -122,58 +122,6 @@ pub fn child_refs(input: &Normalized) -> ChildRefs {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_image_then_its_index_lock_what_they_push_and_need() {
-        let layer = Digest::sha256(b"layer");
-        let blob = r#"{"type": "blob", "refs": ["r.example/app"], "data": "bGF5ZXI="}"#;
-        let image = serde_json::json!({
-            "type": "manifest",
-            "refs": ["r.example/app:v1", "r.example/app:latest", "r.example/other:v1"],
-            "data": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                     "layers": [{"mediaType": "x", "digest": layer.to_string(), "size": 5}]},
-        });
-        let inputs = vec![
-            normalize(&serde_json::from_str(blob).unwrap()).unwrap(),
-            normalize(&image).unwrap(),
-        ];
-        let jobs = jobs(&inputs);
-        let layer_key = format!("r.example/app@{layer}");
-        assert_eq!(jobs[0].locks.writes, vec![layer_key.clone()]);
-        let image_digest = inputs[1].digest().unwrap();
-        let app = format!("r.example/app@{image_digest}");
-        let other = format!("r.example/other@{image_digest}");
-        assert_eq!(
-            jobs[1].locks.writes,
-            vec![app.clone(), "r.example/app:v1".to_string()]
-        );
-        assert_eq!(jobs[1].locks.reads, vec![layer_key.clone()]);
-        assert_eq!(
-            jobs[2].locks.writes,
-            vec!["r.example/app:latest".to_string()],
-            "the second tag in app reads what the first pushes"
-        );
-        assert_eq!(jobs[2].locks.reads, vec![app.clone(), layer_key]);
-        assert_eq!(
-            jobs[3].locks.writes,
-            vec![other, "r.example/other:v1".to_string()]
-        );
-        let mut s = Schedule::new(&jobs.iter().map(|j| j.locks.clone()).collect::<Vec<_>>());
-        assert_eq!(s.start_next(), Some(0));
-        assert_eq!(
-            s.start_next(),
-            Some(3),
-            "other repository: its layer is not ours to wait for"
-        );
-        assert_eq!(s.start_next(), None);
-        s.finish(0);
-        assert_eq!(s.start_next(), Some(1));
-    }
-}
-
 /// Every input of a stream of JSON objects (whitespace-separated, as `jq`
 /// writes them), normalized before anything is pushed; an error names the
 /// input's position (its number and line) and what is wrong with it.
@@ -205,33 +153,6 @@ pub fn normalize_stream(text: &str) -> crate::Result<Vec<Normalized>> {
                 inputs.push(normalized);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod stream_tests {
-    use super::*;
-
-    #[test]
-    fn a_stream_is_normalized_whole_or_refused_naming_the_input() {
-        let good = "{\"type\": \"blob\", \"refs\": [\"r.example/a\"], \"data\": \"eA==\"}\n\n{\"type\": \"blob\", \"refs\": [\"r.example/b\"], \"data\": \"eQ==\"}";
-        assert_eq!(normalize_stream(good).unwrap().len(), 2);
-        assert_eq!(normalize_stream("  \n").unwrap(), vec![]);
-        let bad_type = format!("{good}\n{{\"type\": \"image\", \"refs\": [\"x\"]}}");
-        let e = normalize_stream(&bad_type).unwrap_err().to_string();
-        assert!(
-            e.contains("input 3 (line 4)") && e.contains("unknown type: image"),
-            "{e}"
-        );
-        let truncated =
-            "{\"type\": \"blob\", \"refs\": [\"r.example/a\"], \"data\": \"eA==\"}\n{\"type\": ";
-        let e = normalize_stream(truncated).unwrap_err().to_string();
-        assert!(
-            e.contains("input 2 (line 2)") && e.contains("not JSON"),
-            "{e}"
-        );
-        let e = normalize_stream("nope").unwrap_err().to_string();
-        assert!(e.contains("input 1 (line 1): not JSON"), "{e}");
     }
 }
 
@@ -284,8 +205,77 @@ pub fn dry_run_json(input: &Normalized, reference: &Reference) -> String {
 }
 
 #[cfg(test)]
-mod progress_tests {
+mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_then_its_index_lock_what_they_push_and_need() {
+        let layer = Digest::sha256(b"layer");
+        let blob = r#"{"type": "blob", "refs": ["r.example/app"], "data": "bGF5ZXI="}"#;
+        let image = serde_json::json!({
+            "type": "manifest",
+            "refs": ["r.example/app:v1", "r.example/app:latest", "r.example/other:v1"],
+            "data": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                     "layers": [{"mediaType": "x", "digest": layer.to_string(), "size": 5}]},
+        });
+        let inputs = vec![
+            normalize(&serde_json::from_str(blob).unwrap()).unwrap(),
+            normalize(&image).unwrap(),
+        ];
+        let jobs = jobs(&inputs);
+        let layer_key = format!("r.example/app@{layer}");
+        assert_eq!(jobs[0].locks.writes, vec![layer_key.clone()]);
+        let image_digest = inputs[1].digest().unwrap();
+        let app = format!("r.example/app@{image_digest}");
+        let other = format!("r.example/other@{image_digest}");
+        assert_eq!(
+            jobs[1].locks.writes,
+            vec![app.clone(), "r.example/app:v1".to_string()]
+        );
+        assert_eq!(jobs[1].locks.reads, vec![layer_key.clone()]);
+        assert_eq!(
+            jobs[2].locks.writes,
+            vec!["r.example/app:latest".to_string()],
+            "the second tag in app reads what the first pushes"
+        );
+        assert_eq!(jobs[2].locks.reads, vec![app.clone(), layer_key]);
+        assert_eq!(
+            jobs[3].locks.writes,
+            vec![other, "r.example/other:v1".to_string()]
+        );
+        let mut s = Schedule::new(&jobs.iter().map(|j| j.locks.clone()).collect::<Vec<_>>());
+        assert_eq!(s.start_next(), Some(0));
+        assert_eq!(
+            s.start_next(),
+            Some(3),
+            "other repository: its layer is not ours to wait for"
+        );
+        assert_eq!(s.start_next(), None);
+        s.finish(0);
+        assert_eq!(s.start_next(), Some(1));
+    }
+
+    #[test]
+    fn a_stream_is_normalized_whole_or_refused_naming_the_input() {
+        let good = "{\"type\": \"blob\", \"refs\": [\"r.example/a\"], \"data\": \"eA==\"}\n\n{\"type\": \"blob\", \"refs\": [\"r.example/b\"], \"data\": \"eQ==\"}";
+        assert_eq!(normalize_stream(good).unwrap().len(), 2);
+        assert_eq!(normalize_stream("  \n").unwrap(), vec![]);
+        let bad_type = format!("{good}\n{{\"type\": \"image\", \"refs\": [\"x\"]}}");
+        let e = normalize_stream(&bad_type).unwrap_err().to_string();
+        assert!(
+            e.contains("input 3 (line 4)") && e.contains("unknown type: image"),
+            "{e}"
+        );
+        let truncated =
+            "{\"type\": \"blob\", \"refs\": [\"r.example/a\"], \"data\": \"eA==\"}\n{\"type\": ";
+        let e = normalize_stream(truncated).unwrap_err().to_string();
+        assert!(
+            e.contains("input 2 (line 2)") && e.contains("not JSON"),
+            "{e}"
+        );
+        let e = normalize_stream("nope").unwrap_err().to_string();
+        assert!(e.contains("input 1 (line 1): not JSON"), "{e}");
+    }
 
     #[test]
     fn progress_lines_read_as_the_original_prints_them() {
