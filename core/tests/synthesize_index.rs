@@ -475,6 +475,36 @@ fn attestations_follow_their_subject_or_are_dropped() {
     );
 }
 
+/// Duplicates are dropped after dangling attestations, as in the original:
+/// an attestation dropped for coming before its subject is not "seen", so
+/// a later copy of it, after the subject, is kept.
+#[test]
+fn a_dropped_attestation_is_not_seen_by_deduplication() {
+    let mut reg = ScriptedRegistry::default();
+    let (img, _) = image(&mut reg, false, config("linux", "amd64"));
+    let (att, _) = image(&mut reg, false, config("unknown", "unknown"));
+    let attestation = Some(json!({"vnd.docker.reference.type": "attestation-manifest",
+                                  "vnd.docker.reference.digest": img.digest.to_string()}));
+    let unknown = Some(json!({"architecture": "unknown", "os": "unknown"}));
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        entry(&att, unknown.clone(), attestation.clone()),
+        entry(&img, Some(json!({"architecture": "amd64", "os": "linux"})), None),
+        entry(&att, unknown.clone(), attestation.clone()),
+        entry(&img, Some(json!({"architecture": "amd64", "os": "linux"})), None),
+    ]});
+    put_index(&mut reg, index, "reordered");
+    let mut c = client(&[]);
+    let (index, _) = synthesize(&mut c, &reg, &format!("{HOST}/{REPO}:reordered"));
+    let digests: Vec<Digest> = index
+        .unwrap()
+        .unwrap()
+        .manifests
+        .into_iter()
+        .map(|m| m.digest)
+        .collect();
+    assert_eq!(digests, [img.digest.clone(), att.digest.clone()]);
+}
+
 #[test]
 fn a_batch_runs_queries_side_by_side_sharing_the_cache() {
     use ocirelay_core::ops::batch::{Answer, Batch, Query};

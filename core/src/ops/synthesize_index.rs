@@ -152,9 +152,6 @@ impl SynthesizeIndex {
             ref_name(&self.reference, &descriptor.digest),
         );
 
-        // First entry of a digest wins (the image spec's "first match SHOULD be used").
-        let mut seen = std::collections::HashSet::new();
-        index.manifests.retain(|m| seen.insert(m.digest.clone()));
         for m in &mut index.manifests {
             m.annotations.insert(
                 ANNOTATION_REF_NAME.to_string(),
@@ -233,11 +230,18 @@ impl Platforms {
         Ok(())
     }
 
-    /// The final pass, in entry order: normalized platforms, fresh bashbrew
-    /// architectures, attestations tied to earlier subjects, no `data`.
+    /// The final pass, in entry order: duplicates dropped, normalized
+    /// platforms, fresh bashbrew architectures, attestations tied to
+    /// earlier subjects, no `data`.
     fn finish(mut index: Index) -> Index {
         let mut kept: Vec<Descriptor> = Vec::with_capacity(index.manifests.len());
         for mut m in std::mem::take(&mut index.manifests) {
+            // The first kept entry of a digest wins (the image spec's "first
+            // match SHOULD be used"); a dropped attestation is not "seen", so
+            // a later copy of it is judged again, as the original does.
+            if kept.iter().any(|k| k.digest == m.digest) {
+                continue;
+            }
             if let Some(p) = m.platform.as_mut() {
                 p.normalize();
             }
