@@ -1,10 +1,10 @@
-//! Content digests (`sha256:…`, `sha512:…`) and a streaming verifier that
+//! Content digests (`sha256:…`, `sha384:…`, `sha512:…`) and a streaming verifier that
 //! checks both digest and size as bytes pass through it.
 
 use std::fmt;
 use std::str::FromStr;
 
-use sha2::{Digest as _, Sha256, Sha512};
+use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 use crate::error::{Error, Result};
 
@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 pub enum Algorithm {
     /// SHA-256: 64 lower-case hex characters.
     Sha256,
+    /// SHA-384 (the original accepts it, as go-digest does).
+    Sha384,
     /// SHA-512: 128 lower-case hex characters.
     Sha512,
 }
@@ -22,6 +24,7 @@ impl Algorithm {
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
+            Algorithm::Sha384 => "sha384",
             Algorithm::Sha512 => "sha512",
         }
     }
@@ -29,6 +32,7 @@ impl Algorithm {
     fn hex_len(self) -> usize {
         match self {
             Algorithm::Sha256 => 64,
+            Algorithm::Sha384 => 96,
             Algorithm::Sha512 => 128,
         }
     }
@@ -53,8 +57,9 @@ impl Digest {
             .ok_or_else(|| bad("expected algorithm:hex"))?;
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
+            "sha384" => Algorithm::Sha384,
             "sha512" => Algorithm::Sha512,
-            _ => return Err(bad("unsupported algorithm (sha256 and sha512 are)")),
+            _ => return Err(bad("unsupported algorithm (sha256, sha384 and sha512 are)")),
         };
         if hex.len() != algorithm.hex_len() {
             return Err(bad(&format!(
@@ -131,6 +136,7 @@ impl std::fmt::Debug for Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let algorithm = match self.0 {
             HasherInner::Sha256(_) => Algorithm::Sha256,
+            HasherInner::Sha384(_) => Algorithm::Sha384,
             HasherInner::Sha512(_) => Algorithm::Sha512,
         };
         write!(f, "Hasher({})", algorithm.name())
@@ -140,6 +146,7 @@ impl std::fmt::Debug for Hasher {
 #[derive(Clone)]
 enum HasherInner {
     Sha256(Sha256),
+    Sha384(Sha384),
     Sha512(Sha512),
 }
 
@@ -148,6 +155,7 @@ impl Hasher {
     pub fn new(algorithm: Algorithm) -> Self {
         Hasher(match algorithm {
             Algorithm::Sha256 => HasherInner::Sha256(Sha256::new()),
+            Algorithm::Sha384 => HasherInner::Sha384(Sha384::new()),
             Algorithm::Sha512 => HasherInner::Sha512(Sha512::new()),
         })
     }
@@ -156,6 +164,7 @@ impl Hasher {
     pub fn update(&mut self, bytes: &[u8]) {
         match &mut self.0 {
             HasherInner::Sha256(h) => h.update(bytes),
+            HasherInner::Sha384(h) => h.update(bytes),
             HasherInner::Sha512(h) => h.update(bytes),
         }
     }
@@ -164,6 +173,7 @@ impl Hasher {
     pub fn finish(self) -> Digest {
         let (algorithm, bytes) = match self.0 {
             HasherInner::Sha256(h) => (Algorithm::Sha256, h.finalize().to_vec()),
+            HasherInner::Sha384(h) => (Algorithm::Sha384, h.finalize().to_vec()),
             HasherInner::Sha512(h) => (Algorithm::Sha512, h.finalize().to_vec()),
         };
         let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -257,6 +267,14 @@ mod tests {
         let d512 = Digest::of(Algorithm::Sha512, b"abc");
         assert_eq!(d512.hex().len(), 128);
         assert_eq!(Digest::parse(&d512.to_string()).unwrap(), d512);
+        // sha384, as the original (go-digest) accepts it; FIPS 180-2's "abc".
+        let d384 = Digest::of(Algorithm::Sha384, b"abc");
+        assert_eq!(
+            d384.to_string(),
+            "sha384:cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed8086072ba1e7cc2358baeca134c825a7"
+        );
+        assert_eq!(Digest::parse(&d384.to_string()).unwrap(), d384);
+        assert!(Digest::parse(&format!("sha384:{}", "a".repeat(64))).is_err());
     }
 
     #[test]

@@ -202,15 +202,12 @@ fn parse_relative(input: &str) -> Result<Reference> {
         }
     }
 
-    if name.len() > MAX_NAME_LEN {
-        return Err(bad("name longer than 255 characters"));
-    }
     let (host, repository) = match name.split_once('/') {
         Some((first, remainder)) if names_host(first) => (first, remainder),
         _ => ("", name),
     };
-    if !host.is_empty() && !valid_host(host) {
-        return Err(bad(&format!("host {host:?} is not a valid registry host")));
+    if repository.len() > MAX_NAME_LEN {
+        return Err(bad("repository longer than 255 characters"));
     }
     if repository.is_empty() {
         return Err(bad("repository is empty"));
@@ -236,10 +233,13 @@ fn parse_relative(input: &str) -> Result<Reference> {
     })
 }
 
-/// Whether a name's first component is a registry host (Docker's rule: it
-/// has a dot or a port, or is `localhost`).
+/// Whether a name's first component is a registry host, by the grammar
+/// the original uses (cue-labs `ociref`): a domain name with a dot, an IPv4
+/// address or `[IPv6]`, each with an optional port, or one label with a
+/// port. Anything else (`localhost`, `foo_bar.com`) starts a Docker Hub
+/// repository.
 fn names_host(first: &str) -> bool {
-    first.contains('.') || first.contains(':') || first == "localhost"
+    valid_host(first) && (first.contains('.') || first.contains(':'))
 }
 
 fn valid_tag(t: &str) -> bool {
@@ -319,8 +319,9 @@ fn valid_host(h: &str) -> bool {
         })
 }
 
+/// Any run of digits, as the original's grammar takes it.
 fn valid_port(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+    !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -377,7 +378,25 @@ mod tests {
             (
                 "registry-1.docker.io/localhost/app:v1",
                 "docker.io/localhost/app:v1",
-                "docker.io/localhost/app:v1",
+                "localhost/app:v1",
+            ),
+            // The original's grammar: `localhost` without a port, or a first
+            // component that is no domain name, starts a Hub repository.
+            ("localhost/foo", "docker.io/localhost/foo", "localhost/foo"),
+            (
+                "foo_bar.com/x:1",
+                "docker.io/foo_bar.com/x:1",
+                "foo_bar.com/x:1",
+            ),
+            (
+                "registry.example:123456/app",
+                "registry.example:123456/app",
+                "registry.example:123456/app",
+            ),
+            (
+                "Registry.Example/app",
+                "Registry.Example/app",
+                "Registry.Example/app",
             ),
             (
                 "docker.io/library/localhost",
@@ -477,7 +496,6 @@ mod tests {
             "[::1]:/x",
             "-a.example/x",
             "a-.example/x",
-            "a_b.example/x",
             "a..example/x",
             ".example/x",
         ] {
@@ -503,10 +521,15 @@ mod tests {
         }
         let long_tag = format!("x:{}", "a".repeat(129));
         assert!(Reference::parse(&long_tag).is_err());
-        // A name of 255 characters at most.
-        let name = |len: usize| format!("example.com/{}", "a".repeat(len - 12));
+        // A repository of 255 characters at most; the host does not count
+        // (the original's limit).
+        let name = |len: usize| format!("example.com/{}", "a".repeat(len));
         assert!(Reference::parse(&name(255)).is_ok());
         assert!(Reference::parse(&name(256)).is_err());
+        // sha384, as go-digest takes it.
+        let d384 = format!("sha384:{}", "a".repeat(96));
+        let r = Reference::parse(&format!("example.com/x@{d384}")).unwrap();
+        assert_eq!(r.digest.unwrap().to_string(), d384);
         // Docker Hub drops `library/` only where nothing nests under it.
         assert_eq!(
             Reference::parse("docker.io/library/a/b:t")
