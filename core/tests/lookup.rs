@@ -832,6 +832,45 @@ fn server_errors_and_429_are_retried_not_before_the_delay() {
 }
 
 #[test]
+fn a_mirror_is_authenticated_with_its_own_hosts_credentials() {
+    let mut creds = std::collections::BTreeMap::new();
+    creds.insert(
+        "docker.io".to_string(),
+        Credential::Bearer("hub-token".into()),
+    );
+    creds.insert(
+        "127.0.0.1:7000".to_string(),
+        Credential::Bearer("mirror-token".into()),
+    );
+    let mut c = Client::new(ClientConfig {
+        credentials: creds,
+        docker_hub_proxy: Some(
+            ocirelay_core::client::parse_docker_hub_proxy("http://127.0.0.1:7000").unwrap(),
+        ),
+        ..ClientConfig::default()
+    });
+    let (found, sent) = lookup(&mut c, "hello-world", GET_MANIFEST, |q| {
+        Ok(match q.headers.get("authorization") {
+            Some("Bearer mirror-token") => manifest_ok(MANIFEST, None),
+            _ => response(
+                401,
+                &[(
+                    "WWW-Authenticate",
+                    r#"Bearer realm="http://127.0.0.1:7000/token""#,
+                )],
+                b"",
+            ),
+        })
+    });
+    assert!(found.unwrap().is_some(), "{:?}", urls(&sent));
+    let auth: Vec<Option<&str>> = sent
+        .iter()
+        .map(|q| q.headers.get("authorization"))
+        .collect();
+    assert_eq!(auth, [None, Some("Bearer mirror-token")]);
+}
+
+#[test]
 fn docker_hub_reads_go_to_the_mirror_without_docker_hub_credentials() {
     let mut creds = std::collections::BTreeMap::new();
     creds.insert(
@@ -855,16 +894,26 @@ fn docker_hub_reads_go_to_the_mirror_without_docker_hub_credentials() {
             b"",
         ))
     });
-    assert!(found.unwrap().is_none(), "the mirror's answer is final");
+    assert!(found.unwrap().is_none(), "the mirror's 401 stands");
+    // The mirror's challenge is answered at its own realm, anonymously
+    // (no credentials for the mirror's host): Docker Hub's never go there.
+    let sent_urls = urls(&sent);
     assert_eq!(
-        urls(&sent),
-        ["GET http://127.0.0.1:7000/v2/library/hello-world/manifests/latest"]
+        sent_urls[0],
+        "GET http://127.0.0.1:7000/v2/library/hello-world/manifests/latest"
     );
-    assert_eq!(
-        sent[0].headers.get("authorization"),
-        None,
-        "Docker Hub's token stays with Docker Hub"
+    assert!(
+        sent_urls[1].starts_with("GET http://127.0.0.1:7000/token?"),
+        "{sent_urls:?}"
     );
+    assert_eq!(sent.len(), 2, "{sent_urls:?}");
+    for q in &sent {
+        assert_eq!(
+            q.headers.get("authorization"),
+            None,
+            "Docker Hub's token stays with Docker Hub"
+        );
+    }
     // Other registries are not affected.
     let (_, sent) = lookup(&mut c, "localhost:5000/x:y", GET_MANIFEST, |_| {
         Ok(response(404, &[], b""))

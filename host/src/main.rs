@@ -241,8 +241,10 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         }
         other => other,
     };
-    let hosts = command.hosts()?;
+    let mut hosts = command.hosts()?;
     let mirror = docker_hub_proxy()?;
+    // The mirror is authenticated with its own host's credentials.
+    hosts.extend(mirror.as_ref().map(|m| m.authority.clone()));
     let mut insecure = settings.insecure;
     insecure.extend(cli.insecure);
     let config = wit::Config {

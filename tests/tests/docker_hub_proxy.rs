@@ -111,3 +111,49 @@ fn an_https_mirror_is_trusted_through_ca_file() {
         out.stderr
     );
 }
+
+/// A mirror that wants tokens, as the original meets it: its challenge is
+/// answered at its own realm, anonymously for what is public and with the
+/// docker config's credentials for the mirror's host otherwise (Docker
+/// Hub's never go there).
+#[test]
+fn a_mirror_that_wants_tokens_gets_them_with_its_own_credentials() {
+    let mirror = Registry::start_plain(Auth::Token {
+        users: vec![("mirror-user".into(), "mirror-pw".into())],
+        public_repositories: vec!["library/hello-world".into()],
+    });
+    let public = push_image(
+        &mirror,
+        "library/hello-world",
+        "latest",
+        &[b"public, via a token mirror"],
+    );
+    let private = push_image(
+        &mirror,
+        "someone/private",
+        "v1",
+        &[b"private, via a token mirror"],
+    );
+    let url = format!("http://{}", mirror.host());
+
+    let env = [("DOCKERHUB_PUBLIC_PROXY", url.as_str())];
+    let out = ocirelay_with(&["lookup", "--head", "hello-world"], &env).success();
+    assert_eq!(out.json()[0]["digest"], json!(public.digest.to_string()));
+    let out = ocirelay_with(&["lookup", "--head", "someone/private:v1"], &env).success();
+    assert_eq!(out.json(), vec![json!(null)], "not for anonymous eyes");
+
+    let config = ocirelay_tests::cli::docker_config(mirror.host(), "mirror-user", "mirror-pw");
+    let env = [
+        ("DOCKERHUB_PUBLIC_PROXY", url.as_str()),
+        ("DOCKER_CONFIG", config.path().to_str().unwrap()),
+    ];
+    let out = ocirelay_with(&["lookup", "--head", "someone/private:v1"], &env).success();
+    assert_eq!(out.json()[0]["digest"], json!(private.digest.to_string()));
+    let tokens = mirror.token_server().expect("token auth").requests();
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t.user.as_deref() == Some("mirror-user")),
+        "{tokens:?}"
+    );
+}

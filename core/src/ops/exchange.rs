@@ -119,6 +119,9 @@ enum Stage {
 #[derive(Debug)]
 pub struct Exchange {
     spec: ExchangeSpec,
+    /// Whose credentials apply: the registry, or the Docker Hub mirror a
+    /// read goes to (its own host, as the original authenticates to it).
+    auth_host: String,
     /// The registry's API authority: tokens are kept under it.
     registry_authority: String,
     /// The registry's origin: credentials go there and nowhere else.
@@ -136,15 +139,20 @@ impl Exchange {
     /// An exchange for `spec` (nothing is sent until polled).
     pub fn new(client: &Client, spec: ExchangeSpec) -> Self {
         let registry_url = client.registry_url(&spec.registry, "/");
-        let registry_origin = registry_url.origin();
-        let registry_authority = registry_url.authority;
+        let mut registry_origin = registry_url.origin();
+        let mut registry_authority = registry_url.authority;
+        let mut auth_host = spec.registry.clone();
         let url = match (&spec.target, client.config().docker_hub_proxy.as_ref()) {
-            // Docker Hub reads go to its mirror; credentials stay with
-            // Docker Hub (the mirror is another host).
+            // Docker Hub reads go to its mirror, which is then the registry
+            // as far as authentication goes: its challenges are answered
+            // with its own host's credentials; Docker Hub's never go there.
             (Target::Path(path), Some(mirror))
                 if is_docker_hub(&spec.registry)
                     && matches!(spec.method, Method::Get | Method::Head) =>
             {
+                registry_origin = mirror.origin();
+                registry_authority = mirror.authority.clone();
+                auth_host = mirror.authority.clone();
                 Url {
                     path_and_query: path.clone(),
                     ..mirror.clone()
@@ -154,6 +162,7 @@ impl Exchange {
             (Target::Url(url), _) => url.clone(),
         };
         Exchange {
+            auth_host,
             scope_key: spec.scopes.join(" "),
             registry_authority,
             registry_origin,
@@ -228,7 +237,7 @@ impl Exchange {
     ) -> Result<Stage> {
         let fetch = FetchToken::start(
             client,
-            &self.spec.registry,
+            &self.auth_host,
             &self.registry_origin,
             &self.registry_authority,
             &self.spec.scopes,
@@ -347,7 +356,7 @@ impl Exchange {
             return Ok(Step::Done(exchanged));
         };
         client.remember_challenge(&self.registry_authority, &challenge);
-        match (&challenge.scheme, client.credential(&self.spec.registry)) {
+        match (&challenge.scheme, client.credential(&self.auth_host)) {
             (AuthScheme::Bearer, _) if self.worth_a_token(&challenge) => {
                 self.tokens = Tokens::Fresh;
                 let stage = self.fetch_token(client, &challenge, Some(exchanged))?;
@@ -359,7 +368,7 @@ impl Exchange {
             }
             (AuthScheme::Basic, Some(Credential::Basic { username, .. })) => {
                 Err(Error::Authentication {
-                    host: self.spec.registry.clone(),
+                    host: self.auth_host.clone(),
                     reason: format!(
                         "the registry refused the credentials of user {username:?} (401)"
                     ),
