@@ -1245,3 +1245,25 @@ fn a_broken_blob_read_resumes_with_a_range() {
     let no_digest = Reference::parse("localhost:5000/foo:v1").unwrap();
     assert!(ResumeBlob::new(&c, &no_digest, 0, 10).is_err());
 }
+
+/// As in the original, a HEAD of an object this client has read answers
+/// from the cache with the object's bytes in the descriptor's `data`; one
+/// it has only HEADed has none.
+#[test]
+fn a_head_of_an_object_already_read_carries_its_data() {
+    let mut c = client(&[]);
+    let (first, sent) = lookup(&mut c, "localhost:5000/foo:v1", GET_MANIFEST, |_| {
+        Ok(manifest_ok(MANIFEST, None))
+    });
+    assert_eq!(sent.len(), 1);
+    assert_eq!(first.unwrap().unwrap().descriptor.data, None);
+    let (again, sent) = lookup(&mut c, "localhost:5000/foo:v1", HEAD_MANIFEST, |_| {
+        panic!("answered from the cache")
+    });
+    assert!(sent.is_empty());
+    use base64::Engine as _;
+    assert_eq!(
+        again.unwrap().unwrap().descriptor.data,
+        Some(base64::engine::general_purpose::STANDARD.encode(MANIFEST))
+    );
+}

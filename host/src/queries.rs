@@ -67,9 +67,11 @@ async fn print_found<W: Write>(
     found: Reader,
 ) -> Result<(), HostError> {
     if options.head {
-        let descriptor = found.descriptor.clone();
+        // The component's own JSON: it carries `data` when the object was
+        // read earlier in this run, as the original prints it.
+        let json = session.descriptor_json(&found).await?;
         session.close(found).await?;
-        return write_json(out, &descriptor).map_err(HostError::from);
+        return out.write_all(json.as_bytes()).map_err(HostError::from);
     }
     match options.kind {
         LookupKind::Manifest => {

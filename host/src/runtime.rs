@@ -156,28 +156,22 @@ pub struct Session {
     client: ResourceAny,
 }
 
-/// A found object: its descriptor, and a reader of its content in the
-/// component (checked against the digest as it is read).
+/// A found object: a reader of its descriptor and content in the component
+/// (checked against the digest as it is read).
 pub struct Reader {
-    /// What was found.
-    pub descriptor: Descriptor,
     resource: ResourceAny,
 }
 
 impl Session {
-    /// A reader for `resource`, with its descriptor.
-    async fn reader(&mut self, resource: ResourceAny) -> Result<Reader, HostError> {
-        let descriptor = self
-            .relay
+    /// What `reader` found, as JSON (`ocirelay lookup --head` prints it):
+    /// its `data` included when the object was read earlier in this session.
+    pub async fn descriptor_json(&mut self, reader: &Reader) -> Result<String, HostError> {
+        self.relay
             .ocirelay_registry_registry()
             .blob_reader()
-            .call_descriptor(&mut self.store, resource)
+            .call_descriptor_json(&mut self.store, reader.resource)
             .await
-            .map_err(HostError::runtime("reading a descriptor"))?;
-        Ok(Reader {
-            descriptor: (&descriptor).try_into()?,
-            resource,
-        })
+            .map_err(HostError::runtime("reading a descriptor"))
     }
 
     /// Looks `reference` up; `None` when it does not exist.
@@ -199,7 +193,7 @@ impl Session {
             .await
             .map_err(HostError::runtime("calling lookup"))??;
         match found {
-            Some(resource) => Ok(Some(self.reader(resource).await?)),
+            Some(resource) => Ok(Some(Reader { resource })),
             None => Ok(None),
         }
     }
@@ -236,7 +230,7 @@ impl Session {
         for result in results {
             out.push(match result {
                 Ok(Some(wit::Answer::Found(resource))) => {
-                    Ok(Some(Answer::Found(self.reader(resource).await?)))
+                    Ok(Some(Answer::Found(Reader { resource })))
                 }
                 Ok(Some(wit::Answer::Index(index))) => {
                     (&index).try_into().map(|i| Some(Answer::Index(i)))
@@ -799,8 +793,14 @@ mod tests {
                 kind: LookupKind::Blob,
                 head: true,
             };
-            let there = session.lookup(&reference, head).await.unwrap();
-            assert_eq!(there.map(|r| r.descriptor.size), Some(size));
+            let there = session
+                .lookup(&reference, head)
+                .await
+                .unwrap()
+                .expect("pushed");
+            let json = session.descriptor_json(&there).await.unwrap();
+            let descriptor: Descriptor = serde_json::from_str(&json).unwrap();
+            assert_eq!(descriptor.size, size);
             assert!(session.lookup(&wrong, head).await.unwrap().is_none());
         });
     }

@@ -273,3 +273,27 @@ fn a_machine_without_ca_certificates_still_reaches_plain_http_registries() {
     assert_eq!(out.json(), vec![descriptor_json(&manifest)]);
     assert!(out.stderr.contains("no system TLS roots"), "{}", out.stderr);
 }
+
+/// As in the original: `--head` of an object already read in the same run
+/// prints its bytes in the descriptor's `data` (base64); a first `--head`
+/// has none.
+#[test]
+fn a_head_after_a_read_prints_the_data_as_the_original() {
+    let registry = Registry::start(Auth::None);
+    ocirelay_tests::push_image(&registry, "app", "v1", &[b"read then headed"]);
+    let reference = registry.reference("app:v1");
+    let out = ocirelay(&[
+        "lookup", "--head", &reference, "--type", "manifest", &reference, "--head", &reference,
+    ])
+    .success();
+    let docs = out.json();
+    assert!(docs[0].get("data").is_none(), "{:?}", docs[0]);
+    let manifest = serde_json::to_vec(&docs[1]).unwrap();
+    let data = docs[2]["data"].as_str().expect("data after the read");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    let read_back: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(serde_json::to_vec(&read_back).unwrap(), manifest);
+    assert_eq!(docs[2]["digest"], docs[0]["digest"]);
+}

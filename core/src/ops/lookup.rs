@@ -196,14 +196,21 @@ impl Lookup {
             }
             CacheKey::Tag(repo, tag) => client.cache.tag(repo, tag),
         }?;
+        let mut descriptor = cached.descriptor.clone();
         let body = if self.options.head {
+            // As the original's cache answers a HEAD of an object it has
+            // read: the descriptor carries the bytes (`data`, base64).
+            if let Some(bytes) = &cached.data {
+                use base64::Engine as _;
+                descriptor.data = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+            }
             Body::Empty
         } else {
             Body::Bytes(cached.data.clone()?)
         };
         Some(Found {
             reference: self.reference.with_digest(cached.descriptor.digest.clone()),
-            descriptor: cached.descriptor.clone(),
+            descriptor,
             body,
         })
     }
