@@ -16,9 +16,11 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 /// What a blob is served as when nothing better is known.
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
-/// The `Accept` header for manifest requests: all four manifest types,
-/// because registries rewrite or hide manifests whose type is not accepted.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+/// The `Accept` header for manifest requests, as the original's client
+/// (cue-labs `ociclient`) sends it: every manifest type it knows, artifact
+/// manifests included, then `*/*` for the rest, because registries rewrite
+/// or hide manifests whose type is not accepted.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.oci.artifact.manifest.v1+json, application/vnd.docker.distribution.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json, */*";
 
 /// An image manifest (OCI or Docker v2.2).
 pub fn is_image_manifest(media_type: &str) -> bool {
@@ -53,11 +55,13 @@ mod tests {
     }
 
     #[test]
-    fn accept_names_all_four_manifest_types() {
+    fn accept_names_what_the_original_accepts_wildcard_last() {
         for t in [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST] {
             assert!(MANIFEST_ACCEPT.contains(t));
             assert!(is_manifest(t));
         }
+        assert!(MANIFEST_ACCEPT.contains("application/vnd.oci.artifact.manifest.v1+json"));
+        assert!(MANIFEST_ACCEPT.ends_with(", */*"));
         assert!(!is_manifest(OCI_CONFIG));
         assert!(is_image_config(DOCKER_CONFIG) && is_image_config(OCI_CONFIG));
         // An artifact's config (an attestation's, say) holds no platform.
