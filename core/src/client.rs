@@ -15,7 +15,7 @@ use crate::auth::{AuthScheme, Challenge, Credential};
 use crate::cache::Cache;
 use crate::http::{Request, RequestId, Response, Scheme, TransportError, Url};
 use crate::policy::{Admission, HostPolicy};
-use crate::reference::{is_docker_hub, DOCKER_HUB_API_HOST};
+use crate::reference::{is_docker_hub, DOCKER_HUB, DOCKER_HUB_API_HOST};
 use crate::retry::RetryPolicy;
 use crate::time::Instant;
 
@@ -103,8 +103,13 @@ pub struct Client {
 impl Client {
     /// A client with the given configuration.
     pub fn new(mut config: ClientConfig) -> Self {
+        let mut policy = config.policy.take();
+        // A Docker Hub mirror spends Docker Hub's rate.
+        if let (Some(p), Some(mirror)) = (policy.as_mut(), &config.docker_hub_proxy) {
+            p.charge_to(&mirror.authority, DOCKER_HUB);
+        }
         Client {
-            policy: config.policy.take(),
+            policy,
             cache: Cache::new(config.cache),
             config,
             tokens: HashMap::new(),

@@ -5,7 +5,9 @@
 //!
 //! The allow-list starts from the registries named and learns the hosts
 //! they send a client to: token realms (in 401 challenges) and redirect
-//! targets (blob storage). Anything else is refused.
+//! targets (blob storage). Anything else is refused. Those hosts spend the
+//! rate of the registry that sent the client there, as the original's
+//! limiter counts everything sent on a registry's behalf.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,6 +22,9 @@ use crate::time::Instant;
 pub struct HostPolicy {
     rates: HashMap<String, RateSpec>,
     buckets: HashMap<String, TokenBucket>,
+    /// Hosts whose requests spend another host's rate: a registry's token
+    /// realm and redirect targets (learned), its mirror (configured).
+    budget_of: HashMap<String, String>,
     /// `None`: every host may be reached.
     allowed: Option<HashSet<String>>,
 }
@@ -48,8 +53,24 @@ impl HostPolicy {
         HostPolicy {
             rates: by_host,
             buckets: HashMap::new(),
+            budget_of: HashMap::new(),
             allowed: None,
         }
+    }
+
+    /// Requests to `authority` spend `registry`'s rate (a Docker Hub mirror
+    /// spends Docker Hub's, as the original's limiter counts it).
+    pub fn charge_to(&mut self, authority: &str, registry: &str) {
+        let budget = self.budget(&api_host(registry));
+        self.budget_of.insert(authority.to_string(), budget);
+    }
+
+    /// Whose rate a request to `authority` spends.
+    fn budget(&self, authority: &str) -> String {
+        self.budget_of
+            .get(authority)
+            .cloned()
+            .unwrap_or_else(|| authority.to_string())
     }
 
     /// Allows `hosts` (registries; Docker Hub aliases mean its API host)
@@ -70,13 +91,11 @@ impl HostPolicy {
         if !self.allows(authority) {
             return Admission::Refused;
         }
-        let Some(rate) = self.rates.get(authority) else {
+        let budget = self.budget(authority);
+        let Some(rate) = self.rates.get(&budget) else {
             return Admission::Go;
         };
-        let bucket = self
-            .buckets
-            .entry(authority.to_string())
-            .or_insert_with(|| rate.bucket());
+        let bucket = self.buckets.entry(budget).or_insert_with(|| rate.bucket());
         match bucket.take(now) {
             Ok(()) => Admission::Go,
             Err(wait) => Admission::Wait(now + wait),
@@ -94,28 +113,43 @@ impl HostPolicy {
         location: Option<&str>,
         now: Instant,
     ) {
+        let budget = self.budget(authority);
         if status == 429 {
-            if let Some(b) = self.buckets.get_mut(authority) {
+            if let Some(b) = self.buckets.get_mut(&budget) {
                 b.empty(now);
             }
         }
-        let Some(allowed) = self.allowed.as_mut() else {
-            return;
-        };
-        if !allowed.contains(authority) {
+        if self
+            .allowed
+            .as_ref()
+            .is_some_and(|a| !a.contains(authority))
+        {
             return;
         }
+        let mut sent_to: Vec<String> = Vec::new();
         if status == 401 {
             let realms = www_authenticate
                 .into_iter()
                 .filter_map(Challenge::parse)
                 .filter_map(|c| Url::parse(c.params.get("realm")?).ok());
-            allowed.extend(realms.map(|url| url.authority));
+            sent_to.extend(realms.map(|url| url.authority));
         }
         if (300..400).contains(&status) {
             // A relative Location stays on this host, allowed already.
             if let Some(url) = location.and_then(|l| Url::parse(l).ok()) {
-                allowed.insert(url.authority);
+                sent_to.push(url.authority);
+            }
+        }
+        for target in sent_to {
+            // Requests a registry sends us to spend its rate, unless the
+            // target is a registry with a rate of its own.
+            if target != budget && !self.rates.contains_key(&target) {
+                self.budget_of
+                    .entry(target.clone())
+                    .or_insert(budget.clone());
+            }
+            if let Some(allowed) = self.allowed.as_mut() {
+                allowed.insert(target);
             }
         }
     }
@@ -185,5 +219,55 @@ mod tests {
             hub.admit(DOCKER_HUB_API_HOST, T0),
             Admission::Wait(_)
         ));
+    }
+
+    /// As the original's limiter counts it: Docker Hub's rate covers its
+    /// token realm, its blob storage and its mirror, not only its API host.
+    #[test]
+    fn what_a_registry_sends_us_to_spends_its_rate() {
+        let rate = RateSpec::parse("docker.io=3/m").unwrap();
+        let mut p = HostPolicy::new(vec![rate]);
+        let challenge = r#"Bearer realm="https://auth.docker.io/token""#;
+        assert_eq!(p.admit(DOCKER_HUB_API_HOST, T0), Admission::Go);
+        p.learn(DOCKER_HUB_API_HOST, 401, [challenge], None, T0);
+        assert_eq!(p.admit("auth.docker.io", T0), Admission::Go);
+        let cdn = Some("https://production.cloudflare.docker.com/blob");
+        p.learn(DOCKER_HUB_API_HOST, 307, [], cdn, T0);
+        assert_eq!(
+            p.admit("production.cloudflare.docker.com", T0),
+            Admission::Go
+        );
+        assert!(
+            matches!(p.admit(DOCKER_HUB_API_HOST, T0), Admission::Wait(_)),
+            "3 spent"
+        );
+        assert!(matches!(p.admit("auth.docker.io", T0), Admission::Wait(_)));
+
+        // A mirror is charged to Docker Hub; a 429 from it empties Hub's bucket.
+        let mut p = HostPolicy::new(vec![RateSpec::parse("docker.io=2/m").unwrap()]);
+        p.charge_to("mirror.example:5000", "docker.io");
+        assert_eq!(p.admit("mirror.example:5000", T0), Admission::Go);
+        assert_eq!(p.admit(DOCKER_HUB_API_HOST, T0), Admission::Go);
+        assert!(matches!(
+            p.admit("mirror.example:5000", T0),
+            Admission::Wait(_)
+        ));
+        let later = Instant::from_origin(Duration::from_secs(60));
+        p.learn("mirror.example:5000", 429, [], None, later);
+        assert!(matches!(
+            p.admit(DOCKER_HUB_API_HOST, later),
+            Admission::Wait(_)
+        ));
+
+        // A registry sending us to another registry with its own rate does not
+        // make it spend ours.
+        let rates = vec![
+            RateSpec::parse("a.example=1/m").unwrap(),
+            RateSpec::parse("b.example=5/m").unwrap(),
+        ];
+        let mut p = HostPolicy::new(rates);
+        p.learn("a.example", 307, [], Some("https://b.example/x"), T0);
+        assert_eq!(p.admit("a.example", T0), Admission::Go);
+        assert_eq!(p.admit("b.example", T0), Admission::Go);
     }
 }

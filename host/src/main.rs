@@ -266,7 +266,11 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         .iter()
         .map(String::as_str)
         .chain(mirror.as_ref().map(|m| m.authority.as_str()));
-    let runtime = Runtime::new(policy::Policy::new(rates, allowed), &ca_files, idle_timeout)?;
+    let policy = policy::Policy::new(rates, allowed);
+    if let Some(m) = &mirror {
+        policy.charge_to(&m.authority, ocirelay_core::reference::DOCKER_HUB);
+    }
+    let runtime = Runtime::new(policy, &ca_files, idle_timeout)?;
     match command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,

@@ -52,6 +52,14 @@ impl Policy {
         }
     }
 
+    /// Requests to `authority` spend `registry`'s rate (a Docker Hub mirror
+    /// spends Docker Hub's).
+    pub fn charge_to(&self, authority: &str, registry: &str) {
+        if let Ok(mut p) = self.inner.lock() {
+            p.charge_to(authority, registry);
+        }
+    }
+
     /// What an answer from `authority` teaches (see [`HostPolicy::learn`]).
     pub fn learn(&self, authority: &str, status: u16, headers: &http::HeaderMap) {
         let challenges = headers

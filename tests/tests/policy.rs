@@ -88,3 +88,32 @@ fn an_upload_session_on_another_host_is_refused_before_anything_goes_there() {
     );
     assert!(stranger.log().is_empty(), "{:#?}", stranger.log());
 }
+
+/// A registry's rate covers what it sends the client to, as the original
+/// counts it: here its token server. At 1 per second (burst 1), a HEAD, the
+/// token request its 401 asks for and the HEAD again take 2 s at least;
+/// with the token free of charge they would take 1 s.
+#[test]
+fn a_registrys_token_requests_spend_its_rate() {
+    let registry = Registry::start(Auth::Token {
+        users: vec![("pusher".into(), "pushes".into())],
+        public_repositories: vec!["app".into()],
+    });
+    push_image(&registry, "app", "v1", &[b"rated tokens"]);
+    let pushed = registry
+        .token_server()
+        .expect("token auth")
+        .requests()
+        .len();
+    let reference = registry.reference("app:v1");
+    let rate = format!("{}=1/s", registry.host());
+    let started = Instant::now();
+    ocirelay(&["lookup", "--rate", &rate, "--head", &reference]).success();
+    let elapsed = started.elapsed();
+    let tokens = registry.token_server().expect("token auth").requests();
+    assert_eq!(tokens.len() - pushed, 1, "{tokens:?}");
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "HEAD, token, HEAD at 1/s took {elapsed:?}"
+    );
+}

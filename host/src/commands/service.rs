@@ -146,10 +146,16 @@ pub async fn serve(
         .iter()
         .map(|u| u.registry.clone())
         .collect();
-    if let Some(proxy) = &config.docker_hub_proxy {
-        allowed.push(ocirelay_core::client::parse_docker_hub_proxy(proxy)?.authority);
-    }
+    let mirror = match &config.docker_hub_proxy {
+        Some(proxy) => Some(ocirelay_core::client::parse_docker_hub_proxy(proxy)?.authority),
+        None => None,
+    };
+    allowed.extend(mirror.clone());
     let policy = Policy::new(rates, allowed.iter().map(String::as_str));
+    if let Some(mirror) = &mirror {
+        // The Docker Hub mirror spends Docker Hub's rate.
+        policy.charge_to(mirror, ocirelay_core::reference::DOCKER_HUB);
+    }
     let text = with_docker_credentials(&text, &config)?;
     let server = Server::new(&composed(&text)?, policy, ca_files, idle_timeout)?;
     let listener = bind(args.addr).await?;
