@@ -51,6 +51,18 @@ export declare class OcirelayError extends Error {
   readonly retryAfterSecs?: number;
 }
 
+/** How one ref of a deploy ended. */
+export interface DeployResult {
+  reference: string;
+  outcome: 'deployed' | 'up-to-date' | 'would-change' | 'failed' | 'not-started';
+  /** For `deployed`. */
+  descriptor?: Descriptor;
+  /** For `would-change`: the ref's input alone, as the original prints it. */
+  input?: string;
+  /** For `failed`. */
+  error?: OcirelayError;
+}
+
 export type Credential =
   | { username: string; password: string }
   | { token: string }
@@ -89,6 +101,11 @@ export declare class Found {
 
 /** A blob pushed a chunk at a time. */
 export declare class BlobWriter {
+  /** Runs the deploy tool's input (see `ocirelay deploy`): one result per ref. */
+  deploy(
+    input: string | object[],
+    options?: { dryRun?: boolean; parallel?: boolean; progress?: boolean },
+  ): DeployResult[];
   /** `false` when the registry has the blob already: stop and `finish`. */
   write(chunk: Uint8Array): boolean;
   finish(): Descriptor;

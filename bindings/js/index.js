@@ -30,6 +30,19 @@ export const ErrorKinds = Object.freeze([
   'internal',
 ]);
 
+// The component's `error` variant ({tag, val}) as an OcirelayError.
+function toError(payload) {
+  // `rate-limited` carries a record: its message, and the wait asked for.
+  if (payload.tag === 'rate-limited') {
+    const err = new OcirelayError(payload.tag, payload.val.message);
+    if (payload.val.retryAfterSecs !== undefined) {
+      err.retryAfterSecs = Number(payload.val.retryAfterSecs);
+    }
+    return err;
+  }
+  return new OcirelayError(payload.tag, payload.val);
+}
+
 // jco throws a component's `result` error as an Error whose `payload` is
 // the WIT variant ({tag, val}); anything else is rethrown as it is.
 function call(fn) {
@@ -38,15 +51,7 @@ function call(fn) {
   } catch (e) {
     const payload = e && e.payload;
     if (payload && typeof payload.tag === 'string') {
-      // `rate-limited` carries a record: its message, and the wait asked for.
-      if (payload.tag === 'rate-limited') {
-        const err = new OcirelayError(payload.tag, payload.val.message);
-        if (payload.val.retryAfterSecs !== undefined) {
-          err.retryAfterSecs = Number(payload.val.retryAfterSecs);
-        }
-        throw err;
-      }
-      throw new OcirelayError(payload.tag, payload.val);
+      throw toError(payload);
     }
     throw e;
   }
@@ -201,6 +206,29 @@ export class Client {
   ensureManifest(ref, manifest, mediaType) {
     const bytes = typeof manifest === 'string' ? Buffer.from(manifest) : manifest;
     return descriptor(call(() => this.#client.ensureManifest(asRef(ref), bytes, mediaType, { byDigest: [] })));
+  }
+
+  /**
+   * Runs the deploy tool's input (JSON objects as a string, or an array of
+   * objects), as `ocirelay deploy` does: the whole input is checked first
+   * (an `invalid-input` OcirelayError), then each ref made so. One result
+   * per ref, in input order: `{reference, outcome}` with `outcome` one of
+   * `deployed` (and `descriptor`), `up-to-date` or `would-change` (dry run;
+   * `input`, as the original prints it), `failed` (and `error`),
+   * `not-started`.
+   * @param {string|object[]} input
+   * @param {{dryRun?: boolean, parallel?: boolean, progress?: boolean}} [options]
+   */
+  deploy(input, { dryRun = false, parallel = false, progress = false } = {}) {
+    const text = typeof input === 'string' ? input : input.map((o) => JSON.stringify(o)).join('\n');
+    const results = call(() => this.#client.deploy(text, { dryRun, parallel, progress }));
+    return results.map(({ reference, outcome }) => {
+      const out = { reference, outcome: outcome.tag };
+      if (outcome.tag === 'deployed') out.descriptor = descriptor(outcome.val);
+      if (outcome.tag === 'would-change') out.input = outcome.val;
+      if (outcome.tag === 'failed') out.error = toError(outcome.val);
+      return out;
+    });
   }
 
   /** Pushes small content as blob `ref` (by digest). */

@@ -102,3 +102,21 @@ test('what does not exist is null to look up, and not-found to copy', () => {
     (e) => e instanceof OcirelayError && e.kind === 'not-found',
   );
 });
+
+test('deploy runs the deploy tool input: pushed, then up to date, and bad input refused whole', () => {
+  const client = new Client();
+  const input = [
+    { type: 'blob', refs: [`${b}/deployed`], data: Buffer.from('deployed from js').toString('base64') },
+    { type: 'manifest', refs: [`${b}/deployed:v1`, `${b}/deployed:v2`], lookup: { '': `${a}/app:v1` } },
+  ];
+  const results = client.deploy(input, { parallel: true });
+  assert.deepEqual(results.map((r) => r.outcome), ['deployed', 'deployed', 'deployed']);
+  assert.equal(results[1].descriptor.digest, index.digest);
+  assert.equal(client.lookup(`${b}/deployed:v2`, { head: true }).descriptor.digest, index.digest);
+  const again = new Client().deploy(input, { dryRun: true });
+  assert.deepEqual(again.map((r) => r.outcome), ['up-to-date', 'up-to-date', 'up-to-date']);
+  assert.throws(
+    () => client.deploy([{ type: 'image', refs: [`${b}/x`] }]),
+    (e) => e instanceof OcirelayError && e.kind === 'invalid-input' && e.message.includes('input 1'),
+  );
+});

@@ -96,6 +96,29 @@ class OcirelayTest(unittest.TestCase):
         with self.assertRaises(ocirelay.NotFoundError):
             client.copy(f"{self.a.host}/app:missing", f"{self.b.host}/app:missing")
 
+    def test_deploy_runs_the_deploy_tool_input(self):
+        client = ocirelay.Client()
+        import base64
+        data = base64.b64encode(b"deployed from python").decode()
+        inputs = [
+            {"type": "blob", "refs": [f"{self.b.host}/deployed-py"], "data": data},
+            {"type": "manifest", "refs": [f"{self.b.host}/deployed-py:v1"],
+             "lookup": {"": f"{self.a.host}/app:v1"}},
+        ]
+        results = client.deploy(inputs, parallel=True)
+        self.assertEqual([r.outcome for r in results], ["deployed", "deployed"])
+        self.assertEqual(results[1].descriptor.digest, self.index.digest)
+        again = ocirelay.Client().deploy(inputs, dry_run=True)
+        self.assertEqual([r.outcome for r in again], ["up-to-date", "up-to-date"])
+        with self.assertRaises(ocirelay.InvalidInputError) as caught:
+            client.deploy([{"type": "image", "refs": ["x"]}])
+        self.assertIn("input 1", str(caught.exception))
+        missing = [{"type": "blob", "refs": [f"{self.b.host}/x"],
+                    "lookup": {"": f"{self.a.host}/nothing@sha256:" + "0" * 64}}]
+        failed = client.deploy(missing)
+        self.assertEqual(failed[0].outcome, "failed")
+        self.assertIsInstance(failed[0].error, ocirelay.OcirelayError)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -22,6 +22,7 @@ __all__ = [
     "Descriptor",
     "Found",
     "BlobWriter",
+    "DeployResult",
     "OcirelayError",
     "InvalidReferenceError",
     "InvalidInputError",
@@ -183,10 +184,7 @@ class _Instance:
         func.post_return(self.store)
         # wasmtime returns a `result`'s error as the error variant itself.
         if isinstance(out, wc.Variant) and out.tag in _ERRORS:
-            if out.tag == "rate-limited":
-                limited = out.payload
-                raise RateLimitedError(limited.message, getattr(limited, "retry-after-secs"))
-            raise _ERRORS[out.tag](out.payload)
+            raise _error(out)
         return out
 
 
@@ -360,9 +358,57 @@ class Client:
         """Pushes small content as blob `ref` (by digest)."""
         return _descriptor(self._method("ensure-blob", _reference(ref), content))
 
+    def deploy(
+        self,
+        input: Union[str, List[Dict[str, Any]]],
+        dry_run: bool = False,
+        parallel: bool = False,
+        progress: bool = False,
+    ) -> List["DeployResult"]:
+        """Runs the deploy tool's input (JSON objects as text, or a list of
+        dicts), as `ocirelay deploy` does: the whole input is checked first
+        (`InvalidInputError`), then each ref made so. One result per ref, in
+        input order."""
+        text = input if isinstance(input, str) else "\n".join(json.dumps(o) for o in input)
+        options = _record(dry_run=dry_run, parallel=parallel, progress=progress)
+        return [_deploy_result(r) for r in self._method("deploy", text, options)]
+
     def push_blob(self, ref: Union[str, Reference], size: int) -> BlobWriter:
         """Starts pushing blob `ref` (by digest) of `size` bytes through a writer."""
         return BlobWriter(self._instance, self._method("push-blob", _reference(ref), size))
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """How one ref of a deploy ended: `outcome` is "deployed" (with
+    `descriptor`), "up-to-date" or "would-change" (dry run; `input`, as the
+    original prints it), "failed" (with `error`) or "not-started"."""
+
+    reference: str
+    outcome: str
+    descriptor: Optional[Descriptor] = None
+    input: Optional[str] = None
+    error: Optional[OcirelayError] = None
+
+
+def _error(v: wc.Variant) -> OcirelayError:
+    if v.tag == "rate-limited":
+        return RateLimitedError(v.payload.message, getattr(v.payload, "retry-after-secs"))
+    return _ERRORS.get(v.tag, OcirelayError)(v.payload)
+
+
+def _deploy_result(r: wc.Record) -> DeployResult:
+    outcome = r.outcome
+    # Cases without a payload may come as their bare name.
+    tag = outcome if isinstance(outcome, str) else outcome.tag
+    result = DeployResult(reference=r.reference, outcome=tag)
+    if tag == "deployed":
+        return DeployResult(r.reference, tag, descriptor=_descriptor(outcome.payload))
+    if tag == "would-change":
+        return DeployResult(r.reference, tag, input=outcome.payload)
+    if tag == "failed":
+        return DeployResult(r.reference, tag, error=_error(outcome.payload))
+    return result
 
 
 def _credential(c: Dict[str, str]) -> wc.Variant:
