@@ -28,7 +28,14 @@ impl wasi::exports::http::incoming_handler::Guest for Service {
         let method = match request.method() {
             Method::Get => "GET".to_string(),
             Method::Head => "HEAD".to_string(),
-            other => format!("{other:?}").to_ascii_uppercase(),
+            Method::Post => "POST".to_string(),
+            Method::Put => "PUT".to_string(),
+            Method::Delete => "DELETE".to_string(),
+            Method::Patch => "PATCH".to_string(),
+            Method::Options => "OPTIONS".to_string(),
+            Method::Connect => "CONNECT".to_string(),
+            Method::Trace => "TRACE".to_string(),
+            Method::Other(name) => name,
         };
         let head_only = method == "HEAD";
         let path = request.path_with_query().unwrap_or_else(|| "/".to_string());

@@ -221,6 +221,11 @@ fn two_upstreams_are_chosen_by_ns_and_nothing_else_is_served() {
     );
     let upload = service.request("POST", "/v2/team/app/blobs/uploads/", &[]);
     assert_eq!(upload.status, 405, "a mirror takes no pushes");
+    assert_eq!(upload.header("allow"), Some("GET, HEAD"));
+    assert!(
+        String::from_utf8_lossy(&upload.body).contains("POST is not served"),
+        "{upload:?}"
+    );
 }
 
 #[test]
