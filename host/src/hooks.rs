@@ -91,6 +91,10 @@ pub struct Traffic {
     pub objects_written: AtomicU64,
     /// Requests sent.
     pub requests: AtomicU64,
+    /// Calls from the component into the host (WASI and wasi-http
+    /// functions), counted only at `RUST_LOG=debug`: what a streamed copy's
+    /// CPU goes to.
+    pub host_calls: AtomicU64,
 }
 
 /// Hooks stored per component instance.

@@ -271,7 +271,7 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         policy.charge_to(&m.authority, ocirelay_core::reference::DOCKER_HUB);
     }
     let runtime = Runtime::new(policy, &ca_files, idle_timeout)?;
-    match command {
+    let done = match command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,
         Command::Copy(args) => commands::copy::run(&runtime, config, args).await,
@@ -279,5 +279,7 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         Command::Serve(_) | Command::BuildService(_) => {
             unreachable!("served above, without the registry runtime")
         }
-    }
+    };
+    runtime.log_host_calls();
+    done
 }

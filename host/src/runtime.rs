@@ -4,6 +4,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
@@ -110,6 +111,21 @@ impl Runtime {
         })
     }
 
+    /// Logs (at debug) the calls the component made into the host, per MiB
+    /// it had sent: the figure that bounds a streamed copy's CPU.
+    pub fn log_host_calls(&self) {
+        let calls = self.traffic.host_calls.load(Ordering::Relaxed);
+        let sent = self.traffic.bytes_sent.load(Ordering::Relaxed);
+        let mib = sent as f64 / (1024.0 * 1024.0);
+        let per_mib = if mib >= 1.0 { calls as f64 / mib } else { 0.0 };
+        tracing::debug!(
+            host_calls = calls,
+            bytes_sent = sent,
+            requests = self.traffic.requests.load(Ordering::Relaxed),
+            "guest-to-host calls: {calls} ({per_mib:.0} per MiB sent)"
+        );
+    }
+
     /// A runtime whose hook leaves uploads unchecked, as another wasi-http
     /// host would: the component must check them itself.
     #[cfg(test)]
@@ -130,6 +146,15 @@ impl Runtime {
         hooks.verify_uploads = self.verify_uploads;
         config.uploads_verified_by_host = self.verify_uploads;
         let mut store = Store::new(&self.engine, State::new(hooks));
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let traffic = self.traffic.clone();
+            store.call_hook(move |_, hook| {
+                if matches!(hook, wasmtime::CallHook::CallingHost) {
+                    traffic.host_calls.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            });
+        }
         let relay = self
             .pre
             .instantiate_async(&mut store)

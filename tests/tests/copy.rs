@@ -305,3 +305,35 @@ fn concurrency_bounds_every_request_in_flight_nested_or_not() {
     // Children two at a time, each copying blobs two at a time, would be four.
     assert_eq!(proxy.most_concurrent(), 2, "{:#?}", proxy.log());
 }
+
+/// At `RUST_LOG=debug` a copy reports the calls the component made into the
+/// host per MiB it sent (issue 14's measure of a streamed copy's CPU); it
+/// counts nothing otherwise.
+#[test]
+fn at_debug_a_copy_reports_its_guest_to_host_calls() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let layer = bytes(42, 3 * 1024 * 1024);
+    ocirelay_tests::push_image(&src, "app", "v1", &[&layer]);
+    let blob = format!("{}@{}", src.reference("app"), Digest::sha256(&layer));
+    let out = ocirelay_with(
+        &["copy", "--blob", &blob, &dst.reference("app")],
+        &[("RUST_LOG", "ocirelay=debug")],
+    )
+    .success();
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("guest-to-host calls: "))
+        .unwrap_or_else(|| panic!("no count: {}", out.stderr));
+    let calls: u64 = line
+        .split("guest-to-host calls: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(calls > 0, "{line}");
+    assert!(line.contains("per MiB sent"), "{line}");
+    let quiet = ocirelay(&["copy", "--blob", &blob, &dst.reference("again")]).success();
+    assert!(!quiet.stderr.contains("guest-to-host"), "{}", quiet.stderr);
+}
