@@ -3,7 +3,7 @@
 //! fetched by digest; `If-None-Match` on a digest is answered without
 //! asking upstream at all.
 
-use ocirelay_core::service::reply::{content_head, not_modified, Addressed};
+use ocirelay_core::service::reply::{cache_control, content_head, not_modified, Addressed};
 use ocirelay_core::service::{Failure, FailureKind, Head, Request, Route, ServiceConfig};
 use ocirelay_core::{Digest, Reference};
 
@@ -96,7 +96,7 @@ impl<'a> Upstream<'a> {
         let head = Head::new(200)
             .with("Content-Type", "application/json")
             .with("Content-Length", json.len().to_string())
-            .with("Cache-Control", reply_cache(addressed, self.config));
+            .with("Cache-Control", cache_control(addressed, self.config));
         Ok(Answer {
             head,
             body: Body::Bytes(json.into_bytes()),
@@ -246,10 +246,6 @@ fn addressed(r: &Reference) -> Addressed {
         Some(_) => Addressed::ByDigest,
         None => Addressed::ByTag,
     }
-}
-
-fn reply_cache(addressed: Addressed, config: &ServiceConfig) -> String {
-    ocirelay_core::service::reply::cache_control(addressed, config)
 }
 
 fn not_found(r: &Reference) -> Failure {

@@ -22,16 +22,6 @@ impl From<&Reference> for wit::Reference {
 /// (their token realms and redirects aside), the configuration's
 /// credentials (never a request's), and 429s waited out only briefly.
 pub fn client_config(config: &ServiceConfig) -> wit::Config {
-    let mut allowed: Vec<String> = config
-        .upstreams
-        .iter()
-        .map(|u| u.registry.clone())
-        .collect();
-    if let Some(proxy) = &config.docker_hub_proxy {
-        if let Ok(url) = ocirelay_core::client::parse_docker_hub_proxy(proxy) {
-            allowed.push(url.authority);
-        }
-    }
     wit::Config {
         user_agent: config.user_agent.clone(),
         credentials: config
@@ -45,9 +35,9 @@ pub fn client_config(config: &ServiceConfig) -> wit::Config {
         concurrency: 0,
         // 0 means the component's default; the service's least is a second.
         retry_deadline_secs: config.retry_deadline_secs.max(1),
-        docker_hub_proxy: config.docker_hub_proxy.clone(),
+        docker_hub_proxy: config.docker_hub_proxy.as_ref().map(ToString::to_string),
         policy: Some(wit::Policy {
-            allowed_hosts: allowed,
+            allowed_hosts: config.reachable(),
             rate_limits: Vec::new(),
         }),
         uploads_verified_by_host: false,

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::auth::Credential;
 use crate::client::parse_docker_hub_proxy;
 use crate::error::{Error, Result};
+use crate::http::Url;
 use crate::reference::{is_docker_hub, Reference, DOCKER_HUB};
 
 /// How long a by-tag answer is fresh by default, in seconds.
@@ -119,7 +120,7 @@ pub struct ServiceConfig {
     /// The mirrored registries; the first is the default.
     pub upstreams: Vec<Upstream>,
     /// Where Docker Hub reads go instead (`http(s)://host[:port]`).
-    pub docker_hub_proxy: Option<String>,
+    pub docker_hub_proxy: Option<Url>,
     /// Seconds a by-tag answer is fresh.
     pub tag_max_age: u32,
     /// Seconds a cache may serve a stale by-tag answer while the upstream fails.
@@ -184,13 +185,16 @@ impl ServiceConfig {
             let credential = given.credential().map_err(|why| invalid(&field, why))?;
             credentials.push((registry, credential));
         }
-        if let Some(proxy) = &file.docker_hub_proxy {
-            parse_docker_hub_proxy(proxy)
-                .map_err(|e| invalid("docker-hub-proxy", &e.to_string()))?;
-        }
+        let docker_hub_proxy = match &file.docker_hub_proxy {
+            Some(proxy) => Some(
+                parse_docker_hub_proxy(proxy)
+                    .map_err(|e| invalid("docker-hub-proxy", &e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(ServiceConfig {
             upstreams,
-            docker_hub_proxy: file.docker_hub_proxy,
+            docker_hub_proxy,
             tag_max_age: file.tag_max_age.unwrap_or(DEFAULT_TAG_MAX_AGE),
             stale_if_error: file.stale_if_error.unwrap_or(DEFAULT_STALE_IF_ERROR),
             retry_deadline_secs: file
@@ -227,6 +231,15 @@ impl ServiceConfig {
         self.upstreams
             .iter()
             .any(|u| u.registry == reference.host && u.allows(&reference.repository))
+    }
+
+    /// The hosts the service may reach (besides the token realms and
+    /// redirect targets they send it to): its upstreams and its Docker Hub
+    /// mirror.
+    pub fn reachable(&self) -> Vec<String> {
+        let upstreams = self.upstreams.iter().map(|u| u.registry.clone());
+        let mirror = self.docker_hub_proxy.iter().map(|m| m.authority.clone());
+        upstreams.chain(mirror).collect()
     }
 
     /// Registries reached over plain HTTP.
@@ -338,6 +351,12 @@ mod tests {
         assert_eq!(c.upstream(Some("127.0.0.1:5001")), None);
         assert_eq!(c.upstream(Some("ghcr.io")), None);
         assert_eq!(c.insecure_registries(), vec!["127.0.0.1:5000".to_string()]);
+        assert_eq!(c.reachable(), ["docker.io", "127.0.0.1:5000"]);
+        let mirrored = config(
+            r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"]}],
+                "docker-hub-proxy": "http://127.0.0.1:7000"}"#,
+        );
+        assert_eq!(mirrored.reachable(), ["docker.io", "127.0.0.1:7000"]);
     }
 
     #[test]

@@ -141,20 +141,11 @@ pub async fn serve(
     idle_timeout: std::time::Duration,
 ) -> Result<(), HostError> {
     let (text, config) = load_config(args.config.as_deref())?;
-    let mut allowed: Vec<String> = config
-        .upstreams
-        .iter()
-        .map(|u| u.registry.clone())
-        .collect();
-    let mirror = match &config.docker_hub_proxy {
-        Some(proxy) => Some(ocirelay_core::client::parse_docker_hub_proxy(proxy)?.authority),
-        None => None,
-    };
-    allowed.extend(mirror.clone());
-    let policy = Policy::new(rates, allowed.iter().map(String::as_str));
-    if let Some(mirror) = &mirror {
+    let reachable = config.reachable();
+    let policy = Policy::new(rates, reachable.iter().map(String::as_str));
+    if let Some(mirror) = &config.docker_hub_proxy {
         // The Docker Hub mirror spends Docker Hub's rate.
-        policy.charge_to(mirror, ocirelay_core::reference::DOCKER_HUB);
+        policy.charge_to(&mirror.authority, ocirelay_core::reference::DOCKER_HUB);
     }
     let text = with_docker_credentials(&text, &config)?;
     let server = Server::new(&composed(&text)?, policy, ca_files, idle_timeout)?;
