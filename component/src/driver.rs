@@ -76,6 +76,8 @@ struct Driver {
     held: HashMap<RequestId, Held>,
     /// How requests are sent.
     send: SendOptions,
+    /// The operation's last deadline, with its timer.
+    timer: Option<(Instant, Pollable)>,
 }
 
 impl Driver {
@@ -136,19 +138,19 @@ impl Driver {
     }
 
     /// Blocks until an answer arrives, an upload can move, a rate allows a
-    /// request, or the operation's deadline comes.
-    fn wait(&self, deadline: Option<Instant>) {
-        // Pollables are children of their futures and streams: they must be
-        // gone before those are used up, so they live only for this wait.
-        let pollables: Vec<_> = self
-            .in_flight
-            .iter()
-            .flat_map(|(_, f)| f.subscribe())
-            .collect();
-        let timer = deadline.map(|at| monotonic_clock::subscribe_instant(nanos(at)));
-        let mut refs: Vec<_> = pollables.iter().collect();
+    /// request, or the operation's deadline comes. The pollables are made
+    /// once (with their requests, and per deadline): a wait makes no calls
+    /// but the poll.
+    fn wait(&mut self, deadline: Option<Instant>) {
+        let timer = match (deadline, self.timer.take()) {
+            (Some(at), Some((same, timer))) if same == at => Some((at, timer)),
+            (Some(at), _) => Some((at, monotonic_clock::subscribe_instant(nanos(at)))),
+            (None, _) => None,
+        };
+        self.timer = timer;
+        let mut refs: Vec<&Pollable> = self.in_flight.iter().flat_map(|(_, f)| f.ready()).collect();
         refs.extend(self.scheduled.iter().map(|s| &s.timer));
-        refs.extend(timer.as_ref());
+        refs.extend(self.timer.as_ref().map(|(_, t)| t));
         wasi::io::poll::poll(&refs);
     }
 

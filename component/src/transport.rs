@@ -12,6 +12,7 @@ use wasi::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse,
     Method as WasiMethod, OutgoingBody, OutgoingRequest, RequestOptions, Scheme as WasiScheme,
 };
+use wasi::io::poll::Pollable;
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
 /// How requests are sent, as the client's configuration says.
@@ -121,8 +122,12 @@ fn error_code(code: &ErrorCode) -> TransportError {
 
 /// A request that was sent and awaits its response head (and, for a
 /// streamed upload, is still sending its body).
+///
+/// Fields drop in declaration order: pollables before the future and
+/// streams they are children of, an upload's streams before the future.
 pub struct InFlight {
-    // Declared before `future`: an upload's streams go first.
+    /// Ready once the response head is here: made once, polled every wait.
+    head: Pollable,
     upload: Option<Upload>,
     /// Why an upload was abandoned, for when the answer says no more.
     failed: Option<TransportError>,
@@ -143,8 +148,20 @@ enum Source {
 
 /// A request body being sent, as fast as the stream takes it: never a
 /// blocking write, so one large body does not stall the other requests.
+///
+/// Each pump moves bytes until one side cannot go on, and the driver then
+/// waits on that side only: waiting on both would wake it at once whenever
+/// the other side is ready (a sink with room while the source has nothing
+/// yet), and spin.
 struct Upload {
-    // Drop order: the sink (a child of the body) before the body.
+    // Drop order: pollables (children of the streams) first, then the sink
+    // (a child of the body), then the body.
+    /// Ready when the sink has room; made once.
+    sink_ready: Pollable,
+    /// Ready when a held source has bytes (or ended); made once.
+    source_ready: Option<Pollable>,
+    /// The side the last pump stopped at.
+    blocked: Blocked,
     sink: OutputStream,
     body: OutgoingBody,
     source: Source,
@@ -154,6 +171,15 @@ struct Upload {
     size: u64,
     /// Checks the bytes, when this component must (boxed: hash state is large).
     verifier: Option<Box<Verifier>>,
+}
+
+/// The side of an upload that has to move before it can go on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Blocked {
+    /// The sink is full.
+    Sink,
+    /// The source has no bytes yet.
+    Source,
 }
 
 /// The most bytes read into guest memory at once when hashing an upload.
@@ -182,7 +208,8 @@ impl Upload {
         }
     }
 
-    /// Moves what can be moved now; `true` once the source is exhausted.
+    /// Moves what can be moved now; `true` once the source is exhausted,
+    /// else [`Upload::blocked`] says which side stopped it.
     fn pump(&mut self) -> Result<bool, TransportError> {
         let stream = match &self.source {
             Source::Bytes(bytes) => return self.pump_bytes(&bytes.clone()),
@@ -193,15 +220,30 @@ impl Upload {
             let room = match self.room("sending the body")? {
                 Room::Take(n) => n,
                 Room::Sent => return Ok(true),
-                Room::Full => return Ok(false),
+                Room::Full => return Ok(self.stop(Blocked::Sink)),
             };
             match self.sink.splice(stream, room) {
-                Ok(0) => return Ok(false),
+                // The sink had room, so the source had nothing.
+                Ok(0) => return Ok(self.stop(Blocked::Source)),
                 Ok(n) => self.sent += n,
                 // The source ended early: `finish` reports the shortfall.
                 Err(StreamError::Closed) => return Ok(true),
                 Err(e) => return Err(stream_error("streaming the body", e)),
             }
+        }
+    }
+
+    /// Notes that the pump stopped at `side`; not done.
+    fn stop(&mut self, side: Blocked) -> bool {
+        self.blocked = side;
+        false
+    }
+
+    /// What is ready when this upload can go on.
+    fn ready(&self) -> &Pollable {
+        match (self.blocked, &self.source_ready) {
+            (Blocked::Source, Some(source)) => source,
+            _ => &self.sink_ready,
         }
     }
 
@@ -211,7 +253,7 @@ impl Upload {
             let room = match self.room("writing the body")? {
                 Room::Take(n) => n,
                 Room::Sent => return Ok(true),
-                Room::Full => return Ok(false),
+                Room::Full => return Ok(self.stop(Blocked::Sink)),
             };
             let start = usize::try_from(self.sent).unwrap_or(usize::MAX);
             let n = usize::try_from(room)
@@ -232,14 +274,14 @@ impl Upload {
             let room = match self.room("sending the body")? {
                 Room::Take(n) => n,
                 Room::Sent => return Ok(true),
-                Room::Full => return Ok(false),
+                Room::Full => return Ok(self.stop(Blocked::Sink)),
             };
             let want = room.min(HASHED_CHUNK);
             let Source::Held(held) = &self.source else {
                 return Ok(true);
             };
             let chunk = match held.stream.read(want) {
-                Ok(chunk) if chunk.is_empty() => return Ok(false),
+                Ok(chunk) if chunk.is_empty() => return Ok(self.stop(Blocked::Source)),
                 Ok(chunk) => chunk,
                 // The source ended early: `finish` reports the shortfall.
                 Err(StreamError::Closed) => return Ok(true),
@@ -271,6 +313,9 @@ impl Upload {
     /// Ends the body (wasi-http checks it against `Content-Length`).
     fn finish(self) -> Result<(), TransportError> {
         let Upload {
+            sink_ready,
+            source_ready,
+            blocked: _,
             sink,
             body,
             source,
@@ -278,6 +323,8 @@ impl Upload {
             size,
             verifier: _,
         } = self;
+        drop(source_ready);
+        drop(sink_ready);
         let flushed = if sent < size {
             Err(err(&format!(
                 "the source ended after {sent} of {size} bytes"
@@ -353,6 +400,7 @@ impl InFlight {
                 let future = outgoing_handler::handle(out, send.request_options())
                     .map_err(|e| error_code(&e))?;
                 Ok(InFlight {
+                    head: future.subscribe(),
                     upload: None,
                     failed: None,
                     future,
@@ -363,10 +411,7 @@ impl InFlight {
                 // Shared, not copied: the request keeps its own handle.
                 let source = Source::Bytes(bytes.clone());
                 let size = bytes.len() as u64;
-                let mut flight = Self::upload(out, body, request, source, size, None, send)?;
-                // A small body goes out at once, without a round of the driver.
-                flight.pump()?;
-                Ok(flight)
+                Self::upload(out, body, request, source, size, None, send)
             }
             RequestBody::Transfer { size, digest, .. } => {
                 let size = *size;
@@ -403,7 +448,14 @@ impl InFlight {
         let sink = body
             .write()
             .map_err(|()| err("request body stream already taken"))?;
+        let source_ready = match &source {
+            Source::Held(held) => Some(held.stream.subscribe()),
+            Source::Bytes(_) => None,
+        };
         let upload = Upload {
+            sink_ready: sink.subscribe(),
+            source_ready,
+            blocked: Blocked::Sink,
             sink,
             body,
             source,
@@ -411,12 +463,17 @@ impl InFlight {
             size,
             verifier,
         };
-        Ok(InFlight {
+        let mut flight = InFlight {
+            head: future.subscribe(),
             upload: Some(upload),
             failed: None,
             future,
             request,
-        })
+        };
+        // What can go at once goes (a small body whole), without a round of
+        // the driver; and the upload then knows what it waits on.
+        flight.pump()?;
+        Ok(flight)
     }
 
     /// What the request asked to be done with its response body.
@@ -424,17 +481,10 @@ impl InFlight {
         self.request.body_mode
     }
 
-    /// Pollables that are ready when there is something to do: the response
-    /// head arrived, or an upload can move bytes. Drop them before this `InFlight`.
-    pub fn subscribe(&self) -> Vec<wasi::io::poll::Pollable> {
-        let mut p = vec![self.future.subscribe()];
-        if let Some(u) = &self.upload {
-            p.push(u.sink.subscribe());
-            if let Source::Held(held) = &u.source {
-                p.push(held.stream.subscribe());
-            }
-        }
-        p
+    /// What is ready when there is something to do: the response head
+    /// arrived, or the side an upload stopped at can move.
+    pub fn ready(&self) -> impl Iterator<Item = &Pollable> {
+        std::iter::once(&self.head).chain(self.upload.as_ref().map(Upload::ready))
     }
 
     /// Moves an upload's bytes along, and ends its body when the source is done.

@@ -308,12 +308,16 @@ fn concurrency_bounds_every_request_in_flight_nested_or_not() {
 
 /// At `RUST_LOG=debug` a copy reports the calls the component made into the
 /// host per MiB it sent (issue 14's measure of a streamed copy's CPU); it
-/// counts nothing otherwise.
+/// counts nothing otherwise. A streamed blob costs a few calls per chunk
+/// the host hands over, not thousands per MiB: the driver waits on the side
+/// of an upload that blocked it, with pollables made once (waiting on both
+/// sides spun at ~6,000 calls per MiB).
 #[test]
 fn at_debug_a_copy_reports_its_guest_to_host_calls() {
+    const MIB: u64 = 1024 * 1024;
     let src = Registry::start(Auth::None);
     let dst = Registry::start(Auth::None);
-    let layer = bytes(42, 3 * 1024 * 1024);
+    let layer = bytes(42, 32 * MIB as usize);
     ocirelay_tests::push_image(&src, "app", "v1", &[&layer]);
     let blob = format!("{}@{}", src.reference("app"), Digest::sha256(&layer));
     let out = ocirelay_with(
@@ -332,8 +336,10 @@ fn at_debug_a_copy_reports_its_guest_to_host_calls() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    assert!(calls > 0, "{line}");
     assert!(line.contains("per MiB sent"), "{line}");
+    // Everything the copy does besides the blob's bytes (requests, the
+    // session) is a few hundred calls.
+    assert!(calls > 0 && calls < 200 * 32, "{line}");
     let quiet = ocirelay(&["copy", "--blob", &blob, &dst.reference("again")]).success();
     assert!(!quiet.stderr.contains("guest-to-host"), "{}", quiet.stderr);
 }
