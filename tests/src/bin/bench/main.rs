@@ -11,8 +11,13 @@
 //! cache is emptied before each of its runs as ocirelay starts each run
 //! with an empty cache; ocirelay's first run, which compiles the component
 //! (later runs load it compiled), is a row of its own.
+//!
+//! [`growth`] adds tables of the same copies at growing sizes.
 
-use std::process::Command;
+mod growth;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use ocirelay_core::Descriptor;
@@ -27,11 +32,21 @@ struct Run {
 
 /// Runs `argv` once under GNU time.
 fn run(argv: &[&str], env: &[(&str, &str)]) -> Run {
+    run_in(argv, env, None)
+}
+
+/// Runs `argv` once under GNU time, its standard input read from `stdin`.
+fn run_in(argv: &[&str], env: &[(&str, &str)], stdin: Option<&Path>) -> Run {
+    let input = match stdin {
+        Some(path) => Stdio::from(std::fs::File::open(path).expect("the command's input")),
+        None => Stdio::null(),
+    };
     let started = Instant::now();
     let out = Command::new("/usr/bin/time")
         .args(["-f", "BENCH %M %U %S"])
         .args(argv)
         .envs(env.iter().copied())
+        .stdin(input)
         .output()
         .expect("running /usr/bin/time (bench/run installs it)");
     let seconds = started.elapsed().as_secs_f64();
@@ -290,9 +305,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let ocirelay = args
         .next()
-        .expect("usage: bench OCIRELAY_BINARY [RUNS [COPY-SCENARIO]]");
+        .expect("usage: bench OCIRELAY_BINARY [RUNS [SCENARIO]]");
     let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(7);
-    // Only the copy scenarios whose name contains this (e.g. "single").
+    // Only the scenarios and growth series whose name contains this (e.g. "single", "growth").
     let only = args.next().unwrap_or_default();
     let cache = ocirelay_tests::registry::temp_dir("ocirelay-bench-cache-");
     let env = [(
@@ -305,7 +320,18 @@ fn main() {
 
     let src = Registry::start_plain(Auth::None);
     println!("pushing fixtures…");
-    let fixtures = copy_fixtures(&src);
+    // The copy fixtures (312 MiB) only when a copy scenario is asked for.
+    let copies = [
+        "copy single",
+        "copy three",
+        "copy eight",
+        "copy three, token auth",
+    ];
+    let fixtures = if copies.iter().any(|c| c.contains(&only)) {
+        copy_fixtures(&src)
+    } else {
+        Vec::new()
+    };
     push_index(&src, "bench/app", "bench", Flavour::Oci, &two_platforms());
     let app = src.reference("bench/app:bench");
     let docker_app = format!("docker://{app}");
@@ -440,5 +466,25 @@ fn main() {
         "copy three, token auth",
     ] {
         ratio(s);
+    }
+
+    // Cost as work grows (see `growth`), each series when `only` names it.
+    let tools = growth::Tools {
+        ocirelay: &ocirelay,
+        env: &env,
+        skopeo_env: &skopeo_env,
+        skopeo_home: skopeo_home.path(),
+        runs,
+    };
+    let series: [(&str, growth::Series); 3] = [
+        ("growth layers", growth::layers),
+        ("growth platforms", growth::platforms),
+        ("growth images", growth::images),
+    ];
+    for (name, measure) in series {
+        if name.contains(&only) {
+            println!("\n{name} ({runs} runs, medians; client CPU = user + system)\n");
+            println!("{}", measure(&tools));
+        }
     }
 }
