@@ -11,6 +11,7 @@ mod credentials;
 mod error;
 mod hooks;
 mod idle;
+mod malloc;
 mod output;
 mod policy;
 mod queries;
@@ -138,6 +139,7 @@ fn log_filter() -> EnvFilter {
 }
 
 fn main() {
+    malloc::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
