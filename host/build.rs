@@ -56,7 +56,7 @@ fn main() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let config =
-        compose::config_component(compose::DEFAULT_CONFIG).unwrap_or_else(|e| panic!("{e}"));
+        compose::config_component(compose::DEFAULT_CONFIG, false).unwrap_or_else(|e| panic!("{e}"));
     let deployable = compose::plug(
         ("ocirelay:service", &service),
         &[("ocirelay:service-config", &config)],

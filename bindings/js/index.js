@@ -163,6 +163,7 @@ export class Client {
       policy: undefined,
       // Nothing in Node checks uploads: the component hashes them.
       uploadsVerifiedByHost: false,
+      downloadsVerifiedByHost: false,
       requestTimeoutSecs: options.requestTimeoutSecs ?? 0,
     };
     this.#client = new registry.Client(config);

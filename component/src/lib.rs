@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use ocirelay_core::digest::Verifier;
 use ocirelay_core::http::RequestId;
+use ocirelay_core::http::TransportErrorKind;
 use ocirelay_core::json;
 use ocirelay_core::ops::batch::{Answer, Batch};
 use ocirelay_core::ops::copy_blob::CopyBlob;
@@ -25,7 +26,7 @@ use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupOptions};
 use ocirelay_core::ops::push_blob::PushBlob;
 use ocirelay_core::ops::resume_blob::{self, ResumeBlob};
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
-use ocirelay_core::{Client as CoreClient, ClientConfig, Descriptor, Operation, Reference};
+use ocirelay_core::{Client as CoreClient, ClientConfig, Descriptor, Error, Operation, Reference};
 
 use bindings::exports::ocirelay::registry::registry as wit;
 use transport::{BodyStream, SendOptions};
@@ -66,6 +67,8 @@ impl wit::GuestClient for ClientResource {
     fn new(config: wit::Config) -> Self {
         let send = SendOptions {
             hash_uploads: !config.uploads_verified_by_host,
+            host_checks_downloads: config.downloads_verified_by_host,
+            resume_check: None,
             timeout: (config.request_timeout_secs > 0)
                 .then(|| Duration::from_secs(config.request_timeout_secs.into())),
         };
@@ -268,9 +271,14 @@ impl ClientResource {
                 let stream = held.remove(&request).ok_or_else(|| {
                     wit::Error::Internal("blob body went missing in the driver".into())
                 })?;
+                let check = if stream.host_check.is_some() {
+                    Check::Host { seen: 0 }
+                } else {
+                    Check::Here(verifier)
+                };
                 Content::Stream {
                     stream,
-                    verifier: Some(verifier),
+                    check,
                     resume: Resume {
                         client: self.core.clone(),
                         send: self.send,
@@ -291,12 +299,36 @@ impl ClientResource {
 enum Content {
     /// Verified bytes and the read position.
     Bytes(bytes::Bytes, usize),
-    /// A body read straight from the registry; the verifier is taken at the end.
+    /// A body read straight from the registry, checked as it is read.
     Stream {
         stream: BodyStream,
-        verifier: Option<Box<Verifier>>,
+        check: Check,
         resume: Resume,
     },
+}
+
+/// How a streamed body is checked against its digest and size.
+enum Check {
+    /// Hashed here, chunk by chunk.
+    Here(Box<Verifier>),
+    /// Hashed by the host, which fails the last read on a mismatch; only
+    /// counted here.
+    Host { seen: u64 },
+    /// Read to its end and found good.
+    Done,
+    /// Read to its end and found bad.
+    Failed(Error),
+}
+
+impl Check {
+    /// Bytes handed out so far.
+    fn seen(&self) -> u64 {
+        match self {
+            Check::Here(v) => v.seen(),
+            Check::Host { seen } => *seen,
+            Check::Done | Check::Failed(_) => 0,
+        }
+    }
 }
 
 /// What it takes to read a blob again from where its stream broke.
@@ -310,31 +342,88 @@ struct Resume {
 }
 
 impl Resume {
-    /// A stream of the blob from byte `offset` on (asked for by `Range`;
-    /// when the registry sends the whole blob instead, the bytes before
-    /// `offset` are read and dropped).
-    fn reopen(&mut self, offset: u64) -> Result<BodyStream, wit::Error> {
-        self.tries += 1;
-        let mut client = self.client.borrow_mut();
-        let mut op = ResumeBlob::new(&client, &self.reference, offset, self.size)?;
-        let (outcome, mut held) = driver::run(&mut client, &mut op, self.send);
-        let resumed = outcome??;
-        let mut stream = held.remove(&resumed.request).ok_or_else(|| {
-            wit::Error::Internal("resumed blob body went missing in the driver".into())
-        })?;
-        let mut skip = resumed.skip;
+    /// A stream of the blob from where `check` is (after `broken` broke),
+    /// its checking carried on.
+    ///
+    /// From that byte on (asked for by `Range`; when the registry sends the
+    /// whole blob instead, the bytes before it are read and dropped). A body
+    /// the host was checking it asks to check on from there; if the host
+    /// cannot (it kept no check, or the registry sent something else), the
+    /// blob is read again from its start, and what the host does not vouch
+    /// for then is hashed here, the bytes already handed out too.
+    fn reopen(&mut self, check: &mut Check, broken: &BodyStream) -> Result<BodyStream, wit::Error> {
+        let seen = check.seen();
+        let Check::Host { .. } = check else {
+            let (stream, skip) = self.open_at(seen, None)?;
+            return self.skip(stream, skip, None);
+        };
+        let (stream, skip) = self.open_at(seen, broken.host_check)?;
+        if stream.host_check.is_some() {
+            return self.skip(stream, skip, None);
+        }
+        drop(stream);
+        let (stream, _) = self.open_at(0, None)?;
+        if stream.host_check.is_some() {
+            return self.skip(stream, seen, None);
+        }
+        let digest =
+            self.reference.digest.clone().ok_or_else(|| {
+                wit::Error::Internal("a resumed blob read without its digest".into())
+            })?;
+        let subject = self.reference.to_string();
+        let mut verifier = Box::new(Verifier::new(subject, digest, Some(self.size)));
+        let stream = self.skip(stream, seen, Some(&mut verifier))?;
+        *check = Check::Here(verifier);
+        Ok(stream)
+    }
+
+    /// `stream` past its first `skip` bytes, hashed into `verifier` if given.
+    fn skip(
+        &self,
+        mut stream: BodyStream,
+        mut skip: u64,
+        mut verifier: Option<&mut Verifier>,
+    ) -> Result<BodyStream, wit::Error> {
+        let broken =
+            |message: String| wit::Error::Transport(format!("{}: {message}", self.reference));
         while skip > 0 {
-            let broken =
-                |message: String| wit::Error::Transport(format!("{}: {message}", self.reference));
             match stream
                 .read(skip.min(1 << 20))
                 .map_err(|e| broken(e.message))?
             {
-                Some(chunk) => skip -= chunk.len() as u64,
+                Some(chunk) => {
+                    skip = skip.saturating_sub(chunk.len() as u64);
+                    if let Some(v) = verifier.as_deref_mut() {
+                        v.update(&chunk)?;
+                    }
+                }
                 None => return Err(broken("the blob ended early when read again".into())),
             }
         }
         Ok(stream)
+    }
+
+    /// The blob's body from byte `offset` on, and how many bytes at its
+    /// start to skip (the registry ignored the range).
+    /// `resume_check`: the host's check of the read that broke, to carry on.
+    fn open_at(
+        &mut self,
+        offset: u64,
+        resume_check: Option<u64>,
+    ) -> Result<(BodyStream, u64), wit::Error> {
+        self.tries += 1;
+        let mut client = self.client.borrow_mut();
+        let mut op = ResumeBlob::new(&client, &self.reference, offset, self.size)?;
+        let send = SendOptions {
+            resume_check,
+            ..self.send
+        };
+        let (outcome, mut held) = driver::run(&mut client, &mut op, send);
+        let resumed = outcome??;
+        let stream = held.remove(&resumed.request).ok_or_else(|| {
+            wit::Error::Internal("resumed blob body went missing in the driver".into())
+        })?;
+        Ok((stream, resumed.skip))
     }
 }
 
@@ -365,38 +454,61 @@ impl wit::GuestBlobReader for BlobReader {
             }
             Content::Stream {
                 stream,
-                verifier,
+                check,
                 resume,
             } => {
-                let Some(v) = verifier.as_mut() else {
-                    return Ok(Vec::new());
-                };
+                match check {
+                    Check::Done => return Ok(Vec::new()),
+                    Check::Failed(e) => return Err(e.clone().into()),
+                    Check::Here(_) | Check::Host { .. } => {}
+                }
+                let digest = &self.descriptor.digest;
                 let chunk = loop {
                     match stream.read(max) {
                         Ok(chunk) => break chunk,
+                        // The host found the bytes do not match.
+                        Err(e) if e.kind == TransportErrorKind::Integrity => {
+                            return Err(Error::integrity(digest.to_string(), e.message).into());
+                        }
                         // The connection broke: read on from where it did.
                         Err(e) if resume_blob::resumable(&e, resume.tries) => {
-                            *stream = resume.reopen(v.seen())?;
+                            *stream = resume.reopen(check, stream)?;
                         }
                         Err(e) => {
-                            let digest = &self.descriptor.digest;
                             return Err(wit::Error::Transport(format!("{digest}: {}", e.message)));
                         }
                     }
                 };
-                match chunk {
-                    Some(chunk) => {
-                        v.update(&chunk)?;
-                        Ok(chunk)
-                    }
-                    None => {
-                        // The end: the whole must match before we say so.
-                        if let Some(v) = verifier.take() {
-                            v.finish()?;
+                let size = self.descriptor.size;
+                let Some(chunk) = chunk else {
+                    // The end: the whole must match before we say so.
+                    let outcome = match std::mem::replace(check, Check::Done) {
+                        Check::Here(v) => v.finish().map(drop),
+                        Check::Host { seen } if seen != size => {
+                            let detail = format!("{seen} of its {size} bytes");
+                            Err(Error::integrity(digest.to_string(), detail))
                         }
-                        Ok(Vec::new())
+                        Check::Host { .. } | Check::Done | Check::Failed(_) => Ok(()),
+                    };
+                    if let Err(e) = outcome {
+                        // Said again to a caller that reads on.
+                        *check = Check::Failed(e.clone());
+                        return Err(e.into());
                     }
+                    return Ok(Vec::new());
+                };
+                match check {
+                    Check::Here(v) => v.update(&chunk)?,
+                    Check::Host { seen } => {
+                        *seen += chunk.len() as u64;
+                        if *seen > size {
+                            let detail = format!("more than its {size} bytes");
+                            return Err(Error::integrity(digest.to_string(), detail).into());
+                        }
+                    }
+                    Check::Done | Check::Failed(_) => {}
                 }
+                Ok(chunk)
             }
         }
     }

@@ -3,10 +3,13 @@
 
 use bytes::Bytes;
 use ocirelay_core::digest::Verifier;
+use ocirelay_core::distribution::blob_digest;
 use ocirelay_core::http::{
     BodyMode, Headers, Method, Request, RequestBody, Response, ResponseBody, Scheme,
-    TransportError, SMALL_BODY_LIMIT, UPLOAD_MISMATCH,
+    TransportError, BODY_CHECK, BODY_VERIFIED, DOWNLOAD_MISMATCH, RESUME_CHECK, SMALL_BODY_LIMIT,
+    UPLOAD_MISMATCH, VERIFY_BODY,
 };
+use ocirelay_core::Digest;
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, IncomingBody, IncomingResponse,
@@ -21,6 +24,12 @@ pub struct SendOptions {
     /// Whether streamed uploads are checked against their digest here (the
     /// host does not).
     pub hash_uploads: bool,
+    /// Whether the host checks a blob read when asked (its config's
+    /// `downloads-verified-by-host`).
+    pub host_checks_downloads: bool,
+    /// The host's check of a blob read that broke, for the read that
+    /// resumes it to be checked on from there.
+    pub resume_check: Option<u64>,
     /// How long a request may wait to connect, for its answer's head, or
     /// between two chunks of a body; `None`: the host's own limits.
     pub timeout: Option<std::time::Duration>,
@@ -46,6 +55,10 @@ pub struct BodyStream {
     stream: InputStream,
     _body: IncomingBody,
     _response: IncomingResponse,
+    /// The host's check of these bytes against the blob's digest, by id,
+    /// when it checks them (and fails the last read on a mismatch): then
+    /// they need not be hashed here.
+    pub host_check: Option<u64>,
 }
 
 impl BodyStream {
@@ -60,6 +73,7 @@ impl BodyStream {
             stream,
             _body: body,
             _response: response,
+            host_check: None,
         })
     }
 
@@ -71,10 +85,17 @@ impl BodyStream {
                 Ok(chunk) => return Ok(Some(chunk)),
                 Err(StreamError::Closed) => return Ok(None),
                 Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(err(&format!(
-                        "reading the body failed: {}",
-                        e.to_debug_string()
-                    )))
+                    let cause = e.to_debug_string();
+                    // The host's check of a blob read (see `checked_by_host`).
+                    // Only the host's words: its error's debug text may go on
+                    // (quoted, with a backtrace), and they hold no quote,
+                    // bracket or backslash.
+                    if let Some(at) = cause.find(DOWNLOAD_MISMATCH) {
+                        let said = cause[at + DOWNLOAD_MISMATCH.len()..].trim_start_matches(": ");
+                        let end = said.find(['"', ')', '\\', '\n']).unwrap_or(said.len());
+                        return Err(TransportError::integrity(&said[..end]));
+                    }
+                    return Err(err(&format!("reading the body failed: {cause}")));
                 }
             }
         }
@@ -133,6 +154,8 @@ pub struct InFlight {
     failed: Option<TransportError>,
     future: FutureIncomingResponse,
     request: Request,
+    /// The digest the host was asked to check the body against.
+    host_checks: Option<Digest>,
 }
 
 /// Where a request body's bytes come from.
@@ -363,11 +386,24 @@ impl InFlight {
         source: Option<BodyStream>,
         send: SendOptions,
     ) -> Result<InFlight, TransportError> {
-        let fields: Vec<(String, Vec<u8>)> = request
+        let mut fields: Vec<(String, Vec<u8>)> = request
             .headers
             .iter()
             .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
             .collect();
+        // A blob read to stream: the host checks it, when it says it can.
+        let host_checks = match request.body_mode {
+            BodyMode::Stream { .. } if send.host_checks_downloads => {
+                blob_digest(&request.url.path_and_query).filter(|_| request.method == Method::Get)
+            }
+            _ => None,
+        };
+        if let Some(digest) = &host_checks {
+            fields.push((VERIFY_BODY.into(), digest.to_string().into_bytes()));
+            if let Some(id) = send.resume_check {
+                fields.push((RESUME_CHECK.into(), id.to_string().into_bytes()));
+            }
+        }
         let headers = Fields::from_list(&fields).map_err(|e| err(&format!("bad header: {e:?}")))?;
         let out = OutgoingRequest::new(headers);
         let method = match request.method {
@@ -405,6 +441,7 @@ impl InFlight {
                     failed: None,
                     future,
                     request,
+                    host_checks,
                 })
             }
             RequestBody::Bytes(bytes) => {
@@ -469,6 +506,7 @@ impl InFlight {
             failed: None,
             future,
             request,
+            host_checks: None,
         };
         // What can go at once goes (a small body whole), without a round of
         // the driver; and the upload then knows what it waits on.
@@ -524,7 +562,11 @@ impl InFlight {
                 Some(e) if !matches!(code, ErrorCode::HttpRequestDenied) => e,
                 _ => error_code(&code),
             })),
-            Ok(Ok(response)) => Poll::Ready(read_response(response, &self.request)),
+            Ok(Ok(response)) => Poll::Ready(read_response(
+                response,
+                &self.request,
+                self.host_checks.as_ref(),
+            )),
         }
     }
 }
@@ -537,9 +579,12 @@ pub enum Poll {
     Ready(Result<(Response, Option<BodyStream>), TransportError>),
 }
 
+/// The response's head, and its body as `request` asked; a held body is
+/// checked by the host when it was asked to (`host_checks`) and says it does.
 fn read_response(
     response: IncomingResponse,
     request: &Request,
+    host_checks: Option<&Digest>,
 ) -> Result<(Response, Option<BodyStream>), TransportError> {
     let status = response.status();
     let headers: Headers = response
@@ -560,7 +605,16 @@ fn read_response(
     };
     let (body, held) = match limit {
         _ if request.method == Method::Head => (ResponseBody::Bytes(Bytes::new()), None),
-        None => (ResponseBody::Held, Some(BodyStream::open(response)?)),
+        None => {
+            let mut held = BodyStream::open(response)?;
+            let vouched =
+                host_checks.is_some_and(|d| headers.get(BODY_VERIFIED) == Some(&d.to_string()));
+            held.host_check = headers
+                .get(BODY_CHECK)
+                .and_then(|id| id.parse().ok())
+                .filter(|_| vouched);
+            (ResponseBody::Held, Some(held))
+        }
         Some(limit) if headers.content_length().is_some_and(|len| len > limit) => {
             (ResponseBody::TooLarge, None)
         }

@@ -14,6 +14,13 @@ pub fn blob_path(repository: &str, digest: &Digest) -> String {
     format!("/v2/{repository}/blobs/{digest}")
 }
 
+/// The digest a blob read asks for: `/v2/<repo>/blobs/<digest>`, no query.
+pub fn blob_digest(path_and_query: &str) -> Option<Digest> {
+    let rest = path_and_query.strip_prefix("/v2/")?;
+    let (_, digest) = rest.rsplit_once("/blobs/")?;
+    Digest::parse(digest).ok()
+}
+
 /// `/v2/<repo>/blobs/uploads/`: starts an upload session.
 pub fn upload_path(repository: &str) -> String {
     format!("/v2/{repository}/blobs/uploads/")
@@ -103,5 +110,16 @@ mod tests {
         let d = Digest::sha256(b"");
         assert_eq!(manifest_path("a/b", "latest"), "/v2/a/b/manifests/latest");
         assert_eq!(blob_path("a", &d), format!("/v2/a/blobs/{d}"));
+    }
+
+    #[test]
+    fn a_blob_read_names_its_digest() {
+        let d = Digest::sha256(b"");
+        assert_eq!(blob_digest(&blob_path("a/b", &d)), Some(d.clone()));
+        // Not a blob read: an upload, a manifest, a query, another prefix.
+        assert_eq!(blob_digest(&upload_path("a")), None);
+        assert_eq!(blob_digest(&manifest_path("a", &d.to_string())), None);
+        assert_eq!(blob_digest(&format!("{}?x=1", blob_path("a", &d))), None);
+        assert_eq!(blob_digest(&format!("/cdn/a/blobs/{d}")), None);
     }
 }

@@ -578,6 +578,26 @@ impl TransportError {
 /// [`TransportErrorKind::Integrity`], not a broken connection.
 pub const UPLOAD_MISMATCH: &str = "upload does not match its digest";
 
+/// How a host that verifies downloads for the driver starts the message of
+/// the error that replaces a body's last bytes when they do not match.
+pub const DOWNLOAD_MISMATCH: &str = "download does not match its digest";
+
+/// Request header (never sent on) by which a driver asks a host that
+/// verifies downloads to check a by-digest body against this digest.
+pub const VERIFY_BODY: &str = "ocirelay-verify-body";
+
+/// Response header by which such a host says it checks the body against
+/// this digest (it removes any the registry sent).
+pub const BODY_VERIFIED: &str = "ocirelay-body-verified";
+
+/// Response header with the id of such a check: named again in
+/// [`RESUME_CHECK`] when the body breaks, the host checks on from there.
+pub const BODY_CHECK: &str = "ocirelay-body-check";
+
+/// Request header (never sent on) of a read resumed with `Range`: the id of
+/// the check of the body that broke.
+pub const RESUME_CHECK: &str = "ocirelay-resume-check";
+
 /// Redirects one request follows before giving up.
 pub const MAX_REDIRECTS: u8 = 5;
 

@@ -1222,6 +1222,13 @@ fn a_broken_blob_read_resumes_with_a_range() {
     let (out, _) = resume(&mut c, held(200, &[("Content-Length", "10")]));
     assert!(matches!(out, Ok(Resumed { skip: 4, .. })));
 
+    // From the start: a plain GET (no Range), its whole body checkable.
+    let mut op = ResumeBlob::new(&c, &reference, 0, 10).unwrap();
+    let answer = held(200, &[("Content-Length", "10")]);
+    let (out, sent) = drive(&mut c, &mut op, |_| Ok(answer.clone()));
+    assert_eq!(sent[0].headers.get("range"), None);
+    assert!(matches!(out, Ok(Resumed { skip: 0, .. })));
+
     // A range other than the one asked for, or another size: errors naming the blob.
     let (out, _) = resume(&mut c, held(206, &[("Content-Range", "bytes 0-9/10")]));
     let err = out.unwrap_err().to_string();

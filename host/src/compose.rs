@@ -33,8 +33,10 @@ pub fn plug(socket: (&str, &[u8]), plugs: &[(&str, &[u8])]) -> Result<Vec<u8>, S
 
 /// A component exporting [`CONFIG_INTERFACE`] whose `config` returns
 /// `json`: the service's configuration compiled in, for hosts (the
-/// `wasi:http/proxy` world) that give a component no files or environment.
-pub fn config_component(json: &str) -> Result<Vec<u8>, String> {
+/// `wasi:http/proxy` world) that give a component no files or environment;
+/// its `host-verifies-downloads` returns `host_verifies` (true only for
+/// ocirelay's own host).
+pub fn config_component(json: &str, host_verifies: bool) -> Result<Vec<u8>, String> {
     // The string's bytes sit after an 8-byte return area (pointer, length).
     const AT: usize = 8;
     let pages = (AT + json.len()).div_ceil(65536).max(1);
@@ -47,13 +49,18 @@ pub fn config_component(json: &str) -> Result<Vec<u8>, String> {
     (func (export "config") (result i32)
       (i32.store (i32.const 0) (i32.const {AT}))
       (i32.store (i32.const 4) (i32.const {len}))
-      (i32.const 0)))
+      (i32.const 0))
+    (func (export "host-verifies") (result i32) (i32.const {verifies})))
   (core instance $i (instantiate $m))
   (func $config (result string)
     (canon lift (core func $i "config") (memory (core memory $i "memory"))))
-  (instance $config (export "config" (func $config)))
+  (func $verifies (result bool) (canon lift (core func $i "host-verifies")))
+  (instance $config
+    (export "config" (func $config))
+    (export "host-verifies-downloads" (func $verifies)))
   (export "{CONFIG_INTERFACE}" (instance $config)))"#,
         len = json.len(),
+        verifies = i32::from(host_verifies),
     );
     wat::parse_str(&wat).map_err(|e| format!("making the configuration component: {e}"))
 }

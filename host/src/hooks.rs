@@ -17,12 +17,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use ocirelay_core::http::UPLOAD_MISMATCH;
+use ocirelay_core::http::{
+    BODY_CHECK, BODY_VERIFIED, DOWNLOAD_MISMATCH, RESUME_CHECK, UPLOAD_MISMATCH, VERIFY_BODY,
+};
+use ocirelay_core::Digest;
 
 use crate::error::HostError;
 use crate::idle::{self, Activity, IdleBody};
 use crate::policy::Policy;
-use crate::verify::{upload_digest, VerifyingBody};
+use crate::verify::{upload_digest, Partial, Unfinished, VerifyingBody};
 
 /// The pooled HTTP(S) client the hook sends through.
 pub type Pooled = Client<hyper_rustls::HttpsConnector<HttpConnector>, WasiBody>;
@@ -104,25 +107,37 @@ pub struct Hooks {
     policy: Arc<Policy>,
     /// How long a request may go without progress.
     idle_timeout: Duration,
+    /// Checks of blob reads that broke off, for their resumed reads.
+    unfinished: Arc<Unfinished>,
     /// Whether upload bodies are checked against their digest here.
     pub verify_uploads: bool,
+    /// A lying host, for tests: every blob read's answer says it was
+    /// checked, and none is (what a registry's own `BODY_VERIFIED` would
+    /// say if a host passed it on).
+    #[cfg(test)]
+    pub forge_body_verified: bool,
 }
 
 impl Hooks {
     /// Hooks sending through `client` under `policy`, counting into
-    /// `traffic`, failing requests idle for `idle_timeout`.
+    /// `traffic`, failing requests idle for `idle_timeout`, keeping broken
+    /// checks in `unfinished` (shared, so any instance may resume a read).
     pub fn new(
         client: Pooled,
         traffic: Arc<Traffic>,
         policy: Arc<Policy>,
         idle_timeout: Duration,
+        unfinished: Arc<Unfinished>,
     ) -> Self {
         Hooks {
             client,
             traffic,
             policy,
             idle_timeout,
+            unfinished,
             verify_uploads: true,
+            #[cfg(test)]
+            forge_body_verified: false,
         }
     }
 }
@@ -150,7 +165,10 @@ impl WasiHttpHooks for Hooks {
         let traffic = self.traffic.clone();
         let policy = self.policy.clone();
         let idle = self.idle_timeout;
+        let unfinished = self.unfinished.clone();
         let verify = self.verify_uploads;
+        #[cfg(test)]
+        let forge = self.forge_body_verified;
         let authority = request
             .uri()
             .authority()
@@ -161,7 +179,19 @@ impl WasiHttpHooks for Hooks {
                 tracing::warn!(host = %authority, "refused: not a registry this command names, nor one it was sent to");
                 return Err(Error::HttpRequestDenied);
             }
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
+            // The component's ask to check a blob read (on from where the
+            // check of a broken read stopped): ours, never sent on.
+            let check_download = parts
+                .headers
+                .remove(VERIFY_BODY)
+                .and_then(|v| Digest::parse(v.to_str().ok()?).ok());
+            let resumed = parts
+                .headers
+                .remove(RESUME_CHECK)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .and_then(|id| unfinished.take(id))
+                .filter(|p| Some(&p.expected) == check_download.as_ref());
             // GET, HEAD and zero-length writes carry no body: hand hyper a
             // finished one, so it neither frames it as chunked nor leaves a
             // pooled connection with a half-sent request.
@@ -193,7 +223,11 @@ impl WasiHttpHooks for Hooks {
                     .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
                 match (upload_digest(&parts.uri), length) {
                     (Some(digest), Some(size)) if verify && parts.method == http::Method::PUT => {
-                        let mismatch = |m: String| Error::InternalError(Some(m));
+                        let mismatch = |detail: String| {
+                            let m =
+                                format!("{UPLOAD_MISMATCH}: {detail}; the upload was abandoned");
+                            Error::InternalError(Some(m))
+                        };
                         VerifyingBody::new(counted, digest, size, mismatch).boxed_unsync()
                     }
                     _ => counted.boxed_unsync(),
@@ -202,6 +236,10 @@ impl WasiHttpHooks for Hooks {
             traffic.requests.fetch_add(1, Ordering::Relaxed);
             // Queries of signed CDN URLs and upload states carry secrets.
             let shown = shown_uri(&parts.uri);
+            #[cfg(test)]
+            let forged = forge
+                .then(|| ocirelay_core::distribution::blob_digest(parts.uri.path()))
+                .flatten();
             tracing::debug!(method = %parts.method, uri = %shown, "sending");
             let request = http::Request::from_parts(parts, body);
             let Some(response) = idle::within(&activity, idle, client.request(request)).await
@@ -215,15 +253,90 @@ impl WasiHttpHooks for Hooks {
             if response.status() == http::StatusCode::CREATED {
                 traffic.objects_written.fetch_add(1, Ordering::Relaxed);
             }
-            let response = response.map(|b| {
-                let body = b.map_err(Error::from);
-                IdleBody::new(body, idle, Error::ConnectionReadTimeout).boxed_unsync()
-            });
+            let (mut head, body) = response.into_parts();
+            let body = IdleBody::new(
+                body.map_err(Error::from),
+                idle,
+                Error::ConnectionReadTimeout,
+            );
+            #[cfg(test)]
+            if forge {
+                if let Some(value) = forged.and_then(|d| d.to_string().parse().ok()) {
+                    head.headers.insert(BODY_VERIFIED, value);
+                    head.headers.insert(BODY_CHECK, http::HeaderValue::from(0));
+                }
+                let body = body.boxed_unsync();
+                let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                    Box::new(async { Ok(()) });
+                return Ok((http::Response::from_parts(head, body), done));
+            }
+            let mismatch = |detail: String| {
+                Error::InternalError(Some(format!("{DOWNLOAD_MISMATCH}: {detail}")))
+            };
+            let id = unfinished.id();
+            let body = match vouch(check_download, resumed, &mut head, id) {
+                Some(Vouch::Whole { digest, size }) => {
+                    VerifyingBody::new(body, digest, size, mismatch)
+                        .kept_in(unfinished, id)
+                        .boxed_unsync()
+                }
+                Some(Vouch::Rest(partial)) => VerifyingBody::resumed(body, *partial, mismatch)
+                    .kept_in(unfinished, id)
+                    .boxed_unsync(),
+                None => body.boxed_unsync(),
+            };
+            let response = http::Response::from_parts(head, body);
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, done))
         })
     }
+}
+
+/// What the hook checks a response's body as.
+#[derive(Debug)]
+enum Vouch {
+    /// The whole blob: `size` bytes hashing to `digest`.
+    Whole { digest: Digest, size: u64 },
+    /// The rest of a blob whose check broke off where this body starts.
+    Rest(Box<Partial>),
+}
+
+/// Whether the hook checks this response's body, as the component asked
+/// (`asked`; `resumed`: the check of the read that broke): a whole blob (a
+/// 200) of a length said up front, or the rest of one (a 206 from where
+/// `resumed` stopped). Then it says so (`BODY_VERIFIED`, and `BODY_CHECK`:
+/// `id`); the registry never can: any such header it sent is removed.
+fn vouch(
+    asked: Option<Digest>,
+    resumed: Option<Partial>,
+    head: &mut http::response::Parts,
+    id: u64,
+) -> Option<Vouch> {
+    head.headers.remove(BODY_VERIFIED);
+    head.headers.remove(BODY_CHECK);
+    let digest = asked?;
+    let header = |name| head.headers.get(name).and_then(|v| v.to_str().ok());
+    let length = header(http::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok())?;
+    let vouch = match (head.status, resumed) {
+        (http::StatusCode::OK, _) => Vouch::Whole {
+            digest: digest.clone(),
+            size: length,
+        },
+        (http::StatusCode::PARTIAL_CONTENT, Some(p)) => {
+            let range = format!("bytes {}-{}/{}", p.seen, p.size.checked_sub(1)?, p.size);
+            let rest = header(http::header::CONTENT_RANGE).map(str::trim);
+            if rest != Some(range.as_str()) || length != p.size - p.seen {
+                return None;
+            }
+            Vouch::Rest(Box::new(p))
+        }
+        _ => return None,
+    };
+    let verified = http::HeaderValue::from_str(&digest.to_string()).ok()?;
+    head.headers.insert(BODY_VERIFIED, verified);
+    head.headers.insert(BODY_CHECK, http::HeaderValue::from(id));
+    Some(vouch)
 }
 
 /// `uri` as logs show it: its query, if any, as `?…`.
@@ -294,4 +407,76 @@ fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls:
         };
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response head of `status` with `headers`.
+    fn head(status: u16, headers: &[(&str, &str)]) -> http::response::Parts {
+        let mut builder = http::Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).expect("a response").into_parts().0
+    }
+
+    /// The check of a read of `blob` that broke after `seen` bytes.
+    fn partial(blob: &[u8], seen: usize) -> Partial {
+        let store = Arc::new(Unfinished::default());
+        let id = store.id();
+        let digest = Digest::sha256(blob);
+        let size = blob.len() as u64;
+        let mismatch = |e: String| e;
+        let body = http_body_util::Full::new(bytes::Bytes::copy_from_slice(&blob[..seen]))
+            .map_err(|never| match never {});
+        let mut check = VerifyingBody::new(body, digest, size, mismatch).kept_in(store.clone(), id);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async { while let Some(Ok(_)) = check.frame().await {} });
+        drop(check);
+        store.take(id).expect("kept")
+    }
+
+    #[test]
+    fn only_the_hook_vouches_for_a_body_and_only_for_a_whole_one_or_its_rest() {
+        let blob = b"blob";
+        let d = Digest::sha256(blob);
+        let forged = [(BODY_VERIFIED, "sha256:forged"), (BODY_CHECK, "7")];
+        let with = |status, extra: &[(&str, &str)]| {
+            let all: Vec<(&str, &str)> = extra.iter().chain(forged.iter()).copied().collect();
+            head(status, &all)
+        };
+        // Asked, a 200 of a known length: checked, and said with the digest and an id.
+        let mut h = with(200, &[("content-length", "4")]);
+        let v = vouch(Some(d.clone()), None, &mut h, 9);
+        assert!(matches!(v, Some(Vouch::Whole { size: 4, .. })), "{v:?}");
+        assert_eq!(h.headers.get(BODY_VERIFIED).unwrap(), &d.to_string());
+        assert_eq!(h.headers.get(BODY_CHECK).unwrap(), "9");
+        // The rest of a read that broke after 1 byte: checked on.
+        let rest = [("content-length", "3"), ("content-range", "bytes 1-3/4")];
+        let mut h = with(206, &rest);
+        let v = vouch(Some(d.clone()), Some(partial(blob, 1)), &mut h, 10);
+        assert!(matches!(&v, Some(Vouch::Rest(p)) if p.seen == 1), "{v:?}");
+        assert_eq!(h.headers.get(BODY_CHECK).unwrap(), "10");
+        // Not checked (a part of something else or unknown, no length, not
+        // asked): the registry's word is gone.
+        let other_part = [("content-length", "2"), ("content-range", "bytes 2-3/4")];
+        for (asked, resumed, mut h) in [
+            (Some(d.clone()), None, with(206, &rest)),
+            (
+                Some(d.clone()),
+                Some(partial(blob, 1)),
+                with(206, &other_part),
+            ),
+            (Some(d.clone()), None, with(200, &[])),
+            (None, None, with(200, &[("content-length", "4")])),
+        ] {
+            assert!(vouch(asked, resumed, &mut h, 11).is_none());
+            assert!(h.headers.get(BODY_VERIFIED).is_none(), "{h:?}");
+            assert!(h.headers.get(BODY_CHECK).is_none(), "{h:?}");
+        }
+    }
 }

@@ -259,8 +259,10 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         docker_hub_proxy: mirror.as_ref().map(ToString::to_string),
         // The hook applies the policy, shared by every instance.
         policy: None,
-        // The hook checks every upload's bytes, at native speed.
+        // The hook checks every upload's bytes, and blob reads when asked,
+        // at native speed.
         uploads_verified_by_host: true,
+        downloads_verified_by_host: true,
         // The hook applies --idle-timeout to every request.
         request_timeout_secs: 0,
     };

@@ -83,8 +83,14 @@ pub struct Runtime {
     /// Rate limits and allowed hosts, shared by every instance.
     pub policy: Arc<Policy>,
     idle_timeout: std::time::Duration,
-    /// Whether the hook checks uploads (the component is told so).
-    verify_uploads: bool,
+    /// Whether the hook checks uploads, and blob reads when asked (the
+    /// component is told so).
+    host_checks: bool,
+    /// Checks of blob reads that broke off, for their resumed reads.
+    unfinished: Arc<crate::verify::Unfinished>,
+    /// Whether the hook lies that it checked blob reads (tests).
+    #[cfg(test)]
+    forging: bool,
 }
 
 impl Runtime {
@@ -107,7 +113,10 @@ impl Runtime {
             traffic: Arc::default(),
             policy: Arc::new(policy),
             idle_timeout,
-            verify_uploads: true,
+            host_checks: true,
+            unfinished: Arc::default(),
+            #[cfg(test)]
+            forging: false,
         })
     }
 
@@ -126,25 +135,40 @@ impl Runtime {
         );
     }
 
-    /// A runtime whose hook leaves uploads unchecked, as another wasi-http
-    /// host would: the component must check them itself.
+    /// A runtime whose hook leaves uploads unchecked, and whose component
+    /// is not told that blob reads can be, as another wasi-http host: the
+    /// component must check them itself.
     #[cfg(test)]
-    fn without_upload_checks(mut self) -> Self {
-        self.verify_uploads = false;
+    fn without_host_checks(mut self) -> Self {
+        self.host_checks = false;
+        self
+    }
+
+    /// A runtime whose hook says every blob read was checked, and checks
+    /// none: what a registry's own say-so would be, passed on by a host.
+    #[cfg(test)]
+    fn with_forging_hook(mut self) -> Self {
+        self.forging = true;
         self
     }
 
     /// A new instance with one client of the given configuration (the
-    /// component is told whether this runtime's hook checks uploads).
+    /// component is told whether this runtime's hook checks bodies).
     pub async fn session(&self, mut config: wit::Config) -> Result<Session, HostError> {
         let mut hooks = Hooks::new(
             self.http.clone(),
             self.traffic.clone(),
             self.policy.clone(),
             self.idle_timeout,
+            self.unfinished.clone(),
         );
-        hooks.verify_uploads = self.verify_uploads;
-        config.uploads_verified_by_host = self.verify_uploads;
+        hooks.verify_uploads = self.host_checks;
+        #[cfg(test)]
+        {
+            hooks.forge_body_verified = self.forging;
+        }
+        config.uploads_verified_by_host = self.host_checks;
+        config.downloads_verified_by_host = self.host_checks;
         let mut store = Store::new(&self.engine, State::new(hooks));
         if tracing::enabled!(tracing::Level::DEBUG) {
             let traffic = self.traffic.clone();
@@ -474,6 +498,7 @@ mod tests {
             docker_hub_proxy: None,
             policy: None,
             uploads_verified_by_host: true,
+            downloads_verified_by_host: true,
             request_timeout_secs: 0,
         }
     }
@@ -580,7 +605,7 @@ mod tests {
             let idle = std::time::Duration::from_secs(60);
             let runtime = Runtime::new(policy, &[], idle)
                 .expect("the runtime")
-                .without_upload_checks();
+                .without_host_checks();
             let config = test_config();
             let mut session = runtime.session(config).await.expect("a session");
             let from = Reference::parse(&src.reference(&format!("app@{digest}"))).unwrap();
@@ -610,6 +635,95 @@ mod tests {
             "every PUT that arrived ended short: {:#?}",
             front.log()
         );
+    }
+
+    /// A streamed blob read is checked by the hook when the component is
+    /// told it is, else by the component: either way a corrupt blob fails
+    /// at its end. The words say who found it (the hook names the bytes'
+    /// digest).
+    #[test]
+    fn a_corrupt_blob_read_fails_whoever_checks_it() {
+        use ocirelay_core::ops::lookup::LookupKind;
+        let src = ocirelay_tests::Registry::start(ocirelay_tests::Auth::None);
+        // Larger than the 4 MiB read whole: streamed.
+        let layer = ocirelay_tests::bytes(11, 6 << 20);
+        ocirelay_tests::push_image(&src, "app", "v1", &[&layer]);
+        let digest = ocirelay_core::Digest::sha256(&layer);
+        src.corrupt_blob(&digest, layer.len() - 1);
+        let blob = Reference::parse(&src.reference(&format!("app@{digest}"))).unwrap();
+        let ca = src.ca_file().map(std::path::Path::to_path_buf);
+        let rt = tokio_runtime();
+        rt.block_on(async {
+            // Checked by the host, by the component, and by the component
+            // whatever a host says, unless it is told to believe the host.
+            for (host_checks, forging) in [(true, false), (false, false), (false, true)] {
+                let policy = Policy::new(Vec::new(), [src.host()]);
+                let idle = std::time::Duration::from_secs(60);
+                let mut runtime = Runtime::new(policy, ca.as_slice(), idle).expect("the runtime");
+                if !host_checks {
+                    runtime = runtime.without_host_checks();
+                }
+                if forging {
+                    runtime = runtime.with_forging_hook();
+                }
+                let mut session = runtime.session(test_config()).await.expect("a session");
+                let read = LookupOptions {
+                    kind: LookupKind::Blob,
+                    head: false,
+                };
+                let reader = session
+                    .lookup(&blob, read)
+                    .await
+                    .expect("found")
+                    .expect("there");
+                let mut handed_out = 0;
+                let err = loop {
+                    match session.read(&reader, 1 << 20).await {
+                        Ok(chunk) if chunk.is_empty() => panic!("a corrupt blob read to its end"),
+                        Ok(chunk) => handed_out += chunk.len(),
+                        Err(e) => break e.to_string(),
+                    }
+                };
+                assert!(err.contains("content does not match"), "{err}");
+                let by_hook = err.contains("the bytes are sha256:");
+                assert_eq!(by_hook, host_checks, "{err}");
+                // The hook withholds the last frame; the component hands
+                // out every byte, then fails the read after the last.
+                if host_checks {
+                    assert!(handed_out < layer.len(), "{handed_out}");
+                } else {
+                    assert_eq!(handed_out, layer.len());
+                }
+            }
+
+            // Told to believe a host that lies: the component hashes nothing,
+            // so the corrupt blob reads to its end (why only ocirelay's own
+            // host, which checks, says so).
+            let policy = Policy::new(Vec::new(), [src.host()]);
+            let idle = std::time::Duration::from_secs(60);
+            let runtime = Runtime::new(policy, ca.as_slice(), idle)
+                .expect("the runtime")
+                .with_forging_hook();
+            let mut session = runtime.session(test_config()).await.expect("a session");
+            let read = LookupOptions {
+                kind: LookupKind::Blob,
+                head: false,
+            };
+            let reader = session
+                .lookup(&blob, read)
+                .await
+                .expect("found")
+                .expect("there");
+            let mut handed_out = 0;
+            loop {
+                let chunk = session.read(&reader, 1 << 20).await.expect("believed");
+                if chunk.is_empty() {
+                    break;
+                }
+                handed_out += chunk.len();
+            }
+            assert_eq!(handed_out, layer.len());
+        });
     }
 
     /// Whatever the component asks for, our hook sends only to the hosts

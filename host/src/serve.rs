@@ -22,6 +22,7 @@ use crate::error::HostError;
 use crate::hooks::{pooled_client, Hooks, Pooled, Traffic};
 use crate::policy::Policy;
 use crate::runtime::{proxy_world_pre, State};
+use crate::verify::Unfinished;
 
 /// Requests served at once: instances come from a pool of this many, and
 /// a request beyond waits for one to end.
@@ -36,6 +37,9 @@ pub struct Server {
     traffic: Arc<Traffic>,
     policy: Arc<Policy>,
     idle_timeout: Duration,
+    /// Checks of blob reads that broke off: a request's instance resumes
+    /// its own reads, and instances come and go.
+    unfinished: Arc<Unfinished>,
 }
 
 impl Server {
@@ -58,6 +62,7 @@ impl Server {
             traffic: Arc::default(),
             policy: Arc::new(policy),
             idle_timeout,
+            unfinished: Arc::default(),
         })
     }
 
@@ -114,6 +119,7 @@ impl Server {
             self.traffic.clone(),
             self.policy.clone(),
             self.idle_timeout,
+            self.unfinished.clone(),
         );
         let mut store = Store::new(self.pre.engine(), State::new(hooks));
         let (sender, receiver) = tokio::sync::oneshot::channel();

@@ -1,20 +1,24 @@
-//! Streamed uploads checked in the host, at native speed: the body of a PUT
-//! that completes an upload (`…?digest=…`) is hashed as it is forwarded, and
-//! the frame that would complete it goes out only once its bytes match the
-//! digest and the length. On a mismatch the body fails instead: the
-//! registry never receives the last byte, so it cannot complete the upload,
-//! even if it verifies nothing itself.
+//! Streamed bodies checked in the host, at native speed: the body of a PUT
+//! that completes an upload (`…?digest=…`), and a blob read the component
+//! asks the host to check, are hashed as they are forwarded, and the frame
+//! that would complete one goes on only once its bytes match the digest and
+//! the length. On a mismatch the body fails instead: a registry never
+//! receives an upload's last byte, so it cannot complete the upload even if
+//! it verifies nothing itself; the component never reads a bad blob's end.
 //!
 //! The component is told it need not hash (its config's
-//! `uploads-verified-by-host`), so the bytes never enter the guest.
+//! `uploads-verified-by-host`, `downloads-verified-by-host`), so the bytes
+//! of a copy never enter the guest, and those it reads are not hashed there.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use ocirelay_core::digest::Hasher;
-use ocirelay_core::http::UPLOAD_MISMATCH;
 use ocirelay_core::Digest;
 
 /// The digest an upload's PUT must complete with: the `digest=` of its
@@ -28,15 +32,62 @@ pub fn upload_digest(uri: &http::Uri) -> Option<Digest> {
     Digest::parse(&decoded).ok()
 }
 
-/// A request body hashed as it passes; see the module's docs.
+/// Checks of bodies that broke off before their end, kept (the latest
+/// [`Unfinished::KEPT`]) so that a read resumed where one broke (`Range`)
+/// is checked on from there rather than read again from the start.
+#[derive(Debug, Default)]
+pub struct Unfinished {
+    next: AtomicU64,
+    kept: Mutex<BTreeMap<u64, Partial>>,
+}
+
+impl Unfinished {
+    /// Checks kept at most; older ones go first.
+    const KEPT: usize = 64;
+
+    /// A new check's id: what the component names to resume it.
+    pub fn id(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn keep(&self, id: u64, partial: Partial) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.insert(id, partial);
+            while kept.len() > Self::KEPT {
+                kept.pop_first();
+            }
+        }
+    }
+
+    /// Check `id`, where it stopped, if it was kept (once).
+    pub fn take(&self, id: u64) -> Option<Partial> {
+        self.kept.lock().ok()?.remove(&id)
+    }
+}
+
+/// A check that stopped: what it expects, and how far it got.
+#[derive(Debug)]
+pub struct Partial {
+    /// The digest the whole must have.
+    pub expected: Digest,
+    /// The whole's length.
+    pub size: u64,
+    /// Bytes hashed (and passed on) before it stopped.
+    pub seen: u64,
+    hasher: Hasher,
+}
+
+/// A body hashed as it passes; see the module's docs.
 pub struct VerifyingBody<B, E> {
     inner: B,
     expected: Digest,
     size: u64,
     seen: u64,
     hasher: Option<Hasher>,
-    /// Makes the error a mismatch ends the body with.
+    /// Makes the error a mismatch ends the body with, from what is wrong.
     mismatch: fn(String) -> E,
+    /// Where this check is kept, by id, if the body stops before its end.
+    keep: Option<(Arc<Unfinished>, u64)>,
 }
 
 impl<B, E> VerifyingBody<B, E> {
@@ -49,13 +100,31 @@ impl<B, E> VerifyingBody<B, E> {
             size,
             seen: 0,
             mismatch,
+            keep: None,
         }
     }
 
+    /// Checks that `inner` is the rest of what `partial` checked so far.
+    pub fn resumed(inner: B, partial: Partial, mismatch: fn(String) -> E) -> Self {
+        VerifyingBody {
+            hasher: Some(partial.hasher),
+            inner,
+            expected: partial.expected,
+            size: partial.size,
+            seen: partial.seen,
+            mismatch,
+            keep: None,
+        }
+    }
+
+    /// Keeps this check in `store` as `id` if the body stops before its end.
+    pub fn kept_in(mut self, store: Arc<Unfinished>, id: u64) -> Self {
+        self.keep = Some((store, id));
+        self
+    }
+
     fn fail(&self, detail: String) -> E {
-        (self.mismatch)(format!(
-            "{UPLOAD_MISMATCH}: {detail}; the upload was abandoned"
-        ))
+        (self.mismatch)(detail)
     }
 
     /// Takes in one chunk; `Err` when it makes the body too long or, being
@@ -78,6 +147,22 @@ impl<B, E> VerifyingBody<B, E> {
             }
         }
         Ok(())
+    }
+}
+
+impl<B, E> Drop for VerifyingBody<B, E> {
+    fn drop(&mut self) {
+        if let (Some((store, id)), Some(hasher)) = (self.keep.take(), self.hasher.take()) {
+            if self.seen < self.size {
+                let partial = Partial {
+                    expected: self.expected.clone(),
+                    size: self.size,
+                    seen: self.seen,
+                    hasher,
+                };
+                store.keep(id, partial);
+            }
+        }
     }
 }
 
@@ -128,6 +213,12 @@ where
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
+    use ocirelay_core::http::UPLOAD_MISMATCH;
+
+    /// The error a mismatch makes here: the detail, after a prefix.
+    fn mismatch(detail: String) -> String {
+        format!("{UPLOAD_MISMATCH}: {detail}")
+    }
 
     /// A body of these chunks, each a frame.
     fn frames(chunks: &[&'static [u8]]) -> impl Body<Data = Bytes, Error = String> + Unpin {
@@ -155,11 +246,11 @@ mod tests {
     #[tokio::test]
     async fn the_last_frame_goes_out_only_if_the_bytes_match() {
         let good = Digest::sha256(b"hello world");
-        let body = VerifyingBody::new(frames(&[b"hello ", b"world"]), good.clone(), 11, |e| e);
+        let body = VerifyingBody::new(frames(&[b"hello ", b"world"]), good.clone(), 11, mismatch);
         assert_eq!(forwarded(body).await, (b"hello world".to_vec(), None));
 
         // Other bytes of the same length: the first frame went, the last did not.
-        let body = VerifyingBody::new(frames(&[b"hello ", b"worle"]), good.clone(), 11, |e| e);
+        let body = VerifyingBody::new(frames(&[b"hello ", b"worle"]), good.clone(), 11, mismatch);
         let (sent, error) = forwarded(body).await;
         assert_eq!(sent, b"hello ");
         let error = error.expect("a mismatch");
@@ -169,18 +260,69 @@ mod tests {
         );
 
         // Too long, too short.
-        let body = VerifyingBody::new(frames(&[b"hello world", b"!"]), good.clone(), 11, |e| e);
+        let body = VerifyingBody::new(frames(&[b"hello world", b"!"]), good.clone(), 11, mismatch);
         assert!(forwarded(body)
             .await
             .1
             .expect("too long")
             .contains("more than the 11 bytes"));
-        let body = VerifyingBody::new(frames(&[b"hello"]), good, 11, |e| e);
+        let body = VerifyingBody::new(frames(&[b"hello"]), good, 11, mismatch);
         assert!(forwarded(body)
             .await
             .1
             .expect("too short")
             .contains("5 of the 11 bytes"));
+    }
+
+    #[tokio::test]
+    async fn a_check_that_broke_off_goes_on_where_a_resumed_body_starts() {
+        let good = Digest::sha256(b"hello world");
+        let store = Arc::new(Unfinished::default());
+        let broken = StreamBody::new(futures_util::stream::iter(vec![
+            Ok(Frame::data(Bytes::from_static(b"hello "))),
+            Err("connection reset".to_string()),
+        ]));
+        let id = store.id();
+        let body =
+            VerifyingBody::new(broken, good.clone(), 11, mismatch).kept_in(store.clone(), id);
+        let (sent, error) = forwarded(body).await;
+        assert_eq!(
+            (sent.as_slice(), error.as_deref()),
+            (&b"hello "[..], Some("connection reset"))
+        );
+
+        // Resumed: the rest checks against the whole; taken once.
+        let partial = store.take(id).expect("kept");
+        assert_eq!((partial.seen, partial.size), (6, 11));
+        assert!(store.take(id).is_none());
+        let rest = VerifyingBody::resumed(frames(&[b"world"]), partial, mismatch);
+        assert_eq!(forwarded(rest).await, (b"world".to_vec(), None));
+
+        // Bytes before the break that were wrong are found at the end.
+        let bad = StreamBody::new(futures_util::stream::iter(vec![
+            Ok(Frame::data(Bytes::from_static(b"jello "))),
+            Err("connection reset".to_string()),
+        ]));
+        let id = store.id();
+        let body = VerifyingBody::new(bad, good.clone(), 11, mismatch).kept_in(store.clone(), id);
+        forwarded(body).await;
+        let partial = store.take(id).expect("kept");
+        let rest = VerifyingBody::resumed(frames(&[b"world"]), partial, mismatch);
+        let (_, error) = forwarded(rest).await;
+        assert!(error.expect("a mismatch").contains(&good.to_string()));
+
+        // A body read to its end, or never kept, leaves nothing; only the latest few are kept.
+        let id = store.id();
+        let whole = VerifyingBody::new(frames(&[b"hello world"]), good.clone(), 11, mismatch);
+        forwarded(whole.kept_in(store.clone(), id)).await;
+        assert!(store.take(id).is_none());
+        let ids: Vec<u64> = (0..=Unfinished::KEPT).map(|_| store.id()).collect();
+        for &id in &ids {
+            let body = VerifyingBody::new(frames(&[b"hello"]), good.clone(), 11, mismatch);
+            drop(body.kept_in(store.clone(), id));
+        }
+        assert!(store.take(ids[0]).is_none(), "the oldest went");
+        assert!(store.take(ids[Unfinished::KEPT]).is_some());
     }
 
     #[test]

@@ -81,7 +81,10 @@ impl<'a> Upstream<'a> {
     fn new(config: &'a ServiceConfig, if_none_match: Option<&'a str>) -> Self {
         Upstream {
             config,
-            client: Client::new(&convert::client_config(config)),
+            client: Client::new(&convert::client_config(
+                config,
+                crate::bindings::ocirelay::registry::service_config::host_verifies_downloads(),
+            )),
             if_none_match,
         }
     }

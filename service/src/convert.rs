@@ -20,8 +20,9 @@ impl From<&Reference> for wit::Reference {
 
 /// The registry client the service's configuration calls for: upstreams only
 /// (their token realms and redirects aside), the configuration's
-/// credentials (never a request's), and 429s waited out only briefly.
-pub fn client_config(config: &ServiceConfig) -> wit::Config {
+/// credentials (never a request's), and 429s waited out only briefly;
+/// downloads left to the host to verify when it says it does.
+pub fn client_config(config: &ServiceConfig, host_verifies_downloads: bool) -> wit::Config {
     wit::Config {
         user_agent: config.user_agent.clone(),
         credentials: config
@@ -41,6 +42,7 @@ pub fn client_config(config: &ServiceConfig) -> wit::Config {
             rate_limits: Vec::new(),
         }),
         uploads_verified_by_host: false,
+        downloads_verified_by_host: host_verifies_downloads,
         request_timeout_secs: config.timeout_secs,
     }
 }

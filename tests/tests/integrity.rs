@@ -103,3 +103,38 @@ fn manifests_up_to_4_mib_are_read_and_larger_ones_refused_unread() {
         );
     }
 }
+
+/// Bytes that do not match before a read breaks are still found at its
+/// end: the read resumes where it broke (`Range`), and the check of what
+/// came before carries on (in the host, which checks blob reads for
+/// ocirelay's component).
+#[test]
+fn a_blob_read_that_breaks_after_a_bad_byte_still_fails_at_its_end() {
+    let registry = Registry::start_plain(Auth::None);
+    let big = bytes(9, 6 << 20);
+    push_image(&registry, "app", "v1", &[&big]);
+    let layer = Digest::sha256(&big);
+    registry.corrupt_blob(&layer, 100);
+    let proxy = FaultProxy::start(registry.host());
+    proxy.add(
+        "GET",
+        &format!("/blobs/{layer}"),
+        Fault::CutResponseAfter(1 << 20),
+        1,
+    );
+    let blob = format!("{}/app@{layer}", proxy.host());
+    let out = ocirelay(&["lookup", "--type", "blob", &blob]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("content does not match"),
+        "{}",
+        out.stderr
+    );
+    let gets: Vec<String> = proxy
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("GET ") && l.contains(&layer.to_string()))
+        .collect();
+    assert_eq!(gets.len(), 2, "resumed once, not read again: {gets:#?}");
+    assert!(gets[1].contains("(Range: bytes=1048576-)"), "{gets:#?}");
+}

@@ -57,7 +57,8 @@ impl ResumeBlob {
             )));
         }
         let spec = ExchangeSpec {
-            range_from: Some(offset),
+            // From the start: a plain GET, whose whole body a host can verify.
+            range_from: (offset > 0).then_some(offset),
             // Held whatever its size: the reader streams it.
             body_mode: BodyMode::Stream { buffer_up_to: 0 },
             ..ExchangeSpec::read(

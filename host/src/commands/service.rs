@@ -68,9 +68,12 @@ pub fn load_config(path: Option<&Path>) -> Result<(String, ServiceConfig), HostE
     Ok((text, config))
 }
 
-/// The service with `config_text` composed in.
-fn composed(config_text: &str) -> Result<Vec<u8>, HostError> {
-    let config = compose::config_component(config_text).map_err(HostError::Internal)?;
+/// The service with `config_text` composed in, told whether the host
+/// verifies downloads (only ocirelay's own, in `serve`: a written `.wasm`
+/// may run anywhere).
+fn composed(config_text: &str, host_verifies: bool) -> Result<Vec<u8>, HostError> {
+    let config =
+        compose::config_component(config_text, host_verifies).map_err(HostError::Internal)?;
     compose::plug(
         ("ocirelay:service", SERVICE_WASM),
         &[("ocirelay:service-config", &config)],
@@ -81,7 +84,7 @@ fn composed(config_text: &str) -> Result<Vec<u8>, HostError> {
 /// Writes the composed service.
 pub fn build(args: BuildServiceArgs) -> Result<(), HostError> {
     let (text, _) = load_config(args.config.as_deref())?;
-    let wasm = composed(&text)?;
+    let wasm = composed(&text, false)?;
     std::fs::write(&args.output, wasm)
         .map_err(|e| HostError::Setup(format!("writing {}: {e}", args.output.display())))
 }
@@ -148,7 +151,7 @@ pub async fn serve(
         policy.charge_to(&mirror.authority, ocirelay_core::reference::DOCKER_HUB);
     }
     let text = with_docker_credentials(&text, &config)?;
-    let server = Server::new(&composed(&text)?, policy, ca_files, idle_timeout)?;
+    let server = Server::new(&composed(&text, true)?, policy, ca_files, idle_timeout)?;
     let listener = bind(args.addr).await?;
     Arc::new(server).run(listener).await
 }
@@ -164,7 +167,7 @@ mod tests {
     #[test]
     fn the_composed_service_is_a_proxy_world_component() {
         let (text, _) = load_config(None).expect("the default config parses");
-        let exports = proxy_world::exports_of(&composed(&text).expect("it composes"));
+        let exports = proxy_world::exports_of(&composed(&text, false).expect("it composes"));
         assert_eq!(exports.len(), 1, "{exports:?}");
         assert!(
             exports[0].starts_with("wasi:http/incoming-handler@0.2."),
@@ -182,7 +185,7 @@ mod tests {
             entries.join(", ")
         );
         assert!(text.len() > 65536, "more than one page of memory");
-        let wasm = compose::config_component(&text).expect("made");
+        let wasm = compose::config_component(&text, false).expect("made");
         let engine = wasmtime::Engine::default();
         let component = Component::new(&engine, wasm).expect("compiles");
         let mut store = wasmtime::Store::new(&engine, ());
@@ -198,6 +201,27 @@ mod tests {
             .expect("config: func() -> string");
         let (got,) = func.call(&mut store, ()).expect("called");
         assert_eq!(got, text);
+        let verifies = |wasm: Vec<u8>| {
+            let component = Component::new(&engine, wasm).expect("compiles");
+            let mut store = wasmtime::Store::new(&engine, ());
+            let instance = Linker::new(&engine)
+                .instantiate(&mut store, &component)
+                .expect("instantiates");
+            let interface = instance
+                .get_export_index(&mut store, None, compose::CONFIG_INTERFACE)
+                .expect("exports the config interface");
+            let func = instance
+                .get_export_index(&mut store, Some(&interface), "host-verifies-downloads")
+                .and_then(|i| instance.get_typed_func::<(), (bool,)>(&mut store, i).ok())
+                .expect("host-verifies-downloads: func() -> bool");
+            func.call(&mut store, ()).expect("called").0
+        };
+        assert!(!verifies(
+            compose::config_component(&text, false).expect("made")
+        ));
+        assert!(verifies(
+            compose::config_component("{}", true).expect("made")
+        ));
         let parsed = ServiceConfig::parse(&got).expect("valid");
         assert_eq!(parsed.user_agent, "edge é\"\\ ✓");
     }

@@ -313,6 +313,7 @@ class Client:
             policy=None,
             # Nothing in this host checks uploads: the component hashes them.
             uploads_verified_by_host=False,
+            downloads_verified_by_host=False,
             request_timeout_secs=request_timeout_secs,
         )
         self._client = self._instance.call("[constructor]client", config)
