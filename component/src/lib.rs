@@ -26,7 +26,10 @@ use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupOptions};
 use ocirelay_core::ops::push_blob::PushBlob;
 use ocirelay_core::ops::resume_blob::{self, ResumeBlob};
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
-use ocirelay_core::{Client as CoreClient, ClientConfig, Descriptor, Error, Operation, Reference};
+use ocirelay_core::{
+    Client as CoreClient, ClientConfig, Descriptor, Digest, Error, Operation, Reference,
+};
+use wasi::io::streams::{OutputStream, StreamError};
 
 use bindings::exports::ocirelay::registry::registry as wit;
 use transport::{BodyStream, SendOptions};
@@ -35,6 +38,12 @@ mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
         world: "relay",
+        // The streams the `wasi` crate binds: one resource type for both.
+        with: {
+            "wasi:io/error@0.2.12": wasi::io::error,
+            "wasi:io/poll@0.2.12": wasi::io::poll,
+            "wasi:io/streams@0.2.12": wasi::io::streams,
+        },
     });
     use super::Component;
     export!(Component);
@@ -329,6 +338,45 @@ impl Check {
             Check::Done | Check::Failed(_) => 0,
         }
     }
+
+    /// Takes in `chunk`, handed out next, of content `digest` of `size` bytes.
+    fn update(&mut self, chunk: &[u8], digest: &Digest, size: u64) -> Result<(), Error> {
+        match self {
+            Check::Here(v) => v.update(chunk),
+            Check::Host { .. } => self.count(chunk.len() as u64, digest, size),
+            Check::Done | Check::Failed(_) => Ok(()),
+        }
+    }
+
+    /// Counts `n` more bytes the host checks.
+    fn count(&mut self, n: u64, digest: &Digest, size: u64) -> Result<(), Error> {
+        if let Check::Host { seen } = self {
+            *seen += n;
+            if *seen > size {
+                let detail = format!("more than its {size} bytes");
+                return Err(Error::integrity(digest.to_string(), detail));
+            }
+        }
+        Ok(())
+    }
+
+    /// The end: the whole must match before it is said to. A failure is
+    /// kept, said again to a caller that reads on.
+    fn end(&mut self, digest: &Digest, size: u64) -> Result<(), Error> {
+        let outcome = match std::mem::replace(self, Check::Done) {
+            Check::Here(v) => v.finish().map(drop),
+            Check::Host { seen } if seen != size => {
+                let detail = format!("{seen} of its {size} bytes");
+                Err(Error::integrity(digest.to_string(), detail))
+            }
+            Check::Failed(e) => Err(e),
+            Check::Host { .. } | Check::Done => Ok(()),
+        };
+        if let Err(e) = &outcome {
+            *self = Check::Failed(e.clone());
+        }
+        outcome
+    }
 }
 
 /// What it takes to read a blob again from where its stream broke.
@@ -480,38 +528,99 @@ impl wit::GuestBlobReader for BlobReader {
                     }
                 };
                 let size = self.descriptor.size;
-                let Some(chunk) = chunk else {
-                    // The end: the whole must match before we say so.
-                    let outcome = match std::mem::replace(check, Check::Done) {
-                        Check::Here(v) => v.finish().map(drop),
-                        Check::Host { seen } if seen != size => {
-                            let detail = format!("{seen} of its {size} bytes");
-                            Err(Error::integrity(digest.to_string(), detail))
-                        }
-                        Check::Host { .. } | Check::Done | Check::Failed(_) => Ok(()),
-                    };
-                    if let Err(e) = outcome {
-                        // Said again to a caller that reads on.
-                        *check = Check::Failed(e.clone());
-                        return Err(e.into());
+                match chunk {
+                    Some(chunk) => {
+                        check.update(&chunk, digest, size)?;
+                        Ok(chunk)
                     }
-                    return Ok(Vec::new());
-                };
-                match check {
-                    Check::Here(v) => v.update(&chunk)?,
-                    Check::Host { seen } => {
-                        *seen += chunk.len() as u64;
-                        if *seen > size {
-                            let detail = format!("more than its {size} bytes");
-                            return Err(Error::integrity(digest.to_string(), detail).into());
-                        }
+                    None => {
+                        check.end(digest, size)?;
+                        Ok(Vec::new())
                     }
-                    Check::Done | Check::Failed(_) => {}
                 }
-                Ok(chunk)
             }
         }
     }
+
+    fn write_to(&self, out: &OutputStream) -> Result<u64, wit::Error> {
+        let mut written = 0;
+        // While the host checks the bytes: moved inside the host.
+        while let Some(n) = self.splice(out)? {
+            written += n;
+        }
+        // Else, or from where it stopped: read and checked here, each chunk
+        // held until the next read succeeds (the one that finds the end is
+        // the one that checks the whole).
+        let mut held: Vec<u8> = Vec::new();
+        loop {
+            let chunk = self.read(SPLICE_MAX)?;
+            write_all(out, &held)?;
+            written += held.len() as u64;
+            if chunk.is_empty() {
+                return Ok(written);
+            }
+            held = chunk;
+        }
+    }
+}
+
+/// The most bytes one read or splice of `write-to` asks for.
+const SPLICE_MAX: u64 = 16 << 20;
+
+impl BlobReader {
+    /// Moves the next bytes into `out` inside the host, while the host
+    /// checks them: how many (0 after a resume); `None` once it does not
+    /// (the rest is read here) or at the end, checked.
+    fn splice(&self, out: &OutputStream) -> Result<Option<u64>, wit::Error> {
+        let mut content = self.content.borrow_mut();
+        let Content::Stream {
+            stream,
+            check,
+            resume,
+        } = &mut *content
+        else {
+            return Ok(None);
+        };
+        if !matches!(check, Check::Host { .. }) {
+            return Ok(None);
+        }
+        let (digest, size) = (&self.descriptor.digest, self.descriptor.size);
+        match stream.splice_into(out, SPLICE_MAX) {
+            Ok(Some(n)) => {
+                check.count(n, digest, size)?;
+                Ok(Some(n))
+            }
+            Ok(None) => {
+                check.end(digest, size)?;
+                Ok(None)
+            }
+            Err(e) if e.kind == TransportErrorKind::Integrity => {
+                Err(Error::integrity(digest.to_string(), e.message).into())
+            }
+            Err(e) if resume_blob::resumable(&e, resume.tries) => {
+                *stream = resume.reopen(check, stream)?;
+                Ok(Some(0))
+            }
+            Err(e) => Err(wit::Error::Transport(format!("{digest}: {}", e.message))),
+        }
+    }
+}
+
+/// Writes all of `bytes` to `out`, as fast as it takes them.
+fn write_all(out: &OutputStream, mut bytes: &[u8]) -> Result<(), wit::Error> {
+    let broken = |e: StreamError| wit::Error::Transport(format!("writing the content: {e:?}"));
+    let ready = out.subscribe();
+    while !bytes.is_empty() {
+        let room = out.check_write().map_err(broken)?;
+        if room == 0 {
+            ready.block();
+            continue;
+        }
+        let n = usize::try_from(room).unwrap_or(usize::MAX).min(bytes.len());
+        out.write(&bytes[..n]).map_err(broken)?;
+        bytes = &bytes[n..];
+    }
+    Ok(())
 }
 
 /// Written bytes are gathered up to this size before they go out as one

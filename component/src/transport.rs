@@ -84,19 +84,30 @@ impl BodyStream {
                 Ok(chunk) if chunk.is_empty() => continue,
                 Ok(chunk) => return Ok(Some(chunk)),
                 Err(StreamError::Closed) => return Ok(None),
-                Err(StreamError::LastOperationFailed(e)) => {
-                    let cause = e.to_debug_string();
-                    // The host's check of a blob read (see `checked_by_host`).
-                    // Only the host's words: its error's debug text may go on
-                    // (quoted, with a backtrace), and they hold no quote,
-                    // bracket or backslash.
-                    if let Some(at) = cause.find(DOWNLOAD_MISMATCH) {
-                        let said = cause[at + DOWNLOAD_MISMATCH.len()..].trim_start_matches(": ");
-                        let end = said.find(['"', ')', '\\', '\n']).unwrap_or(said.len());
-                        return Err(TransportError::integrity(&said[..end]));
-                    }
-                    return Err(err(&format!("reading the body failed: {cause}")));
+                Err(StreamError::LastOperationFailed(e)) => return Err(read_failed(&e)),
+            }
+        }
+    }
+
+    /// Moves up to `max` bytes into `out` inside the host, blocking until
+    /// both can go on; `None` at the end.
+    pub fn splice_into(
+        &mut self,
+        out: &OutputStream,
+        max: u64,
+    ) -> Result<Option<u64>, TransportError> {
+        // A failure of `out` (its reader went away) is not this body's, and
+        // no read again mends it.
+        let gone = |e: String| TransportError::permanent(format!("writing the content: {e}"));
+        loop {
+            match out.blocking_splice(&self.stream, max) {
+                Ok(0) => continue,
+                Ok(n) => return Ok(Some(n)),
+                Err(_) if out.check_write().is_err() => {
+                    return Err(gone("the stream closed".into()));
                 }
+                Err(StreamError::Closed) => return Ok(None),
+                Err(StreamError::LastOperationFailed(e)) => return Err(read_failed(&e)),
             }
         }
     }
@@ -116,6 +127,20 @@ impl BodyStream {
 
 fn err(message: &str) -> TransportError {
     TransportError::transient(message)
+}
+
+/// Why reading a body failed: the host's check of a blob read (see
+/// `host_check`) said the bytes do not match, or the transfer broke.
+fn read_failed(e: &wasi::io::error::Error) -> TransportError {
+    let cause = e.to_debug_string();
+    // Only the host's words: its error's debug text may go on (quoted,
+    // with a backtrace), and they hold no quote, bracket or backslash.
+    if let Some(at) = cause.find(DOWNLOAD_MISMATCH) {
+        let said = cause[at + DOWNLOAD_MISMATCH.len()..].trim_start_matches(": ");
+        let end = said.find(['"', ')', '\\', '\n']).unwrap_or(said.len());
+        return TransportError::integrity(&said[..end]);
+    }
+    err(&format!("reading the body failed: {cause}"))
 }
 
 fn error_code(code: &ErrorCode) -> TransportError {

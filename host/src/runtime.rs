@@ -26,6 +26,8 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "relay",
     exports: { default: async },
+    // `blob-reader.write-to` takes the streams wasmtime-wasi serves.
+    with: { "wasi:io": wasmtime_wasi::p2::bindings::io },
 });
 
 pub use exports::ocirelay::registry::registry as wit;

@@ -14,8 +14,8 @@ use crate::convert;
 
 /// The largest manifest read whole (the registry component's own cap).
 const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
-/// Bytes asked of the registry component per read of a streamed blob.
-pub const STREAM_CHUNK: u64 = 1024 * 1024;
+/// Bytes asked of the registry component per read of an object read whole.
+const STREAM_CHUNK: u64 = 1024 * 1024;
 
 /// A body to send.
 pub enum Body {

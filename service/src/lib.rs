@@ -18,6 +18,12 @@ mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
         world: "service",
+        // The streams the `wasi` crate binds: one resource type for both.
+        with: {
+            "wasi:io/error@0.2.12": wasi::io::error,
+            "wasi:io/poll@0.2.12": wasi::io::poll,
+            "wasi:io/streams@0.2.12": wasi::io::streams,
+        },
     });
 }
 

@@ -7,7 +7,7 @@ use ocirelay_core::service::{reply, Failure, Head};
 use wasi::http::types::{Fields, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::streams::{OutputStream, StreamError};
 
-use crate::answer::{Answer, Body, STREAM_CHUNK};
+use crate::answer::{Answer, Body};
 
 /// Sends `answer` (its head only for a HEAD request).
 pub fn answer(out: ResponseOutparam, answer: Answer, head_only: bool) {
@@ -49,25 +49,10 @@ fn send(out: ResponseOutparam, head: &Head, body: Body) {
     let complete = match body {
         Body::Empty => true,
         Body::Bytes(bytes) => write_all(&stream, &bytes).is_ok(),
-        // Each chunk is held until the next read succeeds: the read that
-        // finds the end is the one that checks the digest, so the last
-        // bytes go out only once the whole blob matched.
-        Body::Stream(reader) => {
-            let mut held: Vec<u8> = Vec::new();
-            loop {
-                match reader.read(STREAM_CHUNK) {
-                    Ok(chunk) if chunk.is_empty() => break write_all(&stream, &held).is_ok(),
-                    Ok(chunk) => {
-                        let ready = std::mem::replace(&mut held, chunk);
-                        if write_all(&stream, &ready).is_err() {
-                            break false;
-                        }
-                    }
-                    // The upstream broke or lied: cut the answer short.
-                    Err(_) => break false,
-                }
-            }
-        }
+        // Straight into the answer (inside the host where it checks the
+        // bytes): the last bytes go out only once the whole blob matched;
+        // an upstream that broke or lied cuts the answer short.
+        Body::Stream(reader) => reader.write_to(&stream).is_ok(),
     };
     if complete && stream.blocking_flush().is_ok() {
         drop(stream);

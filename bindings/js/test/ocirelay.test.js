@@ -110,7 +110,8 @@ test('deploy runs the deploy tool input: pushed, then up to date, and bad input 
     { type: 'manifest', refs: [`${b}/deployed:v1`, `${b}/deployed:v2`], lookup: { '': `${a}/app:v1` } },
   ];
   const results = client.deploy(input, { parallel: true });
-  assert.deepEqual(results.map((r) => r.outcome), ['deployed', 'deployed', 'deployed']);
+  const said = JSON.stringify(results, (_, v) => (typeof v === 'bigint' ? Number(v) : v));
+  assert.deepEqual(results.map((r) => r.outcome), ['deployed', 'deployed', 'deployed'], said);
   assert.equal(results[1].descriptor.digest, index.digest);
   assert.equal(client.lookup(`${b}/deployed:v2`, { head: true }).descriptor.digest, index.digest);
   const again = new Client().deploy(input, { dryRun: true });
