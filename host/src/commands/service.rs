@@ -175,17 +175,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_config_of_any_size_and_text_is_carried_unchanged() {
+    /// What `name`, a function of no arguments in the configuration
+    /// component `wasm`'s interface, returns.
+    fn call<R>(wasm: &[u8], name: &str) -> R
+    where
+        R: wasmtime::component::ComponentType + wasmtime::component::Lift + Send + Sync + 'static,
+    {
         use wasmtime::component::{Component, Linker};
-        let entries: Vec<String> = (0..9000).map(|i| format!("\"team{i}/*\"")).collect();
-        let text = format!(
-            "{{\"upstreams\": [{{\"registry\": \"r.example\", \"repositories\": [{}]}}], \
-             \"user-agent\": \"edge \\u00e9\\\"\\\\ ✓\"}}",
-            entries.join(", ")
-        );
-        assert!(text.len() > 65536, "more than one page of memory");
-        let wasm = compose::config_component(&text, false).expect("made");
         let engine = wasmtime::Engine::default();
         let component = Component::new(&engine, wasm).expect("compiles");
         let mut store = wasmtime::Store::new(&engine, ());
@@ -196,32 +192,31 @@ mod tests {
             .get_export_index(&mut store, None, compose::CONFIG_INTERFACE)
             .expect("exports the config interface");
         let func = instance
-            .get_export_index(&mut store, Some(&interface), "config")
-            .and_then(|i| instance.get_typed_func::<(), (String,)>(&mut store, i).ok())
-            .expect("config: func() -> string");
-        let (got,) = func.call(&mut store, ()).expect("called");
-        assert_eq!(got, text);
-        let verifies = |wasm: Vec<u8>| {
-            let component = Component::new(&engine, wasm).expect("compiles");
-            let mut store = wasmtime::Store::new(&engine, ());
-            let instance = Linker::new(&engine)
-                .instantiate(&mut store, &component)
-                .expect("instantiates");
-            let interface = instance
-                .get_export_index(&mut store, None, compose::CONFIG_INTERFACE)
-                .expect("exports the config interface");
-            let func = instance
-                .get_export_index(&mut store, Some(&interface), "host-verifies-downloads")
-                .and_then(|i| instance.get_typed_func::<(), (bool,)>(&mut store, i).ok())
-                .expect("host-verifies-downloads: func() -> bool");
-            func.call(&mut store, ()).expect("called").0
+            .get_export_index(&mut store, Some(&interface), name)
+            .and_then(|i| instance.get_typed_func::<(), (R,)>(&mut store, i).ok())
+            .unwrap_or_else(|| panic!("{name}: a function of no arguments"));
+        func.call(&mut store, ()).expect("called").0
+    }
+
+    #[test]
+    fn a_config_of_any_size_and_text_is_carried_unchanged() {
+        let entries: Vec<String> = (0..9000).map(|i| format!("\"team{i}/*\"")).collect();
+        let text = format!(
+            "{{\"upstreams\": [{{\"registry\": \"r.example\", \"repositories\": [{}]}}], \
+             \"user-agent\": \"edge \\u00e9\\\"\\\\ ✓\"}}",
+            entries.join(", ")
+        );
+        assert!(text.len() > 65536, "more than one page of memory");
+        let config = |text: &str, host_verifies| {
+            compose::config_component(text, host_verifies).expect("made")
         };
-        assert!(!verifies(
-            compose::config_component(&text, false).expect("made")
+        let got: String = call(&config(&text, false), "config");
+        assert_eq!(got, text);
+        assert!(!call::<bool>(
+            &config(&text, false),
+            "host-verifies-downloads"
         ));
-        assert!(verifies(
-            compose::config_component("{}", true).expect("made")
-        ));
+        assert!(call::<bool>(&config("{}", true), "host-verifies-downloads"));
         let parsed = ServiceConfig::parse(&got).expect("valid");
         assert_eq!(parsed.user_agent, "edge é\"\\ ✓");
     }
