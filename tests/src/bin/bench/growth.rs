@@ -9,7 +9,8 @@
 //! - Images: 1, 10 and 100 images copied by one process (`ocirelay deploy
 //!   --parallel`; `skopeo sync`, which copies a list of images).
 //!
-//! Every copy goes to a fresh registry; medians of the runs.
+//! Every copy goes to a fresh registry; the tools take turns, run after
+//! run, and the tables show medians.
 
 use std::path::{Path, PathBuf};
 
@@ -50,28 +51,36 @@ struct Measured {
 }
 
 impl Tools<'_> {
-    /// Runs `once` against a fresh, empty registry per run (and `src`),
-    /// counting the requests both served in the first run.
-    fn measure(&self, src: &Registry, mut once: impl FnMut(&Registry) -> Run) -> Measured {
-        let (mut times, mut cpus, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
-        let mut requests = 0;
+    /// Runs each of `tools` against a fresh, empty registry per run (and
+    /// `src`), taking turns, so that a machine that slows down for a while
+    /// slows them all alike; counts the requests of each one's first run.
+    fn measure<const N: usize>(
+        &self,
+        src: &Registry,
+        mut tools: [&mut dyn FnMut(&Registry) -> Run; N],
+    ) -> [Measured; N] {
+        let mut runs: [Vec<Run>; N] = std::array::from_fn(|_| Vec::new());
+        let mut requests = [0; N];
         for i in 0..self.runs {
-            let dst = Registry::start_plain(Auth::None);
-            let before = requests_served(src);
-            let r = once(&dst);
-            if i == 0 {
-                requests = requests_served(src) - before + requests_served(&dst);
+            for (k, once) in tools.iter_mut().enumerate() {
+                let dst = Registry::start_plain(Auth::None);
+                let before = requests_served(src);
+                let r = once(&dst);
+                if i == 0 {
+                    requests[k] = requests_served(src) - before + requests_served(&dst);
+                }
+                runs[k].push(r);
             }
-            times.push(r.seconds);
-            cpus.push(r.cpu);
-            peaks.push(r.peak_kib as f64 / 1024.0);
         }
-        Measured {
-            seconds: median(times),
-            cpu: median(cpus),
-            peak_mib: median(peaks),
-            requests,
-        }
+        std::array::from_fn(|k| {
+            let of = |f: fn(&Run) -> f64| median(runs[k].iter().map(f).collect());
+            Measured {
+                seconds: of(|r| r.seconds),
+                cpu: of(|r| r.cpu),
+                peak_mib: of(|r| r.peak_kib as f64 / 1024.0),
+                requests: requests[k],
+            }
+        })
     }
 
     fn ocirelay_copy(&self, source: &str, dst: &Registry, target: &str) -> Run {
@@ -128,12 +137,15 @@ pub fn layers(tools: &Tools) -> String {
     );
     for (name, tag, image) in &cases {
         let blobs = layer_files(&layout, image);
-        let floor = tools.measure(&src, |dst| curl_floor(dst, &blobs));
         let source = src.reference(&format!("grow/layers:{tag}"));
-        let ours = tools.measure(&src, |dst| {
-            tools.ocirelay_copy(&source, dst, "grow/copy:v1")
-        });
-        let theirs = tools.measure(&src, |dst| tools.skopeo_copy(&source, dst, "grow/copy:v1"));
+        let [floor, ours, theirs] = tools.measure(
+            &src,
+            [
+                &mut |dst| curl_floor(dst, &blobs),
+                &mut |dst| tools.ocirelay_copy(&source, dst, "grow/copy:v1"),
+                &mut |dst| tools.skopeo_copy(&source, dst, "grow/copy:v1"),
+            ],
+        );
         for (tool, m) in [
             ("curl floor", &floor),
             ("ocirelay", &ours),
@@ -239,10 +251,13 @@ pub fn platforms(tools: &Tools) -> String {
     );
     for n in sizes {
         let source = src.reference(&format!("grow/platforms:p{n}"));
-        let ours = tools.measure(&src, |dst| {
-            tools.ocirelay_copy(&source, dst, "grow/copy:v1")
-        });
-        let theirs = tools.measure(&src, |dst| tools.skopeo_copy(&source, dst, "grow/copy:v1"));
+        let [ours, theirs] = tools.measure(
+            &src,
+            [
+                &mut |dst| tools.ocirelay_copy(&source, dst, "grow/copy:v1"),
+                &mut |dst| tools.skopeo_copy(&source, dst, "grow/copy:v1"),
+            ],
+        );
         for (tool, m) in [("ocirelay", &ours), ("skopeo", &theirs)] {
             out.push_str(&format!(
                 "| {n:>9} | {tool:<8} | {:>7.1} ms | {:>7.1} ms | {:>5.1} MiB | {:>8} | {:>12.2} ms |\n",
@@ -277,7 +292,7 @@ pub fn images(tools: &Tools) -> String {
     );
     for n in [1, 10, 100] {
         let tags: Vec<String> = (0..n).map(|i| format!("img{i}")).collect();
-        let ours = tools.measure(&src, |dst| {
+        let mut ours = |dst: &Registry| {
             let input = work.path().join(format!("deploy-{n}.json"));
             let lines: String = tags
                 .iter()
@@ -293,8 +308,8 @@ pub fn images(tools: &Tools) -> String {
             std::fs::write(&input, lines).expect("the deploy input");
             let argv = [tools.ocirelay, "deploy", "--parallel"];
             run_in(&argv, tools.env, Some(&input))
-        });
-        let theirs = tools.measure(&src, |dst| {
+        };
+        let mut theirs = |dst: &Registry| {
             // skopeo sync takes a list of images in YAML.
             let list = work.path().join(format!("sync-{n}.yaml"));
             let yaml = format!(
@@ -318,7 +333,8 @@ pub fn images(tools: &Tools) -> String {
                 dst.host(),
             ];
             run(&argv, tools.skopeo_env)
-        });
+        };
+        let [ours, theirs] = tools.measure(&src, [&mut ours, &mut theirs]);
         for (tool, m) in [("ocirelay", &ours), ("skopeo", &theirs)] {
             out.push_str(&format!(
                 "| {n:>6} | {tool:<8} | {:>7.1} ms | {:>7.1} ms | {:>5.1} MiB | {:>8} | {:>10.0} | {:>9.2} ms |\n",
