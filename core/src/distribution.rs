@@ -21,6 +21,13 @@ pub fn blob_digest(path_and_query: &str) -> Option<Digest> {
     Digest::parse(digest).ok()
 }
 
+/// The `Content-Range` of a 206 that sends a blob of `size` bytes from
+/// byte `offset` to its end; `None` when there is nothing from there.
+pub fn rest_range(offset: u64, size: u64) -> Option<String> {
+    let last = size.checked_sub(1).filter(|last| offset <= *last)?;
+    Some(format!("bytes {offset}-{last}/{size}"))
+}
+
 /// `/v2/<repo>/blobs/uploads/`: starts an upload session.
 pub fn upload_path(repository: &str) -> String {
     format!("/v2/{repository}/blobs/uploads/")
@@ -110,6 +117,14 @@ mod tests {
         let d = Digest::sha256(b"");
         assert_eq!(manifest_path("a/b", "latest"), "/v2/a/b/manifests/latest");
         assert_eq!(blob_path("a", &d), format!("/v2/a/blobs/{d}"));
+    }
+
+    #[test]
+    fn the_rest_of_a_blob_is_a_content_range() {
+        assert_eq!(rest_range(4, 10).as_deref(), Some("bytes 4-9/10"));
+        assert_eq!(rest_range(9, 10).as_deref(), Some("bytes 9-9/10"));
+        assert_eq!(rest_range(10, 10), None);
+        assert_eq!(rest_range(0, 0), None);
     }
 
     #[test]

@@ -324,7 +324,7 @@ fn vouch(
             size: length,
         },
         (http::StatusCode::PARTIAL_CONTENT, Some(p)) => {
-            let range = format!("bytes {}-{}/{}", p.seen, p.size.checked_sub(1)?, p.size);
+            let range = ocirelay_core::distribution::rest_range(p.seen, p.size)?;
             let rest = header(http::header::CONTENT_RANGE).map(str::trim);
             if rest != Some(range.as_str()) || length != p.size - p.seen {
                 return None;

@@ -6,7 +6,7 @@
 
 use crate::auth::repository_scope;
 use crate::client::Client;
-use crate::distribution::blob_path;
+use crate::distribution::{blob_path, rest_range};
 use crate::error::{Error, Result};
 use crate::http::{BodyMode, Method, RequestId, ResponseBody, TransportError};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
@@ -87,8 +87,8 @@ impl ResumeBlob {
         match response.status {
             206 => {
                 let range = response.headers.get("content-range").unwrap_or("");
-                let expected = format!("bytes {}-{}/{}", self.offset, self.size - 1, self.size);
-                if range.trim() != expected {
+                let expected = rest_range(self.offset, self.size);
+                if Some(range.trim()) != expected.as_deref() {
                     return Err(Error::protocol(
                         &self.subject,
                         format!(
