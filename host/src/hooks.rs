@@ -9,7 +9,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -25,6 +25,7 @@ use ocirelay_core::Digest;
 use crate::error::HostError;
 use crate::idle::{self, Activity, IdleBody};
 use crate::policy::Policy;
+use crate::tokens::{KeptBody, Tokens};
 use crate::verify::{upload_digest, Partial, Unfinished, VerifyingBody};
 
 /// The pooled HTTP(S) client the hook sends through.
@@ -32,7 +33,7 @@ pub type Pooled = Client<hyper_rustls::HttpsConnector<HttpConnector>, WasiBody>;
 
 /// Builds the shared client: one per process, cloned into every store. It
 /// trusts the system's CA certificates and those in `ca_files` (PEM).
-pub fn pooled_client(ca_files: &[PathBuf]) -> Result<Pooled, HostError> {
+fn pooled_client(ca_files: &[PathBuf]) -> Result<Pooled, HostError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -100,15 +101,48 @@ pub struct Traffic {
     pub host_calls: AtomicU64,
 }
 
-/// Hooks stored per component instance.
-pub struct Hooks {
+/// What the hooks of every instance in a process share: the pooled client,
+/// the counters, the policy, and what is kept across instances (checks of
+/// reads that broke off, token answers).
+pub struct Outbound {
     client: Pooled,
     traffic: Arc<Traffic>,
-    policy: Arc<Policy>,
+    policy: Policy,
     /// How long a request may go without progress.
     idle_timeout: Duration,
     /// Checks of blob reads that broke off, for their resumed reads.
     unfinished: Arc<Unfinished>,
+    /// Token servers' answers, for the instances that ask again.
+    tokens: Arc<Tokens>,
+}
+
+impl Outbound {
+    /// Sending under `policy`, trusting the system's roots and `ca_files`
+    /// for HTTPS, failing requests idle for `idle_timeout`.
+    pub fn new(
+        policy: Policy,
+        ca_files: &[PathBuf],
+        idle_timeout: Duration,
+    ) -> Result<Arc<Self>, HostError> {
+        Ok(Arc::new(Outbound {
+            client: pooled_client(ca_files)?,
+            traffic: Arc::default(),
+            policy,
+            idle_timeout,
+            unfinished: Arc::default(),
+            tokens: Arc::default(),
+        }))
+    }
+
+    /// What every instance sent, for progress reports.
+    pub fn traffic(&self) -> &Arc<Traffic> {
+        &self.traffic
+    }
+}
+
+/// Hooks stored per component instance.
+pub struct Hooks {
+    outbound: Arc<Outbound>,
     /// Whether upload bodies are checked against their digest here.
     pub verify_uploads: bool,
     /// A lying host, for tests: every blob read's answer says it was
@@ -119,22 +153,10 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    /// Hooks sending through `client` under `policy`, counting into
-    /// `traffic`, failing requests idle for `idle_timeout`, keeping broken
-    /// checks in `unfinished` (shared, so any instance may resume a read).
-    pub fn new(
-        client: Pooled,
-        traffic: Arc<Traffic>,
-        policy: Arc<Policy>,
-        idle_timeout: Duration,
-        unfinished: Arc<Unfinished>,
-    ) -> Self {
+    /// Hooks sending through what `outbound` holds for every instance.
+    pub fn new(outbound: Arc<Outbound>) -> Self {
         Hooks {
-            client,
-            traffic,
-            policy,
-            idle_timeout,
-            unfinished,
+            outbound,
             verify_uploads: true,
             #[cfg(test)]
             forge_body_verified: false,
@@ -161,11 +183,7 @@ impl WasiHttpHooks for Hooks {
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
-        let client = self.client.clone();
-        let traffic = self.traffic.clone();
-        let policy = self.policy.clone();
-        let idle = self.idle_timeout;
-        let unfinished = self.unfinished.clone();
+        let outbound = self.outbound.clone();
         let verify = self.verify_uploads;
         #[cfg(test)]
         let forge = self.forge_body_verified;
@@ -175,11 +193,20 @@ impl WasiHttpHooks for Hooks {
             .map(|a| a.to_string())
             .unwrap_or_default();
         Box::new(async move {
-            if policy.admit(&authority).await.is_err() {
+            let (mut parts, body) = request.into_parts();
+            // A token request answered before: nothing goes out.
+            let token = outbound.tokens.key(&parts);
+            let kept = token
+                .as_ref()
+                .and_then(|key| outbound.tokens.answer(key, Instant::now()));
+            if let Some(answer) = kept {
+                tracing::debug!(uri = %shown_uri(&parts.uri), "answered with a kept token");
+                return Ok((token_response(answer), finished()));
+            }
+            if outbound.policy.admit(&authority).await.is_err() {
                 tracing::warn!(host = %authority, "refused: not a registry this command names, nor one it was sent to");
                 return Err(Error::HttpRequestDenied);
             }
-            let (mut parts, body) = request.into_parts();
             // The component's ask to check a blob read (on from where the
             // check of a broken read stopped): ours, never sent on.
             let check_download = parts
@@ -190,7 +217,7 @@ impl WasiHttpHooks for Hooks {
                 .headers
                 .remove(RESUME_CHECK)
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                .and_then(|id| unfinished.take(id))
+                .and_then(|id| outbound.unfinished.take(id))
                 .filter(|p| Some(&p.expected) == check_download.as_ref());
             // GET, HEAD and zero-length writes carry no body: hand hyper a
             // finished one, so it neither frames it as chunked nor leaves a
@@ -206,7 +233,7 @@ impl WasiHttpHooks for Hooks {
             let body = if empty {
                 Empty::new().map_err(|never| match never {}).boxed_unsync()
             } else {
-                let (counter, activity) = (traffic.clone(), activity.clone());
+                let (counter, activity) = (outbound.traffic.clone(), activity.clone());
                 let counted = body.map_frame(move |frame| {
                     if let Some(data) = frame.data_ref() {
                         counter
@@ -233,7 +260,7 @@ impl WasiHttpHooks for Hooks {
                     _ => counted.boxed_unsync(),
                 }
             };
-            traffic.requests.fetch_add(1, Ordering::Relaxed);
+            outbound.traffic.requests.fetch_add(1, Ordering::Relaxed);
             // Queries of signed CDN URLs and upload states carry secrets.
             let shown = shown_uri(&parts.uri);
             #[cfg(test)]
@@ -242,16 +269,24 @@ impl WasiHttpHooks for Hooks {
                 .flatten();
             tracing::debug!(method = %parts.method, uri = %shown, "sending");
             let request = http::Request::from_parts(parts, body);
-            let Some(response) = idle::within(&activity, idle, client.request(request)).await
-            else {
+            let idle = outbound.idle_timeout;
+            let sent = outbound.client.request(request);
+            let Some(response) = idle::within(&activity, idle, sent).await else {
                 tracing::warn!(host = %authority, ?idle, "no progress; giving up on this try");
                 return Err(Error::ConnectionReadTimeout);
             };
             let response = response.map_err(client_error)?;
             tracing::debug!(status = %response.status(), "answered");
-            policy.learn(&authority, response.status().as_u16(), response.headers());
-            if response.status() == http::StatusCode::CREATED {
-                traffic.objects_written.fetch_add(1, Ordering::Relaxed);
+            outbound
+                .policy
+                .learn(&authority, response.status().as_u16(), response.headers());
+            match response.status() {
+                http::StatusCode::CREATED => {
+                    let written = &outbound.traffic.objects_written;
+                    written.fetch_add(1, Ordering::Relaxed);
+                }
+                http::StatusCode::UNAUTHORIZED => outbound.tokens.learn_realms(response.headers()),
+                _ => {}
             }
             let (mut head, body) = response.into_parts();
             let body = IdleBody::new(
@@ -266,14 +301,13 @@ impl WasiHttpHooks for Hooks {
                     head.headers.insert(BODY_CHECK, http::HeaderValue::from(0));
                 }
                 let body = body.boxed_unsync();
-                let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
-                    Box::new(async { Ok(()) });
-                return Ok((http::Response::from_parts(head, body), done));
+                return Ok((http::Response::from_parts(head, body), finished()));
             }
             let mismatch = |detail: String| {
                 Error::InternalError(Some(format!("{DOWNLOAD_MISMATCH}: {detail}")))
             };
-            let id = unfinished.id();
+            let id = outbound.unfinished.id();
+            let unfinished = outbound.unfinished.clone();
             let body = match vouch(check_download, resumed, &mut head, id) {
                 Some(Vouch::Whole { digest, size }) => {
                     VerifyingBody::new(body, digest, size, mismatch)
@@ -283,14 +317,38 @@ impl WasiHttpHooks for Hooks {
                 Some(Vouch::Rest(partial)) => VerifyingBody::resumed(body, *partial, mismatch)
                     .kept_in(unfinished, id)
                     .boxed_unsync(),
-                None => body.boxed_unsync(),
+                None => match token {
+                    Some(key) if head.status == http::StatusCode::OK => {
+                        KeptBody::new(body, outbound.tokens.clone(), key).boxed_unsync()
+                    }
+                    _ => body.boxed_unsync(),
+                },
             };
-            let response = http::Response::from_parts(head, body);
-            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
-                Box::new(async { Ok(()) });
-            Ok((response, done))
+            Ok((http::Response::from_parts(head, body), finished()))
         })
     }
+}
+
+/// What wasi-http awaits once a response's body is handed over: nothing
+/// more here (the body's own errors end it).
+fn finished() -> Box<dyn Future<Output = Result<(), Error>> + Send> {
+    Box::new(async { Ok(()) })
+}
+
+/// A token server's answer, given again from [`Tokens`].
+fn token_response(answer: bytes::Bytes) -> http::Response<WasiBody> {
+    let length = answer.len();
+    let mut response = http::Response::new(
+        http_body_util::Full::new(answer)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    let length = http::HeaderValue::from(length);
+    let json = http::HeaderValue::from_static("application/json");
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, json);
+    headers.insert(http::header::CONTENT_LENGTH, length);
+    response
 }
 
 /// What the hook checks a response's body as.

@@ -18,6 +18,7 @@ mod queries;
 mod runtime;
 mod serve;
 mod settings;
+mod tokens;
 mod verify;
 
 use std::io::IsTerminal;

@@ -19,7 +19,7 @@ use ocirelay_core::ops::lookup::LookupOptions;
 use ocirelay_core::{Descriptor, Reference};
 
 use crate::error::HostError;
-use crate::hooks::{pooled_client, Hooks, Traffic};
+use crate::hooks::{Hooks, Outbound, Traffic};
 use crate::policy::Policy;
 
 wasmtime::component::bindgen!({
@@ -79,17 +79,12 @@ impl WasiHttpView for State {
 pub struct Runtime {
     engine: Engine,
     pre: RelayPre<State>,
-    http: crate::hooks::Pooled,
-    /// What every instance of this runtime sent, for progress reports.
-    pub traffic: Arc<Traffic>,
-    /// Rate limits and allowed hosts, shared by every instance.
-    pub policy: Arc<Policy>,
-    idle_timeout: std::time::Duration,
+    /// What every instance's hook shares: the client, the counters, the
+    /// rate limits and allowed hosts.
+    outbound: Arc<Outbound>,
     /// Whether the hook checks uploads, and blob reads when asked (the
     /// component is told so).
     host_checks: bool,
-    /// Checks of blob reads that broke off, for their resumed reads.
-    unfinished: Arc<crate::verify::Unfinished>,
     /// Whether the hook lies that it checked blob reads (tests).
     #[cfg(test)]
     forging: bool,
@@ -107,32 +102,33 @@ impl Runtime {
         let (engine, pre) = proxy_world_pre(COMPONENT_WASM, None)?;
         let pre =
             RelayPre::new(pre).map_err(HostError::runtime("binding the component's exports"))?;
-        let http = pooled_client(ca_files)?;
         Ok(Runtime {
             engine,
             pre,
-            http,
-            traffic: Arc::default(),
-            policy: Arc::new(policy),
-            idle_timeout,
+            outbound: Outbound::new(policy, ca_files, idle_timeout)?,
             host_checks: true,
-            unfinished: Arc::default(),
             #[cfg(test)]
             forging: false,
         })
     }
 
+    /// What every instance of this runtime sent, for progress reports.
+    pub fn traffic(&self) -> &Arc<Traffic> {
+        self.outbound.traffic()
+    }
+
     /// Logs (at debug) the calls the component made into the host, per MiB
     /// it had sent: the figure that bounds a streamed copy's CPU.
     pub fn log_host_calls(&self) {
-        let calls = self.traffic.host_calls.load(Ordering::Relaxed);
-        let sent = self.traffic.bytes_sent.load(Ordering::Relaxed);
+        let traffic = self.traffic();
+        let calls = traffic.host_calls.load(Ordering::Relaxed);
+        let sent = traffic.bytes_sent.load(Ordering::Relaxed);
         let mib = sent as f64 / (1024.0 * 1024.0);
         let per_mib = if mib >= 1.0 { calls as f64 / mib } else { 0.0 };
         tracing::debug!(
             host_calls = calls,
             bytes_sent = sent,
-            requests = self.traffic.requests.load(Ordering::Relaxed),
+            requests = traffic.requests.load(Ordering::Relaxed),
             "guest-to-host calls: {calls} ({per_mib:.0} per MiB sent)"
         );
     }
@@ -157,13 +153,7 @@ impl Runtime {
     /// A new instance with one client of the given configuration (the
     /// component is told whether this runtime's hook checks bodies).
     pub async fn session(&self, mut config: wit::Config) -> Result<Session, HostError> {
-        let mut hooks = Hooks::new(
-            self.http.clone(),
-            self.traffic.clone(),
-            self.policy.clone(),
-            self.idle_timeout,
-            self.unfinished.clone(),
-        );
+        let mut hooks = Hooks::new(self.outbound.clone());
         hooks.verify_uploads = self.host_checks;
         #[cfg(test)]
         {
@@ -173,7 +163,7 @@ impl Runtime {
         config.downloads_verified_by_host = self.host_checks;
         let mut store = Store::new(&self.engine, State::new(hooks));
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let traffic = self.traffic.clone();
+            let traffic = self.traffic().clone();
             store.call_hook(move |_, hook| {
                 if matches!(hook, wasmtime::CallHook::CallingHost) {
                     traffic.host_calls.fetch_add(1, Ordering::Relaxed);
@@ -556,7 +546,7 @@ mod tests {
             }
             assert!(started.elapsed() >= Duration::from_secs(2));
             let sent = || {
-                let requests = &runtime.traffic.requests;
+                let requests = &runtime.traffic().requests;
                 requests.load(std::sync::atomic::Ordering::Relaxed)
             };
             assert_eq!(sent(), 6, "the refused request never reached the hook");

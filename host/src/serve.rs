@@ -19,10 +19,9 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
 use crate::error::HostError;
-use crate::hooks::{pooled_client, Hooks, Pooled, Traffic};
+use crate::hooks::{Hooks, Outbound};
 use crate::policy::Policy;
 use crate::runtime::{proxy_world_pre, State};
-use crate::verify::Unfinished;
 
 /// Requests served at once: instances come from a pool of this many, and
 /// a request beyond waits for one to end.
@@ -33,13 +32,10 @@ pub struct Server {
     pre: ProxyPre<State>,
     /// One permit per pooled instance, held for the instance's life.
     instances: Arc<tokio::sync::Semaphore>,
-    http: Pooled,
-    traffic: Arc<Traffic>,
-    policy: Arc<Policy>,
-    idle_timeout: Duration,
-    /// Checks of blob reads that broke off: a request's instance resumes
-    /// its own reads, and instances come and go.
-    unfinished: Arc<Unfinished>,
+    /// What every request's hook shares: rate limits, the pooled client,
+    /// and what instances that come and go keep for the next (checks of
+    /// reads that broke off, token answers).
+    outbound: Arc<Outbound>,
 }
 
 impl Server {
@@ -58,11 +54,7 @@ impl Server {
         Ok(Server {
             pre,
             instances: Arc::new(tokio::sync::Semaphore::new(INSTANCES as usize)),
-            http: pooled_client(ca_files)?,
-            traffic: Arc::default(),
-            policy: Arc::new(policy),
-            idle_timeout,
-            unfinished: Arc::default(),
+            outbound: Outbound::new(policy, ca_files, idle_timeout)?,
         })
     }
 
@@ -114,13 +106,7 @@ impl Server {
         &self,
         request: hyper::Request<hyper::body::Incoming>,
     ) -> wasmtime::Result<hyper::Response<HyperOutgoingBody>> {
-        let hooks = Hooks::new(
-            self.http.clone(),
-            self.traffic.clone(),
-            self.policy.clone(),
-            self.idle_timeout,
-            self.unfinished.clone(),
-        );
+        let hooks = Hooks::new(self.outbound.clone());
         let mut store = Store::new(self.pre.engine(), State::new(hooks));
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = store

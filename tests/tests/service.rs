@@ -347,6 +347,42 @@ fn a_token_auth_upstream_is_read_anonymously() {
 }
 
 #[test]
+fn ocirelay_serve_asks_the_token_server_once_for_requests_that_need_the_same_token() {
+    let upstream = Registry::start(Auth::Token {
+        users: vec![("edge".into(), "s3cret".into())],
+        public_repositories: vec!["team/app".into()],
+    });
+    let public = push_image(&upstream, "team/app", "v1", &[b"public"]);
+    let private = push_image(&upstream, "team/private", "v1", &[b"private"]);
+    let token_server = upstream.token_server().expect("token auth");
+    // Each request is an instance of its own, with nothing kept in it.
+    let asked_for = |service: &Service, image: &ocirelay_core::Descriptor, repository: &str| {
+        let before = token_server.requests().len();
+        for _ in 0..3 {
+            let path = format!("/v2/{repository}/manifests/{}", image.digest);
+            let answer = service.get(&path);
+            assert_eq!(answer.status, 200, "{answer:?}");
+            assert_eq!(Digest::sha256(&answer.body), image.digest);
+        }
+        token_server.requests()[before..].to_vec()
+    };
+
+    let anonymous = Service::ocirelay(&config_for(upstream.host(), &["team/*"]));
+    let asked = asked_for(&anonymous, &public, "team/app");
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].user, None);
+
+    // With credentials: a token of their own, asked for once too, not the
+    // anonymous one (which would not read this repository).
+    let mut config = config_for(upstream.host(), &["team/*"]);
+    config["credentials"] = json!({upstream.host(): {"username": "edge", "password": "s3cret"}});
+    let trusted = Service::ocirelay(&config);
+    let asked = asked_for(&trusted, &private, "team/private");
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].user.as_deref(), Some("edge"));
+}
+
+#[test]
 fn ocirelay_serve_runs_the_same_service_over_https_upstreams() {
     let upstream = Registry::start(Auth::None);
     let image = push_image(&upstream, "team/app", "v1", &[b"served natively"]);

@@ -58,7 +58,7 @@ fn progress(runtime: &Runtime) -> (indicatif::ProgressBar, tokio::task::JoinHand
         indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    let traffic = runtime.traffic.clone();
+    let traffic = runtime.traffic().clone();
     let shown = bar.clone();
     let task = tokio::spawn(async move {
         loop {
