@@ -1,8 +1,13 @@
 //! Serves the edge service component (`service/`, composed with its
-//! settings) on our wasmtime host: one instance per request, as `wasmtime
-//! serve` and edge runtimes make them, with every outgoing request through
+//! settings) on our wasmtime host, with every outgoing request through
 //! [`crate::hooks::Hooks`] (rate limits shared by all requests, the
 //! allow-list, pooled connections, `--ca-file`).
+//!
+//! An instance serves one request at a time, as under `wasmtime serve`, but
+//! is then kept for a later one (up to [`REUSES`] times; a trap ends it):
+//! the service's registry client keeps its tokens and what registries'
+//! challenges said, so a request to a token-auth upstream is one request
+//! upstream, not a 401, a token request and the request again.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,7 +19,7 @@ use tokio::net::TcpListener;
 use wasmtime::Store;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
@@ -26,6 +31,20 @@ use crate::runtime::{proxy_world_pre, State};
 /// Requests served at once: instances come from a pool of this many, and
 /// a request beyond waits for one to end.
 const INSTANCES: u32 = 128;
+/// Instances kept between requests at most; beyond, an instance whose
+/// request ended is dropped.
+const IDLE: usize = 16;
+/// Requests an instance serves at most, bounding what a long life could
+/// gather in its memory.
+const REUSES: u32 = 1000;
+
+/// An instance between two requests.
+struct Idle {
+    store: Store<State>,
+    proxy: Proxy,
+    /// Requests it has served.
+    served: u32,
+}
 
 /// The service, ready to instantiate per request.
 pub struct Server {
@@ -36,6 +55,8 @@ pub struct Server {
     /// and what instances that come and go keep for the next (checks of
     /// reads that broke off, token answers).
     outbound: Arc<Outbound>,
+    /// Instances whose request ended, the latest last.
+    idle: Arc<std::sync::Mutex<Vec<Idle>>>,
 }
 
 impl Server {
@@ -55,6 +76,7 @@ impl Server {
             pre,
             instances: Arc::new(tokio::sync::Semaphore::new(INSTANCES as usize)),
             outbound: Outbound::new(policy, ca_files, idle_timeout)?,
+            idle: Arc::default(),
         })
     }
 
@@ -106,24 +128,50 @@ impl Server {
         &self,
         request: hyper::Request<hyper::body::Incoming>,
     ) -> wasmtime::Result<hyper::Response<HyperOutgoingBody>> {
-        let hooks = Hooks::new(self.outbound.clone());
-        let mut store = Store::new(self.pre.engine(), State::new(hooks));
+        let permit = self.instances.clone().acquire_owned().await?;
+        let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let Idle {
+            mut store,
+            proxy,
+            served,
+        } = match kept {
+            Some(idle) => idle,
+            None => {
+                let hooks = Hooks::new(self.outbound.clone());
+                let mut store = Store::new(self.pre.engine(), State::new(hooks));
+                let proxy = self.pre.instantiate_async(&mut store).await?;
+                Idle {
+                    store,
+                    proxy,
+                    served: 0,
+                }
+            }
+        };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = store
             .data_mut()
             .http()
             .new_incoming_request(Scheme::Http, request)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
-        let pre = self.pre.clone();
-        let permit = self.instances.clone().acquire_owned().await?;
+        let idle = self.idle.clone();
         // The instance goes on streaming the body after the head is sent.
         let task = tokio::spawn(async move {
             let _permit = permit;
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, out)
-                .await
+            let handler = proxy.wasi_http_incoming_handler();
+            handler.call_handle(&mut store, request, out).await?;
+            let served = served + 1;
+            if served < REUSES {
+                if let Ok(mut idle) = idle.lock() {
+                    if idle.len() < IDLE {
+                        idle.push(Idle {
+                            store,
+                            proxy,
+                            served,
+                        });
+                    }
+                }
+            }
+            Ok(())
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),

@@ -3,6 +3,9 @@
 //! fetched by digest; `If-None-Match` on a digest is answered without
 //! asking upstream at all.
 
+use std::cell::OnceCell;
+use std::rc::Rc;
+
 use ocirelay_core::service::reply::{cache_control, content_head, not_modified, Addressed};
 use ocirelay_core::service::{Failure, FailureKind, Head, Request, Route, ServiceConfig};
 use ocirelay_core::{Digest, Reference};
@@ -10,6 +13,7 @@ use ocirelay_core::{Digest, Reference};
 use crate::bindings::ocirelay::registry::registry::{
     BlobReader, Client, Descriptor, LookupKind, LookupOptions,
 };
+use crate::bindings::ocirelay::registry::service_config;
 use crate::convert;
 
 /// The largest manifest read whole (the registry component's own cap).
@@ -69,11 +73,32 @@ enum Dialect {
     Registry,
 }
 
+thread_local! {
+    /// The instance's registry client, made for its first request. A host
+    /// that gives an instance one request (`wasmtime serve`) makes it per
+    /// request; one that reuses instances (`ocirelay serve`) spares the
+    /// requests after the first what the client learned: its tokens, and
+    /// where each registry sends for them, so no request meets a 401 first.
+    static CLIENT: OnceCell<Rc<Client>> = const { OnceCell::new() };
+}
+
+/// The instance's registry client (see [`CLIENT`]); `config` is the one
+/// composed in, the same for every request.
+fn client(config: &ServiceConfig) -> Rc<Client> {
+    CLIENT.with(|client| {
+        let made = || {
+            let verifies = service_config::host_verifies_downloads();
+            Rc::new(Client::new(&convert::client_config(config, verifies)))
+        };
+        client.get_or_init(made).clone()
+    })
+}
+
 /// One request's view of the upstream: the registry client and the
 /// request's conditions.
 struct Upstream<'a> {
     config: &'a ServiceConfig,
-    client: Client,
+    client: Rc<Client>,
     if_none_match: Option<&'a str>,
 }
 
@@ -81,10 +106,7 @@ impl<'a> Upstream<'a> {
     fn new(config: &'a ServiceConfig, if_none_match: Option<&'a str>) -> Self {
         Upstream {
             config,
-            client: Client::new(&convert::client_config(
-                config,
-                crate::bindings::ocirelay::registry::service_config::host_verifies_downloads(),
-            )),
+            client: client(config),
             if_none_match,
         }
     }

@@ -31,8 +31,10 @@ pub fn client_config(config: &ServiceConfig, host_verifies_downloads: bool) -> w
             .map(|(host, c)| (host.clone(), c.into()))
             .collect(),
         insecure_registries: config.insecure_registries(),
-        // One request's lookups share it (a tag's HEAD, then its GET).
-        cache: true,
+        // Off: the client may serve many requests (see `answer::CLIENT`),
+        // and a tag must be asked upstream each time (an edge cache keeps
+        // answers for as long as their `Cache-Control` says).
+        cache: false,
         concurrency: 0,
         // 0 means the component's default; the service's least is a second.
         retry_deadline_secs: config.retry_deadline_secs.max(1),

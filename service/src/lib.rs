@@ -2,8 +2,9 @@
 //! answers each request through the registry component it imports
 //! (`ocirelay:registry/registry`, composed in with its configuration). What to
 //! do is the core's decision (`ocirelay_core::service`: routes, allow-list,
-//! headers); this crate performs it. It keeps no state between requests:
-//! edge hosts make an instance per request.
+//! headers); this crate performs it. Of one request it keeps nothing for the
+//! next but its registry client (`answer::CLIENT`): edge hosts make an
+//! instance per request, `ocirelay serve` reuses them.
 
 mod answer;
 mod convert;

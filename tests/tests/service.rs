@@ -347,39 +347,62 @@ fn a_token_auth_upstream_is_read_anonymously() {
 }
 
 #[test]
-fn ocirelay_serve_asks_the_token_server_once_for_requests_that_need_the_same_token() {
+fn ocirelay_serve_gets_a_token_once_and_then_asks_upstream_with_it_at_once() {
+    use std::io::{Read, Write};
     let upstream = Registry::start(Auth::Token {
         users: vec![("edge".into(), "s3cret".into())],
-        public_repositories: vec!["team/app".into()],
+        public_repositories: vec![],
     });
-    let public = push_image(&upstream, "team/app", "v1", &[b"public"]);
-    let private = push_image(&upstream, "team/private", "v1", &[b"private"]);
+    let big = vec![7u8; 16 << 20];
+    let image = push_image(&upstream, "team/app", "v1", &[&big]);
+    let layer = Digest::sha256(&big);
     let token_server = upstream.token_server().expect("token auth");
-    // Each request is an instance of its own, with nothing kept in it.
-    let asked_for = |service: &Service, image: &ocirelay_core::Descriptor, repository: &str| {
-        let before = token_server.requests().len();
-        for _ in 0..3 {
-            let path = format!("/v2/{repository}/manifests/{}", image.digest);
-            let answer = service.get(&path);
-            assert_eq!(answer.status, 200, "{answer:?}");
-            assert_eq!(Digest::sha256(&answer.body), image.digest);
-        }
-        token_server.requests()[before..].to_vec()
-    };
-
-    let anonymous = Service::ocirelay(&config_for(upstream.host(), &["team/*"]));
-    let asked = asked_for(&anonymous, &public, "team/app");
-    assert_eq!(asked.len(), 1, "{asked:?}");
-    assert_eq!(asked[0].user, None);
-
-    // With credentials: a token of their own, asked for once too, not the
-    // anonymous one (which would not read this repository).
     let mut config = config_for(upstream.host(), &["team/*"]);
     config["credentials"] = json!({upstream.host(): {"username": "edge", "password": "s3cret"}});
-    let trusted = Service::ocirelay(&config);
-    let asked = asked_for(&trusted, &private, "team/private");
+    let service = Service::ocirelay(&config);
+    let manifest = format!("/v2/team/app/manifests/{}", image.digest);
+    let get_manifest = || {
+        let answer = service.get(&manifest);
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(Digest::sha256(&answer.body), image.digest);
+    };
+    let (tokens, log) = (token_server.requests().len(), upstream.access_log().len());
+
+    // The first request meets the challenge and gets a token with the
+    // configured credentials; the instance is then kept, and the requests
+    // after it go upstream once each, with that token.
+    for _ in 0..3 {
+        get_manifest();
+    }
+    let asked = token_server.requests()[tokens..].to_vec();
     assert_eq!(asked.len(), 1, "{asked:?}");
     assert_eq!(asked[0].user.as_deref(), Some("edge"));
+    let statuses: Vec<u16> = upstream.served(log).iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, [401, 200, 200, 200]);
+
+    // While that instance streams a blob nobody reads, a request gets an
+    // instance of its own, whose client knows nothing yet: it meets the
+    // challenge, and the host gives it the token answer it kept.
+    let mut held = std::net::TcpStream::connect(service.addr()).expect("connecting");
+    let blob = format!("/v2/team/app/blobs/{layer}");
+    write!(held, "GET {blob} HTTP/1.1\r\nHost: edge\r\n\r\n").expect("asking");
+    let mut first = [0u8; 1024];
+    let n = held.read(&mut first).expect("the head");
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    let log = upstream.access_log().len();
+    get_manifest();
+    assert_eq!(
+        token_server.requests().len(),
+        tokens + 1,
+        "no token asked for again"
+    );
+    let statuses: Vec<u16> = upstream.served(log).iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, [401, 200], "a new instance");
+    drop(held);
 }
 
 #[test]

@@ -110,7 +110,10 @@ test('deploy runs the deploy tool input: pushed, then up to date, and bad input 
     { type: 'manifest', refs: [`${b}/deployed:v1`, `${b}/deployed:v2`], lookup: { '': `${a}/app:v1` } },
   ];
   const results = client.deploy(input, { parallel: true });
-  const said = JSON.stringify(results, (_, v) => (typeof v === 'bigint' ? Number(v) : v));
+  const said = JSON.stringify(results, (_, v) => {
+    if (typeof v === 'bigint') return Number(v);
+    return v instanceof Error ? { kind: v.kind, message: v.message } : v;
+  });
   assert.deepEqual(results.map((r) => r.outcome), ['deployed', 'deployed', 'deployed'], said);
   assert.equal(results[1].descriptor.digest, index.digest);
   assert.equal(client.lookup(`${b}/deployed:v2`, { head: true }).descriptor.digest, index.digest);
