@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ocirelay_tests::http1::exchange;
 use ocirelay_tests::registry::free_port;
 use ocirelay_tests::service::wasmtime_cli;
 use ocirelay_tests::{bytes, platform, Auth, Flavour, Layout, Registry};
@@ -70,8 +71,9 @@ const ACCEPT: &str = "Accept: application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json, \
     application/vnd.docker.distribution.manifest.list.v2+json";
 
-fn wrk(url: &str, connections: usize, seconds: u64) -> Load {
+fn wrk(url: &str, connections: usize, seconds: u64, header: Option<&str>) -> Load {
     let out = Command::new("wrk")
+        .args(header.map(|h| ["-H", h]).into_iter().flatten())
         .args([
             "--latency",
             "-H",
@@ -170,11 +172,19 @@ fn main() {
     big_layout.tag("big", &big);
     big_layout.push(&registry, "bench/app", "big");
     let blob = ocirelay_core::Digest::sha256(&big_layer);
+    // The same small image on a registry that wants a token (anonymous
+    // pulls allowed), as Docker Hub does.
+    let token_registry = Registry::start_plain(Auth::Token {
+        users: vec![("bench".into(), "bench".into())],
+        public_repositories: vec!["bench/app".into()],
+    });
+    layout.push(&token_registry, "bench/app", "v1");
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let config = dir.path().join("service.json");
     let config_json = serde_json::json!({"upstreams": [
-        {"registry": registry.host(), "repositories": ["bench/*"]}]});
+        {"registry": registry.host(), "repositories": ["bench/*"]},
+        {"registry": token_registry.host(), "repositories": ["bench/*"]}]});
     std::fs::write(&config, config_json.to_string()).expect("writing the config");
     let wasm = dir.path().join("service.wasm");
     let built = Command::new(ocirelay)
@@ -217,17 +227,36 @@ fn main() {
         "registry",
         manifest_path.clone(),
     ));
+    let from_token_registry = format!("{manifest_path}?ns={}", token_registry.host());
+    for server in &servers {
+        rows.push((
+            "the same, token-auth upstream".into(),
+            server.name,
+            from_token_registry.clone(),
+        ));
+    }
+    rows.push((
+        "the same, token-auth upstream".into(),
+        "token registry",
+        manifest_path.clone(),
+    ));
+    let bearer = format!("Authorization: Bearer {}", anonymous_token(&token_registry));
     for (route, name, path) in &rows {
-        let addr = match *name {
-            "registry" => registry.host().to_string(),
-            _ => servers
-                .iter()
-                .find(|s| s.name == *name)
-                .map(|s| s.addr.clone())
-                .unwrap_or_default(),
+        let (addr, header) = match *name {
+            "registry" => (registry.host().to_string(), None),
+            "token registry" => (token_registry.host().to_string(), Some(bearer.as_str())),
+            _ => (
+                servers
+                    .iter()
+                    .find(|s| s.name == *name)
+                    .map(|s| s.addr.clone())
+                    .unwrap_or_default(),
+                None,
+            ),
         };
         for connections in [1, 8] {
-            let load = wrk(&format!("http://{addr}{path}"), connections, seconds);
+            let url = format!("http://{addr}{path}");
+            let load = wrk(&url, connections, seconds, header);
             println!(
                 "| {route} | {name} | {connections} | {:.0} | {:.2} ms | {:.2} ms |{}",
                 load.requests_per_sec,
@@ -268,6 +297,22 @@ fn main() {
             server.peak_mib()
         );
     }
+}
+
+/// A token for pulling `bench/app` from `registry`, as a client gets one
+/// (the registry itself is then asked with it, a ceiling for the service).
+fn anonymous_token(registry: &Registry) -> String {
+    let realm = registry.token_server().expect("token auth").realm();
+    let rest = realm.strip_prefix("http://").expect("a plain realm");
+    let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let service = ocirelay_tests::token_server::SERVICE;
+    let query = format!("service={service}&scope=repository:bench/app:pull");
+    let conn = std::net::TcpStream::connect(addr).expect("reaching the token server");
+    let answer = exchange(conn, addr, "GET", &format!("{path}?{query}"), &[], b"");
+    answer.json()["token"]
+        .as_str()
+        .expect("a token")
+        .to_string()
 }
 
 fn start_servers(ocirelay: &str, config: &Path, wasm: &Path) -> Vec<Server> {
