@@ -89,6 +89,14 @@ impl RegistryError {
             .unwrap_or_default()
     }
 
+    /// The code of every error of an error body, in order; none when the
+    /// body is not one.
+    pub fn codes(body: &[u8]) -> Vec<String> {
+        serde_json::from_slice::<ErrorBody>(body)
+            .map(|b| b.errors.into_iter().filter_map(|e| e.code).collect())
+            .unwrap_or_default()
+    }
+
     /// Whether the code is one of [`NOT_FOUND_CODES`].
     pub fn is_not_found(&self) -> bool {
         self.code
@@ -110,6 +118,12 @@ mod tests {
         assert!(e.is_not_found());
         assert_eq!(RegistryError::parse(b"garbage"), RegistryError::default());
         assert!(!RegistryError::parse(br#"{"errors":[{"code":"DENIED"}]}"#).is_not_found());
+        let two = br#"{"errors":[{"code":"DIGEST_INVALID"},{"message":"no code"},{"code":"MANIFEST_BLOB_UNKNOWN"}]}"#;
+        assert_eq!(
+            RegistryError::codes(two),
+            ["DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN"]
+        );
+        assert!(RegistryError::codes(b"garbage").is_empty());
     }
 
     #[test]

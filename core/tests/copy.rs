@@ -785,6 +785,47 @@ fn a_201_that_confirms_nothing_is_checked_with_one_head() {
 }
 
 #[test]
+fn a_child_in_flux_is_pushed_around_up_to_three_times_never_more() {
+    // While another copy pushes the same child (to another tag), distribution
+    // may read the child's link half-written: DIGEST_INVALID, then the
+    // child unknown. The children are there; the push is tried again.
+    let in_flux = br#"{"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"},{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#;
+    for (refusals, pushed) in [(1, true), (2, true), (3, false)] {
+        let mut world = World::default();
+        let (_, desc) = image(&mut world, A, "src", &[b"one"]);
+        world.reg(A).tag("src", "v1", &desc.digest);
+        let mut c = client(&[]);
+        let mut op = CopyManifest::new(
+            r(&format!("{A}/src:v1")),
+            r(&format!("{B}/dst:v1")),
+            ChildRefs::default(),
+        );
+        let mut refused = 0;
+        let (out, sent) = drive(&mut c, &mut op, |q| {
+            let tag_push =
+                q.method == Method::Put && q.url.path_and_query.ends_with("/manifests/v1");
+            if tag_push && refused < refusals {
+                refused += 1;
+                return Ok(response(400, &[], in_flux));
+            }
+            world.serve(q)
+        });
+        let pushes = methods(&sent)
+            .iter()
+            .filter(|m| *m == &format!("PUT manifest {B}"))
+            .count();
+        if pushed {
+            assert_eq!(out.unwrap().digest, desc.digest);
+            assert_eq!(pushes, refusals + 1, "{:#?}", urls(&sent));
+        } else {
+            let err = out.unwrap_err().to_string();
+            assert!(err.contains("DIGEST_INVALID"), "{err}");
+            assert_eq!(pushes, 3, "never a fourth: {:#?}", urls(&sent));
+        }
+    }
+}
+
+#[test]
 fn a_refused_manifest_push_is_the_manifests_error_and_copies_no_children() {
     let mut world = World::default();
     let (bytes, _) = image(&mut world, A, "app", &[b"refused"]);

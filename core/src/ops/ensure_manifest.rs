@@ -87,13 +87,15 @@ impl Operation for CopyChildren {
 enum Stage {
     /// Is it there already (by tag when there is one)?
     Head(Box<Lookup>),
-    /// Pushing; `retried` once the children were copied.
-    Put {
-        exchange: Box<Exchange>,
-        retried: bool,
+    /// Pushing; `round` counts the pushes before this one (each followed
+    /// by copying the children).
+    Put { exchange: Box<Exchange>, round: u8 },
+    /// Copying the children the registry said were missing after push
+    /// number `round` (from 0).
+    Children {
+        children: Box<CopyChildren>,
+        round: u8,
     },
-    /// Copying the children the registry said were missing.
-    Children(Box<CopyChildren>),
     /// The PUT's 201 confirmed nothing: is ours there?
     Confirm(Box<ConfirmPush>),
 }
@@ -101,6 +103,12 @@ enum Stage {
 /// How deep indexes may nest (an index of indexes of ...) in one push: a
 /// registry serving a deeper chain gets an error, not our stack.
 pub const MAX_NESTING: u8 = 16;
+
+/// Pushes of a manifest at most, each after the first preceded by copying
+/// its children. More than two: a child another push is writing at that
+/// moment (a concurrent copy of the same image to another tag) can make a
+/// registry answer missing children once more, its child in flux.
+const PUSHES: u8 = 3;
 
 /// Error codes with which registries say a manifest's children are missing
 /// (distribution's own is `MANIFEST_BLOB_UNKNOWN`).
@@ -175,7 +183,7 @@ impl EnsureManifest {
         Ok(self)
     }
 
-    fn put(&self, client: &Client, retried: bool) -> Stage {
+    fn put(&self, client: &Client, round: u8) -> Stage {
         let object = match (&self.reference.tag, &self.reference.digest) {
             (Some(t), _) => t.clone(),
             (None, Some(d)) => d.to_string(),
@@ -195,7 +203,7 @@ impl EnsureManifest {
         };
         Stage::Put {
             exchange: Box::new(Exchange::new(client, spec)),
-            retried,
+            round,
         }
     }
 
@@ -208,7 +216,7 @@ impl EnsureManifest {
             {
                 Step::Done(found.descriptor)
             }
-            _ => Step::Next(self.put(client, false)),
+            _ => Step::Next(self.put(client, 0)),
         }
     }
 
@@ -216,7 +224,7 @@ impl EnsureManifest {
         &self,
         client: &mut Client,
         answer: Exchanged,
-        retried: bool,
+        round: u8,
     ) -> Result<Step<Stage, Descriptor>> {
         let response = &answer.response;
         if response.is_success() {
@@ -230,19 +238,20 @@ impl EnsureManifest {
                 },
             );
         }
-        // Children the registry says are missing: copy them, then push
-        // again, once. Any other refusal (401, 403, ...) is the manifest's.
-        let code = crate::distribution::RegistryError::parse(response.bytes()).code;
+        // Children the registry says are missing (in any of its errors:
+        // distribution puts DIGEST_INVALID first for a child in flux): copy
+        // them, then push again. Any other refusal (401, 403, ...) is the
+        // manifest's.
+        let codes = crate::distribution::RegistryError::codes(response.bytes());
         let missing_children = matches!(response.status, 400 | 404)
-            && code
-                .as_deref()
-                .is_none_or(|c| MISSING_CHILDREN.contains(&c));
-        if missing_children && !retried {
+            && (codes.is_empty() || codes.iter().any(|c| MISSING_CHILDREN.contains(&c.as_str())));
+        if missing_children && round + 1 < PUSHES {
             let children = CopyChildren {
                 waiting: self.plan_children()?,
                 running: Group::new(),
             };
-            return Ok(Step::Next(Stage::Children(Box::new(children))));
+            let children = Box::new(children);
+            return Ok(Step::Next(Stage::Children { children, round }));
         }
         Err(Error::registry(self.reference.to_string(), response))
     }
@@ -299,19 +308,20 @@ impl Operation for EnsureManifest {
                     let found = ready!(lookup.poll_output(client));
                     advance!(self.stage, found.map(|f| self.headed(client, f)));
                 }
-                Stage::Put { exchange, retried } => {
-                    let retried = *retried;
+                Stage::Put { exchange, round } => {
+                    let round = *round;
                     let answer = ready!(exchange.poll_output(client));
                     advance!(
                         self.stage,
-                        answer.and_then(|a| self.pushed(client, a, retried))
+                        answer.and_then(|a| self.pushed(client, a, round))
                     );
                 }
-                Stage::Children(children) => {
+                Stage::Children { children, round } => {
+                    let round = *round + 1;
                     let copied = ready!(children.poll_output(client));
                     advance!(
                         self.stage,
-                        copied.map(|()| Step::Next(self.put(client, true)))
+                        copied.map(|()| Step::Next(self.put(client, round)))
                     );
                 }
                 Stage::Confirm(confirm) => {
