@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use ocirelay_core::Descriptor;
 use ocirelay_tests::{bytes, platform, Auth, Flavour, Layout, Registry};
 
-use crate::{median, requests_served, reset_skopeo_cache, run, run_in, Run};
+use crate::{requests_served, reset_skopeo_cache, run, run_in, Medians, Run};
 
 const MIB: usize = 1024 * 1024;
 
@@ -73,11 +73,15 @@ impl Tools<'_> {
             }
         }
         std::array::from_fn(|k| {
-            let of = |f: fn(&Run) -> f64| median(runs[k].iter().map(f).collect());
+            let Medians {
+                seconds,
+                cpu,
+                peak_mib,
+            } = Medians::of(&runs[k]);
             Measured {
-                seconds: of(|r| r.seconds),
-                cpu: of(|r| r.cpu),
-                peak_mib: of(|r| r.peak_kib as f64 / 1024.0),
+                seconds,
+                cpu,
+                peak_mib,
                 requests: requests[k],
             }
         })

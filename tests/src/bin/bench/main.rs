@@ -82,9 +82,46 @@ struct Row {
     requests: usize,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+/// The medians of a command's runs: what the tables show of them.
+#[derive(Debug, Clone, Copy)]
+struct Medians {
+    seconds: f64,
+    cpu: f64,
+    peak_mib: f64,
+}
+
+impl Medians {
+    fn of(runs: &[Run]) -> Medians {
+        let median = |f: fn(&Run) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        Medians {
+            seconds: median(|r| r.seconds),
+            cpu: median(|r| r.cpu),
+            peak_mib: median(|r| r.peak_kib as f64 / 1024.0),
+        }
+    }
+}
+
+impl Row {
+    /// The row of `runs` of `tool`, with the requests its first run made.
+    fn of(scenario: &str, tool: &'static str, runs: &[Run], requests: usize) -> Row {
+        let Medians {
+            seconds,
+            cpu,
+            peak_mib,
+        } = Medians::of(runs);
+        Row {
+            scenario: scenario.into(),
+            tool,
+            seconds,
+            cpu,
+            peak_mib,
+            requests,
+        }
+    }
 }
 
 fn print(rows: &[Row]) {
@@ -224,12 +261,8 @@ impl Bench<'_> {
     ) -> Vec<Row> {
         let mut rows = Vec::new();
         for tool in ["ocirelay", "skopeo"] {
-            let mut times = Vec::new();
-            let mut cpus = Vec::new();
-            let mut peaks = Vec::new();
-            let mut rerun_times = Vec::new();
-            let mut rerun_cpus = Vec::new();
-            let mut rerun_peaks = Vec::new();
+            let mut firsts = Vec::new();
+            let mut reruns = Vec::new();
             let mut requests = 0;
             let mut rerun_requests = 0;
             for i in 0..self.runs {
@@ -265,37 +298,18 @@ impl Bench<'_> {
                 if tool == "skopeo" {
                     reset_skopeo_cache(self.skopeo_home);
                 }
-                let r = run(&argv, &env);
-                times.push(r.seconds);
-                cpus.push(r.cpu);
-                peaks.push(r.peak_kib as f64);
+                firsts.push(run(&argv, &env));
                 let between = served();
                 // Again, over what is there now (skopeo keeps what it learnt).
-                let again = run(&argv, &env);
-                rerun_times.push(again.seconds);
-                rerun_cpus.push(again.cpu);
-                rerun_peaks.push(again.peak_kib as f64);
+                reruns.push(run(&argv, &env));
                 if i == 0 {
                     requests = between - before;
                     rerun_requests = served() - between;
                 }
             }
-            rows.push(Row {
-                scenario: scenario.into(),
-                tool,
-                seconds: median(times),
-                cpu: median(cpus),
-                peak_mib: median(peaks) / 1024.0,
-                requests,
-            });
-            rows.push(Row {
-                scenario: format!("{scenario}, re-run"),
-                tool,
-                seconds: median(rerun_times),
-                cpu: median(rerun_cpus),
-                peak_mib: median(rerun_peaks) / 1024.0,
-                requests: rerun_requests,
-            });
+            rows.push(Row::of(scenario, tool, &firsts, requests));
+            let again = format!("{scenario}, re-run");
+            rows.push(Row::of(&again, tool, &reruns, rerun_requests));
         }
         rows
     }
@@ -341,14 +355,9 @@ fn main() {
     let mut rows = Vec::new();
     let before = src.access_log().len();
     let first = run(&[&ocirelay, "lookup", "--type", "manifest", &app], &env);
-    rows.push(Row {
-        scenario: "first run (compiles component)".into(),
-        tool: "ocirelay",
-        seconds: first.seconds,
-        cpu: first.cpu,
-        peak_mib: first.peak_kib as f64 / 1024.0,
-        requests: src.access_log().len() - before,
-    });
+    let requests = src.access_log().len() - before;
+    let scenario = "first run (compiles component)";
+    rows.push(Row::of(scenario, "ocirelay", &[first], requests));
 
     let measure_lookup = |rows: &mut Vec<Row>,
                           scenario: &str,
@@ -356,25 +365,10 @@ fn main() {
                           argv: &[&str],
                           env: &[(&str, &str)]| {
         let before = src.access_log().len();
-        let first = run(argv, env);
+        let mut all = vec![run(argv, env)];
         let requests = src.access_log().len() - before;
-        let mut times = vec![first.seconds];
-        let mut cpus = vec![first.cpu];
-        let mut peaks = vec![first.peak_kib as f64];
-        for _ in 1..runs.max(15) {
-            let r = run(argv, env);
-            times.push(r.seconds);
-            cpus.push(r.cpu);
-            peaks.push(r.peak_kib as f64);
-        }
-        rows.push(Row {
-            scenario: scenario.into(),
-            tool,
-            seconds: median(times),
-            cpu: median(cpus),
-            peak_mib: median(peaks) / 1024.0,
-            requests,
-        });
+        all.extend((1..runs.max(15)).map(|_| run(argv, env)));
+        rows.push(Row::of(scenario, tool, &all, requests));
     };
     measure_lookup(
         &mut rows,
