@@ -45,6 +45,15 @@ fn image(world: &mut World, host: &str, repo: &str, layers: &[&[u8]]) -> (Vec<u8
     (manifest, Descriptor::new(OCI_MANIFEST, d, len))
 }
 
+/// The copy of `A/src:v1` to `B/dst:v1`, children from the source.
+fn src_v1_to_dst() -> CopyManifest {
+    CopyManifest::new(
+        r(&format!("{A}/src:v1")),
+        r(&format!("{B}/dst:v1")),
+        ChildRefs::default(),
+    )
+}
+
 fn methods(sent: &[Request]) -> Vec<String> {
     sent.iter()
         .map(|r| {
@@ -423,11 +432,7 @@ fn copy_manifest_across_registries_copies_children_then_pushes_again() {
     let (_, desc) = image(&mut world, A, "src", &[b"one", b"two"]);
     world.reg(A).tag("src", "v1", &desc.digest);
     let mut c = client(&[]);
-    let mut op = CopyManifest::new(
-        r(&format!("{A}/src:v1")),
-        r(&format!("{B}/dst:v1")),
-        ChildRefs::default(),
-    );
+    let mut op = src_v1_to_dst();
     let (out, sent, most) = drive_concurrently(&mut c, &mut op, |q| world.serve(q));
     assert_eq!(
         out.unwrap().digest,
@@ -455,20 +460,12 @@ fn copy_manifest_across_registries_copies_children_then_pushes_again() {
     }
 
     // The same copy again in this client: one HEAD, answered from the cache.
-    let mut op = CopyManifest::new(
-        r(&format!("{A}/src:v1")),
-        r(&format!("{B}/dst:v1")),
-        ChildRefs::default(),
-    );
+    let mut op = src_v1_to_dst();
     let (_, sent) = drive(&mut c, &mut op, |q| world.serve(q));
     assert!(sent.is_empty(), "{:?}", urls(&sent));
     // A fresh client: the source GET, and one HEAD at the destination.
     let mut c = client(&[]);
-    let mut op = CopyManifest::new(
-        r(&format!("{A}/src:v1")),
-        r(&format!("{B}/dst:v1")),
-        ChildRefs::default(),
-    );
+    let mut op = src_v1_to_dst();
     let (_, sent) = drive(&mut c, &mut op, |q| world.serve(q));
     assert_eq!(
         methods(&sent),
@@ -795,11 +792,7 @@ fn a_child_in_flux_is_pushed_around_up_to_three_times_never_more() {
         let (_, desc) = image(&mut world, A, "src", &[b"one"]);
         world.reg(A).tag("src", "v1", &desc.digest);
         let mut c = client(&[]);
-        let mut op = CopyManifest::new(
-            r(&format!("{A}/src:v1")),
-            r(&format!("{B}/dst:v1")),
-            ChildRefs::default(),
-        );
+        let mut op = src_v1_to_dst();
         let mut refused = 0;
         let (out, sent) = drive(&mut c, &mut op, |q| {
             let tag_push =
