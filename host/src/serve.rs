@@ -28,8 +28,8 @@ use crate::hooks::{Hooks, Outbound};
 use crate::policy::Policy;
 use crate::runtime::{proxy_world_pre, State};
 
-/// Requests served at once: instances come from a pool of this many, and
-/// a request beyond waits for one to end.
+/// Requests served at once, each by an instance of its own (from the
+/// pooling allocator's this many); a request beyond waits for one to end.
 const INSTANCES: u32 = 128;
 /// Instances kept between requests at most; beyond, an instance whose
 /// request ended is dropped.
@@ -46,10 +46,11 @@ struct Idle {
     served: u32,
 }
 
-/// The service, ready to instantiate per request.
+/// The service, ready to instantiate, and its instances between requests.
 pub struct Server {
     pre: ProxyPre<State>,
-    /// One permit per pooled instance, held for the instance's life.
+    /// One permit per request being served, held until its instance is
+    /// done with it (idle instances hold none).
     instances: Arc<tokio::sync::Semaphore>,
     /// What every request's hook shares: rate limits, the pooled client,
     /// and what instances that come and go keep for the next (checks of
@@ -124,6 +125,9 @@ impl Server {
         }
     }
 
+    /// Answers `request` with an idle instance, or a new one if none is;
+    /// the instance is kept for a later request once done, unless it
+    /// trapped or has served [`REUSES`].
     async fn instance_answer(
         &self,
         request: hyper::Request<hyper::body::Incoming>,
