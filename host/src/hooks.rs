@@ -1,8 +1,9 @@
 //! The outgoing-request hook every request of the component passes: it
 //! sends through one pooled HTTP client (keep-alive, TLS sessions reused,
 //! system roots plus `--ca-file`), under the process-wide rate limits and
-//! allow-list, and checks every upload's bytes against its digest as they
-//! pass ([`crate::verify`]).
+//! allow-list, checks every upload's bytes against its digest as they
+//! pass ([`crate::verify`]), and answers a token request it has seen
+//! answered before from what it kept ([`crate::tokens`]).
 
 use std::error::Error as _;
 use std::future::Future;
