@@ -132,9 +132,11 @@ impl Tokens {
             lifetime: token.lifetime,
             received,
         };
-        if inner.answers.insert(key.clone(), kept).is_none() {
-            inner.order.push_back(key);
+        // A renewed answer is the newest: it goes last.
+        if inner.answers.insert(key.clone(), kept).is_some() {
+            inner.order.retain(|k| *k != key);
         }
+        inner.order.push_back(key);
         while inner.answers.len() > ANSWERS {
             match inner.order.pop_front() {
                 Some(oldest) => inner.answers.remove(&oldest),
@@ -360,14 +362,17 @@ mod tests {
             let url = format!("{REALM}?scope=repository:{i}:pull");
             tokens.key(&request("GET", &url, None)).expect("a key")
         };
-        let first = key(0);
-        for i in 0..=ANSWERS {
+        for i in 0..ANSWERS {
             answered(&tokens, &key(i), br#"{"token":"t"}"#);
         }
+        // The first answer renewed: the second is the oldest now.
+        answered(&tokens, &key(0), br#"{"token":"renewed"}"#);
+        answered(&tokens, &key(ANSWERS), br#"{"token":"t"}"#);
         let now = Instant::now();
-        assert_eq!(tokens.answer(&first, now), None, "the oldest went");
-        assert!(tokens.answer(&key(1), now).is_some());
-        assert!(tokens.answer(&key(ANSWERS), now).is_some());
+        assert_eq!(tokens.answer(&key(1), now), None, "the oldest went");
+        for kept in [0, 2, ANSWERS] {
+            assert!(tokens.answer(&key(kept), now).is_some(), "{kept}");
+        }
 
         for i in 0..REALMS {
             let mut headers = http::HeaderMap::new();
