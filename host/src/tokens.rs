@@ -247,16 +247,26 @@ mod tests {
     }
 
     /// Passes `answer` through a kept body to its end.
-    fn answered(tokens: &Arc<Tokens>, key: &TokenKey, answer: &'static [u8]) {
-        let body = Full::new(Bytes::from_static(answer));
+    fn answered(tokens: &Arc<Tokens>, key: &TokenKey, answer: &[u8]) {
+        let body = Full::new(Bytes::copy_from_slice(answer));
         let mut kept = KeptBody::new(body, tokens.clone(), key.clone());
+        // Its length and end as the body's own, for whoever frames it.
+        assert_eq!(kept.size_hint().exact(), Some(answer.len() as u64));
+        assert!(!kept.is_end_stream());
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime");
         let passed = rt.block_on(async { kept.frame().await });
         let passed = passed.expect("a frame").expect("no error").into_data();
         assert_eq!(passed.expect("data"), answer, "passed on unchanged");
+        assert!(kept.is_end_stream());
         rt.block_on(async { assert!(kept.frame().await.is_none()) });
+    }
+
+    /// A token answer of `len` bytes.
+    fn token_of_length(len: usize) -> Vec<u8> {
+        let frame = br#"{"token":""}"#.len();
+        format!(r#"{{"token":"{}"}}"#, "t".repeat(len - frame)).into_bytes()
     }
 
     fn expires_in(answer: &Bytes) -> u64 {
@@ -345,6 +355,19 @@ mod tests {
             rt.block_on(async { while let Some(Ok(_)) = kept.frame().await {} });
             assert_eq!(tokens.answer(&key, Instant::now()), None, "{answer:?}");
         }
+        // Tokens are kilobytes (a JWT with its certificate chain); past
+        // 64 KiB an answer is not kept.
+        for (len, kept) in [
+            (4096, true),
+            (ANSWER_LIMIT, true),
+            (ANSWER_LIMIT + 1, false),
+        ] {
+            let key = tokens.key(&request("GET", &format!("{REALM}?len={len}"), None));
+            let key = key.expect("a key");
+            answered(&tokens, &key, &token_of_length(len));
+            let again = tokens.answer(&key, Instant::now());
+            assert_eq!(again.is_some(), kept, "{len} bytes");
+        }
         // A body dropped before its end is no answer either.
         let key = tokens
             .key(&request("GET", &format!("{REALM}?cut"), None))
@@ -381,7 +404,12 @@ mod tests {
             tokens.learn_realms(&headers);
         }
         assert_eq!(tokens.key(&request("GET", REALM, None)), None, "forgotten");
-        let newest = format!("https://auth{}.example/token", REALMS - 1);
-        assert!(tokens.key(&request("GET", &newest, None)).is_some());
+        for kept in [0, REALMS - 1] {
+            let realm = format!("https://auth{kept}.example/token");
+            assert!(
+                tokens.key(&request("GET", &realm, None)).is_some(),
+                "{realm}"
+            );
+        }
     }
 }
