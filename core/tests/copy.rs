@@ -1011,23 +1011,35 @@ fn an_upload_session_elsewhere_or_down_to_plain_http_is_refused() {
 
 #[test]
 fn indexes_nested_too_deep_are_refused_not_followed() {
-    let mut world = World::default();
-    // An image, then indexes of indexes of it, 20 deep.
-    let (_, mut inner) = image(&mut world, A, "deep", &[b"bottom"]);
-    for _ in 0..20 {
-        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [inner]})
-            .to_string()
-            .into_bytes();
-        let d = world.reg(A).put("deep", OCI_INDEX, &index);
-        inner = Descriptor::new(OCI_INDEX, d, index.len() as u64);
+    let deepest = usize::from(ocirelay_core::ops::ensure_manifest::MAX_NESTING);
+    for (levels, followed) in [(deepest, true), (deepest + 1, false), (20, false)] {
+        let mut world = World::default();
+        // An image, then indexes of indexes of it, `levels` deep.
+        let (_, mut inner) = image(&mut world, A, "deep", &[b"bottom"]);
+        for _ in 0..levels {
+            let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [inner]})
+                .to_string()
+                .into_bytes();
+            let d = world.reg(A).put("deep", OCI_INDEX, &index);
+            inner = Descriptor::new(OCI_INDEX, d, index.len() as u64);
+        }
+        let mut c = client(&[]);
+        let mut op = CopyManifest::new(
+            r(&format!("{A}/deep@{}", inner.digest)),
+            r(&format!("{B}/deep:v1")),
+            ChildRefs::default(),
+        );
+        let (out, _, _) = drive_concurrently(&mut c, &mut op, |q| world.serve(q));
+        match out {
+            Ok(copied) => {
+                assert!(followed, "{levels} deep");
+                assert_eq!(copied.digest, inner.digest);
+            }
+            Err(e) => {
+                assert!(!followed, "{levels} deep: {e}");
+                let err = e.to_string();
+                assert!(err.contains("indexes nested more than 16 deep"), "{err}");
+            }
+        }
     }
-    let mut c = client(&[]);
-    let mut op = CopyManifest::new(
-        r(&format!("{A}/deep@{}", inner.digest)),
-        r(&format!("{B}/deep:v1")),
-        ChildRefs::default(),
-    );
-    let (out, _, _) = drive_concurrently(&mut c, &mut op, |q| world.serve(q));
-    let err = out.unwrap_err().to_string();
-    assert!(err.contains("indexes nested more than 16 deep"), "{err}");
 }
