@@ -11,23 +11,36 @@ use serde_json::json;
 /// The manifest limit: 4 MiB.
 const LIMIT: usize = 4 * 1024 * 1024;
 
-#[test]
-fn a_streamed_blob_that_does_not_match_fails_at_its_end() {
-    let registry = Registry::start(Auth::None);
-    // Larger than the 4 MiB read whole: streamed to the reader.
-    let big = bytes(5, 6 << 20);
-    push_image(&registry, "app", "v1", &[&big]);
+/// The layer of a one-layer image `app:v1` pushed to `registry`: 6 MiB
+/// (more than the 4 MiB read whole, so it is streamed) of `seed`, then
+/// corrupted in storage at byte `at`.
+fn corrupted_layer(registry: &Registry, seed: u64, at: usize) -> Digest {
+    let big = bytes(seed, 6 << 20);
+    push_image(registry, "app", "v1", &[&big]);
     let layer = Digest::sha256(&big);
-    // Near the end: every chunk before it is handed out before the check.
-    registry.corrupt_blob(&layer, big.len() - 10);
-    let blob = registry.reference(&format!("app@{layer}"));
-    let out = ocirelay(&["lookup", "--type", "blob", &blob]);
+    registry.corrupt_blob(&layer, at);
+    layer
+}
+
+/// `ocirelay lookup --type blob` of `blob`, which must fail as content
+/// that does not match its digest; its output.
+fn lookup_fails_as_corrupt(blob: &str) -> ocirelay_tests::Output {
+    let out = ocirelay(&["lookup", "--type", "blob", blob]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr.contains("content does not match"),
         "{}",
         out.stderr
     );
+    out
+}
+
+#[test]
+fn a_streamed_blob_that_does_not_match_fails_at_its_end() {
+    let registry = Registry::start(Auth::None);
+    // Near the end: every chunk before it is handed out before the check.
+    let layer = corrupted_layer(&registry, 5, (6 << 20) - 10);
+    let out = lookup_fails_as_corrupt(&registry.reference(&format!("app@{layer}")));
     assert!(
         !out.stdout.trim_end().ends_with('"'),
         "the document is never completed"
@@ -111,10 +124,7 @@ fn manifests_up_to_4_mib_are_read_and_larger_ones_refused_unread() {
 #[test]
 fn a_blob_read_that_breaks_after_a_bad_byte_still_fails_at_its_end() {
     let registry = Registry::start_plain(Auth::None);
-    let big = bytes(9, 6 << 20);
-    push_image(&registry, "app", "v1", &[&big]);
-    let layer = Digest::sha256(&big);
-    registry.corrupt_blob(&layer, 100);
+    let layer = corrupted_layer(&registry, 9, 100);
     let proxy = FaultProxy::start(registry.host());
     proxy.add(
         "GET",
@@ -122,14 +132,7 @@ fn a_blob_read_that_breaks_after_a_bad_byte_still_fails_at_its_end() {
         Fault::CutResponseAfter(1 << 20),
         1,
     );
-    let blob = format!("{}/app@{layer}", proxy.host());
-    let out = ocirelay(&["lookup", "--type", "blob", &blob]);
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("content does not match"),
-        "{}",
-        out.stderr
-    );
+    lookup_fails_as_corrupt(&format!("{}/app@{layer}", proxy.host()));
     let gets: Vec<String> = proxy
         .log()
         .into_iter()
