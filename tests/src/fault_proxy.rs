@@ -186,6 +186,14 @@ impl FaultProxy {
             .map(|s| s.log.clone())
             .unwrap_or_default()
     }
+
+    /// The lines of [`FaultProxy::log`] of `method` requests that contain `needle`.
+    pub fn requests(&self, method: &str, needle: &str) -> Vec<String> {
+        let method = format!("{method} ");
+        let mut log = self.log();
+        log.retain(|l| l.starts_with(&method) && l.contains(needle));
+        log
+    }
 }
 
 /// A request being served, counted from its arrival until the client can

@@ -133,11 +133,7 @@ fn a_blob_read_that_breaks_after_a_bad_byte_still_fails_at_its_end() {
         1,
     );
     lookup_fails_as_corrupt(&format!("{}/app@{layer}", proxy.host()));
-    let gets: Vec<String> = proxy
-        .log()
-        .into_iter()
-        .filter(|l| l.starts_with("GET ") && l.contains(&layer.to_string()))
-        .collect();
+    let gets = proxy.requests("GET", &layer.to_string());
     assert_eq!(gets.len(), 2, "resumed once, not read again: {gets:#?}");
     assert!(gets[1].contains("(Range: bytes=1048576-)"), "{gets:#?}");
 }

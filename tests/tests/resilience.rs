@@ -106,12 +106,8 @@ fn a_permanent_500_is_a_clear_error_and_nothing_new_is_tagged() {
         vec![json!(null)],
         "nothing at the destination tag"
     );
-    let puts = proxy
-        .log()
-        .iter()
-        .filter(|l| l.starts_with("PUT ") && l.contains("/manifests/"))
-        .count();
-    assert_eq!(puts, 3, "three tries in all: {:#?}", proxy.log());
+    let puts = proxy.requests("PUT", "/manifests/");
+    assert_eq!(puts.len(), 3, "three tries in all: {:#?}", proxy.log());
 }
 
 #[test]
@@ -207,11 +203,7 @@ fn a_blob_read_that_breaks_resumes_where_it_stopped() {
     let out = ocirelay(&["lookup", "--type", "blob", &blob]).success();
     let expected = base64::engine::general_purpose::STANDARD.encode(&big);
     assert!(out.json()[0] == json!(expected), "the blob arrived whole");
-    let gets: Vec<String> = proxy
-        .log()
-        .into_iter()
-        .filter(|l| l.starts_with("GET ") && l.contains(&layer.to_string()))
-        .collect();
+    let gets = proxy.requests("GET", &layer.to_string());
     assert_eq!(gets.len(), 3, "{gets:#?}");
     assert!(!gets[0].contains("Range"), "{gets:#?}");
     assert!(gets[1].contains("(Range: bytes=1048576-)"), "{gets:#?}");
@@ -307,11 +299,7 @@ fn a_trickled_download_is_no_progress_and_is_resumed() {
     let out = ocirelay(&["--idle-timeout", "1", "lookup", "--type", "blob", &blob]).success();
     let expected = base64::engine::general_purpose::STANDARD.encode(&big);
     assert!(out.json()[0] == json!(expected), "the blob arrived whole");
-    let gets: Vec<String> = proxy
-        .log()
-        .into_iter()
-        .filter(|l| l.starts_with("GET ") && l.contains(&layer.to_string()))
-        .collect();
+    let gets = proxy.requests("GET", &layer.to_string());
     assert_eq!(gets.len(), 2, "{gets:#?}");
     assert!(gets[1].contains("(Range: bytes="), "resumed: {gets:#?}");
 }
