@@ -30,7 +30,7 @@ use crate::tokens::{KeptBody, Tokens};
 use crate::verify::{upload_digest, Partial, Unfinished, VerifyingBody};
 
 /// The pooled HTTP(S) client the hook sends through.
-pub type Pooled = Client<hyper_rustls::HttpsConnector<HttpConnector>, WasiBody>;
+type Pooled = Client<hyper_rustls::HttpsConnector<HttpConnector>, WasiBody>;
 
 /// Builds the shared client: one per process, cloned into every store. It
 /// trusts the system's CA certificates and those in `ca_files` (PEM).

@@ -26,3 +26,33 @@ pub fn keep_freed_memory() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     }
 }
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    /// Whether glibc gave `ptr` its own mapping: bit 1 (`IS_MMAPPED`) of
+    /// the chunk's size word, which glibc keeps just before the pointer.
+    fn mapped(ptr: *const u8) -> bool {
+        // SAFETY: `ptr` is a live glibc allocation, so the word before it
+        // is its chunk header's size field.
+        unsafe { *ptr.cast::<usize>().sub(1) & 2 != 0 }
+    }
+
+    #[test]
+    fn frame_sized_buffers_stay_in_the_heap_and_only_larger_ones_are_mapped() {
+        // A low fixed threshold first (it also stops glibc moving its own,
+        // which this process's earlier frees may have raised), so that
+        // what follows shows the setting, not this process's history.
+        // SAFETY: as in `keep_freed_memory`; glibc locks its arena.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 10) };
+        let before = Vec::<u8>::with_capacity(512 << 10);
+        assert!(mapped(before.as_ptr()), "the probe sees a mapped chunk");
+
+        keep_freed_memory();
+        let frame = Vec::<u8>::with_capacity(512 << 10);
+        let large = Vec::<u8>::with_capacity(2 << 20);
+        assert!(!mapped(frame.as_ptr()), "a 512 KiB frame buffer is mapped");
+        assert!(mapped(large.as_ptr()), "a 2 MiB buffer is not mapped");
+    }
+}
