@@ -54,6 +54,11 @@ fn src_v1_to_dst() -> CopyManifest {
     )
 }
 
+/// Ensure-manifest of an OCI image manifest's `bytes` at `reference`.
+fn ensure_manifest(reference: &str, bytes: Vec<u8>) -> EnsureManifest {
+    EnsureManifest::new(r(reference), bytes, OCI_MANIFEST, ChildRefs::default()).unwrap()
+}
+
 fn methods(sent: &[Request]) -> Vec<String> {
     sent.iter()
         .map(|r| {
@@ -413,13 +418,7 @@ fn ensure_manifest_head_hit_sends_nothing_else() {
     let (bytes, desc) = image(&mut world, A, "app", &[b"l"]);
     world.reg(A).tag("app", "v1", &desc.digest);
     let mut c = client(&[]);
-    let mut op = EnsureManifest::new(
-        r(&format!("{A}/app:v1")),
-        bytes,
-        OCI_MANIFEST,
-        ChildRefs::default(),
-    )
-    .unwrap();
+    let mut op = ensure_manifest(&format!("{A}/app:v1"), bytes);
     let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
     assert_eq!(out.unwrap().digest, desc.digest);
     assert_eq!(methods(&sent), [format!("HEAD manifest {A}")]);
@@ -540,13 +539,7 @@ fn a_tag_on_other_content_is_moved_and_a_failing_push_copies_nothing() {
     let (new, new_desc) = image(&mut world, A, "app", &[b"new"]);
     world.reg(A).tag("app", "v1", &old_desc.digest);
     let mut c = client(&[]);
-    let mut op = EnsureManifest::new(
-        r(&format!("{A}/app:v1")),
-        new.clone(),
-        OCI_MANIFEST,
-        ChildRefs::default(),
-    )
-    .unwrap();
+    let mut op = ensure_manifest(&format!("{A}/app:v1"), new.clone());
     let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
     assert_eq!(out.unwrap(), new_desc);
     assert_eq!(
@@ -559,13 +552,7 @@ fn a_tag_on_other_content_is_moved_and_a_failing_push_copies_nothing() {
     // A registry failing every push (500): its error, naming the manifest,
     // after three tries; no child is copied for it.
     let mut c = client(&[]);
-    let mut op = EnsureManifest::new(
-        r(&format!("{B}/app:v1")),
-        new,
-        OCI_MANIFEST,
-        ChildRefs::default(),
-    )
-    .unwrap();
+    let mut op = ensure_manifest(&format!("{B}/app:v1"), new);
     let (out, sent) = drive(&mut c, &mut op, |q| {
         Ok(match q.method {
             Method::Head => response(404, &[], b""),
@@ -641,13 +628,7 @@ fn ensure_manifest_checks_digests_both_ways() {
 
     // Tag and (matching) digest: HEAD by tag, PUT by tag.
     let mut c = client(&[]);
-    let mut op = EnsureManifest::new(
-        r(&format!("{A}/app:v2@{}", desc.digest)),
-        bytes.clone(),
-        OCI_MANIFEST,
-        ChildRefs::default(),
-    )
-    .unwrap();
+    let mut op = ensure_manifest(&format!("{A}/app:v2@{}", desc.digest), bytes.clone());
     let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
     assert_eq!(out.unwrap(), desc);
     assert_eq!(
@@ -665,13 +646,7 @@ fn ensure_manifest_checks_digests_both_ways() {
     // A registry that says it stored another digest than ours, and does
     // not have ours: an error naming both.
     let mut c = client(&[]);
-    let mut op = EnsureManifest::new(
-        r(&format!("{A}/app:v3")),
-        bytes,
-        OCI_MANIFEST,
-        ChildRefs::default(),
-    )
-    .unwrap();
+    let mut op = ensure_manifest(&format!("{A}/app:v3"), bytes);
     let (out, sent) = drive(&mut c, &mut op, |q| {
         Ok(match q.method {
             Method::Head => response(404, &[], b""),
@@ -716,13 +691,7 @@ fn a_201_that_confirms_nothing_is_checked_with_one_head() {
     // and a HEAD of its digest with `held` (`None`: 404).
     let push_manifest = |held: Option<&[u8]>| {
         let mut c = client(&[]);
-        let mut op = EnsureManifest::new(
-            r(&format!("{A}/app:v1")),
-            bytes.clone(),
-            OCI_MANIFEST,
-            ChildRefs::default(),
-        )
-        .unwrap();
+        let mut op = ensure_manifest(&format!("{A}/app:v1"), bytes.clone());
         let digest = desc.digest.to_string();
         drive(&mut c, &mut op, |q| {
             Ok(match (q.method, held) {
@@ -831,13 +800,7 @@ fn a_refused_manifest_push_is_the_manifests_error_and_copies_no_children() {
         (400, &br#"{"errors":[{"code":"TAG_INVALID"}]}"#[..]),
     ] {
         let mut c = client(&[]);
-        let mut op = EnsureManifest::new(
-            r(&format!("{A}/app:v1")),
-            bytes.clone(),
-            OCI_MANIFEST,
-            ChildRefs::default(),
-        )
-        .unwrap();
+        let mut op = ensure_manifest(&format!("{A}/app:v1"), bytes.clone());
         let (out, sent) = drive(&mut c, &mut op, |q| {
             Ok(match q.method {
                 Method::Put => response(status, &[], body),
