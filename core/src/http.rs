@@ -154,6 +154,20 @@ impl Url {
         }
     }
 
+    /// An error naming the registry unless this URL's host and port can
+    /// be reached. The reference grammar takes any run of digits as a port
+    /// (`registry.example:123456`); such a URL is refused here rather than
+    /// handed to a transport that would fall back to the scheme's port.
+    pub fn reachable(&self) -> Result<()> {
+        match split_authority(&self.authority) {
+            Some(_) => Ok(()),
+            None => Err(Error::InvalidInput(format!(
+                "registry {:?}: the port must be a number from 1 to 65535",
+                self.authority
+            ))),
+        }
+    }
+
     /// Where this URL's credentials belong.
     pub fn origin(&self) -> Origin {
         let (host, port) = split_authority(&self.authority).unwrap_or((&self.authority, None));

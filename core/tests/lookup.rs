@@ -113,6 +113,35 @@ fn a_lying_registry_is_an_error_naming_the_reference() {
 }
 
 #[test]
+fn a_port_no_socket_can_have_is_refused_before_anything_is_sent() {
+    // The grammar takes any run of digits as a port; a transport would
+    // fall back to port 80 or 443 for one past 65535.
+    for reference in ["registry.example:123456/app:v1", "127.0.0.1:0/app:v1"] {
+        let mut c = client(&[]);
+        let (found, sent) = lookup(&mut c, reference, HEAD_MANIFEST, |q| {
+            panic!("sent {} {}", q.method.as_str(), q.url)
+        });
+        let err = found.unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+        let host = reference.split('/').next().unwrap_or_default();
+        assert!(
+            err.to_string().contains(&format!("registry {host:?}")),
+            "{err}"
+        );
+        assert!(sent.is_empty());
+    }
+    // The highest port is a port.
+    let mut c = client(&[]);
+    let (_, sent) = lookup(&mut c, "localhost:65535/app:v1", HEAD_MANIFEST, |_| {
+        Ok(response(404, &[], b""))
+    });
+    assert_eq!(
+        urls(&sent),
+        ["HEAD http://localhost:65535/v2/app/manifests/v1"]
+    );
+}
+
+#[test]
 fn head_gives_the_descriptor_without_content() {
     let mut c = client(&[]);
     let digest = Digest::sha256(MANIFEST).to_string();

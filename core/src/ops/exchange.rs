@@ -413,6 +413,9 @@ impl Operation for Exchange {
                         );
                         continue;
                     }
+                    if let Err(e) = self.url.reachable() {
+                        return Output::Done(Err(e));
+                    }
                     let (request, auth) = self.request(client);
                     let id = client.track(&request);
                     self.retries.sent();
