@@ -198,14 +198,15 @@ impl Client {
 
     fn scheme_for(&self, authority: &str) -> Scheme {
         let host = host_without_port(authority);
-        let insecure = host == "localhost"
+        // Host names are case-insensitive: `LOCALHOST:5000` is local too.
+        let insecure = host.eq_ignore_ascii_case("localhost")
             || host == "127.0.0.1"
             || host == "[::1]"
             || self
                 .config
                 .insecure_registries
                 .iter()
-                .any(|r| r == authority || r == host);
+                .any(|r| r.eq_ignore_ascii_case(authority) || r.eq_ignore_ascii_case(host));
         if insecure {
             Scheme::Http
         } else {
@@ -366,6 +367,12 @@ mod tests {
             Scheme::Http
         );
         assert_eq!(c.registry_url("plain.example", "/").scheme, Scheme::Https);
+        // Host names in any case.
+        assert_eq!(c.registry_url("LocalHost:5000", "/").scheme, Scheme::Http);
+        assert_eq!(
+            c.registry_url("Plain.Example:5000", "/").scheme,
+            Scheme::Http
+        );
         assert_eq!(
             c.registry_url("docker.io", "/v2/").to_string(),
             "https://registry-1.docker.io/v2/"
