@@ -155,15 +155,43 @@ fn error_code(code: &ErrorCode) -> TransportError {
         }
         ErrorCode::HttpRequestDenied => "request denied by the host",
         ErrorCode::TlsCertificateError => "TLS certificate not trusted",
+        // Most often a registry that speaks plain HTTP, which no retry mends.
+        ErrorCode::TlsProtocolError => {
+            "TLS handshake failed (a registry that speaks plain HTTP must be named insecure)"
+        }
+        ErrorCode::TlsAlertReceived(alert) => {
+            let said = alert.alert_message.as_deref().unwrap_or("no message");
+            return TransportError::permanent(format!("the server ended TLS: {said}"));
+        }
         ErrorCode::HttpRequestUriInvalid => "invalid request URL",
         ErrorCode::ConnectionRefused => return err("connection refused"),
         ErrorCode::ConnectionTimeout => return TransportError::timed_out("connection timed out"),
         ErrorCode::ConnectionReadTimeout => {
             return TransportError::timed_out("no progress within the idle timeout")
         }
-        other => return err(&format!("{other:?}")),
+        ErrorCode::InternalError(Some(m)) => return err(m),
+        other => return err(&in_words(other)),
     };
     TransportError::permanent(message)
+}
+
+/// A wasi-http error code in words: `ConnectionTerminated` as "connection
+/// terminated" (a payload, if any, as the code's debug form shows it).
+fn in_words(code: &ErrorCode) -> String {
+    let debug = format!("{code:?}");
+    let name = debug.strip_prefix("ErrorCode::").unwrap_or(&debug);
+    let mut words = String::with_capacity(name.len() + 4);
+    for (i, c) in name.char_indices() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                words.push(' ');
+            }
+            words.push(c.to_ascii_lowercase());
+        } else {
+            words.push(c);
+        }
+    }
+    words
 }
 
 /// A request that was sent and awaits its response head (and, for a
