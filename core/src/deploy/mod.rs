@@ -148,7 +148,12 @@ pub fn normalize_stream(text: &str) -> crate::Result<Vec<Normalized>> {
             }
             Some(Ok(value)) => {
                 let normalized = normalize(&value).map_err(|e| {
-                    crate::Error::InvalidInput(format!("{}: {e}", at(inputs.len() + 1)))
+                    // Said once: "invalid input: input 3 (line 4): unknown type".
+                    let why = match e {
+                        crate::Error::InvalidInput(why) => why,
+                        other => other.to_string(),
+                    };
+                    crate::Error::InvalidInput(format!("{}: {why}", at(inputs.len() + 1)))
                 })?;
                 inputs.push(normalized);
             }
@@ -262,10 +267,7 @@ mod tests {
         assert_eq!(normalize_stream("  \n").unwrap(), vec![]);
         let bad_type = format!("{good}\n{{\"type\": \"image\", \"refs\": [\"x\"]}}");
         let e = normalize_stream(&bad_type).unwrap_err().to_string();
-        assert!(
-            e.contains("input 3 (line 4)") && e.contains("unknown type: image"),
-            "{e}"
-        );
+        assert_eq!(e, "invalid input: input 3 (line 4): unknown type: image");
         let truncated =
             "{\"type\": \"blob\", \"refs\": [\"r.example/a\"], \"data\": \"eA==\"}\n{\"type\": ";
         let e = normalize_stream(truncated).unwrap_err().to_string();
