@@ -159,13 +159,13 @@ impl Url {
     /// (`registry.example:123456`); such a URL is refused here rather than
     /// handed to a transport that would fall back to the scheme's port.
     pub fn reachable(&self) -> Result<()> {
-        match split_authority(&self.authority) {
-            Some(_) => Ok(()),
-            None => Err(Error::InvalidInput(format!(
-                "registry {:?}: the port must be a number from 1 to 65535",
-                self.authority
-            ))),
+        if reachable_authority(&self.authority) {
+            return Ok(());
         }
+        Err(Error::InvalidInput(format!(
+            "registry {:?}: {PORT_RANGE}",
+            self.authority
+        )))
     }
 
     /// Where this URL's credentials belong.
@@ -221,6 +221,14 @@ fn scheme_of(reference: &str) -> Option<&str> {
     (first.is_ascii_alphabetic()
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
     .then_some(scheme)
+}
+
+/// What a port must be, as errors say it.
+pub(crate) const PORT_RANGE: &str = "the port must be a number from 1 to 65535";
+
+/// Whether `host[:port]` names a host and, if any, a port from 1 to 65535.
+pub(crate) fn reachable_authority(authority: &str) -> bool {
+    split_authority(authority).is_some()
 }
 
 /// `host` and `port` of `host[:port]` or `[v6][:port]`; `None` when the

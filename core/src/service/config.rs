@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::auth::Credential;
 use crate::client::parse_docker_hub_proxy;
 use crate::error::{Error, Result};
-use crate::http::Url;
+use crate::http::{reachable_authority, Url, PORT_RANGE};
 use crate::reference::{is_docker_hub, Reference, DOCKER_HUB};
 
 /// How long a by-tag answer is fresh by default, in seconds.
@@ -266,7 +266,8 @@ fn registry_host(text: &str) -> std::result::Result<String, String> {
     // The reference grammar decides what a host is: `HOST/x` must parse
     // with HOST kept as the host.
     match Reference::parse(&format!("{host}/x")) {
-        Ok(r) if r.host == host => Ok(host),
+        Ok(r) if r.host == host && reachable_authority(&host) => Ok(host),
+        Ok(r) if r.host == host => Err(format!("{text:?}: {PORT_RANGE}")),
         _ => Err(format!("{text:?} is not a registry host (host[:port])")),
     }
 }
@@ -434,5 +435,11 @@ mod tests {
         ))
         .contains("credentials.docker.io"));
         assert!(error("[").contains("not an ocirelay service config"));
+        let far =
+            r#"{"upstreams": [{"registry": "registry.example:65536", "repositories": ["*"]}]}"#;
+        assert_eq!(
+            error(far),
+            "invalid input: service config: upstreams[0].registry: \"registry.example:65536\": the port must be a number from 1 to 65535"
+        );
     }
 }
