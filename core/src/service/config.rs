@@ -435,6 +435,10 @@ mod tests {
         ))
         .contains("credentials.docker.io"));
         assert!(error("[").contains("not an ocirelay service config"));
+        // `localhost` alone starts a Docker Hub repository, as in a reference.
+        let hub_name = r#"{"upstreams": [{"registry": "localhost", "repositories": ["*"]}]}"#;
+        let said = r#"upstreams[0].registry: "localhost" is not a registry host (host[:port])"#;
+        assert!(error(hub_name).ends_with(said), "{}", error(hub_name));
         let far =
             r#"{"upstreams": [{"registry": "registry.example:65536", "repositories": ["*"]}]}"#;
         assert_eq!(
