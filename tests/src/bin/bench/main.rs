@@ -250,15 +250,18 @@ struct Bench<'a> {
 impl Bench<'_> {
     /// Copies `source` (on `src`) into a fresh registry per run, with each
     /// tool; `auth` makes the destinations token-auth ones (credentials
-    /// for both sides are then given to each tool). Returns a row per tool
-    /// and one per tool for a re-run.
+    /// for both sides are then given to each tool), `https` HTTPS ones
+    /// (ocirelay trusts the tests' CA; skopeo verifies no certificate).
+    /// Returns a row per tool and one per tool for a re-run.
     fn copy(
         &self,
         scenario: &str,
         src: &Registry,
         source: &str,
         auth: Option<fn() -> Auth>,
+        https: bool,
     ) -> Vec<Row> {
+        let ca_file = ocirelay_tests::tls::ca_file().to_str().expect("utf-8 path");
         let mut rows = Vec::new();
         for tool in ["ocirelay", "skopeo"] {
             let mut firsts = Vec::new();
@@ -267,8 +270,17 @@ impl Bench<'_> {
             let mut rerun_requests = 0;
             for i in 0..self.runs {
                 // A fresh destination each time: nothing to mount or skip.
-                let dst = Registry::start_plain(auth.map_or(Auth::None, |a| a()));
-                let target = dst.reference(&format!("copy/{scenario}").replace([' ', ','], "-"));
+                let dst_auth = auth.map_or(Auth::None, |a| a());
+                let dst = if https {
+                    Registry::start(dst_auth)
+                } else {
+                    Registry::start_plain(dst_auth)
+                };
+                let target = dst.reference(
+                    &format!("copy/{scenario}")
+                        .replace([' ', ','], "-")
+                        .to_lowercase(),
+                );
                 let target = format!("{target}:v1");
                 let (docker_src, docker_dst) =
                     (format!("docker://{source}"), format!("docker://{target}"));
@@ -277,7 +289,7 @@ impl Bench<'_> {
                 let mut argv: Vec<&str>;
                 let mut env: Vec<(&str, &str)>;
                 if tool == "ocirelay" {
-                    argv = vec![self.ocirelay, "copy", source, &target];
+                    argv = vec![self.ocirelay, "--ca-file", ca_file, "copy", source, &target];
                     env = self.env.to_vec();
                     env.push(("DOCKER_CONFIG", config.path().to_str().expect("utf-8 path")));
                 } else {
@@ -337,6 +349,7 @@ fn main() {
     // The copy fixtures (312 MiB) only when a copy scenario is asked for.
     let copies = [
         "copy single",
+        "copy single, HTTPS",
         "copy three",
         "copy eight",
         "copy three, token auth",
@@ -417,7 +430,22 @@ fn main() {
         .filter(|t| format!("copy {t}").contains(&only))
     {
         let source = src.reference(&format!("bench/{tag}:{tag}"));
-        rows.extend(bench.copy(&format!("copy {tag}"), &src, &source, None));
+        rows.extend(bench.copy(&format!("copy {tag}"), &src, &source, None, false));
+    }
+
+    // The large image between HTTPS registries, as real ones speak: what
+    // TLS adds on both sides (seeded from the plain one by ocirelay).
+    let https_scenario = "copy single, HTTPS";
+    if https_scenario.contains(&only) {
+        let tls_src = Registry::start(Auth::None);
+        let seeded = tls_src.reference("bench/single:single");
+        let ca_file = ocirelay_tests::tls::ca_file().to_str().expect("utf-8 path");
+        let from = src.reference("bench/single:single");
+        run(
+            &[&ocirelay, "--ca-file", ca_file, "copy", &from, &seeded],
+            &env,
+        );
+        rows.extend(bench.copy(https_scenario, &tls_src, &seeded, None, true));
     }
 
     // Token auth on both sides, as on Docker Hub and most clouds: the
@@ -435,7 +463,7 @@ fn main() {
             &[&ocirelay, "copy", &src.reference(three), &seeded],
             &seed_env,
         );
-        rows.extend(bench.copy(token_scenario, &tok_src, &seeded, Some(token_auth)));
+        rows.extend(bench.copy(token_scenario, &tok_src, &seeded, Some(token_auth), false));
     }
 
     println!("\n{runs} runs per copy (15 per lookup), medians; requests from the registries' access logs\n");
@@ -455,6 +483,7 @@ fn main() {
         "manifest GET",
         "index / inspect (configs too)",
         "copy single",
+        "copy single, HTTPS",
         "copy three",
         "copy eight",
         "copy three, token auth",
