@@ -271,9 +271,9 @@ fn remove_dot_segments(path: &str) -> String {
                 }
             }
             ".." => {
-                if out.len() > 1 {
-                    out.pop();
-                }
+                // Past the root this pops its empty segment, which the
+                // leading `/` below puts back: nothing climbs above it.
+                out.pop();
                 if last {
                     out.push("");
                 }
@@ -728,6 +728,14 @@ mod tests {
             ("", "https://r.example/v2/a/blobs/uploads/?x=1"),
             ("./uuid#frag", "https://r.example/v2/a/blobs/uploads/uuid"),
             ("Https://CDN.example/b", "https://CDN.example/b"),
+            // A first segment with a colon that cannot start a scheme is a path.
+            (
+                "9:session",
+                "https://r.example/v2/a/blobs/uploads/9:session",
+            ),
+            // A last `.` or `..` keeps the path a directory.
+            ("/v2/a/.", "https://r.example/v2/a/"),
+            ("/v2/a/b/..", "https://r.example/v2/a/"),
         ];
         for (location, resolved) in cases {
             assert_eq!(
@@ -770,6 +778,7 @@ mod tests {
             origin("https://[::1]:5000/").to_string(),
             "https://[::1]:5000"
         );
+        assert_eq!(origin("http://[::1]/v2/").to_string(), "http://[::1]:80");
         assert!(origin("https://r.example/").is_https());
     }
 
