@@ -10,7 +10,7 @@ use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupKind, LookupOptions}
 use ocirelay_core::{Client, ClientConfig, Digest, Error, Instant, Operation, Output, Reference};
 
 mod common;
-use common::{client, drive, drive_timed, manifest_ok, response, urls, Sent};
+use common::{client, drive, drive_concurrently, drive_timed, manifest_ok, response, urls, Sent};
 
 const MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
 
@@ -1301,5 +1301,52 @@ fn a_head_of_an_object_already_read_carries_its_data() {
     assert_eq!(
         again.unwrap().unwrap().descriptor.data,
         Some(base64::engine::general_purpose::STANDARD.encode(MANIFEST))
+    );
+}
+
+#[test]
+fn a_read_redirected_off_the_registry_gets_no_token_ahead() {
+    use ocirelay_core::ops::batch::{Batch, Query};
+    // While a blob read is redirected to storage elsewhere, another query
+    // learns the registry's challenge: the redirected read goes on to the
+    // storage without a token asked for it (none would be sent there).
+    let blob = b"public bytes";
+    let digest = Digest::sha256(blob);
+    let challenge = r#"Bearer realm="https://auth.example/token",service="reg""#;
+    let blob_get = LookupOptions {
+        kind: LookupKind::Blob,
+        head: false,
+    };
+    let mut batch = Batch::new(vec![
+        Ok(Query::Lookup(
+            Reference::parse("r.example/private:v1").unwrap(),
+            HEAD_MANIFEST,
+        )),
+        Ok(Query::Lookup(
+            Reference::parse(&format!("r.example/public@{digest}")).unwrap(),
+            blob_get,
+        )),
+    ]);
+    let mut c = client(&[]);
+    let (out, sent, _) = drive_concurrently(&mut c, &mut batch, |q| {
+        Ok(match q.url.authority.as_str() {
+            "auth.example" => response(200, &[], br#"{"token":"t"}"#),
+            "cdn.example" => response(200, &[("Content-Length", "12")], blob),
+            _ if q.url.path_and_query.starts_with("/v2/public/") => {
+                response(307, &[("Location", "https://cdn.example/blob")], b"")
+            }
+            _ => response(401, &[("WWW-Authenticate", challenge)], b""),
+        })
+    });
+    assert!(matches!(out[1], Ok(Some(_))), "{:?}", out[1]);
+    assert_eq!(
+        urls(&sent),
+        [
+            "HEAD https://r.example/v2/private/manifests/v1",
+            &format!("GET https://r.example/v2/public/blobs/{digest}"),
+            "GET https://auth.example/token?service=reg&scope=repository%3Aprivate%3Apull",
+            "GET https://cdn.example/blob",
+            "HEAD https://r.example/v2/private/manifests/v1",
+        ]
     );
 }
