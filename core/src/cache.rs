@@ -229,4 +229,34 @@ mod tests {
         }
         assert!(c.claims.len() < 40, "{}", c.claims.len());
     }
+
+    #[test]
+    fn a_sweep_keeps_live_claims_and_what_it_keeps_stays_near_them() {
+        let mut c = Cache::new(true);
+        let key = |i: usize| CacheKey::Tag("h/a".into(), format!("t{i}"));
+        // Ten operations stay in flight while a thousand others come and go.
+        let live: Vec<Mark> = (0..10).map(|i| c.claim(key(i)).expect("free")).collect();
+        for i in 10..1010 {
+            drop(c.claim(key(i)).expect("free"));
+            // Swept once ended claims outnumber the live ones and 16 more.
+            assert!(c.claims.len() <= 2 * live.len() + 16, "{}", c.claims.len());
+        }
+        for i in 0..10 {
+            assert!(c.claim(key(i)).is_none(), "t{i} is in flight still");
+        }
+        assert!(c.claim(key(10)).is_some(), "an ended claim is free again");
+
+        // With every claim in flight, each sweep finds them all live: the
+        // next comes only after as many claims again, so sweeping stays
+        // linear in the claims made, not quadratic.
+        let mut c = Cache::new(true);
+        let mut live = Vec::new();
+        for i in 0..1000 {
+            let before = c.sweep_at;
+            live.push(c.claim(key(i)).expect("free"));
+            if c.sweep_at != before {
+                assert!(c.sweep_at >= 2 * (live.len() - 1), "{}", c.sweep_at);
+            }
+        }
+    }
 }

@@ -186,7 +186,7 @@ fn parse_relative(input: &str) -> Result<Reference> {
     };
 
     // A tag's `:` comes after the last `/`; an earlier one is a port.
-    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let last_slash = rest.rfind('/').unwrap_or(0);
     let (name, tag) = match rest[last_slash..].find(':') {
         Some(i) => {
             let split = last_slash + i;
