@@ -123,3 +123,49 @@ fn a_push_must_name_a_digest_and_no_tag() {
         assert!(PushBlob::new(&c, r(&bad), 1).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_blob_found_takes_no_bytes_and_one_of_another_size_is_not_it() {
+    let blob = vec![7u8; 100_000];
+    let digest = Digest::sha256(&blob);
+    let reference = r(&format!("{A}/app@{digest}"));
+    let mut world = World::default();
+    world.reg(A).put("app", "application/octet-stream", &blob);
+    let mut c = client(&[]);
+    let mut op = PushBlob::new(&c, reference.clone(), 100_000).unwrap();
+    let found = drive(&mut c, &mut op, |q| world.serve(q)).0.unwrap();
+    let found = found.expect("the registry has it");
+    assert_eq!(op.present(), Some(&found));
+    // What an embedder writes on is taken and goes nowhere.
+    op.write(&c, vec![7u8; 4096].into()).unwrap();
+    let (out, sent) = drive(&mut c, &mut op, |q| world.serve(q));
+    assert_eq!(out.unwrap(), Some(found));
+    assert!(sent.is_empty(), "{:?}", urls(&sent));
+
+    // A HEAD naming our digest with another length is not our blob: an
+    // upload opens; an empty write then sends nothing.
+    let mut world = World::default();
+    let mut c = client(&[]);
+    let mut op = PushBlob::new(&c, reference, 100_000).unwrap();
+    let digest = digest.to_string();
+    let mut answer = |q: &ocirelay_core::http::Request| match q.method {
+        ocirelay_core::http::Method::Head => Ok(common::response(
+            200,
+            &[
+                ("Content-Length", "99999"),
+                ("Docker-Content-Digest", &digest),
+            ],
+            b"",
+        )),
+        _ => world.serve(q),
+    };
+    let (out, sent) = drive(&mut c, &mut op, &mut answer);
+    assert_eq!(out.unwrap(), None, "ready for bytes");
+    assert_eq!(op.present(), None);
+    let methods: Vec<&str> = sent.iter().map(|q| q.method.as_str()).collect();
+    assert_eq!(methods, ["HEAD", "POST"]);
+    op.write(&c, bytes::Bytes::new()).unwrap();
+    let (out, sent) = drive(&mut c, &mut op, &mut answer);
+    assert_eq!(out.unwrap(), None);
+    assert!(sent.is_empty(), "{:?}", urls(&sent));
+}
