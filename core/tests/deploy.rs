@@ -66,6 +66,16 @@ fn a_deploy_pushes_everything_and_a_dry_run_after_it_finds_nothing_to_do() {
     for o in &outcomes {
         assert!(matches!(o, Some(Ok(Report::Pushed(_)))), "{outcomes:?}");
     }
+    // What a driver reports progress from: inputs, a job per ref, outcomes.
+    assert_eq!(op.inputs().len(), 4);
+    let refs: Vec<(usize, String)> = op
+        .jobs()
+        .iter()
+        .map(|j| (j.input, j.reference.to_string()))
+        .collect();
+    assert_eq!(refs[2], (2, format!("{A}/app:v1@{image}")), "{refs:?}");
+    assert_eq!(refs[3], (2, format!("{A}/app:latest@{image}")), "{refs:?}");
+    assert!((0..5).all(|j| matches!(op.outcome(j), Some(Ok(Report::Pushed(_))))));
     assert!(world.reg(A).tagged("app", "v1", &image));
     assert!(world.reg(A).tagged("app", "latest", &image));
     let puts = urls(&sent)
@@ -106,6 +116,22 @@ fn a_deploy_pushes_everything_and_a_dry_run_after_it_finds_nothing_to_do() {
         .filter(|i| matches!(outcomes[*i], Some(Ok(Report::WouldChange))))
         .collect();
     assert_eq!(changed, [3], "app:latest only: {outcomes:?}");
+
+    // A ref by digest alone is looked at by its digest, wherever tags point.
+    let by_digest = serde_json::json!({"type": "manifest", "refs": [format!("{A}/app@{image}")],
+                                       "lookup": {"": format!("{A}/app:v1")}});
+    let mut c = client(&[]);
+    let inputs = normalize_stream(&by_digest.to_string()).unwrap();
+    let mut op = Deploy::new(&c, inputs, options);
+    let (outcomes, sent, _) = drive_concurrently(&mut c, &mut op, |q| world.serve(q));
+    assert!(
+        matches!(outcomes[0], Some(Ok(Report::UpToDate))),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        urls(&sent),
+        [format!("HEAD http://{A}/v2/app/manifests/{image}")]
+    );
 }
 
 #[test]
