@@ -219,6 +219,18 @@ mod tests {
     }
 
     #[test]
+    fn debug_names_the_registries_and_no_secret() {
+        let config =
+            DockerConfig::parse(r#"{"auths": {"r.example": {"auth": "dTpTRUNSRVQ="}}}"#).unwrap();
+        let shown = format!("{config:?}");
+        assert!(shown.contains("r.example"), "{shown}");
+        assert!(
+            !shown.contains("dTpTRUNSRVQ=") && !shown.contains("SECRET"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn a_malformed_auth_is_an_error_naming_its_key() {
         for (auth, why) in [("!!", "not base64"), ("dXNlcg==", "no ':'")] {
             let text = format!(r#"{{"auths": {{"r.example": {{"auth": "{auth}"}}}}}}"#);

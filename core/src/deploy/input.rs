@@ -422,6 +422,9 @@ mod tests {
         let (lookup, digest) = normalize_lookup(&pairs(&[(D1, "example:foo")])).unwrap();
         assert_eq!(lookup[D1], r(&format!("example:foo@{D1}")));
         assert_eq!(digest.as_deref(), Some(D1));
+        // A digest on the ref that matches its key is no conflict.
+        let (lookup, _) = normalize_lookup(&pairs(&[(D1, &format!("example:foo@{D1}"))])).unwrap();
+        assert_eq!(lookup[D1], r(&format!("example:foo@{D1}")));
 
         let (lookup, digest) = normalize_lookup(&pairs(&[
             (D1, "example:foo"),
@@ -454,6 +457,21 @@ mod tests {
             let e = normalize_lookup(&entries).unwrap_err().to_string();
             assert!(e.contains(error), "{e:?} should say {error:?}");
         }
+    }
+
+    #[test]
+    fn the_source_keeps_its_tag_only_while_no_digest_is_known() {
+        // Refs without a digest: the copy's source is read by its tag.
+        let by_tag =
+            r#"{"type": "manifest", "refs": ["example:a"], "lookup": {"": "example:foo"}}"#;
+        let v: Value = serde_json::from_str(&normalized(by_tag)).unwrap();
+        assert_eq!(v["lookup"][""], "example:foo", "{v}");
+        // A digest on the refs: the source is that digest, its tag spent.
+        let by_digest = format!(
+            r#"{{"type": "manifest", "refs": ["example:a@{D1}"], "lookup": {{"": "example:foo"}}}}"#
+        );
+        let v: Value = serde_json::from_str(&normalized(&by_digest)).unwrap();
+        assert_eq!(v["lookup"][""], "example", "{v}");
     }
 
     fn normalized(raw: &str) -> String {

@@ -93,16 +93,6 @@ impl Schedule {
     pub fn is_done(&self) -> bool {
         self.finished == self.blockers.len()
     }
-
-    /// Jobs in all.
-    pub fn len(&self) -> usize {
-        self.blockers.len()
-    }
-
-    /// Whether there are no jobs.
-    pub fn is_empty(&self) -> bool {
-        self.blockers.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -194,6 +184,6 @@ mod tests {
         let mut s = Schedule::new(&[locks(Some("r@a"), &["r@a"])]);
         assert_eq!(wave(&mut s), [0]);
         s.finish(0);
-        assert!(s.is_done() && !s.is_empty() && s.len() == 1);
+        assert!(s.is_done());
     }
 }

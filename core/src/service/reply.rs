@@ -357,6 +357,26 @@ mod tests {
             false,
         );
         assert_eq!((head.status, head.get("allow")), (405, Some("GET, HEAD")));
+
+        // The mirror's codes, as the distribution spec names them.
+        let code = |kind, blob| {
+            let (_, body) = failure(&Failure::new(kind, "m"), true, blob);
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["errors"][0]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        use FailureKind::*;
+        for (kind, blob, expected) in [
+            (InvalidReference, true, "DIGEST_INVALID"),
+            (InvalidReference, false, "NAME_INVALID"),
+            (Forbidden, false, "DENIED"),
+            (MethodNotAllowed, false, "UNSUPPORTED"),
+            (Registry, false, "UNKNOWN"),
+        ] {
+            assert_eq!(code(kind, blob), expected, "{kind:?}, blob: {blob}");
+        }
     }
 
     #[test]
@@ -402,5 +422,7 @@ mod tests {
         );
         let e = Error::transport("r.example", crate::http::TransportError::timed_out("slow"));
         assert_eq!(Failure::from(e).kind, FailureKind::Timeout);
+        let e = Error::transport("r.example", crate::http::TransportError::transient("reset"));
+        assert_eq!(Failure::from(e).kind, FailureKind::Transport);
     }
 }

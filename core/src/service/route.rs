@@ -265,6 +265,8 @@ mod tests {
         let r = route("GET", &path).unwrap();
         assert_eq!(r.route, Route::Blob(reference(&format!("alpine@{DIGEST}"))));
         assert!(!r.route.is_mirror());
+        assert!(r.route.is_blob());
+        assert!(!route("GET", "/index/alpine:3").unwrap().route.is_blob());
     }
 
     #[test]
@@ -337,6 +339,10 @@ mod tests {
         );
         assert_eq!(
             failure("HEAD", "/index/alpine"),
+            FailureKind::MethodNotAllowed
+        );
+        assert_eq!(
+            failure("HEAD", &format!("/blob/alpine@{DIGEST}")),
             FailureKind::MethodNotAllowed
         );
         assert_eq!(
