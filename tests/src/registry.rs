@@ -5,10 +5,12 @@
 //! plain-HTTP loopback; or plain HTTP on 127.0.0.1 ([`Registry::start_plain`]).
 //! It is stopped when dropped.
 
-use std::io::Read;
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::token_server::TokenServer;
@@ -36,6 +38,65 @@ pub enum Auth {
     },
 }
 
+/// The header every answer of a test registry carries, naming it.
+const ID_HEADER: &str = "X-Ocirelay-Test-Registry";
+
+/// The name a registry whose files are in `dir` gives itself.
+fn id_of(dir: &Path) -> String {
+    dir.file_name().map_or_else(
+        || "ocirelay-registry".into(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Waits until the registry `child` answers on `host` as `id`: true then,
+/// false if it exits first (it could not listen there). Panics after 20 s.
+fn wait_ready(child: &mut Child, host: &str, id: &str, tls: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if answers_as(host, id, tls) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the registry on {host} did not come up in 20 s");
+}
+
+/// Whether the server on `host` answers `GET /v2/` naming itself `id`.
+fn answers_as(host: &str, id: &str, tls: bool) -> bool {
+    let Ok(tcp) = TcpStream::connect(host) else {
+        return false;
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
+    let Some(mut conn) = crate::tls::wrap(tcp, host, tls) else {
+        return false;
+    };
+    let request = format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    if conn.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    // The head is enough; a TLS server may close without a close_notify.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let line = format!(
+        "{}: {}\r\n",
+        ID_HEADER.to_ascii_lowercase(),
+        id.to_ascii_lowercase()
+    );
+    head.starts_with("http/1.") && head.contains(&line)
+}
+
 /// A running registry.
 pub struct Registry {
     child: Child,
@@ -51,12 +112,21 @@ pub fn free_port() -> u16 {
     free_port_on("127.0.0.1")
 }
 
-/// A free port on loopback address `ip`.
+/// A free port on loopback address `ip`, never one handed out before in
+/// this process: a port released is free for the kernel to give again, and
+/// tests running side by side must not start two servers on one port.
 pub fn free_port_on(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding a loopback port")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind((ip, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("binding a loopback port");
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Temporary storage: tmpfs when there is one (disk timings here are erratic).
@@ -102,7 +172,6 @@ impl Registry {
             "{REGISTRY_BIN} is missing: install Debian's docker-registry package (scripts/setup does)"
         );
         let dir = temp_dir("ocirelay-registry-");
-        let host = format!("{ip}:{}", free_port_on(ip));
         let storage = dir.path().join("storage");
         let mut auth_yaml = String::new();
         let mut token_server = None;
@@ -148,55 +217,46 @@ impl Registry {
         } else {
             (String::new(), None)
         };
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: ocirelay-test-secret\n{tls_yaml}{auth_yaml}",
-            storage.display()
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).expect("writing registry config");
-        let access_log = std::fs::File::create(dir.path().join("access.log")).expect("access log");
-        let error_log =
-            std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(access_log)
-            .stderr(error_log)
-            .spawn()
-            .expect("starting docker-registry");
-        let registry = Registry {
-            child,
-            host,
-            dir,
-            token_server,
-            credentials,
-            ca_file,
-        };
-        registry.wait_ready();
-        registry
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(mut s) = TcpStream::connect(&self.host) {
-                use std::io::Write;
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let req = format!("GET /v2/ HTTP/1.0\r\nHost: {}\r\n\r\n", self.host);
-                if s.write_all(req.as_bytes()).is_ok() {
-                    let mut buf = [0u8; 12];
-                    if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
-                        return;
-                    }
-                }
+        // Every answer names the registry, so that the test knows it speaks
+        // to its own and not to one that holds the port it was given.
+        let id = id_of(dir.path());
+        // A port free when chosen may be taken (by a client's connection)
+        // before the registry binds it: then the registry exits, and it is
+        // started again on another port.
+        for _ in 0..3 {
+            let host = format!("{ip}:{}", free_port_on(ip));
+            let config = format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: ocirelay-test-secret\n  headers:\n    {ID_HEADER}: [{id}]\n{tls_yaml}{auth_yaml}",
+                storage.display()
+            );
+            let config_path = dir.path().join("config.yml");
+            std::fs::write(&config_path, config).expect("writing registry config");
+            let access_log =
+                std::fs::File::create(dir.path().join("access.log")).expect("access log");
+            let error_log =
+                std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
+            let mut child = Command::new(REGISTRY_BIN)
+                .arg("serve")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(access_log)
+                .stderr(error_log)
+                .spawn()
+                .expect("starting docker-registry");
+            if wait_ready(&mut child, &host, &id, tls) {
+                return Registry {
+                    child,
+                    host,
+                    dir,
+                    token_server,
+                    credentials,
+                    ca_file,
+                };
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "registry on {} did not come up; its log:\n{}",
-            self.host,
-            std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+            "the registry did not come up; its log:\n{}",
+            std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
         );
     }
 
@@ -305,5 +365,47 @@ impl Drop for Registry {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_port_is_handed_out_twice() {
+        // Enough that the kernel, left alone, would give some port twice.
+        let ports: BTreeSet<u16> = (0..2000).map(|_| free_port()).collect();
+        assert_eq!(ports.len(), 2000);
+    }
+
+    #[test]
+    fn a_registry_is_known_by_its_own_answers_only() {
+        let registry = Registry::start_plain(Auth::None);
+        let id = id_of(registry.dir.path());
+        assert!(answers_as(registry.host(), &id, false));
+        assert!(!answers_as(registry.host(), "another-registry", false));
+
+        // A server that holds a port and answers, but is not the registry.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten().take(1) {
+                let mut conn = conn;
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+            }
+        });
+        assert!(!answers_as(&host, &id, false));
+        let nobody = format!("127.0.0.1:{}", free_port());
+        assert!(!answers_as(&nobody, &id, false));
+    }
+
+    #[test]
+    fn a_registry_that_exits_is_not_waited_for() {
+        let mut child = Command::new("true").spawn().unwrap();
+        let host = format!("127.0.0.1:{}", free_port());
+        assert!(!wait_ready(&mut child, &host, "x", false));
     }
 }

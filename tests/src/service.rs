@@ -43,21 +43,28 @@ impl Service {
     /// The service composed with `config` (JSON), under `wasmtime serve`.
     pub fn wasmtime(config: &serde_json::Value) -> Service {
         let (dir, _, wasm) = Self::build(config);
-        let port = free_port();
-        let child = Command::new(wasmtime_cli())
-            .arg("serve")
-            .arg(format!("--addr=127.0.0.1:{port}"))
-            .arg(&wasm)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "running {}: {e} (scripts/setup installs it)",
-                    wasmtime_cli().display()
-                )
-            });
-        Self::started(child, port, dir, wasm)
+        let spawn = |port: u16| {
+            Command::new(wasmtime_cli())
+                .arg("serve")
+                .arg(format!("--addr=127.0.0.1:{port}"))
+                .arg(&wasm)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "running {}: {e} (scripts/setup installs it)",
+                        wasmtime_cli().display()
+                    )
+                })
+        };
+        let (child, addr) = Self::started(spawn);
+        Service {
+            child,
+            addr,
+            _dir: dir,
+            wasm,
+        }
     }
 
     /// The service with `config` (JSON), under `ocirelay serve`, trusting
@@ -70,22 +77,29 @@ impl Service {
     /// [`Service::ocirelay`] with the docker config in `docker_config`.
     pub fn ocirelay_with(config: &serde_json::Value, docker_config: &std::path::Path) -> Service {
         let (dir, config_path, wasm) = Self::build(config);
-        let port = free_port();
         let ca = crate::tls::ca_file();
-        let child = Command::new(binary())
-            .arg("--ca-file")
-            .arg(ca)
-            .arg("serve")
-            .arg(format!("--addr=127.0.0.1:{port}"))
-            .arg(&config_path)
-            .env("OCIRELAY_CACHE_DIR", crate::cli::cache_dir())
-            .env("DOCKER_CONFIG", docker_config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("running ocirelay serve");
-        Self::started(child, port, dir, wasm)
+        let spawn = |port: u16| {
+            Command::new(binary())
+                .arg("--ca-file")
+                .arg(ca)
+                .arg("serve")
+                .arg(format!("--addr=127.0.0.1:{port}"))
+                .arg(&config_path)
+                .env("OCIRELAY_CACHE_DIR", crate::cli::cache_dir())
+                .env("DOCKER_CONFIG", docker_config)
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("running ocirelay serve")
+        };
+        let (child, addr) = Self::started(spawn);
+        Service {
+            child,
+            addr,
+            _dir: dir,
+            wasm,
+        }
     }
 
     fn build(config: &serde_json::Value) -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -98,26 +112,34 @@ impl Service {
         (dir, config_path, wasm)
     }
 
-    fn started(mut child: Child, port: u16, dir: tempfile::TempDir, wasm: PathBuf) -> Service {
-        let addr = format!("127.0.0.1:{port}");
-        // Compiling the component takes seconds in a debug build.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while TcpStream::connect(&addr).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("the service exited before listening: {status}");
+    /// The child `spawn` starts on a free port, once it listens there, and
+    /// its address. A port free when chosen may be taken (by a client's
+    /// connection) before the service binds it: the service then exits, and
+    /// is started again on another port.
+    fn started(spawn: impl Fn(u16) -> Child) -> (Child, String) {
+        let mut exited = None;
+        for _ in 0..3 {
+            let port = free_port();
+            let mut child = spawn(port);
+            let addr = format!("127.0.0.1:{port}");
+            // Compiling the component takes seconds in a debug build.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                if TcpStream::connect(&addr).is_ok() {
+                    return (child, addr);
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    exited = Some(status);
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    panic!("the service never listened on {addr}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            assert!(
-                Instant::now() < deadline,
-                "the service never listened on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        Service {
-            child,
-            addr,
-            _dir: dir,
-            wasm,
-        }
+        panic!("the service exited before listening, three times; last: {exited:?}");
     }
 
     /// `host:port`.

@@ -92,8 +92,14 @@ impl<T: Read + Write + Send> Stream for T {}
 /// Connects to `host` (`ip:port`), over TLS when `tls`.
 pub fn connect(host: &str, tls: bool) -> Box<dyn Stream> {
     let tcp = TcpStream::connect(host).unwrap_or_else(|e| panic!("connecting to {host}: {e}"));
+    wrap(tcp, host, tls).unwrap_or_else(|| panic!("{host} is no IP address"))
+}
+
+/// `tcp`, a connection to `host`, as is or (when `tls`) in a TLS client
+/// that trusts the test CA; `None` when `host` names no server.
+pub fn wrap(tcp: TcpStream, host: &str, tls: bool) -> Option<Box<dyn Stream>> {
     if !tls {
-        return Box::new(tcp);
+        return Some(Box::new(tcp));
     }
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, ServerName};
@@ -107,7 +113,7 @@ pub fn connect(host: &str, tls: bool) -> Box<dyn Stream> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let ip = host.rsplit_once(':').map_or(host, |(ip, _)| ip).to_string();
-    let name = ServerName::try_from(ip).expect("a server name");
+    let name = ServerName::try_from(ip).ok()?;
     let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("a TLS client");
-    Box::new(rustls::StreamOwned::new(conn, tcp))
+    Some(Box::new(rustls::StreamOwned::new(conn, tcp)))
 }
