@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
+import { basename, join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const config = join(dirname(fileURLToPath(import.meta.url)), '../../../scripts/registry.yml');
@@ -25,27 +25,39 @@ export function freePort() {
 
 /** Starts a registry; its `host:port`. */
 export async function startRegistry() {
-  const port = await freePort();
   const storage = mkdtempSync(join(tmpdir(), 'ocirelay-js-'));
-  const child = spawn('/usr/bin/docker-registry', ['serve', config], {
-    env: {
-      ...process.env,
-      REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
-      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: storage,
-    },
-    stdio: 'ignore',
-  });
-  registries.push({ child, storage });
-  const host = `127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`http://${host}/v2/`)).ok) return host;
-    } catch {
-      // not listening yet
+  // Every answer names the registry (the header), so that a test speaks to
+  // its own and not to another process's server on the port it was given.
+  const id = basename(storage);
+  // A port free when chosen may be taken before the registry binds it: the
+  // registry then exits and is started again on another port.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const child = spawn('/usr/bin/docker-registry', ['serve', config], {
+      env: {
+        ...process.env,
+        REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
+        REGISTRY_HTTP_HEADERS: `{X-Ocirelay-Test-Registry: [${id}]}`,
+        REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: storage,
+      },
+      stdio: 'ignore',
+    });
+    let exited = false;
+    child.on('exit', () => { exited = true; });
+    registries.push({ child, storage });
+    const host = `127.0.0.1:${port}`;
+    for (let i = 0; i < 100 && !exited; i++) {
+      try {
+        const answer = await fetch(`http://${host}/v2/`);
+        if (answer.ok && answer.headers.get('x-ocirelay-test-registry') === id) return host;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    await new Promise((r) => setTimeout(r, 50));
+    if (!exited) throw new Error(`the registry on ${host} did not start`);
   }
-  throw new Error(`the registry on ${host} did not start`);
+  throw new Error('the registry exited before listening, three times');
 }
 
 /** The digest of `bytes`. */
