@@ -43,11 +43,12 @@ impl Service {
     /// The service composed with `config` (JSON), under `wasmtime serve`.
     pub fn wasmtime(config: &serde_json::Value) -> Service {
         let (dir, _, wasm) = Self::build(config);
-        let spawn = |port: u16| {
+        let served = wasm.clone();
+        let spawn = move |port: u16| {
             Command::new(wasmtime_cli())
                 .arg("serve")
                 .arg(format!("--addr=127.0.0.1:{port}"))
-                .arg(&wasm)
+                .arg(&served)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -58,13 +59,7 @@ impl Service {
                     )
                 })
         };
-        let (child, addr) = Self::started(spawn);
-        Service {
-            child,
-            addr,
-            _dir: dir,
-            wasm,
-        }
+        Self::started(dir, wasm, spawn)
     }
 
     /// The service with `config` (JSON), under `ocirelay serve`, trusting
@@ -93,13 +88,7 @@ impl Service {
                 .spawn()
                 .expect("running ocirelay serve")
         };
-        let (child, addr) = Self::started(spawn);
-        Service {
-            child,
-            addr,
-            _dir: dir,
-            wasm,
-        }
+        Self::started(dir, wasm, spawn)
     }
 
     fn build(config: &serde_json::Value) -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -112,11 +101,11 @@ impl Service {
         (dir, config_path, wasm)
     }
 
-    /// The child `spawn` starts on a free port, once it listens there, and
-    /// its address. A port free when chosen may be taken (by a client's
-    /// connection) before the service binds it: the service then exits, and
-    /// is started again on another port.
-    fn started(spawn: impl Fn(u16) -> Child) -> (Child, String) {
+    /// The service `spawn` starts on a free port, once it listens there. A
+    /// port free when chosen may be taken (by a client's connection) before
+    /// the service binds it: the service then exits, and is started again
+    /// on another port.
+    fn started(dir: tempfile::TempDir, wasm: PathBuf, spawn: impl Fn(u16) -> Child) -> Service {
         let mut exited = None;
         for _ in 0..3 {
             let port = free_port();
@@ -126,7 +115,12 @@ impl Service {
             let deadline = Instant::now() + Duration::from_secs(120);
             loop {
                 if TcpStream::connect(&addr).is_ok() {
-                    return (child, addr);
+                    return Service {
+                        child,
+                        addr,
+                        _dir: dir,
+                        wasm,
+                    };
                 }
                 if let Ok(Some(status)) = child.try_wait() {
                     exited = Some(status);
