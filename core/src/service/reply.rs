@@ -15,8 +15,11 @@ pub enum FailureKind {
     InvalidReference,
     /// An argument that makes no sense (400).
     InvalidInput,
-    /// No such route, or nothing at the reference (404).
+    /// Nothing at the reference (404).
     NotFound,
+    /// A path the service does not serve, such as the distribution API's
+    /// tag list or catalog on the mirror (404).
+    NoSuchRoute,
     /// A registry or repository the configuration does not serve (403).
     Forbidden,
     /// A method the route does not serve (405).
@@ -44,7 +47,7 @@ impl FailureKind {
     pub fn status(self) -> u16 {
         match self {
             FailureKind::InvalidReference | FailureKind::InvalidInput => 400,
-            FailureKind::NotFound => 404,
+            FailureKind::NotFound | FailureKind::NoSuchRoute => 404,
             FailureKind::Forbidden => 403,
             FailureKind::MethodNotAllowed => 405,
             FailureKind::Authentication
@@ -63,7 +66,8 @@ impl FailureKind {
         match self {
             FailureKind::InvalidReference => "invalid-reference",
             FailureKind::InvalidInput => "invalid-input",
-            FailureKind::NotFound => "not-found",
+            // The WIT has no case of its own for it: nothing is there.
+            FailureKind::NotFound | FailureKind::NoSuchRoute => "not-found",
             FailureKind::Forbidden => "forbidden",
             FailureKind::MethodNotAllowed => "method-not-allowed",
             FailureKind::Authentication => "authentication",
@@ -247,7 +251,7 @@ pub fn failure(failure: &Failure, mirror: bool, blob: bool) -> (Head, String) {
             FailureKind::InvalidReference if blob => "DIGEST_INVALID",
             FailureKind::InvalidReference => "NAME_INVALID",
             FailureKind::Forbidden => "DENIED",
-            FailureKind::MethodNotAllowed => "UNSUPPORTED",
+            FailureKind::MethodNotAllowed | FailureKind::NoSuchRoute => "UNSUPPORTED",
             FailureKind::RateLimited => "TOOMANYREQUESTS",
             _ => "UNKNOWN",
         };
@@ -357,6 +361,9 @@ mod tests {
             false,
         );
         assert_eq!((head.status, head.get("allow")), (405, Some("GET, HEAD")));
+        let (head, body) = failure(&Failure::new(FailureKind::NoSuchRoute, "no"), false, false);
+        assert_eq!((head.status, head.get("allow")), (404, None));
+        assert!(body.contains(r#""kind":"not-found""#), "{body}");
 
         // The mirror's codes, as the distribution spec names them.
         let code = |kind, blob| {
@@ -373,6 +380,9 @@ mod tests {
             (InvalidReference, false, "NAME_INVALID"),
             (Forbidden, false, "DENIED"),
             (MethodNotAllowed, false, "UNSUPPORTED"),
+            // A path the mirror does not serve is no missing manifest.
+            (NoSuchRoute, false, "UNSUPPORTED"),
+            (NoSuchRoute, true, "UNSUPPORTED"),
             (Registry, false, "UNKNOWN"),
         ] {
             assert_eq!(code(kind, blob), expected, "{kind:?}, blob: {blob}");
@@ -386,6 +396,7 @@ mod tests {
             InvalidReference,
             InvalidInput,
             NotFound,
+            NoSuchRoute,
             Forbidden,
             MethodNotAllowed,
             Authentication,
@@ -402,7 +413,7 @@ mod tests {
         .collect();
         assert_eq!(
             statuses,
-            [400, 400, 404, 403, 405, 502, 502, 502, 502, 502, 504, 429, 500]
+            [400, 400, 404, 404, 403, 405, 502, 502, 502, 502, 502, 504, 429, 500]
         );
     }
 

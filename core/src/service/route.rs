@@ -194,7 +194,7 @@ fn forbidden(reference: &Reference) -> Failure {
 
 fn unknown_path(path: &str) -> Failure {
     Failure::new(
-        FailureKind::NotFound,
+        FailureKind::NoSuchRoute,
         format!(
             "{path:?}: no such route (/index/REF, /manifest/REF, /blob/REF@DIGEST, /v2/NAME/manifests/REF, /v2/NAME/blobs/DIGEST)"
         ),
@@ -347,10 +347,14 @@ mod tests {
         );
         assert_eq!(
             failure("GET", "/v2/alpine/tags/list"),
-            FailureKind::NotFound
+            FailureKind::NoSuchRoute
         );
-        assert_eq!(failure("GET", "/"), FailureKind::NotFound);
-        assert_eq!(failure("GET", "/elsewhere/alpine"), FailureKind::NotFound);
+        assert_eq!(failure("GET", "/v2/_catalog"), FailureKind::NoSuchRoute);
+        assert_eq!(failure("GET", "/"), FailureKind::NoSuchRoute);
+        assert_eq!(
+            failure("GET", "/elsewhere/alpine"),
+            FailureKind::NoSuchRoute
+        );
         assert_eq!(
             failure("GET", "/blob/alpine:3"),
             FailureKind::InvalidReference
