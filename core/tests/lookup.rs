@@ -1213,6 +1213,51 @@ fn a_token_asked_ahead_and_refused_is_asked_once() {
 }
 
 #[test]
+fn a_token_asked_ahead_of_one_token_server_follows_the_registry_to_another() {
+    let digest = Digest::sha256(MANIFEST).to_string();
+    let mut c = client(&[]);
+    // Each repository has a token server of its own: the token asked ahead
+    // of a's server for b does not do, and b's 401 names b's server.
+    let mut answer = |req: &Request| -> Result<Response, TransportError> {
+        let path = req.url.path_and_query.as_str();
+        let auth = req.headers.get("authorization").unwrap_or("");
+        let repo = if path.starts_with("/v2/a/") { "a" } else { "b" };
+        Ok(match req.url.authority.as_str() {
+            server @ ("auth-a.example" | "auth-b.example") => {
+                let body = format!(r#"{{"token":"{server}"}}"#);
+                response(200, &[], body.as_bytes())
+            }
+            _ if auth == format!("Bearer auth-{repo}.example") => {
+                manifest_ok(MANIFEST, Some(&digest))
+            }
+            _ => {
+                let challenge = format!(
+                    r#"Bearer realm="https://auth-{repo}.example/token",service="reg-{repo}",scope="repository:{repo}:pull""#
+                );
+                response(401, &[("WWW-Authenticate", &challenge)], b"")
+            }
+        })
+    };
+    let (found, _) = lookup(&mut c, "r.example/a:v1", HEAD_MANIFEST, &mut answer);
+    assert!(found.unwrap().is_some());
+    let (found, sent) = lookup(&mut c, "r.example/b:v1", HEAD_MANIFEST, &mut answer);
+    assert!(found.unwrap().is_some(), "{:?}", urls(&sent));
+    assert_eq!(
+        urls(&sent),
+        [
+            "GET https://auth-a.example/token?service=reg-a&scope=repository%3Ab%3Apull",
+            "HEAD https://r.example/v2/b/manifests/v1",
+            "GET https://auth-b.example/token?service=reg-b&scope=repository%3Ab%3Apull",
+            "HEAD https://r.example/v2/b/manifests/v1",
+        ]
+    );
+    // Then the token from b's server is kept for b.
+    let (found, sent) = lookup(&mut c, "r.example/b:v2", HEAD_MANIFEST, &mut answer);
+    assert!(found.unwrap().is_some());
+    assert_eq!(urls(&sent), ["HEAD https://r.example/v2/b/manifests/v2"]);
+}
+
+#[test]
 fn a_broken_blob_read_resumes_with_a_range() {
     use ocirelay_core::ops::resume_blob::{ResumeBlob, Resumed};
     let digest = Digest::sha256(b"0123456789");

@@ -82,13 +82,13 @@ impl ExchangeSpec {
 }
 
 /// What this exchange did about tokens so far; each step happens once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Tokens {
     /// Nothing yet.
     NotAsked,
     /// One was asked for ahead of the request, from the registry's last
-    /// challenge (granted or not).
-    AskedAhead,
+    /// challenge (granted or not), which it holds.
+    AskedAhead(Challenge),
     /// One was asked for in answer to this exchange's 401: another 401 is final.
     Fresh,
 }
@@ -210,19 +210,27 @@ impl Exchange {
         let challenge = client
             .remembered_challenge(&self.registry_authority)?
             .clone();
-        self.tokens = Tokens::AskedAhead;
+        self.tokens = Tokens::AskedAhead(challenge.clone());
         Some(challenge)
     }
 
     /// Whether a Bearer 401 is worth a token: none asked yet, or one asked
-    /// ahead while the registry names scopes beyond ours.
+    /// ahead while the registry names scopes beyond ours or another token
+    /// server (realm or service) than the one it was asked of.
     fn worth_a_token(&self, challenge: &Challenge) -> bool {
-        match self.tokens {
+        match &self.tokens {
             Tokens::NotAsked => true,
-            Tokens::AskedAhead => challenge
-                .params
-                .get("scope")
-                .is_some_and(|wanted| !scopes_cover(&self.scope_key, wanted)),
+            Tokens::AskedAhead(ahead) => {
+                let param = |c: &Challenge, name: &str| c.params.get(name).cloned();
+                let elsewhere = ["realm", "service"]
+                    .iter()
+                    .any(|name| param(challenge, name) != param(ahead, name));
+                elsewhere
+                    || challenge
+                        .params
+                        .get("scope")
+                        .is_some_and(|wanted| !scopes_cover(&self.scope_key, wanted))
+            }
             Tokens::Fresh => false,
         }
     }
