@@ -41,6 +41,10 @@ pub enum Auth {
 /// The header every answer of a test registry carries, naming it.
 const ID_HEADER: &str = "X-Ocirelay-Test-Registry";
 
+/// The `User-Agent` of the harness's own readiness probes, which
+/// [`Registry::access_log`] leaves out: tests count what ocirelay sent.
+const PROBE_AGENT: &str = "ocirelay-test-harness";
+
 /// The name a registry whose files are in `dir` gives itself.
 fn id_of(dir: &Path) -> String {
     dir.file_name().map_or_else(
@@ -75,7 +79,7 @@ fn answers_as(host: &str, id: &str, tls: bool) -> bool {
     let Some(mut conn) = crate::tls::wrap(tcp, host, tls) else {
         return false;
     };
-    let request = format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    let request = format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\nUser-Agent: {PROBE_AGENT}\r\n\r\n");
     if conn.write_all(request.as_bytes()).is_err() {
         return false;
     }
@@ -291,12 +295,13 @@ impl Registry {
         self.token_server.as_ref()
     }
 
-    /// Access-log lines so far (one per request the registry served).
+    /// Access-log lines so far (one per request the registry served, the
+    /// harness's readiness probes left out).
     pub fn access_log(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.path().join("access.log"))
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains("HTTP/1."))
+            .filter(|l| l.contains("HTTP/1.") && !l.contains(PROBE_AGENT))
             .map(str::to_string)
             .collect()
     }
@@ -385,6 +390,11 @@ mod tests {
         let id = id_of(registry.dir.path());
         assert!(answers_as(registry.host(), &id, false));
         assert!(!answers_as(registry.host(), "another-registry", false));
+        assert_eq!(
+            registry.access_log(),
+            Vec::<String>::new(),
+            "probes are not counted"
+        );
 
         // A server that holds a port and answers, but is not the registry.
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
