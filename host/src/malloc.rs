@@ -39,11 +39,15 @@ mod tests {
         unsafe { *ptr.cast::<usize>().sub(1) & 2 != 0 }
     }
 
+    /// Whether an allocation above the mmap threshold is mapped depends on
+    /// the heap's history too (glibc serves it from the heap's free top when
+    /// that is large enough), so the probe runs in a fresh process, where
+    /// the heap is small: run by the test below, not on its own.
     #[test]
-    fn frame_sized_buffers_stay_in_the_heap_and_only_larger_ones_are_mapped() {
-        // A low fixed threshold first (it also stops glibc moving its own,
-        // which this process's earlier frees may have raised), so that
-        // what follows shows the setting, not this process's history.
+    #[ignore = "a probe for the test below, in a process of its own"]
+    fn malloc_probe() {
+        // A low fixed threshold first (it also stops glibc moving its own),
+        // so that what follows shows the setting, not glibc's defaults.
         // SAFETY: as in `keep_freed_memory`; glibc locks its arena.
         unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 10) };
         let before = Vec::<u8>::with_capacity(512 << 10);
@@ -54,5 +58,21 @@ mod tests {
         let large = Vec::<u8>::with_capacity(2 << 20);
         assert!(!mapped(frame.as_ptr()), "a 512 KiB frame buffer is mapped");
         assert!(mapped(large.as_ptr()), "a 2 MiB buffer is not mapped");
+    }
+
+    #[test]
+    fn frame_sized_buffers_stay_in_the_heap_and_only_larger_ones_are_mapped() {
+        let exe = std::env::current_exe().expect("the test binary");
+        let out = std::process::Command::new(exe)
+            .args(["malloc::tests::malloc_probe", "--exact", "--ignored"])
+            .args(["--test-threads=1", "--nocapture"])
+            .output()
+            .expect("running the probe");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}{stderr}"
+        );
     }
 }
