@@ -45,7 +45,8 @@ impl Unfinished {
     /// Checks kept at most; older ones go first.
     const KEPT: usize = 64;
 
-    /// A new check's id: what the component names to resume it.
+    /// A new check's id: what the component names to resume it. Never 0,
+    /// which names no kept check (the tests' forged vouches give it).
     pub fn id(&self) -> u64 {
         self.next.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -322,7 +323,9 @@ mod tests {
             drop(body.kept_in(store.clone(), id));
         }
         assert!(store.take(ids[0]).is_none(), "the oldest went");
+        assert!(store.take(ids[1]).is_some(), "and only the oldest");
         assert!(store.take(ids[Unfinished::KEPT]).is_some());
+        assert_ne!(Unfinished::default().id(), 0, "0 names no check");
     }
 
     #[test]
