@@ -275,6 +275,18 @@ mod tests {
             .contains("5 of the 11 bytes"));
     }
 
+    #[test]
+    fn a_checked_body_ends_and_sizes_as_what_it_wraps() {
+        use http_body_util::{Empty, Full};
+        let empty = Empty::<Bytes>::new().map_err(|never| match never {});
+        let body = VerifyingBody::new(empty, Digest::sha256(b""), 0, mismatch);
+        assert!(body.is_end_stream(), "hyper sends no body");
+        let full = Full::new(Bytes::from_static(b"hello")).map_err(|never| match never {});
+        let body = VerifyingBody::new(full, Digest::sha256(b"hello"), 5, mismatch);
+        assert!(!body.is_end_stream(), "hyper sends the body");
+        assert_eq!(body.size_hint().exact(), Some(5));
+    }
+
     #[tokio::test]
     async fn a_check_that_broke_off_goes_on_where_a_resumed_body_starts() {
         let good = Digest::sha256(b"hello world");
