@@ -197,6 +197,11 @@ mod tests {
         let mut body = IdleBody::new(StreamBody::new(frames), idle, "timed out");
         assert!(body.frame().await.is_some_and(|f| f.is_ok()));
         assert_eq!(body.frame().await.and_then(|f| f.err()), Some("timed out"));
+        // Nor is a page now and then: 4 KiB every 9 s.
+        let frames = futures_stream(vec![(9, 4096); 5]);
+        let mut body = IdleBody::new(StreamBody::new(frames), idle, "timed out");
+        assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+        assert_eq!(body.frame().await.and_then(|f| f.err()), Some("timed out"));
         // Slow, but enough in each idle time: fine to its end.
         let frames = futures_stream(vec![(5, MIN_PROGRESS as usize * 3 / 4); 6]);
         let mut body = IdleBody::new(StreamBody::new(frames), idle, "timed out");
@@ -204,6 +209,18 @@ mod tests {
             assert!(body.frame().await.is_some_and(|f| f.is_ok()));
         }
         assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_watched_body_ends_and_sizes_as_what_it_wraps() {
+        use http_body_util::{BodyExt, Empty, Full};
+        let idle = Duration::from_secs(10);
+        let empty = Empty::<bytes::Bytes>::new().map_err(|never| match never {});
+        assert!(IdleBody::new(empty, idle, "timed out").is_end_stream());
+        let full = Full::new(bytes::Bytes::from_static(b"hello")).map_err(|never| match never {});
+        let body = IdleBody::new(full, idle, "timed out");
+        assert!(!body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(5));
     }
 
     /// Frames of `len` bytes that each arrive `delay` seconds after the one before.
