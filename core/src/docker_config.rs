@@ -78,7 +78,7 @@ pub fn registry_host(key: &str) -> &str {
 impl DockerConfig {
     /// Parses a config's text; an error says why it is not a docker config.
     pub fn parse(text: &str) -> Result<Self> {
-        serde_json::from_str(text)
+        crate::json::from_str_naming_field(text)
             .map_err(|e| Error::InvalidInput(format!("not a docker config: {e}")))
     }
 
@@ -243,6 +243,11 @@ mod tests {
         }
         let e = DockerConfig::parse(r#"{"auths": []}"#).unwrap_err();
         assert!(e.to_string().contains("not a docker config"), "{e}");
+        let e = DockerConfig::parse(r#"{"auths": {"r.example": {"auth": 5}}}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("auths.r.example.auth: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -49,9 +49,57 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// `text` read as a `T`, for files people write (settings, service
+/// config, docker config): an error names the field at fault by its path
+/// (`rates.HOST`, `upstreams[0].insecure`) before serde's reason and place.
+pub fn from_str_naming_field<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> std::result::Result<T, String> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        match path.as_str() {
+            "." => e.into_inner().to_string(),
+            _ => format!("{path}: {}", e.into_inner()),
+        }
+    })?;
+    // As `serde_json::from_str`: nothing but whitespace after the value.
+    de.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named_by_its_path() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            #[serde(default)]
+            items: Vec<Item>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Item {
+            #[allow(dead_code)]
+            count: u32,
+        }
+        let e = from_str_naming_field::<File>(r#"{"items": [{"count": 1}, {"count": -1}]}"#)
+            .unwrap_err();
+        assert!(
+            e.starts_with("items[1].count: invalid value: integer `-1`"),
+            "{e}"
+        );
+        let e = from_str_naming_field::<File>(r#"{"other": 1}"#).unwrap_err();
+        assert!(e.starts_with("other: unknown field `other`"), "{e}");
+        let e = from_str_naming_field::<File>(r#"{} {}"#).unwrap_err();
+        assert!(e.starts_with("trailing characters"), "{e}");
+        assert_eq!(
+            from_str_naming_field::<File>(" {} ").unwrap().items.len(),
+            0
+        );
+    }
 
     #[test]
     fn tabs_key_order_and_a_newline() {

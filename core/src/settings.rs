@@ -43,7 +43,7 @@ pub struct Settings {
 impl Settings {
     /// Parses a settings file's text; an error names the field at fault.
     pub fn parse(text: &str) -> Result<Self> {
-        let file: File = serde_json::from_str(text)
+        let file: File = crate::json::from_str_naming_field(text)
             .map_err(|e| Error::InvalidInput(format!("not ocirelay settings: {e}")))?;
         let rates = file
             .rates
@@ -77,6 +77,14 @@ mod tests {
         assert_eq!(s.ca_files, [PathBuf::from("/x.pem")]);
         let e = Settings::parse(r#"{"rate": {}}"#).unwrap_err().to_string();
         assert!(e.contains("unknown field `rate`"), "{e}");
+        let e = Settings::parse(r#"{"insecure": "h:1"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("insecure: invalid type: string"), "{e}");
+        let e = Settings::parse(r#"{"rates": {"h": 10}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rates.h: invalid type: integer"), "{e}");
         let e = Settings::parse(r#"{"rates": {"h": "ten/s"}}"#).unwrap_err();
         assert!(e.to_string().contains("\"h=ten/s\""), "{e}");
         assert_eq!(Settings::parse("{}").unwrap(), Settings::default());

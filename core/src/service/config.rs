@@ -140,7 +140,7 @@ pub struct ServiceConfig {
 impl ServiceConfig {
     /// Parses a configuration's text; an error names the field at fault.
     pub fn parse(text: &str) -> Result<Self> {
-        let file: File = serde_json::from_str(text)
+        let file: File = crate::json::from_str_naming_field(text)
             .map_err(|e| Error::InvalidInput(format!("not an ocirelay service config: {e}")))?;
         if file.upstreams.is_empty() {
             return Err(invalid("upstreams", "at least one upstream is needed"));
@@ -414,6 +414,15 @@ mod tests {
             (
                 r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"]}], "timeout-secs": 0}"#,
                 "timeout-secs",
+            ),
+            // A value of the wrong type, named by its path.
+            (
+                r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"]}], "tag-max-age": -1}"#,
+                "tag-max-age: invalid value: integer `-1`",
+            ),
+            (
+                r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"], "insecure": "yes"}]}"#,
+                "upstreams[0].insecure: invalid type",
             ),
         ] {
             let e = error(text);
