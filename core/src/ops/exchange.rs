@@ -221,10 +221,9 @@ impl Exchange {
         match &self.tokens {
             Tokens::NotAsked => true,
             Tokens::AskedAhead(ahead) => {
-                let param = |c: &Challenge, name: &str| c.params.get(name).cloned();
                 let elsewhere = ["realm", "service"]
                     .iter()
-                    .any(|name| param(challenge, name) != param(ahead, name));
+                    .any(|&name| challenge.params.get(name) != ahead.params.get(name));
                 elsewhere
                     || challenge
                         .params
