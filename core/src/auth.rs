@@ -7,7 +7,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::http::{encode_query_component, Url};
+use crate::http::Url;
+use crate::percent::encode_query_component;
 
 /// Credentials for one registry.
 #[derive(Clone, PartialEq, Eq)]

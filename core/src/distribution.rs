@@ -28,6 +28,58 @@ pub fn rest_range(offset: u64, size: u64) -> Option<String> {
     Some(format!("bytes {offset}-{last}/{size}"))
 }
 
+/// `/v2/<repo>/tags/list`, with the page asked for: `n` tags at most,
+/// those after `last`.
+pub fn tags_path(repository: &str, n: Option<u32>, last: Option<&str>) -> String {
+    use crate::percent::encode_query_component;
+    let mut query = Vec::new();
+    if let Some(n) = n {
+        query.push(format!("n={n}"));
+    }
+    if let Some(last) = last {
+        query.push(format!("last={}", encode_query_component(last)));
+    }
+    let path = format!("/v2/{repository}/tags/list");
+    match query.is_empty() {
+        true => path,
+        false => format!("{path}?{}", query.join("&")),
+    }
+}
+
+/// The target of the `Link` with `rel="next"` among `values` (RFC 8288:
+/// `<target>; rel="next"`, several links in a value separated by commas,
+/// `rel` quoted or not and possibly listing several relations).
+pub fn next_link<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    values.into_iter().find_map(|value| {
+        let mut rest = value;
+        loop {
+            let start = rest.find('<')?;
+            let end = start + rest[start..].find('>')?;
+            let target = &rest[start + 1..end];
+            let after = &rest[end + 1..];
+            // This link's parameters run up to the next link.
+            let params = &after[..after.find('<').unwrap_or(after.len())];
+            let is_next = params.split(';').any(|param| {
+                let Some((name, value)) = param.split_once('=') else {
+                    return false;
+                };
+                name.trim().eq_ignore_ascii_case("rel")
+                    && value
+                        .trim()
+                        .trim_end_matches(',')
+                        .trim()
+                        .trim_matches('"')
+                        .split_ascii_whitespace()
+                        .any(|rel| rel.eq_ignore_ascii_case("next"))
+            });
+            if is_next {
+                return Some(target);
+            }
+            rest = after;
+        }
+    })
+}
+
 /// `/v2/<repo>/blobs/uploads/`: starts an upload session.
 pub fn upload_path(repository: &str) -> String {
     format!("/v2/{repository}/blobs/uploads/")
@@ -139,6 +191,43 @@ mod tests {
         assert_eq!(rest_range(9, 10).as_deref(), Some("bytes 9-9/10"));
         assert_eq!(rest_range(10, 10), None);
         assert_eq!(rest_range(0, 0), None);
+    }
+
+    #[test]
+    fn tag_lists_ask_for_their_page() {
+        assert_eq!(tags_path("a/b", None, None), "/v2/a/b/tags/list");
+        assert_eq!(tags_path("a", Some(50), None), "/v2/a/tags/list?n=50");
+        assert_eq!(
+            tags_path("a", Some(2), Some("v1+b:x")),
+            "/v2/a/tags/list?n=2&last=v1%2Bb%3Ax"
+        );
+        assert_eq!(tags_path("a", None, Some("v1")), "/v2/a/tags/list?last=v1");
+    }
+
+    #[test]
+    fn the_next_link_is_found_among_others() {
+        let next = |v: &[&'static str]| next_link(v.iter().copied());
+        assert_eq!(
+            next(&[r#"</v2/a/tags/list?last=b&n=2>; rel="next""#]),
+            Some("/v2/a/tags/list?last=b&n=2")
+        );
+        assert_eq!(
+            next(&[r#"<https://r/p1>; rel="prev", <https://r/p3>; rel=next"#]),
+            Some("https://r/p3")
+        );
+        assert_eq!(
+            next(&[
+                r#"<https://r/x>; rel="prev""#,
+                r#"<https://r/y>; title="a"; REL="last next""#
+            ]),
+            Some("https://r/y")
+        );
+        assert_eq!(next(&[r#"<https://r/x>; rel="prev""#]), None);
+        assert_eq!(next(&[r#"<https://r/x; rel="next""#]), None);
+        assert_eq!(next(&["garbage"]), None);
+        assert_eq!(next(&[]), None);
+        // `rel="nextpage"` is another relation.
+        assert_eq!(next(&[r#"</a>; rel="nextpage""#]), None);
     }
 
     #[test]

@@ -661,19 +661,6 @@ pub fn refuse_downgrade(from: &Url, to: &Url, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Percent-encodes a query component (RFC 3986 unreserved characters pass).
-pub fn encode_query_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -886,13 +873,5 @@ mod tests {
         };
         assert_eq!(transfer.len(), Some(7));
         assert!(!transfer.is_empty());
-    }
-
-    #[test]
-    fn query_encoding() {
-        assert_eq!(
-            encode_query_component("repository:a/b:pull,push"),
-            "repository%3Aa%2Fb%3Apull%2Cpush"
-        );
     }
 }

@@ -195,7 +195,7 @@ fn parse_relative(input: &str) -> Result<Reference> {
         None => (rest, None),
     };
     if let Some(t) = tag {
-        if !valid_tag(t) {
+        if !is_valid_tag(t) {
             return Err(bad(&format!(
                 "tag {t:?} must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
             )));
@@ -242,7 +242,9 @@ fn names_host(first: &str) -> bool {
     valid_host(first) && (first.contains('.') || first.contains(':'))
 }
 
-fn valid_tag(t: &str) -> bool {
+/// Whether `t` is a tag as the distribution grammar has them
+/// (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`).
+pub fn is_valid_tag(t: &str) -> bool {
     let mut bytes = t.bytes();
     match bytes.next() {
         Some(b) if b.is_ascii_alphanumeric() || b == b'_' => {}

@@ -181,7 +181,7 @@ impl EnsureBlob {
             content_type: Some(OCTET_STREAM.to_string()),
             body,
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
-            range_from: None,
+            range: None,
             content_range: None,
         };
         Stage::Put {

@@ -198,7 +198,7 @@ impl EnsureManifest {
             content_type: Some(self.descriptor.media_type.clone()),
             body: RequestBody::Bytes(self.bytes.clone()),
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
-            range_from: None,
+            range: None,
             content_range: None,
         };
         Stage::Put {

@@ -12,6 +12,7 @@ use crate::http::{
 };
 use crate::ops::token::{FetchToken, Grant};
 use crate::ops::{Operation, Output, Step};
+use crate::range::ByteRange;
 use crate::reference::is_docker_hub;
 use crate::retry::{Attempt, Retries};
 use crate::{advance, ready};
@@ -43,8 +44,9 @@ pub struct ExchangeSpec {
     pub accept: Option<&'static str>,
     /// `Content-Type` of the body, when there is one.
     pub content_type: Option<String>,
-    /// Asks for the body from this byte on (`Range: bytes=N-`): a resumed read.
-    pub range_from: Option<u64>,
+    /// Asks for part of the body (`Range`): a resumed read from byte N on,
+    /// or a ranged read.
+    pub range: Option<ByteRange>,
     /// Which bytes of the upload the body is (`Content-Range: first-last`,
     /// inclusive): a chunk of an upload sent in several PATCHes.
     pub content_range: Option<(u64, u64)>,
@@ -73,7 +75,7 @@ impl ExchangeSpec {
             target: Target::Path(path),
             accept: None,
             content_type: None,
-            range_from: None,
+            range: None,
             content_range: None,
             body: RequestBody::Empty,
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
@@ -269,8 +271,8 @@ impl Exchange {
         if let Some(content_type) = &self.spec.content_type {
             headers.set("Content-Type", content_type.clone());
         }
-        if let Some(offset) = self.spec.range_from {
-            headers.set("Range", format!("bytes={offset}-"));
+        if let Some(range) = self.spec.range {
+            headers.set("Range", range.header_value());
         }
         if let Some((first, last)) = self.spec.content_range {
             headers.set("Content-Range", format!("{first}-{last}"));

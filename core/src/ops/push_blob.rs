@@ -164,7 +164,7 @@ impl PushBlob {
             target,
             accept: None,
             content_type: Some(OCTET_STREAM.to_string()),
-            range_from: None,
+            range: None,
             content_range: None,
             body,
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::http::{BodyMode, Method, RequestId, ResponseBody, TransportError};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
 use crate::ops::{Operation, Output};
+use crate::range::ByteRange;
 use crate::ready;
 use crate::reference::Reference;
 
@@ -58,7 +59,7 @@ impl ResumeBlob {
         }
         let spec = ExchangeSpec {
             // From the start: a plain GET, whose whole body a host can verify.
-            range_from: (offset > 0).then_some(offset),
+            range: (offset > 0).then_some(ByteRange::From(offset)),
             // Held whatever its size: the reader streams it.
             body_mode: BodyMode::Stream { buffer_up_to: 0 },
             ..ExchangeSpec::read(
