@@ -140,7 +140,18 @@ fn read_failed(e: &wasi::io::error::Error) -> TransportError {
         let end = said.find(['"', ')', '\\', '\n']).unwrap_or(said.len());
         return TransportError::integrity(&said[..end]);
     }
-    err(&format!("reading the body failed: {cause}"))
+    err(&format!("reading the body failed: {}", first_line(&cause)))
+}
+
+/// The first line of a host's error text, bounded: what follows (a
+/// backtrace, in a debug build) is for the host's log, not for messages
+/// that reach clients.
+fn first_line(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(300) {
+        Some((end, _)) => &line[..end],
+        None => line,
+    }
 }
 
 fn error_code(code: &ErrorCode) -> TransportError {
@@ -169,7 +180,7 @@ fn error_code(code: &ErrorCode) -> TransportError {
         ErrorCode::ConnectionReadTimeout => {
             return TransportError::timed_out("no progress within the idle timeout")
         }
-        ErrorCode::InternalError(Some(m)) => return err(m),
+        ErrorCode::InternalError(Some(m)) => return err(first_line(m)),
         other => return err(&in_words(other)),
     };
     TransportError::permanent(message)
@@ -671,9 +682,14 @@ fn read_response(
         Some(limit) if headers.content_length().is_some_and(|len| len > limit) => {
             (ResponseBody::TooLarge, None)
         }
-        Some(limit) => match BodyStream::open(response)?.read_to_end(limit)? {
-            Some(bytes) => (ResponseBody::Bytes(bytes.into()), None),
-            None => (ResponseBody::TooLarge, None),
+        Some(limit) => match BodyStream::open(response).and_then(|mut b| b.read_to_end(limit)) {
+            Ok(Some(bytes)) => (ResponseBody::Bytes(bytes.into()), None),
+            Ok(None) => (ResponseBody::TooLarge, None),
+            // An error's body that breaks off says nothing its status does
+            // not (distribution's 416 announces the blob's length and sends
+            // no byte): the answer stands without it.
+            Err(_) if !success => (ResponseBody::Bytes(Bytes::new()), None),
+            Err(e) => return Err(e),
         },
     };
     let response = Response {

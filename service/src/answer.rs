@@ -1,17 +1,19 @@
 //! What each route answers, asked of the registry component: a tag is
 //! resolved with HEAD (Docker Hub counts GETs, not HEADs) and its content
 //! fetched by digest; `If-None-Match` on a digest is answered without
-//! asking upstream at all.
+//! asking upstream at all; a ranged blob read asks upstream for the range.
+//! Every head is the core's (`ocirelay_core::service::answer`).
 
 use std::cell::OnceCell;
 use std::rc::Rc;
 
-use ocirelay_core::service::reply::{cache_control, content_head, not_modified, Addressed};
-use ocirelay_core::service::{Failure, FailureKind, Head, Request, Route, ServiceConfig};
-use ocirelay_core::{Digest, Reference};
+use ocirelay_core::range::ByteRange;
+use ocirelay_core::service::answer::api_base;
+use ocirelay_core::service::{Failure, FailureKind, Head, Request, Route, ServiceConfig, TagsPage};
+use ocirelay_core::Reference;
 
 use crate::bindings::ocirelay::registry::registry::{
-    BlobReader, Client, Descriptor, LookupKind, LookupOptions,
+    self as wit, BlobReader, Client, Descriptor, LookupKind, LookupOptions, RangeRead, TagsOptions,
 };
 use crate::bindings::ocirelay::registry::service_config;
 use crate::convert;
@@ -27,8 +29,8 @@ pub enum Body {
     Empty,
     /// These bytes.
     Bytes(Vec<u8>),
-    /// A blob read as it is sent, verified by the reader; a mismatch ends
-    /// the answer before its last bytes.
+    /// A blob (or part of one) read as it is sent, checked by the reader;
+    /// a mismatch ends the answer before its last bytes.
     Stream(BlobReader),
 }
 
@@ -40,29 +42,32 @@ pub struct Answer {
     pub body: Body,
 }
 
-/// The answer to `request`.
-pub fn answer(
-    config: &ServiceConfig,
-    request: &Request,
-    if_none_match: Option<&str>,
-) -> Result<Answer, Failure> {
-    let upstream = Upstream::new(config, if_none_match);
-    match &request.route {
-        Route::ApiBase => {
-            let body = b"{}\n".to_vec();
-            let head = Head::new(200)
-                .with("Docker-Distribution-API-Version", "registry/2.0")
-                .with("Content-Type", "application/json")
-                .with("Content-Length", body.len().to_string());
-            Ok(Answer {
-                head,
-                body: Body::Bytes(body),
-            })
+impl Answer {
+    fn bytes((head, body): (Head, String)) -> Self {
+        Answer {
+            head,
+            body: Body::Bytes(body.into_bytes()),
         }
+    }
+
+    fn head_only(head: Head) -> Self {
+        Answer {
+            head,
+            body: Body::Empty,
+        }
+    }
+}
+
+/// The answer to `request`.
+pub fn answer(config: &ServiceConfig, request: &Request) -> Result<Answer, Failure> {
+    let upstream = Upstream::new(config, request);
+    match &request.route {
+        Route::ApiBase => Ok(Answer::bytes(api_base())),
         Route::Index(r) => upstream.index(r),
-        Route::Manifest(r) => upstream.manifest(r, request.head, Dialect::Json),
-        Route::MirrorManifest(r) => upstream.manifest(r, request.head, Dialect::Registry),
-        Route::Blob(r) | Route::MirrorBlob(r) => upstream.blob(r, request.head),
+        Route::Manifest(r) => upstream.manifest(r, Dialect::Json),
+        Route::MirrorManifest(r) => upstream.manifest(r, Dialect::Registry),
+        Route::Blob(r) | Route::MirrorBlob(r) => upstream.blob(r),
+        Route::MirrorTags(page) => upstream.tags(page),
     }
 }
 
@@ -94,20 +99,19 @@ fn client(config: &ServiceConfig) -> Rc<Client> {
     })
 }
 
-/// One request's view of the upstream: the registry client and the
-/// request's conditions.
+/// One request's view of the upstream: the registry client and the request.
 struct Upstream<'a> {
     config: &'a ServiceConfig,
     client: Rc<Client>,
-    if_none_match: Option<&'a str>,
+    request: &'a Request,
 }
 
 impl<'a> Upstream<'a> {
-    fn new(config: &'a ServiceConfig, if_none_match: Option<&'a str>) -> Self {
+    fn new(config: &'a ServiceConfig, request: &'a Request) -> Self {
         Upstream {
             config,
             client: client(config),
-            if_none_match,
+            request,
         }
     }
 
@@ -117,11 +121,13 @@ impl<'a> Upstream<'a> {
             .synthesize_index_json(&r.into())
             .map_err(convert::failure)?
             .ok_or_else(|| not_found(r))?;
-        let addressed = addressed(r);
         let head = Head::new(200)
             .with("Content-Type", "application/json")
             .with("Content-Length", json.len().to_string())
-            .with("Cache-Control", cache_control(addressed, self.config));
+            .with(
+                "Cache-Control",
+                ocirelay_core::service::reply::cache_control(self.request.addressed(), self.config),
+            );
         Ok(Answer {
             head,
             body: Body::Bytes(json.into_bytes()),
@@ -130,11 +136,11 @@ impl<'a> Upstream<'a> {
 
     /// A manifest: a tag is resolved by HEAD and its content read by
     /// digest; a digest is read at once.
-    fn manifest(&self, r: &Reference, head: bool, dialect: Dialect) -> Result<Answer, Failure> {
-        let addressed = addressed(r);
+    fn manifest(&self, r: &Reference, dialect: Dialect) -> Result<Answer, Failure> {
         if let Some(answer) = self.not_modified_by_digest(r) {
             return Ok(answer);
         }
+        let head = self.request.head;
         let mut reader = None;
         let (digest, media_type, size) = match (&r.digest, dialect) {
             (Some(_), Dialect::Registry) if !head => {
@@ -150,8 +156,8 @@ impl<'a> Upstream<'a> {
                 (convert::digest(&d)?, d.media_type, d.size)
             }
         };
-        if not_modified(self.if_none_match, &digest) {
-            return Ok(self.not_modified(&digest, addressed));
+        if let Some(not_modified) = self.request.not_modified(&digest, self.config) {
+            return Ok(Answer::head_only(not_modified));
         }
         // The CLI's JSON is JSON, its length known only once printed.
         let media_type = match dialect {
@@ -159,14 +165,11 @@ impl<'a> Upstream<'a> {
             Dialect::Registry => media_type,
         };
         if head {
-            let mut head = content_head(200, &digest, &media_type, size, addressed, self.config);
-            if dialect == Dialect::Json {
-                head.headers.retain(|(name, _)| name != "Content-Length");
-            }
-            return Ok(Answer {
-                head,
-                body: Body::Empty,
-            });
+            let length = (dialect == Dialect::Registry).then_some(size);
+            let head = self
+                .request
+                .content_head(&digest, &media_type, length, self.config);
+            return Ok(Answer::head_only(head));
         }
         let by_digest = r.with_digest(digest.clone());
         let bytes = match (dialect, reader) {
@@ -181,21 +184,26 @@ impl<'a> Upstream<'a> {
                 .ok_or_else(|| not_found(&by_digest))?
                 .into_bytes(),
         };
-        let length = bytes.len() as u64;
-        let head = content_head(200, &digest, &media_type, length, addressed, self.config);
+        let length = Some(bytes.len() as u64);
         Ok(Answer {
-            head,
+            head: self
+                .request
+                .content_head(&digest, &media_type, length, self.config),
             body: Body::Bytes(bytes),
         })
     }
 
-    /// A blob, streamed as the registry component verifies it.
-    fn blob(&self, r: &Reference, head: bool) -> Result<Answer, Failure> {
+    /// A blob (or the part a `Range` asks for), streamed as the registry
+    /// component checks it.
+    fn blob(&self, r: &Reference) -> Result<Answer, Failure> {
         if let Some(answer) = self.not_modified_by_digest(r) {
             return Ok(answer);
         }
+        if let Some(range) = self.request.range {
+            return self.blob_range(r, range);
+        }
         let kind = LookupKind::Blob;
-        let (found, body) = match head {
+        let (found, body) = match self.request.head {
             true => (self.head(r, kind)?, Body::Empty),
             false => {
                 let reader = self.get(r, kind)?;
@@ -203,30 +211,82 @@ impl<'a> Upstream<'a> {
             }
         };
         let digest = convert::digest(&found)?;
-        let head = content_head(
-            200,
-            &digest,
-            "application/octet-stream",
-            found.size,
-            Addressed::ByDigest,
-            self.config,
-        );
+        let octets = "application/octet-stream";
+        let head = self
+            .request
+            .content_head(&digest, octets, Some(found.size), self.config);
         Ok(Answer { head, body })
+    }
+
+    /// The part of blob `r` that `range` asks for: a 206 (the whole blob
+    /// when the range covers it, checked), or a 416.
+    fn blob_range(&self, r: &Reference, range: ByteRange) -> Result<Answer, Failure> {
+        let range = match range {
+            ByteRange::From(first) => wit::ByteRange::From(first),
+            ByteRange::Span(first, last) => wit::ByteRange::Span((first, last)),
+            ByteRange::Suffix(n) => wit::ByteRange::Suffix(n),
+        };
+        let read = self
+            .client
+            .read_range(&r.into(), range)
+            .map_err(convert::failure)?
+            .ok_or_else(|| not_found(r))?;
+        let (first, last, reader) = match read {
+            RangeRead::Whole(reader) => {
+                let size = reader.descriptor().size;
+                (0, size.saturating_sub(1), reader)
+            }
+            RangeRead::Part(part) => (part.first, part.last, part.reader),
+            RangeRead::Unsatisfiable(size) => {
+                return Err(Failure {
+                    blob_size: size,
+                    ..Failure::new(
+                        FailureKind::RangeNotSatisfiable,
+                        format!("{r}: none of the range asked for is in the blob"),
+                    )
+                })
+            }
+        };
+        let found = reader.descriptor();
+        let digest = convert::digest(&found)?;
+        Ok(Answer {
+            head: self.request.part_head(&digest, first, last, found.size),
+            body: Body::Stream(reader),
+        })
+    }
+
+    /// A page of a tag list: the upstream's page under the client's name,
+    /// its next page's `Link` on the mirror's own path.
+    fn tags(&self, page: &TagsPage) -> Result<Answer, Failure> {
+        if !page.asks_upstream() {
+            return Ok(Answer::bytes(page.answer(&[], None, self.config)));
+        }
+        let options = TagsOptions {
+            page_size: page.n,
+            last: page.last.clone(),
+            all_pages: false,
+        };
+        let list = self
+            .client
+            .list_tags(&(&page.repository).into(), &options)
+            .map_err(convert::failure)?
+            .ok_or_else(|| {
+                let r = &page.repository;
+                Failure::new(
+                    FailureKind::RepositoryNotFound,
+                    format!("{}/{}: no such repository", r.host, r.repository),
+                )
+            })?;
+        let answer = page.answer(&list.tags, list.next.as_deref(), self.config);
+        Ok(Answer::bytes(answer))
     }
 
     /// A 304 for a by-digest request whose digest the client holds: no
     /// upstream request at all.
     fn not_modified_by_digest(&self, r: &Reference) -> Option<Answer> {
         let digest = r.digest.as_ref()?;
-        not_modified(self.if_none_match, digest)
-            .then(|| self.not_modified(digest, Addressed::ByDigest))
-    }
-
-    fn not_modified(&self, digest: &Digest, addressed: Addressed) -> Answer {
-        Answer {
-            head: content_head(304, digest, "", 0, addressed, self.config),
-            body: Body::Empty,
-        }
+        let head = self.request.not_modified(digest, self.config)?;
+        Some(Answer::head_only(head))
     }
 
     fn head(&self, r: &Reference, kind: LookupKind) -> Result<Descriptor, Failure> {
@@ -263,13 +323,6 @@ fn read_whole(reader: &BlobReader, r: &Reference) -> Result<Vec<u8>, Failure> {
                 format!("{r}: manifest larger than {MANIFEST_LIMIT} bytes"),
             ));
         }
-    }
-}
-
-fn addressed(r: &Reference) -> Addressed {
-    match r.digest {
-        Some(_) => Addressed::ByDigest,
-        None => Addressed::ByTag,
     }
 }
 

@@ -76,9 +76,8 @@ pub fn failure(e: wit::Error) -> Failure {
         wit::Error::Internal(m) => (FailureKind::Internal, m),
         wit::Error::RateLimited(r) => {
             return Failure {
-                kind: FailureKind::RateLimited,
-                message: r.message,
                 retry_after_secs: r.retry_after_secs,
+                ..Failure::new(FailureKind::RateLimited, r.message)
             }
         }
     };

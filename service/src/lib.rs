@@ -10,6 +10,8 @@ mod answer;
 mod convert;
 mod respond;
 
+use ocirelay_core::http::Headers;
+use ocirelay_core::service::answer::refusal;
 use ocirelay_core::service::{Failure, FailureKind, Request, ServiceConfig};
 
 use bindings::ocirelay::registry::service_config;
@@ -46,7 +48,7 @@ impl wasi::exports::http::incoming_handler::Guest for Service {
         };
         let head_only = method == "HEAD";
         let path = request.path_with_query().unwrap_or_else(|| "/".to_string());
-        let if_none_match = header(&request, "if-none-match");
+        let headers = conditions(&request);
         drop(request);
 
         let config = match ServiceConfig::parse(&service_config::config()) {
@@ -54,24 +56,31 @@ impl wasi::exports::http::incoming_handler::Guest for Service {
             Err(e) => {
                 // Composed with a configuration it cannot use: say so on every request.
                 let failure = Failure::new(FailureKind::Internal, e.to_string());
-                return respond::failure(out, &failure, true, false, head_only);
+                return respond::text(out, refusal(&path, &failure), head_only);
             }
         };
-        match Request::parse(&method, &path, &config) {
-            Ok(request) => {
-                let mirror = request.route.is_mirror();
-                let blob = request.route.is_blob();
-                match answer::answer(&config, &request, if_none_match.as_deref()) {
-                    Ok(answer) => respond::answer(out, answer, head_only),
-                    Err(failure) => respond::failure(out, &failure, mirror, blob, head_only),
-                }
-            }
-            Err(failure) => {
-                let mirror = path.starts_with("/v2");
-                respond::failure(out, &failure, mirror, path.contains("/blobs/"), head_only)
-            }
+        let request = match Request::parse(&method, &path, &headers, &config) {
+            Ok(request) => request,
+            Err(failure) => return respond::text(out, refusal(&path, &failure), head_only),
+        };
+        let what = request
+            .route
+            .reference()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match answer::answer(&config, &request) {
+            Ok(answer) => respond::answer(out, answer, head_only, &what),
+            Err(failure) => respond::text(out, request.failure(&failure), head_only),
         }
     }
+}
+
+/// The request headers the service reads: its conditions.
+fn conditions(request: &IncomingRequest) -> Headers {
+    ["if-none-match", "range", "if-range"]
+        .into_iter()
+        .filter_map(|name| Some((name.to_string(), header(request, name)?)))
+        .collect()
 }
 
 /// The first value of header `name`, if it is text.

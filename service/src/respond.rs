@@ -3,35 +3,30 @@
 //! its last chunk and without finishing its body, so the client sees it cut
 //! short (its `Content-Length` unmet), never a complete-looking wrong blob.
 
-use ocirelay_core::service::{reply, Failure, Head};
+use ocirelay_core::service::{log, Head};
 use wasi::http::types::{Fields, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::streams::{OutputStream, StreamError};
 
 use crate::answer::{Answer, Body};
 
-/// Sends `answer` (its head only for a HEAD request).
-pub fn answer(out: ResponseOutparam, answer: Answer, head_only: bool) {
+/// Sends `answer` (its head only for a HEAD request). `what` names what a
+/// streamed body is, for the warning written (on stderr, which the host
+/// logs) when it is cut short.
+pub fn answer(out: ResponseOutparam, answer: Answer, head_only: bool, what: &str) {
     let body = if head_only { Body::Empty } else { answer.body };
-    send(out, &answer.head, body);
+    send(out, &answer.head, body, what);
 }
 
-/// Sends `failure` in its route's dialect.
-pub fn failure(
-    out: ResponseOutparam,
-    failure: &Failure,
-    mirror: bool,
-    blob: bool,
-    head_only: bool,
-) {
-    let (head, text) = reply::failure(failure, mirror, blob);
+/// Sends a head and a text body (a failure's).
+pub fn text(out: ResponseOutparam, (head, text): (Head, String), head_only: bool) {
     let body = match head_only {
         true => Body::Empty,
         false => Body::Bytes(text.into_bytes()),
     };
-    send(out, &head, body);
+    send(out, &head, body, "");
 }
 
-fn send(out: ResponseOutparam, head: &Head, body: Body) {
+fn send(out: ResponseOutparam, head: &Head, body: Body, what: &str) {
     let fields = Fields::new();
     for (name, value) in &head.headers {
         // Our own names and values: valid by construction.
@@ -52,7 +47,14 @@ fn send(out: ResponseOutparam, head: &Head, body: Body) {
         // Straight into the answer (inside the host where it checks the
         // bytes): the last bytes go out only once the whole blob matched;
         // an upstream that broke or lied cuts the answer short.
-        Body::Stream(reader) => reader.write_to(&stream).is_ok(),
+        Body::Stream(reader) => match reader.write_to(&stream) {
+            Ok(_) => true,
+            Err(e) => {
+                let error = crate::convert::failure(e).message;
+                eprintln!("{}", log::cut_short(what, &error));
+                false
+            }
+        },
     };
     if complete && stream.blocking_flush().is_ok() {
         drop(stream);

@@ -15,8 +15,14 @@ pub enum FailureKind {
     InvalidReference,
     /// An argument that makes no sense (400).
     InvalidInput,
+    /// A tag list's `n` that is no count of tags (400).
+    InvalidPagination,
+    /// A byte range of which nothing is in the blob (416).
+    RangeNotSatisfiable,
     /// Nothing at the reference (404).
     NotFound,
+    /// No such repository, for a tag list (404).
+    RepositoryNotFound,
     /// A path the service does not serve, such as the distribution API's
     /// tag list or catalog on the mirror (404).
     NoSuchRoute,
@@ -46,8 +52,13 @@ impl FailureKind {
     /// The HTTP status the service answers with.
     pub fn status(self) -> u16 {
         match self {
-            FailureKind::InvalidReference | FailureKind::InvalidInput => 400,
-            FailureKind::NotFound | FailureKind::NoSuchRoute => 404,
+            FailureKind::InvalidReference
+            | FailureKind::InvalidInput
+            | FailureKind::InvalidPagination => 400,
+            FailureKind::RangeNotSatisfiable => 416,
+            FailureKind::NotFound | FailureKind::RepositoryNotFound | FailureKind::NoSuchRoute => {
+                404
+            }
             FailureKind::Forbidden => 403,
             FailureKind::MethodNotAllowed => 405,
             FailureKind::Authentication
@@ -65,9 +76,13 @@ impl FailureKind {
     pub fn name(self) -> &'static str {
         match self {
             FailureKind::InvalidReference => "invalid-reference",
-            FailureKind::InvalidInput => "invalid-input",
+            FailureKind::InvalidInput
+            | FailureKind::InvalidPagination
+            | FailureKind::RangeNotSatisfiable => "invalid-input",
             // The WIT has no case of its own for it: nothing is there.
-            FailureKind::NotFound | FailureKind::NoSuchRoute => "not-found",
+            FailureKind::NotFound | FailureKind::RepositoryNotFound | FailureKind::NoSuchRoute => {
+                "not-found"
+            }
             FailureKind::Forbidden => "forbidden",
             FailureKind::MethodNotAllowed => "method-not-allowed",
             FailureKind::Authentication => "authentication",
@@ -92,6 +107,8 @@ pub struct Failure {
     pub message: String,
     /// Seconds to wait before trying again (passed on as `Retry-After`).
     pub retry_after_secs: Option<u64>,
+    /// For a 416: the blob's size (`Content-Range: bytes */SIZE`).
+    pub blob_size: Option<u64>,
 }
 
 impl Failure {
@@ -101,6 +118,7 @@ impl Failure {
             kind,
             message: message.into(),
             retry_after_secs: None,
+            blob_size: None,
         }
     }
 }
@@ -137,9 +155,13 @@ impl From<Error> for Failure {
             kind,
             message,
             retry_after_secs,
+            blob_size: None,
         }
     }
 }
+
+/// The header every answer of the registry API carries.
+pub const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
 
 /// What a request addresses, which decides how long its answer may be cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,8 +270,11 @@ pub fn failure(failure: &Failure, mirror: bool, blob: bool) -> (Head, String) {
         let code = match failure.kind {
             FailureKind::NotFound if blob => "BLOB_UNKNOWN",
             FailureKind::NotFound => "MANIFEST_UNKNOWN",
+            FailureKind::RepositoryNotFound => "NAME_UNKNOWN",
             FailureKind::InvalidReference if blob => "DIGEST_INVALID",
             FailureKind::InvalidReference => "NAME_INVALID",
+            FailureKind::InvalidPagination => "PAGINATION_NUMBER_INVALID",
+            FailureKind::RangeNotSatisfiable => "RANGE_INVALID",
             FailureKind::Forbidden => "DENIED",
             FailureKind::MethodNotAllowed | FailureKind::NoSuchRoute => "UNSUPPORTED",
             FailureKind::RateLimited => "TOOMANYREQUESTS",
@@ -270,6 +295,12 @@ pub fn failure(failure: &Failure, mirror: bool, blob: bool) -> (Head, String) {
     }
     if failure.kind == FailureKind::MethodNotAllowed {
         head = head.with("Allow", "GET, HEAD");
+    }
+    if let Some(size) = failure.blob_size {
+        head = head.with("Content-Range", format!("bytes */{size}"));
+    }
+    if mirror {
+        head = head.with(API_VERSION.0, API_VERSION.1);
     }
     (head, body)
 }
@@ -363,6 +394,16 @@ mod tests {
         assert_eq!((head.status, head.get("allow")), (405, Some("GET, HEAD")));
         let (head, body) = failure(&Failure::new(FailureKind::NoSuchRoute, "no"), false, false);
         assert_eq!((head.status, head.get("allow")), (404, None));
+        assert_eq!(head.get("docker-distribution-api-version"), None);
+        let mut past = Failure::new(FailureKind::RangeNotSatisfiable, "past the end");
+        past.blob_size = Some(10);
+        let (head, _) = failure(&past, true, true);
+        assert_eq!(head.status, 416);
+        assert_eq!(head.get("content-range"), Some("bytes */10"));
+        assert_eq!(
+            head.get("docker-distribution-api-version"),
+            Some("registry/2.0")
+        );
         assert!(body.contains(r#""kind":"not-found""#), "{body}");
 
         // The mirror's codes, as the distribution spec names them.
@@ -383,6 +424,9 @@ mod tests {
             // A path the mirror does not serve is no missing manifest.
             (NoSuchRoute, false, "UNSUPPORTED"),
             (NoSuchRoute, true, "UNSUPPORTED"),
+            (InvalidPagination, false, "PAGINATION_NUMBER_INVALID"),
+            (RepositoryNotFound, false, "NAME_UNKNOWN"),
+            (RangeNotSatisfiable, true, "RANGE_INVALID"),
             (Registry, false, "UNKNOWN"),
         ] {
             assert_eq!(code(kind, blob), expected, "{kind:?}, blob: {blob}");
@@ -395,7 +439,10 @@ mod tests {
         let statuses: Vec<u16> = [
             InvalidReference,
             InvalidInput,
+            InvalidPagination,
+            RangeNotSatisfiable,
             NotFound,
+            RepositoryNotFound,
             NoSuchRoute,
             Forbidden,
             MethodNotAllowed,
@@ -413,7 +460,7 @@ mod tests {
         .collect();
         assert_eq!(
             statuses,
-            [400, 400, 404, 404, 403, 405, 502, 502, 502, 502, 502, 504, 429, 500]
+            [400, 400, 400, 416, 404, 404, 404, 403, 405, 502, 502, 502, 502, 502, 504, 429, 500]
         );
     }
 

@@ -1,11 +1,17 @@
 //! What a request to the edge service asks for: the route, its reference
-//! (Docker Hub rules applied, the upstream chosen by `?ns=`), and whether
-//! the configuration lets it through.
+//! (Docker Hub rules applied, the upstream chosen by `?ns=`), its
+//! conditions (`If-None-Match`, `Range`), and whether the configuration
+//! lets it through. The request target is decoded once, as RFC 3986 says,
+//! before anything is routed.
 
 use crate::error::Error;
+use crate::http::Headers;
+use crate::percent;
+use crate::range::ByteRange;
 use crate::reference::{Reference, DOCKER_HUB};
 use crate::service::config::ServiceConfig;
-use crate::service::reply::{Failure, FailureKind};
+use crate::service::reply::{etag, Failure, FailureKind};
+use crate::service::tags::TagsPage;
 use crate::Digest;
 
 /// A request the service serves.
@@ -15,6 +21,11 @@ pub struct Request {
     pub route: Route,
     /// HEAD: the answer's head only.
     pub head: bool,
+    /// The client's `If-None-Match`, answered 304 when it names the content.
+    pub if_none_match: Option<String>,
+    /// The one byte range a blob read asks for (`Range`, unless an
+    /// `If-Range` names other content); `None`: the whole.
+    pub range: Option<ByteRange>,
 }
 
 /// The service's routes.
@@ -32,6 +43,8 @@ pub enum Route {
     MirrorManifest(Reference),
     /// `/v2/<name>/blobs/<digest>`: the mirror's blob.
     MirrorBlob(Reference),
+    /// `/v2/<name>/tags/list`: a page of the mirror's tag list.
+    MirrorTags(TagsPage),
 }
 
 impl Route {
@@ -45,25 +58,49 @@ impl Route {
     pub fn is_mirror(&self) -> bool {
         matches!(
             self,
-            Route::ApiBase | Route::MirrorManifest(_) | Route::MirrorBlob(_)
+            Route::ApiBase | Route::MirrorManifest(_) | Route::MirrorBlob(_) | Route::MirrorTags(_)
         )
+    }
+
+    /// The reference it is about, if any (a tag list's has neither tag
+    /// nor digest).
+    pub fn reference(&self) -> Option<&Reference> {
+        match self {
+            Route::ApiBase => None,
+            Route::Index(r)
+            | Route::Manifest(r)
+            | Route::Blob(r)
+            | Route::MirrorManifest(r)
+            | Route::MirrorBlob(r) => Some(r),
+            Route::MirrorTags(page) => Some(&page.repository),
+        }
     }
 }
 
+/// Whether `path` (a request target's, decoded or not) is the registry
+/// API's: its answers are the mirror's, errors included.
+pub fn is_mirror_path(path: &str) -> bool {
+    path == "/v2" || path.starts_with("/v2/") || path.starts_with("/v2?")
+}
+
 impl Request {
-    /// Routes `method` on `path_and_query` under `config`; a request the
-    /// service does not serve (unknown path, bad reference, a registry or
-    /// repository not allowed) is the failure to answer with.
+    /// Routes `method` on `path_and_query` (as the request line has it)
+    /// with the request's `headers` under `config`; a request the service
+    /// does not serve (unknown path, bad reference or escape, a registry
+    /// or repository not allowed) is the failure to answer with.
     pub fn parse(
         method: &str,
         path_and_query: &str,
+        headers: &Headers,
         config: &ServiceConfig,
     ) -> Result<Self, Failure> {
-        let (path, query) = match path_and_query.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (path_and_query, None),
-        };
-        let mirror = path == "/v2" || path.starts_with("/v2/");
+        let (raw_path, raw_query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let path = percent::decode(raw_path)
+            .map_err(|e| Failure::new(FailureKind::InvalidReference, format!("path: {e}")))?;
+        let query = percent::query_pairs(raw_query)
+            .map_err(|e| Failure::new(FailureKind::InvalidInput, e.to_string()))?;
         let head = match method {
             "GET" => false,
             "HEAD" => true,
@@ -74,69 +111,100 @@ impl Request {
                 ))
             }
         };
-        if mirror {
-            return mirror_route(path, query, config).map(|route| Request { route, head });
-        }
-        let (kind, rest) = path
-            .strip_prefix('/')
-            .and_then(|p| p.split_once('/'))
-            .ok_or_else(|| unknown_path(path))?;
-        let text = percent_decode(rest).ok_or_else(|| {
-            Failure::new(
-                FailureKind::InvalidReference,
-                format!("{path:?}: bad percent-encoding"),
-            )
-        })?;
-        let reference = Reference::parse(&text).map_err(Failure::from)?;
-        let route = match kind {
-            "index" if !head => Route::Index(reference),
-            "manifest" => Route::Manifest(reference),
-            "blob" if reference.digest.is_none() => {
-                return Err(Failure::new(
-                    FailureKind::InvalidReference,
-                    format!("{text:?}: a blob is named by digest (REF@sha256:...)"),
-                ))
-            }
-            "blob" if !head => Route::Blob(reference),
-            "index" | "blob" => {
-                return Err(Failure::new(
-                    FailureKind::MethodNotAllowed,
-                    format!("HEAD is not served on /{kind}/: use GET"),
-                ))
-            }
-            _ => return Err(unknown_path(path)),
+        let route = match is_mirror_path(&path) {
+            true => mirror_route(&path, &query, config)?,
+            false => api_route(&path, head, config)?,
         };
-        let reference = match &route {
-            Route::Index(r) | Route::Manifest(r) | Route::Blob(r) => r,
-            _ => unreachable!("only API routes get here"),
+        let if_none_match = headers.get("if-none-match").map(str::to_string);
+        let range = match &route {
+            Route::Blob(r) | Route::MirrorBlob(r) if !head => blob_range(r, headers),
+            _ => None,
         };
-        if !config.allows(reference) {
-            return Err(forbidden(reference));
-        }
-        Ok(Request { route, head })
+        Ok(Request {
+            route,
+            head,
+            if_none_match,
+            range,
+        })
     }
 }
 
-/// `/v2/`, `/v2/<name>/manifests/<ref>`, `/v2/<name>/blobs/<digest>`.
-fn mirror_route(path: &str, query: Option<&str>, config: &ServiceConfig) -> Result<Route, Failure> {
+/// The range a blob read asks for: none when `Range` asks for several
+/// (the whole is sent), or when an `If-Range` names other content (a blob
+/// never changes, so only another entity tag or a date can).
+fn blob_range(reference: &Reference, headers: &Headers) -> Option<ByteRange> {
+    let range = ByteRange::parse(headers.get("range")?)?;
+    match (headers.get("if-range"), &reference.digest) {
+        (None, _) => Some(range),
+        (Some(tag), Some(digest)) if tag.trim() == etag(digest) => Some(range),
+        (Some(_), _) => None,
+    }
+}
+
+/// `/index/REF`, `/manifest/REF`, `/blob/REF@DIGEST`.
+fn api_route(path: &str, head: bool, config: &ServiceConfig) -> Result<Route, Failure> {
+    let (kind, text) = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .ok_or_else(|| unknown_path(path))?;
+    let reference = Reference::parse(text).map_err(Failure::from)?;
+    let route = match kind {
+        "index" if !head => Route::Index(reference),
+        "manifest" => Route::Manifest(reference),
+        "blob" if reference.digest.is_none() => {
+            return Err(Failure::new(
+                FailureKind::InvalidReference,
+                format!("{text:?}: a blob is named by digest (REF@sha256:...)"),
+            ))
+        }
+        "blob" if !head => Route::Blob(reference),
+        "index" | "blob" => {
+            return Err(Failure::new(
+                FailureKind::MethodNotAllowed,
+                format!("HEAD is not served on /{kind}/: use GET"),
+            ))
+        }
+        _ => return Err(unknown_path(path)),
+    };
+    match route.reference() {
+        Some(r) if !config.allows(r) => Err(forbidden(r)),
+        _ => Ok(route),
+    }
+}
+
+/// `/v2/`, `/v2/<name>/manifests/<ref>`, `/v2/<name>/blobs/<digest>`,
+/// `/v2/<name>/tags/list`.
+fn mirror_route(
+    path: &str,
+    query: &[(String, String)],
+    config: &ServiceConfig,
+) -> Result<Route, Failure> {
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     if rest.is_empty() || rest == "/" {
         return Ok(Route::ApiBase);
     }
     let rest = &rest[1..];
-    let (name, object, blob) = if let Some((name, object)) = rest.rsplit_once("/manifests/") {
-        (name, object, false)
+    enum Object<'a> {
+        Manifest(&'a str),
+        Blob(&'a str),
+        Tags,
+    }
+    let (name, object) = if let Some(name) = rest.strip_suffix("/tags/list") {
+        (name, Object::Tags)
+    } else if let Some((name, object)) = rest.rsplit_once("/manifests/") {
+        (name, Object::Manifest(object))
     } else if let Some((name, object)) = rest.rsplit_once("/blobs/") {
-        (name, object, true)
+        (name, Object::Blob(object))
     } else {
         return Err(unknown_path(path));
     };
-    let ns = query.and_then(|q| {
-        q.split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == "ns")
-            .map(|(_, v)| v)
-    });
+    let param = |wanted: &str| {
+        query
+            .iter()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.as_str())
+    };
+    let ns = param("ns");
     let upstream = config.upstream(ns).ok_or_else(|| {
         Failure::new(
             FailureKind::Forbidden,
@@ -150,19 +218,21 @@ fn mirror_route(path: &str, query: Option<&str>, config: &ServiceConfig) -> Resu
         name.to_string()
     };
     let invalid = |e: Error| Failure::new(FailureKind::InvalidReference, e.to_string());
-    let is_digest = object.contains(':');
-    if blob && !is_digest {
-        return Err(Failure::new(
-            FailureKind::InvalidReference,
-            format!("{object:?}: a blob is named by digest"),
-        ));
-    }
-    let text = match is_digest {
-        true => {
+    let text = match object {
+        Object::Tags => format!("{}/{repository}", upstream.registry),
+        Object::Blob(object) if !object.contains(':') => {
+            return Err(Failure::new(
+                FailureKind::InvalidReference,
+                format!("{object:?}: a blob is named by digest"),
+            ))
+        }
+        Object::Manifest(object) | Object::Blob(object) if object.contains(':') => {
             Digest::parse(object).map_err(invalid)?;
             format!("{}/{repository}@{object}", upstream.registry)
         }
-        false => format!("{}/{repository}:{object}", upstream.registry),
+        Object::Manifest(object) | Object::Blob(object) => {
+            format!("{}/{repository}:{object}", upstream.registry)
+        }
     };
     let reference = Reference::parse(&text).map_err(invalid)?;
     // The grammar may read a name's first component as a host; the mirror
@@ -176,9 +246,16 @@ fn mirror_route(path: &str, query: Option<&str>, config: &ServiceConfig) -> Resu
     if !upstream.allows(&reference.repository) {
         return Err(forbidden(&reference));
     }
-    Ok(match blob {
-        true => Route::MirrorBlob(reference),
-        false => Route::MirrorManifest(reference),
+    Ok(match object {
+        Object::Blob(_) => Route::MirrorBlob(reference),
+        Object::Manifest(_) => Route::MirrorManifest(reference),
+        Object::Tags => Route::MirrorTags(TagsPage::new(
+            reference,
+            name,
+            ns,
+            param("n"),
+            param("last"),
+        )?),
     })
 }
 
@@ -196,28 +273,9 @@ fn unknown_path(path: &str) -> Failure {
     Failure::new(
         FailureKind::NoSuchRoute,
         format!(
-            "{path:?}: no such route (/index/REF, /manifest/REF, /blob/REF@DIGEST, /v2/NAME/manifests/REF, /v2/NAME/blobs/DIGEST)"
+            "{path:?}: no such route (/index/REF, /manifest/REF, /blob/REF@DIGEST, /v2/NAME/manifests/REF, /v2/NAME/blobs/DIGEST, /v2/NAME/tags/list)"
         ),
     )
-}
-
-/// `%XX` escapes decoded (clients escape `@` and `:` in paths); `None`
-/// for a broken escape or bytes that are not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -235,7 +293,15 @@ mod tests {
     }
 
     fn route(method: &str, path: &str) -> Result<Request, Failure> {
-        Request::parse(method, path, &config())
+        Request::parse(method, path, &Headers::new(), &config())
+    }
+
+    fn with_headers(path: &str, headers: &[(&str, &str)]) -> Request {
+        let headers: Headers = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        Request::parse("GET", path, &headers, &config()).unwrap()
     }
 
     fn failure(method: &str, path: &str) -> FailureKind {
@@ -258,7 +324,9 @@ mod tests {
             r,
             Request {
                 route: Route::Manifest(reference("127.0.0.1:5000/x/y")),
-                head: true
+                head: true,
+                if_none_match: None,
+                range: None,
             }
         );
         let path = format!("/blob/alpine%40{}", DIGEST.replace(':', "%3A"));
@@ -275,11 +343,8 @@ mod tests {
         assert_eq!(route("GET", "/v2").unwrap().route, Route::ApiBase);
         let r = route("HEAD", "/v2/alpine/manifests/3.20").unwrap();
         assert_eq!(
-            r,
-            Request {
-                route: Route::MirrorManifest(reference("alpine:3.20")),
-                head: true
-            }
+            (r.route, r.head),
+            (Route::MirrorManifest(reference("alpine:3.20")), true)
         );
         let r = route("GET", "/v2/library/alpine/manifests/latest?ns=docker.io").unwrap();
         assert_eq!(r.route, Route::MirrorManifest(reference("alpine:latest")));
@@ -345,11 +410,8 @@ mod tests {
             failure("HEAD", &format!("/blob/alpine@{DIGEST}")),
             FailureKind::MethodNotAllowed
         );
-        assert_eq!(
-            failure("GET", "/v2/alpine/tags/list"),
-            FailureKind::NoSuchRoute
-        );
         assert_eq!(failure("GET", "/v2/_catalog"), FailureKind::NoSuchRoute);
+        assert_eq!(failure("GET", "/v2/alpine/tags"), FailureKind::NoSuchRoute);
         assert_eq!(failure("GET", "/"), FailureKind::NoSuchRoute);
         assert_eq!(
             failure("GET", "/elsewhere/alpine"),
@@ -381,5 +443,119 @@ mod tests {
         );
         let e = route("GET", "/manifest/a:b:c").unwrap_err();
         assert!(e.message.contains("a:b:c"), "{}", e.message);
+    }
+
+    /// Each client's way of writing the upstream: containerd escapes the
+    /// colon of a port (`%3A`), others do not; `+` is no space (RFC 3986).
+    #[test]
+    fn ns_is_decoded_as_each_client_writes_it() {
+        let want = Route::MirrorManifest(reference("127.0.0.1:5000/library/app:v1"));
+        for ns in [
+            "127.0.0.1%3A5000",
+            "127.0.0.1%3a5000",
+            "127.0.0.1:5000",
+            "127.0.0.1%3A5000&ns=x",
+        ] {
+            let path = format!("/v2/library/app/manifests/v1?ns={ns}");
+            assert_eq!(route("GET", &path).unwrap().route, want, "{ns}");
+        }
+        // Docker Hub under any of its names.
+        let r = route(
+            "GET",
+            "/v2/library/alpine/manifests/3?ns=registry-1.docker.io",
+        )
+        .unwrap();
+        assert_eq!(r.route, Route::MirrorManifest(reference("alpine:3")));
+        assert_eq!(
+            failure("GET", "/v2/app/manifests/v1?ns=127.0.0.1+5000"),
+            FailureKind::Forbidden
+        );
+        let e = route("GET", "/v2/app/manifests/v1?ns=127.0.0.1%3").unwrap_err();
+        assert_eq!(e.kind, FailureKind::InvalidInput);
+        assert!(e.message.contains("\"ns\""), "{}", e.message);
+        // Paths are decoded too, once.
+        let r = route("GET", "/v2/library%2Fapp/manifests/v1?ns=127.0.0.1%3A5000").unwrap();
+        assert_eq!(r.route, want);
+        let e = route("GET", "/v2/app/manifests/v%zz").unwrap_err();
+        assert_eq!(e.kind, FailureKind::InvalidReference);
+        assert!(e.message.contains("path"), "{}", e.message);
+        assert_eq!(
+            failure("GET", "/v2/app/manifests/v%25zz"),
+            FailureKind::InvalidReference
+        );
+    }
+
+    #[test]
+    fn tag_lists_are_mirror_routes_with_their_page() {
+        let r = route("GET", "/v2/alpine/tags/list").unwrap();
+        let Route::MirrorTags(page) = &r.route else {
+            panic!("{r:?}")
+        };
+        assert_eq!(page.repository, reference("docker.io/library/alpine"));
+        assert_eq!(
+            (page.name.as_str(), page.n, page.last.as_deref()),
+            ("alpine", None, None)
+        );
+        assert!(r.route.is_mirror() && !r.route.is_blob());
+        let r = route(
+            "GET",
+            "/v2/x/y/tags/list?n=2&last=v1%2Bb&ns=127.0.0.1%3A5000",
+        )
+        .unwrap();
+        let Route::MirrorTags(page) = &r.route else {
+            panic!("{r:?}")
+        };
+        assert_eq!(page.repository, reference("127.0.0.1:5000/x/y"));
+        assert_eq!(
+            (page.n, page.last.as_deref(), page.ns.as_deref()),
+            (Some(2), Some("v1+b"), Some("127.0.0.1:5000"))
+        );
+        assert_eq!(
+            failure("GET", "/v2/x/tags/list?n=-1"),
+            FailureKind::InvalidPagination
+        );
+        assert_eq!(
+            failure("GET", "/v2/someone/app/tags/list"),
+            FailureKind::Forbidden
+        );
+        assert_eq!(failure("GET", "/v2/tags/list"), FailureKind::NoSuchRoute);
+        assert!(route("HEAD", "/v2/alpine/tags/list").unwrap().head);
+    }
+
+    #[test]
+    fn a_blob_read_takes_one_range_unless_if_range_names_other_content() {
+        let blob = format!("/v2/alpine/blobs/{DIGEST}");
+        assert_eq!(
+            with_headers(&blob, &[("Range", "bytes=5-")]).range,
+            Some(ByteRange::From(5))
+        );
+        assert_eq!(
+            with_headers(&blob, &[("range", "bytes=0-1,5-9")]).range,
+            None
+        );
+        let etag = format!("\"{DIGEST}\"");
+        let same = with_headers(&blob, &[("Range", "bytes=-3"), ("If-Range", &etag)]);
+        assert_eq!(same.range, Some(ByteRange::Suffix(3)));
+        let other = [
+            ("Range", "bytes=-3"),
+            ("If-Range", "Wed, 21 Oct 2015 07:28:00 GMT"),
+        ];
+        assert_eq!(with_headers(&blob, &other).range, None);
+        // Manifests, tag lists and HEADs are answered whole.
+        let manifest = with_headers("/v2/alpine/manifests/3", &[("Range", "bytes=5-")]);
+        assert_eq!(manifest.range, None);
+        let headers: Headers = [("Range".to_string(), "bytes=1-".to_string())]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            Request::parse("HEAD", &blob, &headers, &config())
+                .unwrap()
+                .range,
+            None
+        );
+        let api = with_headers(&format!("/blob/alpine@{DIGEST}"), &[("Range", "bytes=1-2")]);
+        assert_eq!(api.range, Some(ByteRange::Span(1, 2)));
+        let tagged = with_headers("/v2/alpine/manifests/3", &[("If-None-Match", "\"x\"")]);
+        assert_eq!(tagged.if_none_match.as_deref(), Some("\"x\""));
     }
 }
