@@ -23,6 +23,7 @@ use ocirelay_core::http::{
 };
 use ocirelay_core::Digest;
 
+use crate::access_log::Calls;
 use crate::error::HostError;
 use crate::idle::{self, Activity, IdleBody};
 use crate::policy::Policy;
@@ -146,6 +147,8 @@ pub struct Hooks {
     outbound: Arc<Outbound>,
     /// Whether upload bodies are checked against their digest here.
     pub verify_uploads: bool,
+    /// Where the requests sent are recorded, for a request log.
+    pub calls: Option<Arc<Calls>>,
     /// A lying host, for tests: every blob read's answer says it was
     /// checked, and none is (what a registry's own `BODY_VERIFIED` would
     /// say if a host passed it on).
@@ -159,6 +162,7 @@ impl Hooks {
         Hooks {
             outbound,
             verify_uploads: true,
+            calls: None,
             #[cfg(test)]
             forge_body_verified: false,
         }
@@ -186,6 +190,7 @@ impl WasiHttpHooks for Hooks {
     ) -> SendFuture {
         let outbound = self.outbound.clone();
         let verify = self.verify_uploads;
+        let calls = self.calls.clone();
         #[cfg(test)]
         let forge = self.forge_body_verified;
         let authority = request
@@ -269,6 +274,9 @@ impl WasiHttpHooks for Hooks {
                 .then(|| ocirelay_core::distribution::blob_digest(parts.uri.path()))
                 .flatten();
             tracing::debug!(method = %parts.method, uri = %shown, "sending");
+            let call = calls
+                .as_ref()
+                .map(|c| c.sent(parts.method.as_str(), &authority));
             let request = http::Request::from_parts(parts, body);
             let idle = outbound.idle_timeout;
             let sent = outbound.client.request(request);
@@ -277,6 +285,9 @@ impl WasiHttpHooks for Hooks {
                 return Err(Error::ConnectionReadTimeout);
             };
             let response = response.map_err(client_error)?;
+            if let (Some(calls), Some(call)) = (&calls, call) {
+                calls.answered(call, response.status().as_u16());
+            }
             tracing::debug!(status = %response.status(), "answered");
             outbound
                 .policy

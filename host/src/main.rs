@@ -4,6 +4,7 @@
 //! the registry work over wasi-http; this binary supplies credentials, the
 //! outgoing-request policy, and the command line.
 
+mod access_log;
 mod commands;
 mod compose;
 mod convert;
@@ -24,6 +25,7 @@ mod verify;
 use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
+
 use tracing_subscriber::EnvFilter;
 
 use error::HostError;
@@ -92,11 +94,15 @@ enum Command {
     /// Copy an image or index with all its children (or, with --blob, one
     /// blob) from SRC to DST and print the resulting descriptor.
     Copy(commands::copy::CopyArgs),
-    /// Push what a release pipeline computed: the original deploy tool's
-    /// input on stdin (blobs, manifests, copies), every ref made so.
+    /// List a repository's tags, one per line (or as JSON).
+    Tags(commands::tags::TagsArgs),
+    /// Push what a release pipeline computed: the deploy tool's input on
+    /// stdin (blobs, manifests, copies, as JSON objects), and print how
+    /// each ref ended.
     Deploy(commands::deploy::DeployArgs),
     /// Serve the edge service: the lookup/index API and a read-through
-    /// registry mirror, over HTTP, one component instance per request.
+    /// registry mirror, over HTTP, each request in a component instance
+    /// of its own (kept for later requests), one log line per request.
     Serve(commands::service::ServeArgs),
     /// Write the edge service, composed with its configuration, as one
     /// component for any wasi:http host (`wasmtime serve`, Spin-style hosts).
@@ -147,7 +153,12 @@ fn main() {
         // Colour codes only for a terminal, not for a pipe or a file.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let given = given_flags(&matches);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -158,7 +169,7 @@ fn main() {
             std::process::exit(3);
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, given)) {
         Ok(()) => {}
         // The reader went away (`| head`): nothing left to say to anyone.
         Err(e) if e.is_closed_output() => {}
@@ -171,6 +182,49 @@ fn main() {
             );
             std::process::exit(e.exit_code());
         }
+    }
+}
+
+/// The options every command takes, by id and as typed.
+const GLOBAL_FLAGS: &[(&str, &str)] = &[
+    ("insecure", "--insecure"),
+    ("no_cache", "--no-cache"),
+    ("concurrency", "--concurrency"),
+    ("rates", "--rate"),
+    ("idle_timeout", "--idle-timeout"),
+    ("ca_files", "--ca-file"),
+    ("retry_deadline", "--retry-deadline"),
+];
+
+/// The global options given on the command line (not defaulted), as typed.
+fn given_flags(matches: &clap::ArgMatches) -> Vec<&'static str> {
+    GLOBAL_FLAGS
+        .iter()
+        .filter(|(id, _)| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|(_, flag)| *flag)
+        .collect()
+}
+
+/// Refuses the options among `given` that `command` does not apply
+/// (`applied`): silently ignoring one would leave its user believing it
+/// took effect.
+fn refuse_unapplied(command: &str, given: &[&str], applied: &[&str]) -> Result<(), HostError> {
+    let ignored: Vec<&str> = given
+        .iter()
+        .copied()
+        .filter(|flag| !applied.contains(flag))
+        .collect();
+    match ignored.as_slice() {
+        [] => Ok(()),
+        flags => Err(HostError::Usage(format!(
+            "{} {} not apply to `ocirelay {command}`{}",
+            flags.join(", "),
+            if flags.len() == 1 { "does" } else { "do" },
+            match command {
+                "serve" => ": the service's config sets insecure upstreams and retries",
+                _ => ": the host that runs the written component applies its own",
+            }
+        ))),
     }
 }
 
@@ -192,6 +246,7 @@ impl Command {
                 ocirelay_core::Reference::parse(&args.src)?,
                 ocirelay_core::Reference::parse(&args.dst)?,
             ],
+            Command::Tags(args) => vec![args.reference()?],
             Command::Deploy(args) => return args.hosts().map(dedup),
             Command::Serve(_) | Command::BuildService(_) => Vec::new(),
         };
@@ -222,7 +277,7 @@ fn docker_hub_proxy() -> Result<Option<ocirelay_core::http::Url>, HostError> {
     Ok(Some(url))
 }
 
-async fn run(cli: Cli) -> Result<(), HostError> {
+async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
     let settings = settings::load()?;
     // The rates: the file's first, a flag for the same host replaces its rate.
     let mut rates = settings.rates;
@@ -234,13 +289,17 @@ async fn run(cli: Cli) -> Result<(), HostError> {
     let idle_timeout = std::time::Duration::from_secs(cli.idle_timeout);
     // The service's own configuration says what it reaches and how.
     let command = match cli.command {
-        Command::BuildService(args) => return commands::service::build(args),
+        Command::BuildService(args) => {
+            refuse_unapplied("build-service", &given, &[])?;
+            return commands::service::build(args);
+        }
         Command::Deploy(mut args) => {
             args.read_input()?;
             Command::Deploy(args)
         }
         Command::Serve(args) => {
-            return commands::service::serve(args, rates, &ca_files, idle_timeout).await
+            refuse_unapplied("serve", &given, &["--rate", "--ca-file", "--idle-timeout"])?;
+            return commands::service::serve(args, rates, &ca_files, idle_timeout).await;
         }
         other => other,
     };
@@ -280,6 +339,7 @@ async fn run(cli: Cli) -> Result<(), HostError> {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,
         Command::Copy(args) => commands::copy::run(&runtime, config, args).await,
+        Command::Tags(args) => commands::tags::run(&runtime, config, args).await,
         Command::Deploy(args) => commands::deploy::run(&runtime, config, args).await,
         Command::Serve(_) | Command::BuildService(_) => {
             unreachable!("served above, without the registry runtime")

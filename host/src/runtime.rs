@@ -47,8 +47,18 @@ impl State {
     /// WASI with stderr only (no files, environment or arguments: the
     /// proxy world has none), and `hooks` for outgoing requests.
     pub fn new(hooks: Hooks) -> Self {
+        State::built(hooks, WasiCtx::builder().inherit_stderr().build())
+    }
+
+    /// [`State::new`], the component's stderr going to `stderr` instead of
+    /// the process's.
+    pub fn with_stderr(hooks: Hooks, stderr: wasmtime_wasi::p2::pipe::MemoryOutputPipe) -> Self {
+        State::built(hooks, WasiCtx::builder().stderr(stderr).build())
+    }
+
+    fn built(hooks: Hooks, wasi: WasiCtx) -> Self {
         State {
-            wasi: WasiCtx::builder().inherit_stderr().build(),
+            wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks,
@@ -338,6 +348,22 @@ impl Session {
             .await
             .map_err(HostError::runtime("calling copy-blob"))??;
         (&d).try_into()
+    }
+
+    /// The tags of `repository` (see `client.list-tags`); `None` when it
+    /// does not exist.
+    pub async fn list_tags(
+        &mut self,
+        repository: &Reference,
+        options: &wit::TagsOptions,
+    ) -> Result<Option<wit::TagList>, HostError> {
+        Ok(self
+            .relay
+            .ocirelay_registry_registry()
+            .client()
+            .call_list_tags(&mut self.store, self.client, &repository.into(), options)
+            .await
+            .map_err(HostError::runtime("calling list-tags"))??)
     }
 
     /// The next chunk of `reader`'s content; empty at the end (which is

@@ -8,6 +8,10 @@
 //! the service's registry client keeps its tokens and what registries'
 //! challenges said, so a request to a token-auth upstream is one request
 //! upstream, not a 401, a token request and the request again.
+//!
+//! Every request leaves a line in the log ([`crate::access_log`]): the
+//! instance's hook records what it sent upstream, and the instance's
+//! stderr, kept apart, carries the service's warnings.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,6 +27,11 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
+use http_body_util::BodyExt;
+use ocirelay_core::service::log;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use crate::access_log::{Calls, CountedBody, Pending, Sink};
 use crate::error::HostError;
 use crate::hooks::{Hooks, Outbound};
 use crate::policy::Policy;
@@ -37,6 +46,9 @@ const IDLE: usize = 16;
 /// Requests an instance serves at most, bounding what a long life could
 /// gather in its memory.
 const REUSES: u32 = 1000;
+/// What an instance may write on its stderr; one that has written half of
+/// it is not kept.
+const STDERR_CAPACITY: usize = 64 * 1024;
 
 /// An instance between two requests.
 struct Idle {
@@ -44,6 +56,21 @@ struct Idle {
     proxy: Proxy,
     /// Requests it has served.
     served: u32,
+    /// What its hook sends, for the log.
+    calls: Arc<Calls>,
+    /// Its stderr, and how much of it the log has read.
+    stderr: MemoryOutputPipe,
+    stderr_read: usize,
+}
+
+impl Idle {
+    /// What the instance said on stderr since it was last asked.
+    fn new_stderr(&mut self) -> String {
+        let all = self.stderr.contents();
+        let new = String::from_utf8_lossy(&all[self.stderr_read.min(all.len())..]).into_owned();
+        self.stderr_read = all.len();
+        new
+    }
 }
 
 /// The service, ready to instantiate, and its instances between requests.
@@ -58,6 +85,8 @@ pub struct Server {
     outbound: Arc<Outbound>,
     /// Instances whose request ended, the latest last.
     idle: Arc<std::sync::Mutex<Vec<Idle>>>,
+    /// Where each request's line goes.
+    log: Arc<Sink>,
 }
 
 impl Server {
@@ -68,6 +97,7 @@ impl Server {
         policy: Policy,
         ca_files: &[std::path::PathBuf],
         idle_timeout: Duration,
+        log: Arc<Sink>,
     ) -> Result<Self, HostError> {
         let (_engine, pre) = proxy_world_pre(wasm, Some(INSTANCES))?;
         let pre = ProxyPre::new(pre).map_err(HostError::runtime(
@@ -78,6 +108,7 @@ impl Server {
             instances: Arc::new(tokio::sync::Semaphore::new(INSTANCES as usize)),
             outbound: Outbound::new(policy, ca_files, idle_timeout)?,
             idle: Arc::default(),
+            log,
         })
     }
 
@@ -106,72 +137,97 @@ impl Server {
         }
     }
 
-    /// One request, in an instance of its own.
+    /// One request, in an instance of its own; its line is written once
+    /// its answer is sent.
     async fn handle(
         &self,
         request: hyper::Request<hyper::body::Incoming>,
     ) -> hyper::Response<HyperOutgoingBody> {
-        let method = request.method().clone();
-        let uri = request.uri().clone();
-        match self.instance_answer(request).await {
-            Ok(response) => {
-                tracing::info!("{method} {uri} {}", response.status().as_u16());
-                response
-            }
+        let start = std::time::Instant::now();
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let pending = Pending::new(self.log.clone(), request.method().as_str(), &target, start);
+        let response = match self.instance_answer(request, pending.clone()).await {
+            Ok(response) => response,
             Err(e) => {
-                tracing::warn!("{method} {uri}: the service failed: {e:#}");
+                let warning = format!("the service failed: {e:#}");
+                pending.update(|line| line.warnings.push(warning));
                 internal_error()
             }
-        }
+        };
+        let length = response
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        pending.answered(response.status().as_u16(), length);
+        response.map(|body| CountedBody::new(body, pending).boxed_unsync())
     }
 
     /// Answers `request` with an idle instance, or a new one if none is;
     /// the instance is kept for a later request once done, unless it
-    /// trapped or has served [`REUSES`].
+    /// trapped, has served [`REUSES`], or has written much on stderr.
+    /// What it sent upstream and warned of goes into `pending`.
     async fn instance_answer(
         &self,
         request: hyper::Request<hyper::body::Incoming>,
+        pending: Arc<Pending>,
     ) -> wasmtime::Result<hyper::Response<HyperOutgoingBody>> {
         let permit = self.instances.clone().acquire_owned().await?;
         let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let Idle {
-            mut store,
-            proxy,
-            served,
-        } = match kept {
+        let mut instance = match kept {
             Some(idle) => idle,
             None => {
-                let hooks = Hooks::new(self.outbound.clone());
-                let mut store = Store::new(self.pre.engine(), State::new(hooks));
+                let calls = Arc::new(Calls::default());
+                let mut hooks = Hooks::new(self.outbound.clone());
+                hooks.calls = Some(calls.clone());
+                let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+                let state = State::with_stderr(hooks, stderr.clone());
+                let mut store = Store::new(self.pre.engine(), state);
                 let proxy = self.pre.instantiate_async(&mut store).await?;
                 Idle {
                     store,
                     proxy,
                     served: 0,
+                    calls,
+                    stderr,
+                    stderr_read: 0,
                 }
             }
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let request = store
+        let request = instance
+            .store
             .data_mut()
             .http()
             .new_incoming_request(Scheme::Http, request)?;
-        let out = store.data_mut().http().new_response_outparam(sender)?;
+        let out = instance
+            .store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)?;
         let idle = self.idle.clone();
         // The instance goes on streaming the body after the head is sent.
         let task = tokio::spawn(async move {
             let _permit = permit;
-            let handler = proxy.wasi_http_incoming_handler();
-            handler.call_handle(&mut store, request, out).await?;
-            let served = served + 1;
-            if served < REUSES {
+            let handler = instance.proxy.wasi_http_incoming_handler();
+            let handled = handler.call_handle(&mut instance.store, request, out).await;
+            let upstream = instance.calls.take();
+            let warnings = log::warnings(&instance.new_stderr());
+            pending.update(|line| {
+                line.upstream = upstream;
+                line.warnings.extend(warnings);
+            });
+            drop(pending);
+            handled?;
+            instance.served += 1;
+            let quiet = instance.stderr_read < STDERR_CAPACITY / 2;
+            if instance.served < REUSES && quiet {
                 if let Ok(mut idle) = idle.lock() {
                     if idle.len() < IDLE {
-                        idle.push(Idle {
-                            store,
-                            proxy,
-                            served,
-                        });
+                        idle.push(instance);
                     }
                 }
             }
@@ -191,7 +247,6 @@ impl Server {
 
 /// A 500 with the service's JSON error shape, for an instance that trapped.
 fn internal_error() -> hyper::Response<HyperOutgoingBody> {
-    use http_body_util::BodyExt;
     let body = "{\"error\":{\"kind\":\"internal\",\"message\":\"the service failed (see the server's log)\"}}\n";
     let body = http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes()))
         .map_err(|never| match never {})

@@ -5,3 +5,4 @@ pub mod deploy;
 pub mod index;
 pub mod lookup;
 pub mod service;
+pub mod tags;

@@ -27,7 +27,10 @@ CONFIG is a JSON file (default: Docker Hub's official images, library/*):
 The first upstream serves requests without `?ns=`; a repository pattern is
 `*`, `prefix/*` or a name. Routes: GET /index/REF, GET|HEAD /manifest/REF,
 GET /blob/REF@DIGEST, and the registry API's GET|HEAD
-/v2/NAME/manifests/REF and /v2/NAME/blobs/DIGEST (a read-through mirror).";
+/v2/NAME/manifests/REF, /v2/NAME/blobs/DIGEST (ranges too) and
+/v2/NAME/tags/list (a read-through mirror). `serve` writes a line per
+request on stdout: method, path, status, bytes sent, duration, each
+request made upstream with its status, and warnings (an answer cut short).";
 
 /// Arguments of `ocirelay serve`.
 #[derive(Debug, clap::Args)]
@@ -36,6 +39,10 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the one bound is printed on stderr).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+    /// How the request log on stdout is written: `text` (key=value pairs)
+    /// or `json` (one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: ocirelay_core::service::log::Format,
     /// The service's configuration (JSON).
     #[arg(value_name = "CONFIG")]
     pub config: Option<PathBuf>,
@@ -151,7 +158,8 @@ pub async fn serve(
         policy.charge_to(&mirror.authority, ocirelay_core::reference::DOCKER_HUB);
     }
     let text = with_docker_credentials(&text, &config)?;
-    let server = Server::new(&composed(&text, true)?, policy, ca_files, idle_timeout)?;
+    let log = crate::access_log::Sink::new(args.log_format);
+    let server = Server::new(&composed(&text, true)?, policy, ca_files, idle_timeout, log)?;
     let listener = bind(args.addr).await?;
     Arc::new(server).run(listener).await
 }
