@@ -153,6 +153,18 @@ impl Layout {
     /// Copies tag `tag` of the layout to `dest` (`host/repository:tag`) with
     /// skopeo, digests unchanged, with `credentials` when given.
     pub fn copy_out(&self, tag: &str, dest: &str, credentials: Option<&(String, String)>) {
+        if let Err(e) = self.try_copy_out(tag, dest, credentials) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Layout::copy_out`], saying why it failed rather than panicking.
+    pub fn try_copy_out(
+        &self,
+        tag: &str,
+        dest: &str,
+        credentials: Option<&(String, String)>,
+    ) -> Result<(), String> {
         let source = format!("oci:{}:{tag}", self.dir.path().display());
         let dest = format!("docker://{dest}");
         let mut cmd = Command::new("skopeo");
@@ -170,12 +182,14 @@ impl Layout {
             .arg(&source)
             .arg(&dest)
             .output()
-            .expect("running skopeo (scripts/setup installs it)");
-        assert!(
-            out.status.success(),
-            "skopeo copy {source} {dest} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .map_err(|e| format!("running skopeo: {e} (scripts/setup installs it)"))?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(format!(
+                "skopeo copy {source} {dest} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )),
+        }
     }
 }
 

@@ -22,12 +22,27 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // Nothing listening there is the usual mistake: say what to do.
+    let authority = match reference.host.contains(':') {
+        true => reference.host.clone(),
+        false => format!("{}:443", reference.host),
+    };
+    if std::net::TcpStream::connect(&authority).is_err() {
+        eprintln!(
+            "sample: no registry answers at {}; start one first (scripts/registry PORT)",
+            reference.host
+        );
+        std::process::exit(1);
+    }
     let tag = reference.tag.clone().unwrap_or_default();
     let mut layout = Layout::new();
     let index = layout
         .platform_index(&tag, Flavour::Oci, &two_platforms())
         .index;
-    layout.copy_out(&tag, &reference.to_string(), None);
+    if let Err(e) = layout.try_copy_out(&tag, &reference.to_string(), None) {
+        eprintln!("sample: {e}");
+        std::process::exit(1);
+    }
     println!(
         "pushed {reference} ({}): an index of linux/amd64 and linux/arm64/v8",
         index.digest
