@@ -3,11 +3,13 @@
 //! for the `ocirelay` binary.
 
 pub mod cli;
+pub mod clients;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod http1;
 pub mod push;
 pub mod registry;
+pub mod rootfs;
 pub mod service;
 pub mod tls;
 pub mod token_server;

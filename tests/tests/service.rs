@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use ocirelay_core::Digest;
-use ocirelay_tests::cli::{ocirelay, ocirelay_with};
+use ocirelay_tests::cli::{ocirelay, ocirelay_untrusting, ocirelay_with};
 use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
 use ocirelay_tests::service::Service;
 use ocirelay_tests::{push_image, Auth, Registry};
@@ -437,12 +437,13 @@ fn a_bad_config_is_refused_naming_its_field() {
     )
     .unwrap();
     let out_path = dir.path().join("out.wasm");
-    let out = ocirelay(&[
-        "build-service",
-        config.to_str().unwrap(),
-        "--output",
-        out_path.to_str().unwrap(),
-    ]);
+    let build = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend(["build-service", config.to_str().unwrap(), "--output"]);
+        args.push(out_path.to_str().unwrap());
+        ocirelay_untrusting(&args, &[])
+    };
+    let out = build(&[]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr.contains("upstreams[0].repositories"),
@@ -450,6 +451,32 @@ fn a_bad_config_is_refused_naming_its_field() {
         out.stderr
     );
     assert!(!out_path.exists(), "nothing written");
+
+    // Options the written component cannot carry are refused, not ignored.
+    std::fs::write(
+        &config,
+        r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"]}]}"#,
+    )
+    .unwrap();
+    let out = build(&["--rate", "docker.io=1/1s", "--idle-timeout", "5"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("--rate, --idle-timeout do not apply"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out_path.exists(), "nothing written");
+    let out = ocirelay_untrusting(
+        &["--insecure", "x.example", "serve", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("--insecure does not apply"),
+        "{}",
+        out.stderr
+    );
+    assert!(build(&[]).code == 0 && out_path.exists());
 }
 
 #[test]
