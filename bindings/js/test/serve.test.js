@@ -19,10 +19,34 @@ const ocirelay = process.env.OCIRELAY_BIN ?? join(here, '../../../target/debug/o
 const jco = join(here, '../node_modules/.bin/jco');
 const children = [];
 
+// Each child leads a process group of its own: jco serve runs the
+// service in a node child of its own, which must stop with it.
 function child(command, args) {
-  const c = spawn(command, args, { stdio: 'ignore' });
+  const c = spawn(command, args, { stdio: 'ignore', detached: true });
   children.push(c);
   return c;
+}
+
+// Stops `c` and every process of its group, and waits until they are gone.
+async function stop(c) {
+  try {
+    process.kill(-c.pid, 'SIGTERM');
+  } catch {
+    return; // the group is gone already
+  }
+  for (let i = 0; i < 100; i++) {
+    try {
+      process.kill(-c.pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  try {
+    process.kill(-c.pid, 'SIGKILL');
+  } catch {
+    // gone meanwhile
+  }
 }
 
 async function listening(url, seconds) {
@@ -55,12 +79,12 @@ before(async () => {
   image = client.ensureManifest(`${upstream}/team/app:v1`, manifest, 'application/vnd.oci.image.manifest.v1+json');
 });
 
-after(() => {
-  for (const c of children) c.kill();
+after(async () => {
+  for (const c of children) await stop(c);
   stopRegistries();
 });
 
-test('jco serve runs the edge service: the mirror and the index route', { timeout: 180_000 }, async () => {
+test('jco serve runs the edge service: the mirror and the index route', { timeout: 180_000 }, async (t) => {
   assert.ok(existsSync(ocirelay), `${ocirelay} is built by cargo test`);
   const dir = mkdtempSync(join(tmpdir(), 'ocirelay-serve-'));
   const config = join(dir, 'service.json');
@@ -68,9 +92,14 @@ test('jco serve runs the edge service: the mirror and the index route', { timeou
   const wasm = join(dir, 'service.wasm');
   execFileSync(ocirelay, ['build-service', config, '--output', wasm]);
   const port = await freePort();
-  child(jco, ['serve', '--port', String(port), '--host', '127.0.0.1', wasm]);
+  const served = child(jco, ['serve', '--port', String(port), '--host', '127.0.0.1', wasm]);
   const base = `http://127.0.0.1:${port}`;
   await listening(`${base}/v2/`, 120);
+  // Stopped with every process it started, nothing answers there any more.
+  t.after(async () => {
+    await stop(served);
+    await assert.rejects(fetch(`${base}/v2/`), 'jco serve and its node child are gone');
+  });
 
   const answer = await fetch(`${base}/v2/team/app/manifests/v1`);
   assert.equal(answer.status, 200);
