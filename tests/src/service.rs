@@ -76,6 +76,20 @@ impl Service {
 
     /// [`Service::ocirelay`] with the docker config in `docker_config`.
     pub fn ocirelay_with(config: &serde_json::Value, docker_config: &std::path::Path) -> Service {
+        Self::ocirelay_serving(config, docker_config, &[])
+    }
+
+    /// [`Service::ocirelay`] with `serve`'s options `args` (`--log-format json`).
+    pub fn ocirelay_args(config: &serde_json::Value, args: &[&str]) -> Service {
+        let empty = tempfile::tempdir().expect("a temporary docker config");
+        Self::ocirelay_serving(config, empty.path(), args)
+    }
+
+    fn ocirelay_serving(
+        config: &serde_json::Value,
+        docker_config: &std::path::Path,
+        args: &[&str],
+    ) -> Service {
         let (dir, config_path, wasm) = Self::build(config);
         let ca = crate::tls::ca_file();
         let log = dir.path().join(LOG);
@@ -85,6 +99,7 @@ impl Service {
                 .arg(ca)
                 .arg("serve")
                 .arg(format!("--addr=127.0.0.1:{port}"))
+                .args(args)
                 .arg(&config_path)
                 .env("OCIRELAY_CACHE_DIR", crate::cli::cache_dir())
                 .env("DOCKER_CONFIG", docker_config)
