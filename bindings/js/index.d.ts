@@ -119,6 +119,8 @@ export declare class Client {
   lookup(ref: string | Reference, options?: { head?: boolean; type?: 'manifest' | 'blob' }): Found | null;
   manifest(ref: string | Reference): Json | null;
   synthesizeIndex(ref: string | Reference): Json | null;
+  /** Every tag of a repository (all pages), or `null` when it does not exist. */
+  listTags(repo: string | Reference, options?: { pageSize?: number; after?: string }): string[] | null;
   copy(src: string | Reference, dst: string | Reference): Descriptor;
   copyBlob(src: string | Reference, dst: string | Reference): Descriptor;
   ensureManifest(ref: string | Reference, manifest: Uint8Array | string, mediaType: string): Descriptor;

@@ -193,6 +193,19 @@ export class Client {
     return json === undefined ? null : JSON.parse(json);
   }
 
+  /**
+   * The tags of repository `repo` (every page of the registry's list, in
+   * its order), or `null` when the repository does not exist.
+   * @param {string|object} repo e.g. `registry.example/team/app`
+   * @param {{pageSize?: number, after?: string}} [options] tags asked per
+   *   page; only the tags after this one
+   */
+  listTags(repo, { pageSize, after } = {}) {
+    const options = { pageSize, last: after, allPages: true };
+    const list = call(() => this.#client.listTags(asRef(repo), options));
+    return list === undefined ? null : list.tags;
+  }
+
   /** Copies an image or index with every child; the pushed descriptor. */
   copy(src, dst) {
     return descriptor(call(() => this.#client.copyManifest(asRef(src), asRef(dst), { byDigest: [] })));

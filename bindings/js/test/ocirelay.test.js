@@ -79,6 +79,14 @@ test('synthesize-index of a multi-platform index gives plain objects', () => {
   assert.ok(synthesized.manifests.every((m) => typeof m.size === 'number'));
 });
 
+test('listTags gives every tag of a repository, or null for none', () => {
+  const client = new Client();
+  client.copy(`${a}/app:v1`, `${a}/app:v2`);
+  assert.deepEqual(client.listTags(`${a}/app`).sort(), ['v1', 'v2']);
+  assert.deepEqual(client.listTags(`${a}/app`, { pageSize: 1 }).sort(), ['v1', 'v2']);
+  assert.equal(client.listTags(`${a}/nothing`), null);
+});
+
 test('copy across two registries keeps the digest', () => {
   const client = new Client();
   const pushed = client.copy(`${a}/app:v1`, `${b}/copied:v1`);

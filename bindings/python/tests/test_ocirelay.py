@@ -77,6 +77,13 @@ class OcirelayTest(unittest.TestCase):
         platforms = [f"{m['platform']['os']}/{m['platform']['architecture']}" for m in index["manifests"]]
         self.assertEqual(platforms, ["linux/amd64", "linux/arm64"])
 
+    def test_list_tags_gives_every_tag_or_none(self):
+        client = ocirelay.Client()
+        client.copy(f"{self.a.host}/app:v1", f"{self.a.host}/app:v2")
+        self.assertEqual(sorted(client.list_tags(f"{self.a.host}/app")), ["v1", "v2"])
+        self.assertEqual(sorted(client.list_tags(f"{self.a.host}/app", page_size=1)), ["v1", "v2"])
+        self.assertIsNone(client.list_tags(f"{self.a.host}/nothing"))
+
     def test_copy_across_two_registries_keeps_the_digest(self):
         client = ocirelay.Client()
         pushed = client.copy(f"{self.a.host}/app:v1", f"{self.b.host}/copied:v1")

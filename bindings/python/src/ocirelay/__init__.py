@@ -340,6 +340,16 @@ class Client:
         text = self._method("synthesize-index-json", _reference(ref))
         return None if text is None else json.loads(text)
 
+    def list_tags(
+        self, repo: Union[str, Reference], page_size: Optional[int] = None, after: Optional[str] = None
+    ) -> Optional[List[str]]:
+        """The tags of repository `repo` (every page of the registry's list,
+        in its order; `page_size` tags asked per page, only those after
+        `after`); None when the repository does not exist."""
+        options = _record(page_size=page_size, last=after, all_pages=True)
+        listed = self._method("list-tags", _reference(repo), options)
+        return None if listed is None else list(listed.tags)
+
     def copy(self, src: Union[str, Reference], dst: Union[str, Reference]) -> Descriptor:
         """Copies an image or index with every child, digests unchanged."""
         children = _record(by_digest=[], fallback=None)
