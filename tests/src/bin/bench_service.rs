@@ -1,7 +1,8 @@
 //! Benchmarks the edge service (`bench/service`): `wrk` against its routes
-//! under stock `wasmtime serve` and under `ocirelay serve`, beside the
-//! upstream registry itself; and a 256 MiB blob pulled through the mirror
-//! beside pulling it from the registry directly, with the server's peak RSS.
+//! (a manifest by digest, a tag list) under stock `wasmtime serve` and
+//! under `ocirelay serve`, beside the upstream registry itself; and a
+//! 256 MiB blob, and a 64 MiB range of it, pulled through the mirror beside
+//! pulling them from the registry directly, with the server's peak RSS.
 //! A benchmark, not a test: it prints figures, it asserts nothing.
 
 use std::path::Path;
@@ -122,6 +123,11 @@ fn wrk(url: &str, connections: usize, seconds: u64, header: Option<&str>) -> Loa
 
 /// Seconds `curl` takes to GET `url` to nowhere, checking it got `size` bytes.
 fn pull(url: &str, size: usize) -> f64 {
+    pull_part(url, None, size)
+}
+
+/// [`pull`] of bytes `range` (`first-last`), a 206 of `size` bytes.
+fn pull_part(url: &str, range: Option<&str>, size: usize) -> f64 {
     let started = Instant::now();
     let out = Command::new("curl")
         .args([
@@ -130,13 +136,15 @@ fn pull(url: &str, size: usize) -> f64 {
             "/dev/null",
             "-w",
             "%{size_download} %{http_code}",
-            url,
         ])
+        .args(range.map(|r| ["-r", r]).into_iter().flatten())
+        .arg(url)
         .output()
         .expect("running curl");
     let seconds = started.elapsed().as_secs_f64();
     let report = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(report.trim(), format!("{size} 200"), "{url}");
+    let status = if range.is_some() { 206 } else { 200 };
+    assert_eq!(report.trim(), format!("{size} {status}"), "{url}");
     seconds
 }
 
@@ -162,6 +170,12 @@ fn main() {
     );
     layout.tag("v1", &image);
     layout.push(&registry, "bench/app", "v1");
+    // A tag list of 40 tags (most repositories have fewer; some thousands).
+    for i in 0..39 {
+        let tag = format!("1.{i}");
+        layout.tag(&tag, &image);
+        layout.push(&registry, "bench/app", &tag);
+    }
     let big_layer = bytes(3, 256 * MIB);
     let mut big_layout = Layout::new();
     let big = big_layout.image(
@@ -240,6 +254,18 @@ fn main() {
         "token registry",
         manifest_path.clone(),
     ));
+    for server in &servers {
+        rows.push((
+            "GET /v2/NAME/tags/list (40 tags)".into(),
+            server.name,
+            "/v2/bench/app/tags/list".into(),
+        ));
+    }
+    rows.push((
+        "GET /v2/NAME/tags/list (40 tags)".into(),
+        "registry",
+        "/v2/bench/app/tags/list".into(),
+    ));
     let bearer = format!("Authorization: Bearer {}", anonymous_token(&token_registry));
     for (route, name, path) in &rows {
         let (addr, header) = match *name {
@@ -293,6 +319,38 @@ fn main() {
             server.name,
             wall * 1000.0,
             256.0 / wall,
+            100.0 * direct / wall,
+            server.peak_mib()
+        );
+    }
+
+    // A 64 MiB part (as a resumed or lazy pull reads it): passed on, not
+    // hashed (see the README's rule for ranges).
+    let range = format!("{}-{}", 64 * MIB, 128 * MIB - 1);
+    println!();
+    println!("| 64 MiB range of it ({pulls} runs, median) | wall | MiB/s | server peak RSS |");
+    println!("|---|---|---|---|");
+    let part = |addr: &str| {
+        let url = format!("http://{addr}/v2/bench/app/blobs/{blob}");
+        median(
+            (0..pulls)
+                .map(|_| pull_part(&url, Some(&range), 64 * MIB))
+                .collect(),
+        )
+    };
+    let direct = part(registry.host());
+    println!(
+        "| registry directly | {:.0} ms | {:.0} | - |",
+        direct * 1000.0,
+        64.0 / direct
+    );
+    for server in &servers {
+        let wall = part(&server.addr);
+        println!(
+            "| through {} | {:.0} ms | {:.0} ({:.0}% of direct) | {:.1} MiB |",
+            server.name,
+            wall * 1000.0,
+            64.0 / wall,
             100.0 * direct / wall,
             server.peak_mib()
         );
