@@ -14,10 +14,14 @@ use ocirelay_core::ops::copy_blob::CopyBlob;
 use ocirelay_core::ops::copy_manifest::CopyManifest;
 use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
 use ocirelay_core::ops::ensure_manifest::{ChildRefs, EnsureManifest};
+use ocirelay_core::ops::list_tags::{ListTags, TagsOptions, MAX_TAGS};
 use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupKind, LookupOptions};
 use ocirelay_core::ops::push_blob::PushBlob;
+use ocirelay_core::ops::read_range::{RangeRead, ReadRange};
 use ocirelay_core::ops::resume_blob::ResumeBlob;
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
+use ocirelay_core::range::ByteRange;
+use ocirelay_core::reference::is_valid_tag;
 use ocirelay_core::{Client, ClientConfig, Descriptor, Digest, Reference, Result};
 
 use crate::harness::Harness;
@@ -81,6 +85,16 @@ pub enum Op {
     PushBlob {
         big: bool,
         chunk: u16,
+    },
+    ListTags {
+        page_size: u8,
+        all_pages: bool,
+    },
+    ReadRange {
+        big: bool,
+        first: u16,
+        len: u16,
+        suffix: bool,
     },
 }
 
@@ -335,6 +349,73 @@ pub fn play(scenario: &Scenario, u: &mut Unstructured<'_>) -> bool {
                     rest.get(skip..) == o.bytes.get(offset as usize..)
                 }
                 Err(_) => false,
+            }
+        }
+        Op::ListTags {
+            page_size,
+            all_pages,
+        } => {
+            let options = TagsOptions {
+                page_size: (page_size > 0).then_some(u32::from(page_size % 4) + 1),
+                last: None,
+                all_pages,
+            };
+            let mut op = ListTags::new(&h.client, source(None, None), options);
+            match h.drive(&mut op) {
+                Ok(Some(list)) => {
+                    assert!(list.tags.len() <= MAX_TAGS, "{} tags", list.tags.len());
+                    for tag in &list.tags {
+                        assert!(is_valid_tag(tag), "listed {tag:?}, which is no tag");
+                    }
+                    !all_pages || list.next.is_none()
+                }
+                Ok(None) | Err(_) => false,
+            }
+        }
+        Op::ReadRange {
+            big,
+            first,
+            len,
+            suffix,
+        } => {
+            let o = layer(big);
+            let size = o.bytes.len() as u64;
+            let first = u64::from(first) % (size + 2);
+            let range = match suffix {
+                true => ByteRange::Suffix(u64::from(len)),
+                false => ByteRange::Span(first, first + u64::from(len)),
+            };
+            let r = source(None, Some(&o.digest));
+            let mut op = ReadRange::new(&h.client, r, range).expect("a ranged read");
+            match h.drive(&mut op) {
+                Ok(Some(RangeRead::Whole(found))) => check_found(&mut h, found, Some(&o.digest)),
+                Ok(Some(RangeRead::Part(part))) => {
+                    let d = &part.descriptor;
+                    assert_eq!(d.digest, o.digest, "a part of another blob");
+                    assert!(
+                        part.first <= part.last && part.last < d.size,
+                        "bytes {}-{} of {}",
+                        part.first,
+                        part.last,
+                        d.size
+                    );
+                    assert!(
+                        part.first > 0 || part.last + 1 < d.size,
+                        "a whole read as a part"
+                    );
+                    let (asked_first, asked_last) =
+                        range.resolve(d.size).expect("a part asked for");
+                    assert!(
+                        part.first == asked_first && part.last <= asked_last,
+                        "another part"
+                    );
+                    let body = h.take_held(part.request);
+                    let skip = usize::try_from(part.skip).unwrap_or(usize::MAX);
+                    let (from, to) = (part.first as usize, part.last as usize);
+                    body.get(skip..skip + part.length() as usize) == o.bytes.get(from..=to)
+                }
+                Ok(Some(RangeRead::Unsatisfiable { .. })) => first >= size || len == 0,
+                Ok(None) | Err(_) => false,
             }
         }
         Op::PushBlob { big, chunk } => {

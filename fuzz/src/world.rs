@@ -13,6 +13,7 @@ use bytes::Bytes;
 use ocirelay_core::manifest::ManifestChildren;
 use ocirelay_core::media_type::{OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, OCTET_STREAM};
 use ocirelay_core::ops::ensure_blob::BLOB_SIZE_WORTH_HEAD;
+use ocirelay_core::range::ByteRange;
 use ocirelay_core::Digest;
 use serde_json::json;
 
@@ -344,6 +345,14 @@ impl Registry {
         let Some(rest) = path.strip_prefix("/v2/") else {
             return Raw::error(404, "NAME_UNKNOWN");
         };
+        if let Some(repository) = rest.strip_suffix("/tags/list") {
+            if req.authorization.is_none() {
+                if let Some(challenge) = self.challenge(repository) {
+                    return challenge;
+                }
+            }
+            return self.tag_page(repository, query);
+        }
         let (repository, kind, object) = if let Some(i) = rest.rfind("/manifests/") {
             (&rest[..i], "manifests", &rest[i + "/manifests/".len()..])
         } else if let Some(i) = rest.find("/blobs/") {
@@ -395,16 +404,58 @@ impl Registry {
         } else {
             OCTET_STREAM
         };
-        match req.range.and_then(range_start) {
-            Some(start) if !manifest && !head && start < bytes.len() => {
-                let rest = bytes.slice(start..);
-                Raw::object(206, (media_type, &rest), &digest, false).header(
+        let range = req.range.and_then(ByteRange::parse);
+        match range.map(|r| r.resolve(bytes.len() as u64)) {
+            Some(Some((first, last))) if !manifest && !head => {
+                let (first, last) = (first as usize, last as usize);
+                let part = bytes.slice(first..=last);
+                Raw::object(206, (media_type, &part), &digest, false).header(
                     "Content-Range",
-                    format!("bytes {start}-{}/{}", bytes.len() - 1, bytes.len()),
+                    format!("bytes {first}-{last}/{}", bytes.len()),
                 )
             }
+            Some(None) if !manifest && !head => Raw::error(416, "RANGE_INVALID")
+                .header("Content-Range", format!("bytes */{}", bytes.len())),
             _ => Raw::object(200, (media_type, bytes), &digest, head),
         }
+    }
+
+    /// A page of `repository`'s tags, sorted, as `n` and `last` ask, with a
+    /// `Link` to the next while more remain (as distribution 3 pages).
+    fn tag_page(&self, repository: &str, query: &str) -> Raw {
+        let pairs = ocirelay_core::percent::query_pairs(query).unwrap_or_default();
+        let param = |name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let mut tags: Vec<&str> = self
+            .tags
+            .keys()
+            .filter(|(r, _)| r == repository)
+            .map(|(_, t)| t.as_str())
+            .collect();
+        if tags.is_empty() {
+            return Raw::error(404, "NAME_UNKNOWN");
+        }
+        tags.sort_unstable();
+        let last = param("last").unwrap_or_default();
+        tags.retain(|t| *t > last.as_str());
+        let n = param("n")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
+        let more = tags.len() > n;
+        tags.truncate(n);
+        let body = Bytes::from(json!({"name": repository, "tags": tags}).to_string());
+        let mut raw = Raw::new(200)
+            .header("Content-Type", "application/json")
+            .header("Content-Length", body.len().to_string());
+        if let (true, Some(last)) = (more, tags.last()) {
+            let next = format!("</v2/{repository}/tags/list?n={n}&last={last}>; rel=\"next\"");
+            raw = raw.header("Link", next);
+        }
+        raw.with_body(body)
     }
 
     fn push_manifest(&mut self, repository: &str, object: &str, req: &Incoming<'_>) -> Raw {
@@ -511,14 +562,6 @@ impl Registry {
 }
 
 /// `bytes=N-` -> N.
-fn range_start(range: &str) -> Option<usize> {
-    range
-        .strip_prefix("bytes=")?
-        .strip_suffix('-')?
-        .parse()
-        .ok()
-}
-
 /// The token service: a token for anyone who asks (GET), an access token
 /// for a refresh token (POST).
 pub fn token_service(method: &str, issued: u32) -> Raw {

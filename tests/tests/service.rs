@@ -221,9 +221,9 @@ fn two_upstreams_are_chosen_by_ns_and_nothing_else_is_served() {
     );
     // A distribution API the mirror does not serve is said to be so, not
     // reported as a missing manifest.
-    let tags = service.get("/v2/team/app/tags/list");
-    assert_eq!(tags.status, 404, "{tags:?}");
-    assert_eq!(tags.json()["errors"][0]["code"], json!("UNSUPPORTED"));
+    let catalog = service.get("/v2/_catalog");
+    assert_eq!(catalog.status, 404, "{catalog:?}");
+    assert_eq!(catalog.json()["errors"][0]["code"], json!("UNSUPPORTED"));
     let upload = service.request("POST", "/v2/team/app/blobs/uploads/", &[]);
     assert_eq!(upload.status, 405, "a mirror takes no pushes");
     assert_eq!(upload.header("allow"), Some("GET, HEAD"));
