@@ -121,15 +121,8 @@ impl<'a> Upstream<'a> {
             .synthesize_index_json(&r.into())
             .map_err(convert::failure)?
             .ok_or_else(|| not_found(r))?;
-        let head = Head::new(200)
-            .with("Content-Type", "application/json")
-            .with("Content-Length", json.len().to_string())
-            .with(
-                "Cache-Control",
-                ocirelay_core::service::reply::cache_control(self.request.addressed(), self.config),
-            );
         Ok(Answer {
-            head,
+            head: self.request.json_head(json.len() as u64, self.config),
             body: Body::Bytes(json.into_bytes()),
         })
     }

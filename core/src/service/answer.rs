@@ -73,6 +73,19 @@ impl Request {
         self.finish(head)
     }
 
+    /// The head of JSON the service made (`/index/REF`), `length` bytes
+    /// long, cached as what it was made from is addressed.
+    pub fn json_head(&self, length: u64, config: &ServiceConfig) -> Head {
+        let head = Head::new(200)
+            .with("Content-Type", "application/json")
+            .with("Content-Length", length.to_string())
+            .with(
+                "Cache-Control",
+                reply::cache_control(self.addressed(), config),
+            );
+        self.finish(head)
+    }
+
     /// The head of bytes `first` to `last` (included) of blob `digest`
     /// of `size` bytes: a 206, never stored by a cache (see the module's
     /// rule).
@@ -170,6 +183,17 @@ mod tests {
             &Failure::new(FailureKind::NotFound, "x"),
         );
         assert!(body.contains("BLOB_UNKNOWN"), "{body}");
+    }
+
+    #[test]
+    fn made_json_is_cached_as_its_source_is_addressed() {
+        let by_tag = request("/index/127.0.0.1:5700/app:v1", &[]).json_head(9, &config());
+        assert_eq!(by_tag.get("content-length"), Some("9"));
+        assert_eq!(by_tag.get("content-type"), Some("application/json"));
+        assert!(by_tag.get("cache-control").unwrap().contains("max-age=60"));
+        let by_digest = request(&format!("/index/127.0.0.1:5700/app@{DIGEST}"), &[]);
+        let head = by_digest.json_head(9, &config());
+        assert!(head.get("cache-control").unwrap().contains("immutable"));
     }
 
     #[test]

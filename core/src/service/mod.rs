@@ -9,6 +9,7 @@
 pub mod answer;
 pub mod config;
 pub mod log;
+pub mod mirror;
 pub mod reply;
 pub mod route;
 pub mod tags;

@@ -4,15 +4,15 @@
 //! lets it through. The request target is decoded once, as RFC 3986 says,
 //! before anything is routed.
 
-use crate::error::Error;
 use crate::http::Headers;
 use crate::percent;
 use crate::range::ByteRange;
-use crate::reference::{Reference, DOCKER_HUB};
+use crate::reference::Reference;
 use crate::service::config::ServiceConfig;
+use crate::service::mirror;
+pub use crate::service::mirror::is_mirror_path;
 use crate::service::reply::{etag, Failure, FailureKind};
 use crate::service::tags::TagsPage;
-use crate::Digest;
 
 /// A request the service serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +77,6 @@ impl Route {
     }
 }
 
-/// Whether `path` (a request target's, decoded or not) is the registry
-/// API's: its answers are the mirror's, errors included.
-pub fn is_mirror_path(path: &str) -> bool {
-    path == "/v2" || path.starts_with("/v2/") || path.starts_with("/v2?")
-}
-
 impl Request {
     /// Routes `method` on `path_and_query` (as the request line has it)
     /// with the request's `headers` under `config`; a request the service
@@ -112,7 +106,7 @@ impl Request {
             }
         };
         let route = match is_mirror_path(&path) {
-            true => mirror_route(&path, &query, config)?,
+            true => mirror::route(&path, &query, config)?,
             false => api_route(&path, head, config)?,
         };
         let if_none_match = headers.get("if-none-match").map(str::to_string);
@@ -172,94 +166,8 @@ fn api_route(path: &str, head: bool, config: &ServiceConfig) -> Result<Route, Fa
     }
 }
 
-/// `/v2/`, `/v2/<name>/manifests/<ref>`, `/v2/<name>/blobs/<digest>`,
-/// `/v2/<name>/tags/list`.
-fn mirror_route(
-    path: &str,
-    query: &[(String, String)],
-    config: &ServiceConfig,
-) -> Result<Route, Failure> {
-    let rest = path.strip_prefix("/v2").unwrap_or(path);
-    if rest.is_empty() || rest == "/" {
-        return Ok(Route::ApiBase);
-    }
-    let rest = &rest[1..];
-    enum Object<'a> {
-        Manifest(&'a str),
-        Blob(&'a str),
-        Tags,
-    }
-    let (name, object) = if let Some(name) = rest.strip_suffix("/tags/list") {
-        (name, Object::Tags)
-    } else if let Some((name, object)) = rest.rsplit_once("/manifests/") {
-        (name, Object::Manifest(object))
-    } else if let Some((name, object)) = rest.rsplit_once("/blobs/") {
-        (name, Object::Blob(object))
-    } else {
-        return Err(unknown_path(path));
-    };
-    let param = |wanted: &str| {
-        query
-            .iter()
-            .find(|(name, _)| name == wanted)
-            .map(|(_, value)| value.as_str())
-    };
-    let ns = param("ns");
-    let upstream = config.upstream(ns).ok_or_else(|| {
-        Failure::new(
-            FailureKind::Forbidden,
-            format!("registry {:?} is not mirrored here", ns.unwrap_or_default()),
-        )
-    })?;
-    // Docker Hub's one-component names are `library/`'s, as docker pulls them.
-    let repository = if upstream.registry == DOCKER_HUB && !name.contains('/') {
-        format!("library/{name}")
-    } else {
-        name.to_string()
-    };
-    let invalid = |e: Error| Failure::new(FailureKind::InvalidReference, e.to_string());
-    let text = match object {
-        Object::Tags => format!("{}/{repository}", upstream.registry),
-        Object::Blob(object) if !object.contains(':') => {
-            return Err(Failure::new(
-                FailureKind::InvalidReference,
-                format!("{object:?}: a blob is named by digest"),
-            ))
-        }
-        Object::Manifest(object) | Object::Blob(object) if object.contains(':') => {
-            Digest::parse(object).map_err(invalid)?;
-            format!("{}/{repository}@{object}", upstream.registry)
-        }
-        Object::Manifest(object) | Object::Blob(object) => {
-            format!("{}/{repository}:{object}", upstream.registry)
-        }
-    };
-    let reference = Reference::parse(&text).map_err(invalid)?;
-    // The grammar may read a name's first component as a host; the mirror
-    // serves names of its upstream only.
-    if reference.host != upstream.registry || reference.repository != repository {
-        return Err(Failure::new(
-            FailureKind::InvalidReference,
-            format!("{name:?} is not a repository name"),
-        ));
-    }
-    if !upstream.allows(&reference.repository) {
-        return Err(forbidden(&reference));
-    }
-    Ok(match object {
-        Object::Blob(_) => Route::MirrorBlob(reference),
-        Object::Manifest(_) => Route::MirrorManifest(reference),
-        Object::Tags => Route::MirrorTags(TagsPage::new(
-            reference,
-            name,
-            ns,
-            param("n"),
-            param("last"),
-        )?),
-    })
-}
-
-fn forbidden(reference: &Reference) -> Failure {
+/// A 403 for `reference`, which the configuration does not serve.
+pub(crate) fn forbidden(reference: &Reference) -> Failure {
     Failure::new(
         FailureKind::Forbidden,
         format!(
@@ -269,7 +177,8 @@ fn forbidden(reference: &Reference) -> Failure {
     )
 }
 
-fn unknown_path(path: &str) -> Failure {
+/// A 404 for a path the service has no route for.
+pub(crate) fn unknown_path(path: &str) -> Failure {
     Failure::new(
         FailureKind::NoSuchRoute,
         format!(
@@ -335,34 +244,6 @@ mod tests {
         assert!(!r.route.is_mirror());
         assert!(r.route.is_blob());
         assert!(!route("GET", "/index/alpine:3").unwrap().route.is_blob());
-    }
-
-    #[test]
-    fn mirror_routes_pick_the_upstream_by_ns() {
-        assert_eq!(route("GET", "/v2/").unwrap().route, Route::ApiBase);
-        assert_eq!(route("GET", "/v2").unwrap().route, Route::ApiBase);
-        let r = route("HEAD", "/v2/alpine/manifests/3.20").unwrap();
-        assert_eq!(
-            (r.route, r.head),
-            (Route::MirrorManifest(reference("alpine:3.20")), true)
-        );
-        let r = route("GET", "/v2/library/alpine/manifests/latest?ns=docker.io").unwrap();
-        assert_eq!(r.route, Route::MirrorManifest(reference("alpine:latest")));
-        let r = route("GET", &format!("/v2/x/y/blobs/{DIGEST}?ns=127.0.0.1:5000")).unwrap();
-        assert_eq!(
-            r.route,
-            Route::MirrorBlob(reference(&format!("127.0.0.1:5000/x/y@{DIGEST}")))
-        );
-        let r = route(
-            "GET",
-            &format!("/v2/x/manifests/{DIGEST}?foo=1&ns=127.0.0.1:5000"),
-        )
-        .unwrap();
-        assert_eq!(
-            r.route,
-            Route::MirrorManifest(reference(&format!("127.0.0.1:5000/x@{DIGEST}")))
-        );
-        assert!(r.route.is_mirror());
     }
 
     #[test]
@@ -443,83 +324,6 @@ mod tests {
         );
         let e = route("GET", "/manifest/a:b:c").unwrap_err();
         assert!(e.message.contains("a:b:c"), "{}", e.message);
-    }
-
-    /// Each client's way of writing the upstream: containerd escapes the
-    /// colon of a port (`%3A`), others do not; `+` is no space (RFC 3986).
-    #[test]
-    fn ns_is_decoded_as_each_client_writes_it() {
-        let want = Route::MirrorManifest(reference("127.0.0.1:5000/library/app:v1"));
-        for ns in [
-            "127.0.0.1%3A5000",
-            "127.0.0.1%3a5000",
-            "127.0.0.1:5000",
-            "127.0.0.1%3A5000&ns=x",
-        ] {
-            let path = format!("/v2/library/app/manifests/v1?ns={ns}");
-            assert_eq!(route("GET", &path).unwrap().route, want, "{ns}");
-        }
-        // Docker Hub under any of its names.
-        let r = route(
-            "GET",
-            "/v2/library/alpine/manifests/3?ns=registry-1.docker.io",
-        )
-        .unwrap();
-        assert_eq!(r.route, Route::MirrorManifest(reference("alpine:3")));
-        assert_eq!(
-            failure("GET", "/v2/app/manifests/v1?ns=127.0.0.1+5000"),
-            FailureKind::Forbidden
-        );
-        let e = route("GET", "/v2/app/manifests/v1?ns=127.0.0.1%3").unwrap_err();
-        assert_eq!(e.kind, FailureKind::InvalidInput);
-        assert!(e.message.contains("\"ns\""), "{}", e.message);
-        // Paths are decoded too, once.
-        let r = route("GET", "/v2/library%2Fapp/manifests/v1?ns=127.0.0.1%3A5000").unwrap();
-        assert_eq!(r.route, want);
-        let e = route("GET", "/v2/app/manifests/v%zz").unwrap_err();
-        assert_eq!(e.kind, FailureKind::InvalidReference);
-        assert!(e.message.contains("path"), "{}", e.message);
-        assert_eq!(
-            failure("GET", "/v2/app/manifests/v%25zz"),
-            FailureKind::InvalidReference
-        );
-    }
-
-    #[test]
-    fn tag_lists_are_mirror_routes_with_their_page() {
-        let r = route("GET", "/v2/alpine/tags/list").unwrap();
-        let Route::MirrorTags(page) = &r.route else {
-            panic!("{r:?}")
-        };
-        assert_eq!(page.repository, reference("docker.io/library/alpine"));
-        assert_eq!(
-            (page.name.as_str(), page.n, page.last.as_deref()),
-            ("alpine", None, None)
-        );
-        assert!(r.route.is_mirror() && !r.route.is_blob());
-        let r = route(
-            "GET",
-            "/v2/x/y/tags/list?n=2&last=v1%2Bb&ns=127.0.0.1%3A5000",
-        )
-        .unwrap();
-        let Route::MirrorTags(page) = &r.route else {
-            panic!("{r:?}")
-        };
-        assert_eq!(page.repository, reference("127.0.0.1:5000/x/y"));
-        assert_eq!(
-            (page.n, page.last.as_deref(), page.ns.as_deref()),
-            (Some(2), Some("v1+b"), Some("127.0.0.1:5000"))
-        );
-        assert_eq!(
-            failure("GET", "/v2/x/tags/list?n=-1"),
-            FailureKind::InvalidPagination
-        );
-        assert_eq!(
-            failure("GET", "/v2/someone/app/tags/list"),
-            FailureKind::Forbidden
-        );
-        assert_eq!(failure("GET", "/v2/tags/list"), FailureKind::NoSuchRoute);
-        assert!(route("HEAD", "/v2/alpine/tags/list").unwrap().head);
     }
 
     #[test]
