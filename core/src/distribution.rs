@@ -102,6 +102,14 @@ pub fn with_digest_query(url: &crate::http::Url, digest: &Digest) -> crate::http
     url
 }
 
+/// Whether a read's answer means that nothing is there (as the original
+/// tool reads it): a 404, a 401 or 403 after authentication (a repository
+/// these credentials may not see), or an error whose code says so.
+pub fn absent(response: &crate::http::Response) -> bool {
+    matches!(response.status, 401 | 403 | 404)
+        || (!response.is_success() && RegistryError::parse(response.bytes()).is_not_found())
+}
+
 /// Error codes that mean "no such object" when a registry answers a read.
 pub const NOT_FOUND_CODES: &[&str] = &["BLOB_UNKNOWN", "MANIFEST_UNKNOWN", "NAME_UNKNOWN"];
 
@@ -176,6 +184,29 @@ mod tests {
             ["DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN"]
         );
         assert!(RegistryError::codes(b"garbage").is_empty());
+    }
+
+    #[test]
+    fn what_is_absent_to_a_read() {
+        let answer = |status, body: &[u8]| crate::http::Response {
+            status,
+            headers: crate::http::Headers::new(),
+            body: crate::http::ResponseBody::Bytes(bytes::Bytes::copy_from_slice(body)),
+        };
+        for status in [401, 403, 404] {
+            assert!(absent(&answer(status, b"")), "{status}");
+        }
+        let unknown = br#"{"errors":[{"code":"NAME_UNKNOWN"}]}"#;
+        assert!(absent(&answer(400, unknown)));
+        assert!(
+            !absent(&answer(200, unknown)),
+            "a found answer whatever its body"
+        );
+        assert!(!absent(&answer(500, b"")));
+        assert!(!absent(&answer(
+            416,
+            br#"{"errors":[{"code":"RANGE_INVALID"}]}"#
+        )));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use crate::auth::repository_scope;
 use crate::client::Client;
-use crate::distribution::{next_link, tags_path, RegistryError};
+use crate::distribution::{absent, next_link, tags_path};
 use crate::error::{Error, Result};
 use crate::http::{BodyMode, Method, Response, ResponseBody, Url};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
@@ -112,13 +112,10 @@ impl ListTags {
         answer: Result<Exchanged>,
     ) -> Result<Step<Stage, Option<TagList>>> {
         let Exchanged { response, .. } = answer?;
-        if matches!(response.status, 401 | 403 | 404) {
+        if absent(&response) {
             return Ok(Step::Done(None));
         }
         if !response.is_success() {
-            if RegistryError::parse(response.bytes()).is_not_found() {
-                return Ok(Step::Done(None));
-            }
             return Err(Error::registry(&self.subject, &response));
         }
         let page = self.page(&response)?;

@@ -11,7 +11,7 @@ use crate::cache::{CacheKey, Mark, CACHE_DATA_LIMIT};
 use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::digest::{Digest, Verifier};
-use crate::distribution::{blob_path, manifest_path, RegistryError};
+use crate::distribution::{absent, blob_path, manifest_path};
 use crate::error::{Error, Result};
 use crate::http::{BodyMode, Headers, Method, RequestId, Response, ResponseBody};
 use crate::media_type::{MANIFEST_ACCEPT, OCTET_STREAM};
@@ -316,13 +316,10 @@ impl Lookup {
         // Finished either way, unless a GET follows: the claim ends here.
         let claim = self.claim.take();
         let Exchanged { id, response } = answer?;
-        if matches!(response.status, 401 | 403 | 404) {
+        if absent(&response) {
             return Ok(Step::Done(None));
         }
         if !response.is_success() {
-            if RegistryError::parse(response.bytes()).is_not_found() {
-                return Ok(Step::Done(None));
-            }
             return Err(Error::registry(&self.subject, &response));
         }
         let head = self.options.head && !self.head_fell_back;

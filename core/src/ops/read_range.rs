@@ -12,7 +12,7 @@ use crate::auth::repository_scope;
 use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::digest::{Digest, Verifier};
-use crate::distribution::{blob_path, RegistryError};
+use crate::distribution::{absent, blob_path};
 use crate::error::{Error, Result};
 use crate::http::{BodyMode, Method, RequestId, Response, ResponseBody};
 use crate::media_type::OCTET_STREAM;
@@ -102,7 +102,7 @@ impl ReadRange {
     fn classify(&self, done: Exchanged) -> Result<Option<RangeRead>> {
         let Exchanged { id, response } = done;
         match response.status {
-            401 | 403 | 404 => return Ok(None),
+            _ if absent(&response) => return Ok(None),
             416 => {
                 let size = match response
                     .headers
@@ -115,7 +115,6 @@ impl ReadRange {
                 return Ok(Some(RangeRead::Unsatisfiable { size }));
             }
             200 | 206 => {}
-            _ if RegistryError::parse(response.bytes()).is_not_found() => return Ok(None),
             _ => return Err(Error::registry(&self.subject, &response)),
         }
         if !matches!(response.body, ResponseBody::Held) {

@@ -106,33 +106,9 @@ pub(crate) fn route(
 
 #[cfg(test)]
 mod tests {
-    use crate::http::Headers;
-    use crate::reference::Reference;
-    use crate::service::reply::{Failure, FailureKind};
-    use crate::service::route::{Request, Route};
-    use crate::service::ServiceConfig;
-
-    const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-    fn config() -> ServiceConfig {
-        ServiceConfig::parse(
-            r#"{"upstreams": [{"registry": "docker.io", "repositories": ["library/*", "team/app"]},
-                              {"registry": "127.0.0.1:5000", "repositories": ["*"], "insecure": true}]}"#,
-        )
-        .unwrap()
-    }
-
-    fn route(method: &str, path: &str) -> Result<Request, Failure> {
-        Request::parse(method, path, &Headers::new(), &config())
-    }
-
-    fn failure(method: &str, path: &str) -> FailureKind {
-        route(method, path).unwrap_err().kind
-    }
-
-    fn reference(text: &str) -> Reference {
-        Reference::parse(text).unwrap()
-    }
+    use crate::service::reply::FailureKind;
+    use crate::service::route::Route;
+    use crate::service::testing::{failure, reference, route, DIGEST};
 
     #[test]
     fn mirror_routes_pick_the_upstream_by_ns() {

@@ -190,20 +190,7 @@ pub(crate) fn unknown_path(path: &str) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-    fn config() -> ServiceConfig {
-        ServiceConfig::parse(
-            r#"{"upstreams": [{"registry": "docker.io", "repositories": ["library/*", "team/app"]},
-                              {"registry": "127.0.0.1:5000", "repositories": ["*"], "insecure": true}]}"#,
-        )
-        .unwrap()
-    }
-
-    fn route(method: &str, path: &str) -> Result<Request, Failure> {
-        Request::parse(method, path, &Headers::new(), &config())
-    }
+    use crate::service::testing::{config, failure, reference, route, DIGEST};
 
     fn with_headers(path: &str, headers: &[(&str, &str)]) -> Request {
         let headers: Headers = headers
@@ -211,14 +198,6 @@ mod tests {
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
         Request::parse("GET", path, &headers, &config()).unwrap()
-    }
-
-    fn failure(method: &str, path: &str) -> FailureKind {
-        route(method, path).unwrap_err().kind
-    }
-
-    fn reference(text: &str) -> Reference {
-        Reference::parse(text).unwrap()
     }
 
     #[test]
