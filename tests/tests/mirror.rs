@@ -384,6 +384,33 @@ fn the_request_log_says_what_each_request_cost_and_what_went_wrong() {
 }
 
 #[test]
+fn tag_lists_and_ranges_come_from_an_https_upstream_too() {
+    let registry = Registry::start(Auth::None);
+    let large = ocirelay_tests::bytes(13, 5 * 1024 * 1024);
+    push_image(&registry, "team/app", "v1", &[&large]);
+    push_image(&registry, "team/app", "v2", &[b"two"]);
+    let digest = Digest::sha256(&large);
+    // Under our host, which trusts the tests' CA (`--ca-file`).
+    let service = Service::ocirelay(&config_for(registry.host()));
+    let tags = service.get("/v2/team/app/tags/list");
+    let mut listed: Vec<String> = serde_json::from_value(tags.json()["tags"].clone()).unwrap();
+    listed.sort();
+    assert_eq!(listed, ["v1", "v2"]);
+    let part = service.request(
+        "GET",
+        &format!("/v2/team/app/blobs/{digest}"),
+        &[("Range", "bytes=1000-1999")],
+    );
+    assert_eq!(
+        (part.status, part.body.as_slice()),
+        (206, &large[1000..2000])
+    );
+    // And `ocirelay tags` straight from it.
+    let out = ocirelay(&["tags", &registry.reference("team/app")]).success();
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+}
+
+#[test]
 fn an_upstream_that_is_gone_is_a_502_naming_the_reference_not_a_url() {
     let registry = Registry::start_plain(Auth::None);
     let host = registry.host().to_string();
