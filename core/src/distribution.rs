@@ -54,9 +54,7 @@ pub fn next_link<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<&'a st
         let mut rest = value;
         loop {
             let start = rest.find('<')?;
-            let end = start + rest[start..].find('>')?;
-            let target = &rest[start + 1..end];
-            let after = &rest[end + 1..];
+            let (target, after) = rest[start + 1..].split_once('>')?;
             // This link's parameters run up to the next link.
             let params = &after[..after.find('<').unwrap_or(after.len())];
             let is_next = params.split(';').any(|param| {

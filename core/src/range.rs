@@ -183,6 +183,8 @@ mod tests {
             "bytes=0-1/2",
             "items 0-1/2",
             "bytes -1/2",
+            "bytes +1-2/10",
+            "bytes 1-+2/10",
             "bytes */*",
             "",
         ] {

@@ -113,6 +113,19 @@ fn pages_are_followed_to_the_end() {
 }
 
 #[test]
+fn a_page_is_asked_for_as_json_and_read_up_to_its_limit() {
+    let mut c = client(&[]);
+    let mut op = ListTags::new(&c, r("localhost:5000/team/app"), all());
+    let (_, sent) = drive(&mut c, &mut op, |_| page(&["a"], None));
+    assert_eq!(sent[0].headers.get("accept"), Some("application/json"));
+    assert_eq!(
+        sent[0].body_mode,
+        ocirelay_core::http::BodyMode::Buffer(8 << 20)
+    );
+    assert_eq!(PAGE_SIZE_LIMIT, 8 << 20);
+}
+
+#[test]
 fn one_page_says_where_the_next_starts() {
     let tags = ["a", "b", "c"];
     let options = TagsOptions {
@@ -284,6 +297,31 @@ fn a_list_that_never_ends_or_grows_too_long_is_refused() {
         .to_string()
         .contains(&format!("more than {MAX_TAGS} tags")));
     assert_eq!(sent, MAX_TAGS / 10_000 + 1);
+}
+
+#[test]
+fn a_docker_hub_proxy_leaves_other_registries_their_own_links() {
+    let mut c = Client::new(ClientConfig {
+        docker_hub_proxy: Some(Url::parse("http://mirror.example:5000").unwrap()),
+        ..ClientConfig::default()
+    });
+    let mut op = ListTags::new(&c, r("localhost:5000/team/app"), all());
+    let mut n = 0;
+    let (outcome, sent) = drive(&mut c, &mut op, |_| {
+        n += 1;
+        match n {
+            1 => page(
+                &["a"],
+                Some("http://localhost:5000/v2/team/app/tags/list?last=a"),
+            ),
+            _ => page(&["b"], None),
+        }
+    });
+    assert_eq!(outcome.unwrap().unwrap().tags, ["a", "b"]);
+    assert_eq!(
+        sent[1].url.to_string(),
+        "http://localhost:5000/v2/team/app/tags/list?last=a"
+    );
 }
 
 #[test]

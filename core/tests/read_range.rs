@@ -172,6 +172,24 @@ fn past_the_end_missing_or_lying_is_said() {
         matches!(outcome, Err(Error::Integrity { .. })),
         "{outcome:?}"
     );
+    // The blob's own digest, or one of another algorithm, is no lie.
+    let own = Digest::sha256(BLOB).to_string();
+    let sha512 = Digest::of(ocirelay_core::digest::Algorithm::Sha512, BLOB).to_string();
+    for claimed in [own, sha512] {
+        let (outcome, _) = read(ByteRange::From(1), |_| {
+            held(
+                206,
+                &[
+                    ("Content-Range", "bytes 1-9/10"),
+                    ("Docker-Content-Digest", &claimed),
+                ],
+            )
+        });
+        assert!(
+            matches!(outcome, Ok(Some(RangeRead::Part(_)))),
+            "{claimed}: {outcome:?}"
+        );
+    }
     let (outcome, _) = read(ByteRange::From(1), |_| Ok(response(503, &[], b"")));
     assert!(
         matches!(outcome, Err(Error::Registry { status: 503, .. })),

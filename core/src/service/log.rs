@@ -236,12 +236,16 @@ mod tests {
 
     #[test]
     fn a_304_costs_nothing_upstream_and_a_cut_answer_warns() {
-        let line = Line::new("GET", "/v2/a/manifests/sha256:x", 304);
+        let mut line = Line::new("GET", "/v2/a/manifests/sha256:x", 304);
         assert!(
             line.render(Format::Text).ends_with("upstream=none"),
             "{}",
             line.render(Format::Text)
         );
+        assert_eq!(line.level(), "info");
+        // Sent whole, yet warned of: a warning still.
+        line.warnings.push("something to look at".into());
+        assert_eq!(line.level(), "warn");
         let warning = cut_short("127.0.0.1:5700/a@sha256:abc", "content does not match");
         let mut line = Line::new("GET", "/v2/a/blobs/sha256:abc", 200);
         line.bytes = 99;
