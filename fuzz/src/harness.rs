@@ -342,9 +342,14 @@ impl<'u, 'd> Harness<'u, 'd> {
         if !ours && !self.lineage.contains(&key) {
             return;
         }
-        let about = asked
-            .map(str::to_string)
-            .or_else(|| self.about.get(&key).cloned());
+        // What a request is about: the digest its own path names on the
+        // destination; past a redirect, the digest the chain began with
+        // (a storage URL's path may name anything).
+        let from_path = || asked.map(str::to_string);
+        let about = match ours {
+            true => from_path().or_else(|| self.about.get(&key).cloned()),
+            false => self.about.get(&key).cloned().or_else(from_path),
+        };
         if let Some(next) = raw.get("location").and_then(|l| url.join(l).ok()) {
             let next = without_query(&next);
             if let Some(d) = &about {
