@@ -25,6 +25,7 @@ pub fn by_name(name: &str) -> Option<fn(&[u8])> {
         "platform" => platform,
         "settings" => settings,
         "deploy" => deploy,
+        "service" => service,
         "operations" => operations,
         _ => return None,
     })
@@ -36,6 +37,61 @@ pub fn by_name(name: &str) -> Option<fn(&[u8])> {
 /// ([`crate::scenario`]).
 pub fn operations(data: &[u8]) {
     crate::scenario::run(data);
+}
+
+/// The edge service's routing and the heads it answers with: never a
+/// panic, whatever the method, request target and headers; every header
+/// value built from a request (a `Link` with its `ns` and `last`, a
+/// `Content-Range`, an error's) holds no control character, so nothing a
+/// client sends splits a header.
+pub fn service(data: &[u8]) {
+    use ocirelay_core::http::Headers;
+    use ocirelay_core::service::answer::refusal;
+    use ocirelay_core::service::{Failure, FailureKind, Head, Request, Route, ServiceConfig};
+    // Lines: method, request target, the next page's `last` (as an
+    // upstream's Link may say it), then `name: value` headers.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut lines = text.split('\n');
+    let method = lines.next().unwrap_or("GET");
+    let target = lines.next().unwrap_or("/");
+    let next = lines.next().unwrap_or("");
+    let headers: Headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let config = ServiceConfig::parse(
+        r#"{"upstreams": [{"registry": "docker.io", "repositories": ["library/*"]},
+                          {"registry": "127.0.0.1:5000", "repositories": ["*"]}]}"#,
+    )
+    .expect("a valid config");
+    let heads: Vec<Head> = match Request::parse(method, target, &headers, &config) {
+        Ok(request) => {
+            let digest = Digest::sha256(data);
+            let failure = Failure::new(FailureKind::NotFound, target);
+            let mut heads = vec![
+                request.content_head(&digest, "application/octet-stream", Some(7), &config),
+                request.part_head(&digest, 1, 5, 7),
+                request.json_head(3, &config),
+                request.failure(&failure).0,
+            ];
+            heads.extend(request.not_modified(&digest, &config));
+            if let Route::MirrorTags(page) = &request.route {
+                heads.push(page.answer(&["a".into()], Some(next), &config).0);
+            }
+            heads
+        }
+        Err(failure) => vec![refusal(target, &failure).0],
+    };
+    for head in heads {
+        for (name, value) in &head.headers {
+            assert!(
+                !value.chars().any(char::is_control),
+                "{name}: {value:?} from {target:?}"
+            );
+        }
+    }
 }
 
 /// Reference parsing (Docker Hub rules): never a panic; what parses prints
