@@ -4,17 +4,9 @@
 
 mod convert;
 mod deploy;
-mod driver;
-mod reader;
-mod transport;
-mod writer;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
 use std::time::Duration;
 
-use ocirelay_core::http::RequestId;
 use ocirelay_core::json;
 use ocirelay_core::ops::batch::{Answer, Batch};
 use ocirelay_core::ops::copy_blob::CopyBlob;
@@ -22,18 +14,14 @@ use ocirelay_core::ops::copy_manifest::CopyManifest;
 use ocirelay_core::ops::deploy::{Deploy, DeployOptions};
 use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
 use ocirelay_core::ops::ensure_manifest::EnsureManifest;
-use ocirelay_core::ops::list_tags::{ListTags, TagsOptions};
-use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupOptions};
-use ocirelay_core::ops::push_blob::PushBlob;
-use ocirelay_core::ops::read_range::{RangeRead, ReadRange};
-use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
+use ocirelay_core::ops::list_tags::TagsOptions;
+use ocirelay_core::ops::lookup::Found;
 use ocirelay_core::range::ByteRange;
-use ocirelay_core::{Client as CoreClient, ClientConfig, Descriptor, Operation, Reference};
+use ocirelay_core::{ClientConfig, Descriptor, Operation, Reference};
+use ocirelay_driver::{Client, Held, Range, SendOptions};
+use wasi::io::streams::OutputStream;
 
 use bindings::exports::ocirelay::registry::registry as wit;
-use reader::BlobReader;
-use transport::{BodyStream, SendOptions};
-use writer::BlobWriter;
 
 mod bindings {
     wit_bindgen::generate!({
@@ -62,12 +50,9 @@ impl wit::Guest for Component {
     }
 }
 
-/// One client: the core's shared state (tokens, cache). Blob readers share
-/// it too, to resume a read that broke.
+/// One client (the driver's: the core's shared state and how it sends).
 struct ClientResource {
-    core: Rc<RefCell<CoreClient>>,
-    /// How requests are sent (uploads hashed here or not, timeouts).
-    send: SendOptions,
+    client: Client,
     /// What is wrong with the configuration, if anything: a constructor
     /// cannot fail, so every call answers with it instead.
     config_error: Option<wit::Error>,
@@ -87,8 +72,7 @@ impl wit::GuestClient for ClientResource {
             Err(e) => (ClientConfig::default(), Some(e.into())),
         };
         ClientResource {
-            core: Rc::new(RefCell::new(CoreClient::new(config))),
-            send,
+            client: Client::new(config, send),
             config_error,
         }
     }
@@ -98,42 +82,30 @@ impl wit::GuestClient for ClientResource {
         reference: wit::Reference,
         options: wit::LookupOptions,
     ) -> Result<Option<wit::BlobReader>, wit::Error> {
-        let mut op = Lookup::new((&reference).try_into()?, options.into())?;
-        let (found, mut held) = self.run(&mut op)?;
-        found?.map(|f| self.reader(f, &mut held)).transpose()
+        let found = self
+            .client()?
+            .lookup((&reference).try_into()?, options.into())?;
+        Ok(found.map(|reader| wit::BlobReader::new(BlobReader(reader))))
     }
 
     fn synthesize_index(
         &self,
         reference: wit::Reference,
     ) -> Result<Option<wit::Index>, wit::Error> {
-        let mut op = SynthesizeIndex::new((&reference).try_into()?);
-        let (index, _) = self.run(&mut op)?;
-        Ok(index?.as_ref().map(Into::into))
+        let index = self.client()?.synthesize_index((&reference).try_into()?)?;
+        Ok(index.as_ref().map(Into::into))
     }
 
     fn synthesize_index_json(
         &self,
         reference: wit::Reference,
     ) -> Result<Option<String>, wit::Error> {
-        let mut op = SynthesizeIndex::new((&reference).try_into()?);
-        let (index, _) = self.run(&mut op)?;
-        Ok(index?.as_ref().map(json::to_string).transpose()?)
+        let index = self.client()?.synthesize_index((&reference).try_into()?)?;
+        Ok(index.as_ref().map(json::to_string).transpose()?)
     }
 
     fn manifest_json(&self, reference: wit::Reference) -> Result<Option<String>, wit::Error> {
-        let reference = Reference::try_from(&reference)?;
-        let mut op = Lookup::new(reference.clone(), LookupOptions::default())?;
-        let (found, _) = self.run(&mut op)?;
-        let Some(found) = found? else {
-            return Ok(None);
-        };
-        let Body::Bytes(bytes) = found.body else {
-            return Err(wit::Error::Internal(format!(
-                "{reference}: a manifest lookup gave no content"
-            )));
-        };
-        Ok(Some(json::manifest(&reference.to_string(), &bytes)?))
+        Ok(self.client()?.manifest_json((&reference).try_into()?)?)
     }
 
     fn copy_manifest(
@@ -179,7 +151,7 @@ impl wit::GuestClient for ClientResource {
     ) -> Result<wit::Descriptor, wit::Error> {
         let reference = (&reference).try_into()?;
         let mut op = EnsureBlob::new(
-            &*self.client()?,
+            &self.client()?.core(),
             reference,
             BlobSource::Bytes(content.into()),
         )?;
@@ -196,7 +168,7 @@ impl wit::GuestClient for ClientResource {
             dry_run: options.dry_run,
             parallel: options.parallel,
         };
-        let mut op = Deploy::new(&*self.client()?, inputs, run);
+        let mut op = Deploy::new(&self.client()?.core(), inputs, run);
         let mut printed = deploy::WithProgress {
             deploy: &mut op,
             print: options.progress,
@@ -210,14 +182,8 @@ impl wit::GuestClient for ClientResource {
         reference: wit::Reference,
         size: u64,
     ) -> Result<wit::BlobWriter, wit::Error> {
-        let mut push = PushBlob::new(&*self.client()?, (&reference).try_into()?, size)?;
-        let (outcome, _) = self.run(&mut push)?;
-        outcome?;
-        Ok(wit::BlobWriter::new(BlobWriter::new(
-            self.core.clone(),
-            self.send,
-            push,
-        )))
+        let writer = self.client()?.push_blob((&reference).try_into()?, size)?;
+        Ok(wit::BlobWriter::new(BlobWriter(writer)))
     }
 
     fn list_tags(
@@ -230,9 +196,10 @@ impl wit::GuestClient for ClientResource {
             last: options.last,
             all_pages: options.all_pages,
         };
-        let mut op = ListTags::new(&*self.client()?, (&repository).try_into()?, options);
-        let (list, _) = self.run(&mut op)?;
-        Ok(list?.map(|list| wit::TagList {
+        let list = self
+            .client()?
+            .list_tags((&repository).try_into()?, options)?;
+        Ok(list.map(|list| wit::TagList {
             tags: list.tags,
             next: list.next,
         }))
@@ -253,24 +220,21 @@ impl wit::GuestClient for ClientResource {
             }
             wit::ByteRange::Suffix(n) => ByteRange::Suffix(n),
         };
-        let mut op = ReadRange::new(&*self.client()?, (&reference).try_into()?, range)?;
-        let (read, mut held) = self.run(&mut op)?;
-        Ok(match read? {
-            None => None,
-            Some(RangeRead::Whole(found)) => {
-                Some(wit::RangeRead::Whole(self.reader(found, &mut held)?))
-            }
-            Some(RangeRead::Part(part)) => {
-                let (first, last) = (part.first, part.last);
-                let reader = wit::BlobReader::new(BlobReader::part(part, &mut held)?);
-                Some(wit::RangeRead::Part(wit::BlobPart {
-                    first,
-                    last,
-                    reader,
-                }))
-            }
-            Some(RangeRead::Unsatisfiable { size }) => Some(wit::RangeRead::Unsatisfiable(size)),
-        })
+        let read = self.client()?.read_range((&reference).try_into()?, range)?;
+        let reader = |r| wit::BlobReader::new(BlobReader(r));
+        Ok(read.map(|read| match read {
+            Range::Whole(r) => wit::RangeRead::Whole(reader(r)),
+            Range::Part {
+                first,
+                last,
+                reader: r,
+            } => wit::RangeRead::Part(wit::BlobPart {
+                first,
+                last,
+                reader: reader(r),
+            }),
+            Range::Unsatisfiable(size) => wit::RangeRead::Unsatisfiable(size),
+        }))
     }
 
     fn batch(&self, queries: Vec<wit::Query>) -> Vec<Result<Option<wit::Answer>, wit::Error>> {
@@ -292,22 +256,18 @@ impl wit::GuestClient for ClientResource {
 }
 
 impl ClientResource {
-    /// The core client, unless the configuration was bad.
-    fn client(&self) -> Result<std::cell::RefMut<'_, CoreClient>, wit::Error> {
+    /// The driver's client, unless the configuration was bad.
+    fn client(&self) -> Result<&Client, wit::Error> {
         match &self.config_error {
             Some(e) => Err(e.clone()),
-            None => Ok(self.core.borrow_mut()),
+            None => Ok(&self.client),
         }
     }
 
     /// Runs `op` to its end on this client: its outcome, and the bodies it
     /// held for the caller.
-    fn run<O: Operation>(
-        &self,
-        op: &mut O,
-    ) -> Result<(O::Outcome, HashMap<RequestId, BodyStream>), wit::Error> {
-        let (outcome, held) = driver::run(&mut *self.client()?, op, self.send);
-        Ok((outcome?, held))
+    fn run<O: Operation>(&self, op: &mut O) -> Result<(O::Outcome, Held), wit::Error> {
+        Ok(self.client()?.run(op)?)
     }
 
     /// Runs `op`, an operation that yields a descriptor.
@@ -321,12 +281,42 @@ impl ClientResource {
 
     /// A reader over a found object's content (held bodies are taken from
     /// the driver's).
-    fn reader(
-        &self,
-        found: Found,
-        held: &mut HashMap<RequestId, BodyStream>,
-    ) -> Result<wit::BlobReader, wit::Error> {
-        let reader = BlobReader::found(found, held, &self.core, self.send)?;
-        Ok(wit::BlobReader::new(reader))
+    fn reader(&self, found: Found, held: &mut Held) -> Result<wit::BlobReader, wit::Error> {
+        let reader = self.client()?.reader(found, held)?;
+        Ok(wit::BlobReader::new(BlobReader(reader)))
+    }
+}
+
+/// A found object's reader, as the WIT resource.
+struct BlobReader(ocirelay_driver::BlobReader);
+
+impl wit::GuestBlobReader for BlobReader {
+    fn descriptor(&self) -> wit::Descriptor {
+        self.0.descriptor().into()
+    }
+
+    fn descriptor_json(&self) -> String {
+        self.0.descriptor_json()
+    }
+
+    fn read(&self, max: u64) -> Result<Vec<u8>, wit::Error> {
+        Ok(self.0.read(max)?)
+    }
+
+    fn write_to(&self, out: &OutputStream) -> Result<u64, wit::Error> {
+        Ok(self.0.write_to(out)?)
+    }
+}
+
+/// A blob pushed a chunk at a time, as the WIT resource.
+struct BlobWriter(ocirelay_driver::BlobWriter);
+
+impl wit::GuestBlobWriter for BlobWriter {
+    fn write(&self, chunk: Vec<u8>) -> Result<bool, wit::Error> {
+        Ok(self.0.write(chunk)?)
+    }
+
+    fn finish(&self) -> Result<wit::Descriptor, wit::Error> {
+        Ok((&self.0.finish()?).into())
     }
 }

@@ -69,3 +69,45 @@ pub fn config_component(json: &str, host_verifies: bool) -> Result<Vec<u8>, Stri
 /// with: a mirror of Docker Hub's official images.
 pub const DEFAULT_CONFIG: &str =
     r#"{"upstreams": [{"registry": "docker.io", "repositories": ["library/*"]}]}"#;
+
+/// How many core modules `wasm` (a component) holds, nested components'
+/// included: what a host instantiates for each instance of it (a pooling
+/// host counts them against its limit of core instances).
+pub fn core_modules(wasm: &[u8]) -> Result<usize, String> {
+    const CORE_MODULE: u8 = 1;
+    const COMPONENT: u8 = 4;
+    /// An unsigned LEB128 at `at`: its value, and where what follows starts.
+    fn leb(bytes: &[u8], mut at: usize) -> Option<(usize, usize)> {
+        let mut value = 0usize;
+        for shift in (0..35).step_by(7) {
+            let byte = *bytes.get(at)?;
+            at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some((value, at));
+            }
+        }
+        None
+    }
+    let broken = || "not a well-formed component".to_string();
+    if wasm.get(..4) != Some(b"\0asm") || wasm.len() < 8 {
+        return Err(broken());
+    }
+    let mut at = 8;
+    let mut count = 0;
+    while at < wasm.len() {
+        let id = wasm[at];
+        let (size, body) = leb(wasm, at + 1).ok_or_else(broken)?;
+        let end = body
+            .checked_add(size)
+            .filter(|e| *e <= wasm.len())
+            .ok_or_else(broken)?;
+        match id {
+            CORE_MODULE => count += 1,
+            COMPONENT => count += core_modules(&wasm[body..end])?,
+            _ => {}
+        }
+        at = end;
+    }
+    Ok(count)
+}

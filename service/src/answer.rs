@@ -1,4 +1,4 @@
-//! What each route answers, asked of the registry component: a tag is
+//! What each route answers, asked of the registry client: a tag is
 //! resolved with HEAD (Docker Hub counts GETs, not HEADs) and its content
 //! fetched by digest; `If-None-Match` on a digest is answered without
 //! asking upstream at all; a ranged blob read asks upstream for the range.
@@ -6,17 +6,17 @@
 
 use std::cell::OnceCell;
 use std::rc::Rc;
+use std::time::Duration;
 
+use ocirelay_core::ops::list_tags::TagsOptions;
+use ocirelay_core::ops::lookup::{LookupKind, LookupOptions};
 use ocirelay_core::range::ByteRange;
 use ocirelay_core::service::answer::api_base;
 use ocirelay_core::service::{Failure, FailureKind, Head, Request, Route, ServiceConfig, TagsPage};
-use ocirelay_core::Reference;
+use ocirelay_core::{json, Descriptor, Reference};
+use ocirelay_driver::{BlobReader, Client, Range, SendOptions};
 
-use crate::bindings::ocirelay::registry::registry::{
-    self as wit, BlobReader, Client, Descriptor, LookupKind, LookupOptions, RangeRead, TagsOptions,
-};
 use crate::bindings::ocirelay::registry::service_config;
-use crate::convert;
 
 /// The largest manifest read whole (the registry component's own cap).
 const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
@@ -31,7 +31,7 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// A blob (or part of one) read as it is sent, checked by the reader;
     /// a mismatch ends the answer before its last bytes.
-    Stream(BlobReader),
+    Stream(Box<BlobReader>),
 }
 
 /// An answer: its head and body.
@@ -92,8 +92,15 @@ thread_local! {
 fn client(config: &ServiceConfig) -> Rc<Client> {
     CLIENT.with(|client| {
         let made = || {
-            let verifies = service_config::host_verifies_downloads();
-            Rc::new(Client::new(&convert::client_config(config, verifies)))
+            let send = SendOptions {
+                // It never uploads; were it to, nothing but it would check.
+                hash_uploads: true,
+                host_checks_downloads: service_config::host_verifies_downloads(),
+                resume_check: None,
+                timeout: (config.timeout_secs > 0)
+                    .then(|| Duration::from_secs(config.timeout_secs.into())),
+            };
+            Rc::new(Client::new(config.client_config(), send))
         };
         client.get_or_init(made).clone()
     })
@@ -116,11 +123,11 @@ impl<'a> Upstream<'a> {
     }
 
     fn index(&self, r: &Reference) -> Result<Answer, Failure> {
-        let json = self
+        let index = self
             .client
-            .synthesize_index_json(&r.into())
-            .map_err(convert::failure)?
+            .synthesize_index(r.clone())?
             .ok_or_else(|| not_found(r))?;
+        let json = json::to_string(&index)?;
         Ok(Answer {
             head: self.request.json_head(json.len() as u64, self.config),
             body: Body::Bytes(json.into_bytes()),
@@ -138,15 +145,15 @@ impl<'a> Upstream<'a> {
         let (digest, media_type, size) = match (&r.digest, dialect) {
             (Some(_), Dialect::Registry) if !head => {
                 let found = self.get(r, LookupKind::Manifest)?;
-                let d = found.descriptor();
+                let d = found.descriptor().clone();
                 reader = Some(found);
-                (convert::digest(&d)?, d.media_type, d.size)
+                (d.digest, d.media_type, d.size)
             }
             // The CLI's JSON is asked for by digest, with nothing to resolve.
             (Some(digest), Dialect::Json) if !head => (digest.clone(), String::new(), 0),
             _ => {
                 let d = self.head(r, LookupKind::Manifest)?;
-                (convert::digest(&d)?, d.media_type, d.size)
+                (d.digest, d.media_type, d.size)
             }
         };
         if let Some(not_modified) = self.request.not_modified(&digest, self.config) {
@@ -172,8 +179,7 @@ impl<'a> Upstream<'a> {
             }
             (Dialect::Json, _) => self
                 .client
-                .manifest_json(&(&by_digest).into())
-                .map_err(convert::failure)?
+                .manifest_json(by_digest.clone())?
                 .ok_or_else(|| not_found(&by_digest))?
                 .into_bytes(),
         };
@@ -200,37 +206,34 @@ impl<'a> Upstream<'a> {
             true => (self.head(r, kind)?, Body::Empty),
             false => {
                 let reader = self.get(r, kind)?;
-                (reader.descriptor(), Body::Stream(reader))
+                (reader.descriptor().clone(), Body::Stream(Box::new(reader)))
             }
         };
-        let digest = convert::digest(&found)?;
         let octets = "application/octet-stream";
         let head = self
             .request
-            .content_head(&digest, octets, Some(found.size), self.config);
+            .content_head(&found.digest, octets, Some(found.size), self.config);
         Ok(Answer { head, body })
     }
 
     /// The part of blob `r` that `range` asks for: a 206 (the whole blob
     /// when the range covers it, checked), or a 416.
     fn blob_range(&self, r: &Reference, range: ByteRange) -> Result<Answer, Failure> {
-        let range = match range {
-            ByteRange::From(first) => wit::ByteRange::From(first),
-            ByteRange::Span(first, last) => wit::ByteRange::Span((first, last)),
-            ByteRange::Suffix(n) => wit::ByteRange::Suffix(n),
-        };
         let read = self
             .client
-            .read_range(&r.into(), range)
-            .map_err(convert::failure)?
+            .read_range(r.clone(), range)?
             .ok_or_else(|| not_found(r))?;
         let (first, last, reader) = match read {
-            RangeRead::Whole(reader) => {
+            Range::Whole(reader) => {
                 let size = reader.descriptor().size;
                 (0, size.saturating_sub(1), reader)
             }
-            RangeRead::Part(part) => (part.first, part.last, part.reader),
-            RangeRead::Unsatisfiable(size) => {
+            Range::Part {
+                first,
+                last,
+                reader,
+            } => (first, last, reader),
+            Range::Unsatisfiable(size) => {
                 return Err(Failure {
                     blob_size: size,
                     ..Failure::new(
@@ -241,10 +244,12 @@ impl<'a> Upstream<'a> {
             }
         };
         let found = reader.descriptor();
-        let digest = convert::digest(&found)?;
+        let head = self
+            .request
+            .part_head(&found.digest, first, last, found.size);
         Ok(Answer {
-            head: self.request.part_head(&digest, first, last, found.size),
-            body: Body::Stream(reader),
+            head,
+            body: Body::Stream(Box::new(reader)),
         })
     }
 
@@ -261,8 +266,7 @@ impl<'a> Upstream<'a> {
         };
         let list = self
             .client
-            .list_tags(&(&page.repository).into(), &options)
-            .map_err(convert::failure)?
+            .list_tags(page.repository.clone(), options)?
             .ok_or_else(|| {
                 let r = &page.repository;
                 Failure::new(
@@ -286,17 +290,15 @@ impl<'a> Upstream<'a> {
         let options = LookupOptions { kind, head: true };
         let reader = self
             .client
-            .lookup(&r.into(), options)
-            .map_err(convert::failure)?
+            .lookup(r.clone(), options)?
             .ok_or_else(|| not_found(r))?;
-        Ok(reader.descriptor())
+        Ok(reader.descriptor().clone())
     }
 
     fn get(&self, r: &Reference, kind: LookupKind) -> Result<BlobReader, Failure> {
         let options = LookupOptions { kind, head: false };
         self.client
-            .lookup(&r.into(), options)
-            .map_err(convert::failure)?
+            .lookup(r.clone(), options)?
             .ok_or_else(|| not_found(r))
     }
 }
@@ -305,7 +307,7 @@ impl<'a> Upstream<'a> {
 fn read_whole(reader: &BlobReader, r: &Reference) -> Result<Vec<u8>, Failure> {
     let mut out = Vec::new();
     loop {
-        let chunk = reader.read(STREAM_CHUNK).map_err(convert::failure)?;
+        let chunk = reader.read(STREAM_CHUNK)?;
         if chunk.is_empty() {
             return Ok(out);
         }

@@ -1,13 +1,13 @@
 //! ocirelay at the edge: a component in the `wasi:http/proxy` world that
-//! answers each request through the registry component it imports
-//! (`ocirelay:registry/registry`, composed in with its configuration). What to
-//! do is the core's decision (`ocirelay_core::service`: routes, allow-list,
-//! headers); this crate performs it. Of one request it keeps nothing for the
-//! next but its registry client (`answer::CLIENT`): edge hosts make an
-//! instance per request, `ocirelay serve` reuses them.
+//! answers each request with the registry client linked in
+//! (`ocirelay_driver`), so that a request instantiates this one component
+//! (and its configuration, composed in). What to do is the core's decision
+//! (`ocirelay_core::service`: routes, allow-list, headers, the client's
+//! configuration); this crate performs it. Of one request it keeps nothing
+//! for the next but its registry client (`answer::CLIENT`): edge hosts make
+//! an instance per request, `ocirelay serve` reuses them.
 
 mod answer;
-mod convert;
 mod respond;
 
 use ocirelay_core::http::Headers;
@@ -21,12 +21,6 @@ mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
         world: "service",
-        // The streams the `wasi` crate binds: one resource type for both.
-        with: {
-            "wasi:io/error@0.2.12": wasi::io::error,
-            "wasi:io/poll@0.2.12": wasi::io::poll,
-            "wasi:io/streams@0.2.12": wasi::io::streams,
-        },
     });
 }
 

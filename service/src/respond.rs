@@ -50,7 +50,7 @@ fn send(out: ResponseOutparam, head: &Head, body: Body, what: &str) {
         Body::Stream(reader) => match reader.write_to(&stream) {
             Ok(_) => true,
             Err(e) => {
-                let error = crate::convert::failure(e).message;
+                let error = ocirelay_core::error::printable(&e.to_string()).into_owned();
                 eprintln!("{}", log::cut_short(what, &error));
                 false
             }

@@ -12,14 +12,17 @@
 //! the allow-list decision only: the service component is handed the text.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::auth::Credential;
-use crate::client::parse_docker_hub_proxy;
+use crate::client::{parse_docker_hub_proxy, ClientConfig};
 use crate::error::{Error, Result};
 use crate::http::{reachable_authority, Url, PORT_RANGE};
+use crate::policy::HostPolicy;
 use crate::reference::{is_docker_hub, Reference, DOCKER_HUB};
+use crate::retry::RetryPolicy;
 
 /// How long a by-tag answer is fresh by default, in seconds.
 pub const DEFAULT_TAG_MAX_AGE: u32 = 60;
@@ -250,6 +253,30 @@ impl ServiceConfig {
             .map(|u| u.registry.clone())
             .collect()
     }
+
+    /// The registry client the service needs: its upstreams only (their
+    /// token realms and redirects aside), its own credentials (never a
+    /// request's), no cache (a tag is asked upstream each time; an edge
+    /// cache keeps answers as their `Cache-Control` says), and 429s and
+    /// 5xx waited out for `retry-deadline-secs` (a second at least).
+    pub fn client_config(&self) -> ClientConfig {
+        let defaults = ClientConfig::default();
+        let mut policy = HostPolicy::new(Vec::new());
+        policy.restrict_to(self.reachable().iter().map(String::as_str));
+        ClientConfig {
+            user_agent: self.user_agent.clone(),
+            credentials: self.credentials.iter().cloned().collect(),
+            insecure_registries: self.insecure_registries(),
+            cache: false,
+            concurrency: defaults.concurrency,
+            retry: RetryPolicy {
+                deadline: Duration::from_secs(self.retry_deadline_secs.max(1).into()),
+                ..defaults.retry
+            },
+            docker_hub_proxy: self.docker_hub_proxy.clone(),
+            policy: Some(policy),
+        }
+    }
 }
 
 fn invalid(field: &str, why: &str) -> Error {
@@ -302,6 +329,33 @@ mod tests {
 
     fn error(text: &str) -> String {
         ServiceConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_client_reaches_the_upstreams_only_with_the_services_credentials() {
+        let c = config(
+            r#"{"upstreams": [{"registry": "r.example:5000", "repositories": ["*"], "insecure": true},
+                              {"registry": "docker.io", "repositories": ["library/*"]}],
+                "docker-hub-proxy": "https://hub-mirror.example", "retry-deadline-secs": 0,
+                "user-agent": "edge/1", "credentials": {"r.example:5000": {"token": "t"}}}"#,
+        )
+        .client_config();
+        let policy = c.policy.as_ref().expect("a policy");
+        assert!(policy.allows("r.example:5000") && policy.allows("hub-mirror.example"));
+        assert!(!policy.allows("elsewhere.example"));
+        assert_eq!(c.insecure_registries, ["r.example:5000"]);
+        assert_eq!(c.credentials.len(), 1);
+        assert!(!c.cache, "every tag asked upstream");
+        assert_eq!(
+            c.retry.deadline,
+            Duration::from_secs(1),
+            "a second at least"
+        );
+        assert_eq!(c.user_agent, "edge/1");
+        assert_eq!(
+            c.docker_hub_proxy.map(|u| u.authority),
+            Some("hub-mirror.example".into())
+        );
     }
 
     #[test]

@@ -88,12 +88,21 @@ fn composed(config_text: &str, host_verifies: bool) -> Result<Vec<u8>, HostError
     .map_err(HostError::Internal)
 }
 
-/// Writes the composed service.
+/// Writes the composed service, saying on stderr how large it is and how
+/// many core modules an instance of it instantiates (what a pooling host
+/// counts against its limit of core instances).
 pub fn build(args: BuildServiceArgs) -> Result<(), HostError> {
     let (text, _) = load_config(args.config.as_deref())?;
     let wasm = composed(&text, false)?;
-    std::fs::write(&args.output, wasm)
-        .map_err(|e| HostError::Setup(format!("writing {}: {e}", args.output.display())))
+    let modules = compose::core_modules(&wasm).map_err(HostError::Internal)?;
+    std::fs::write(&args.output, &wasm)
+        .map_err(|e| HostError::Setup(format!("writing {}: {e}", args.output.display())))?;
+    eprintln!(
+        "ocirelay: wrote {} ({} KB, {modules} core modules per instance)",
+        args.output.display(),
+        wasm.len() / 1000
+    );
+    Ok(())
 }
 
 /// `text` with the docker config's credentials for the upstreams that it
@@ -204,6 +213,21 @@ mod tests {
             .and_then(|i| instance.get_typed_func::<(), (R,)>(&mut store, i).ok())
             .unwrap_or_else(|| panic!("{name}: a function of no arguments"));
         func.call(&mut store, ()).expect("called").0
+    }
+
+    /// A request under a host that instantiates per request instantiates
+    /// this many core modules: the service with the registry client linked
+    /// in (3: its code, and wit-component's shim and fixups), the inert
+    /// answers std needs beyond the proxy world (3), its configuration (1).
+    /// Pooling hosts allow 1,000 core instances at once by default.
+    #[test]
+    fn the_service_instantiates_few_core_modules() {
+        let (text, _) = load_config(None).expect("the default config parses");
+        let modules = compose::core_modules(&composed(&text, false).expect("it composes"));
+        assert_eq!(modules, Ok(7));
+        assert_eq!(compose::core_modules(b"\0asm\x0d\0\x01\0"), Ok(0));
+        assert!(compose::core_modules(b"not wasm").is_err());
+        assert!(compose::core_modules(b"\0asm\x0d\0\x01\0\x01\xff").is_err());
     }
 
     #[test]

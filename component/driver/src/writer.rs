@@ -7,7 +7,8 @@ use std::rc::Rc;
 use ocirelay_core::ops::push_blob::PushBlob;
 use ocirelay_core::Client as CoreClient;
 
-use crate::bindings::exports::ocirelay::registry::registry as wit;
+use ocirelay_core::{Descriptor, Error};
+
 use crate::driver;
 use crate::transport::SendOptions;
 
@@ -40,17 +41,17 @@ impl BlobWriter {
 
 impl BlobWriter {
     /// Sends `bytes` as the push's next chunk (one PATCH).
-    fn send(&self, push: &mut PushBlob, bytes: Vec<u8>) -> Result<(), wit::Error> {
+    fn send(&self, push: &mut PushBlob, bytes: Vec<u8>) -> Result<(), Error> {
         push.write(&self.core.borrow(), bytes.into())?;
         let mut client = self.core.borrow_mut();
         let (outcome, _) = driver::run(&mut client, push, self.send);
         outcome??;
         Ok(())
     }
-}
 
-impl wit::GuestBlobWriter for BlobWriter {
-    fn write(&self, chunk: Vec<u8>) -> Result<bool, wit::Error> {
+    /// Sends the next bytes of the blob; `false` when the registry has it
+    /// already (nothing is sent).
+    pub fn write(&self, chunk: Vec<u8>) -> Result<bool, Error> {
         let mut push = self.push.borrow_mut();
         if push.present().is_some() {
             return Ok(false);
@@ -67,10 +68,11 @@ impl wit::GuestBlobWriter for BlobWriter {
         Ok(true)
     }
 
-    fn finish(&self) -> Result<wit::Descriptor, wit::Error> {
+    /// Completes the push once every byte matched the digest.
+    pub fn finish(&self) -> Result<Descriptor, Error> {
         let mut push = self.push.borrow_mut();
         if let Some(d) = push.present() {
-            return Ok(d.into());
+            return Ok(d.clone());
         }
         let rest = std::mem::take(&mut *self.pending.borrow_mut());
         if !rest.is_empty() {
@@ -79,9 +81,6 @@ impl wit::GuestBlobWriter for BlobWriter {
         push.finish(&self.core.borrow())?;
         let mut client = self.core.borrow_mut();
         let (outcome, _) = driver::run(&mut client, &mut *push, self.send);
-        outcome??
-            .as_ref()
-            .map(Into::into)
-            .ok_or_else(|| wit::Error::Internal("a completed push gave no descriptor".into()))
+        outcome??.ok_or_else(|| Error::Internal("a completed push gave no descriptor".into()))
     }
 }

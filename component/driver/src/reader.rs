@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use ocirelay_core::digest::Verifier;
+use ocirelay_core::http::TransportError;
 use ocirelay_core::http::{RequestId, TransportErrorKind};
 use ocirelay_core::json;
 use ocirelay_core::ops::lookup::{Body, Found};
@@ -17,7 +18,6 @@ use ocirelay_core::ops::resume_blob::{self, ResumeBlob};
 use ocirelay_core::{Client as CoreClient, Descriptor, Digest, Error, Reference};
 use wasi::io::streams::{OutputStream, StreamError};
 
-use crate::bindings::exports::ocirelay::registry::registry as wit;
 use crate::driver;
 use crate::transport::{BodyStream, SendOptions};
 
@@ -119,7 +119,7 @@ impl Resume {
     /// cannot (it kept no check, or the registry sent something else), the
     /// blob is read again from its start, and what the host does not vouch
     /// for then is hashed here, the bytes already handed out too.
-    fn reopen(&mut self, check: &mut Check, broken: &BodyStream) -> Result<BodyStream, wit::Error> {
+    fn reopen(&mut self, check: &mut Check, broken: &BodyStream) -> Result<BodyStream, Error> {
         let seen = check.seen();
         let Check::Host { .. } = check else {
             let (stream, skip) = self.open_at(seen, None)?;
@@ -134,10 +134,11 @@ impl Resume {
         if stream.host_check.is_some() {
             return self.skip(stream, seen, None);
         }
-        let digest =
-            self.reference.digest.clone().ok_or_else(|| {
-                wit::Error::Internal("a resumed blob read without its digest".into())
-            })?;
+        let digest = self
+            .reference
+            .digest
+            .clone()
+            .ok_or_else(|| Error::Internal("a resumed blob read without its digest".into()))?;
         let subject = self.reference.to_string();
         let mut verifier = Box::new(Verifier::new(subject, digest, Some(self.size)));
         let stream = self.skip(stream, seen, Some(&mut verifier))?;
@@ -151,21 +152,20 @@ impl Resume {
         mut stream: BodyStream,
         mut skip: u64,
         mut verifier: Option<&mut Verifier>,
-    ) -> Result<BodyStream, wit::Error> {
-        let broken =
-            |message: String| wit::Error::Transport(format!("{}: {message}", self.reference));
+    ) -> Result<BodyStream, Error> {
+        let broken = |cause: TransportError| Error::transport(self.reference.to_string(), cause);
         while skip > 0 {
-            match stream
-                .read(skip.min(1 << 20))
-                .map_err(|e| broken(e.message))?
-            {
+            match stream.read(skip.min(1 << 20)).map_err(broken)? {
                 Some(chunk) => {
                     skip = skip.saturating_sub(chunk.len() as u64);
                     if let Some(v) = verifier.as_deref_mut() {
                         v.update(&chunk)?;
                     }
                 }
-                None => return Err(broken("the blob ended early when read again".into())),
+                None => {
+                    let early = TransportError::transient("the blob ended early when read again");
+                    return Err(broken(early));
+                }
             }
         }
         Ok(stream)
@@ -178,7 +178,7 @@ impl Resume {
         &mut self,
         offset: u64,
         resume_check: Option<u64>,
-    ) -> Result<(BodyStream, u64), wit::Error> {
+    ) -> Result<(BodyStream, u64), Error> {
         self.tries += 1;
         let mut client = self.client.borrow_mut();
         let mut op = ResumeBlob::new(&client, &self.reference, offset, self.size)?;
@@ -189,7 +189,7 @@ impl Resume {
         let (outcome, mut held) = driver::run(&mut client, &mut op, send);
         let resumed = outcome??;
         let stream = held.remove(&resumed.request).ok_or_else(|| {
-            wit::Error::Internal("resumed blob body went missing in the driver".into())
+            Error::Internal("resumed blob body went missing in the driver".into())
         })?;
         Ok((stream, resumed.skip))
     }
@@ -210,13 +210,13 @@ impl BlobReader {
         held: &mut HashMap<RequestId, BodyStream>,
         core: &Rc<RefCell<CoreClient>>,
         send: SendOptions,
-    ) -> Result<Self, wit::Error> {
+    ) -> Result<Self, Error> {
         let content = match found.body {
             Body::Empty => Content::Bytes(bytes::Bytes::new(), 0),
             Body::Bytes(bytes) => Content::Bytes(bytes, 0),
             Body::Stream { request, verifier } => {
                 let stream = held.remove(&request).ok_or_else(|| {
-                    wit::Error::Internal("blob body went missing in the driver".into())
+                    Error::Internal("blob body went missing in the driver".into())
                 })?;
                 let check = if stream.host_check.is_some() {
                     Check::Host { seen: 0 }
@@ -243,9 +243,9 @@ impl BlobReader {
     }
 
     /// A reader over `part` of a blob, its body taken from `held`.
-    pub fn part(part: Part, held: &mut HashMap<RequestId, BodyStream>) -> Result<Self, wit::Error> {
+    pub fn part(part: Part, held: &mut HashMap<RequestId, BodyStream>) -> Result<Self, Error> {
         let mut stream = held.remove(&part.request).ok_or_else(|| {
-            wit::Error::Internal("a blob part's body went missing in the driver".into())
+            Error::Internal("a blob part's body went missing in the driver".into())
         })?;
         let digest = &part.descriptor.digest;
         // A registry that sent the whole blob: its bytes before the part.
@@ -254,12 +254,10 @@ impl BlobReader {
             match stream.read(skip.min(1 << 20)) {
                 Ok(Some(chunk)) => skip = skip.saturating_sub(chunk.len() as u64),
                 Ok(None) => {
-                    return Err(wit::Error::Transport(format!(
-                        "{digest}: the blob ended before byte {}",
-                        part.skip
-                    )))
+                    let early = format!("the blob ended before byte {}", part.skip);
+                    return Err(broken(digest, TransportError::transient(early)));
                 }
-                Err(e) => return Err(wit::Error::Transport(format!("{digest}: {}", e.message))),
+                Err(e) => return Err(broken(digest, e)),
             }
         }
         let left = part.length();
@@ -270,17 +268,21 @@ impl BlobReader {
     }
 }
 
-impl wit::GuestBlobReader for BlobReader {
-    fn descriptor(&self) -> wit::Descriptor {
-        (&self.descriptor).into()
+impl BlobReader {
+    /// What was found.
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
     }
 
-    fn descriptor_json(&self) -> String {
+    /// What was found as JSON, as `ocirelay lookup --head` prints it.
+    pub fn descriptor_json(&self) -> String {
         // A descriptor always serializes (string keys, plain values).
         json::to_string(&self.descriptor).unwrap_or_default()
     }
 
-    fn read(&self, max: u64) -> Result<Vec<u8>, wit::Error> {
+    /// Up to `max` bytes of the content; empty at the end, where the whole
+    /// is checked (a part: its length).
+    pub fn read(&self, max: u64) -> Result<Vec<u8>, Error> {
         let max = max.clamp(1, 16 * 1024 * 1024);
         match &mut *self.content.borrow_mut() {
             Content::Bytes(bytes, pos) => {
@@ -299,10 +301,11 @@ impl wit::GuestBlobReader for BlobReader {
                         *left = left.saturating_sub(chunk.len() as u64);
                         Ok(chunk)
                     }
-                    Ok(None) => Err(wit::Error::Transport(format!(
-                        "{digest}: the part ended {left} bytes short"
-                    ))),
-                    Err(e) => Err(wit::Error::Transport(format!("{digest}: {}", e.message))),
+                    Ok(None) => {
+                        let short = format!("the part ended {left} bytes short");
+                        Err(broken(digest, TransportError::transient(short)))
+                    }
+                    Err(e) => Err(broken(digest, e)),
                 }
             }
             Content::Stream {
@@ -312,7 +315,7 @@ impl wit::GuestBlobReader for BlobReader {
             } => {
                 match check {
                     Check::Done => return Ok(Vec::new()),
-                    Check::Failed(e) => return Err(e.clone().into()),
+                    Check::Failed(e) => return Err(e.clone()),
                     Check::Here(_) | Check::Host { .. } => {}
                 }
                 let digest = &self.descriptor.digest;
@@ -321,14 +324,14 @@ impl wit::GuestBlobReader for BlobReader {
                         Ok(chunk) => break chunk,
                         // The host found the bytes do not match.
                         Err(e) if e.kind == TransportErrorKind::Integrity => {
-                            return Err(Error::integrity(digest.to_string(), e.message).into());
+                            return Err(Error::integrity(digest.to_string(), e.message));
                         }
                         // The connection broke: read on from where it did.
                         Err(e) if resume_blob::resumable(&e, resume.tries) => {
                             *stream = resume.reopen(check, stream)?;
                         }
                         Err(e) => {
-                            return Err(wit::Error::Transport(format!("{digest}: {}", e.message)));
+                            return Err(broken(digest, e));
                         }
                     }
                 };
@@ -347,7 +350,10 @@ impl wit::GuestBlobReader for BlobReader {
         }
     }
 
-    fn write_to(&self, out: &OutputStream) -> Result<u64, wit::Error> {
+    /// Writes the rest of the content to `out`; the bytes written. Checked
+    /// as `read` checks it: the bytes that would complete it go out only
+    /// once the whole matched.
+    pub fn write_to(&self, out: &OutputStream) -> Result<u64, Error> {
         let mut written = 0;
         // While the host checks the bytes: moved inside the host.
         while let Some(n) = self.splice(out)? {
@@ -376,7 +382,7 @@ impl BlobReader {
     /// Moves the next bytes into `out` inside the host, while the host
     /// checks them: how many (0 after a resume); `None` once it does not
     /// (the rest is read here) or at the end, checked.
-    fn splice(&self, out: &OutputStream) -> Result<Option<u64>, wit::Error> {
+    fn splice(&self, out: &OutputStream) -> Result<Option<u64>, Error> {
         let mut content = self.content.borrow_mut();
         let Content::Stream {
             stream,
@@ -400,20 +406,23 @@ impl BlobReader {
                 Ok(None)
             }
             Err(e) if e.kind == TransportErrorKind::Integrity => {
-                Err(Error::integrity(digest.to_string(), e.message).into())
+                Err(Error::integrity(digest.to_string(), e.message))
             }
             Err(e) if resume_blob::resumable(&e, resume.tries) => {
                 *stream = resume.reopen(check, stream)?;
                 Ok(Some(0))
             }
-            Err(e) => Err(wit::Error::Transport(format!("{digest}: {}", e.message))),
+            Err(e) => Err(broken(digest, e)),
         }
     }
 }
 
 /// Writes all of `bytes` to `out`, as fast as it takes them.
-fn write_all(out: &OutputStream, mut bytes: &[u8]) -> Result<(), wit::Error> {
-    let broken = |e: StreamError| wit::Error::Transport(format!("writing the content: {e:?}"));
+fn write_all(out: &OutputStream, mut bytes: &[u8]) -> Result<(), Error> {
+    let broken = |e: StreamError| {
+        let cause = TransportError::permanent(format!("writing the content: {e:?}"));
+        Error::transport("the answer", cause)
+    };
     let ready = out.subscribe();
     while !bytes.is_empty() {
         let room = out.check_write().map_err(broken)?;
@@ -426,4 +435,9 @@ fn write_all(out: &OutputStream, mut bytes: &[u8]) -> Result<(), wit::Error> {
         bytes = &bytes[n..];
     }
     Ok(())
+}
+
+/// A body that broke off while read for blob `digest`.
+fn broken(digest: &Digest, cause: TransportError) -> Error {
+    Error::transport(digest.to_string(), cause)
 }
