@@ -1,12 +1,12 @@
 //! Builds the wasm components this host embeds, so one `cargo build` from a
 //! clean checkout makes a working binary: the registry component composed
-//! with the inert one (`component/inert`), so that it imports only the
-//! `wasi:http/proxy` world, here as in any other host; and the edge service
-//! (`service/`) composed with both, still to be given its configuration
-//! (`ocirelay build-service`, `ocirelay serve`). Beside them, in
-//! `target/component/`, the same for other hosts: `ocirelay.wasm`, and
-//! `ocirelay-service.wasm` with the default configuration, ready for
-//! `wasmtime serve`.
+//! with the inert answers std needs beyond the `wasi:http/proxy` world
+//! (`compose::extras_component`), so that it imports only that world, here
+//! as in any other host; and the edge service (`service/`), still to be
+//! given its configuration and the same answers (`ocirelay build-service`,
+//! `ocirelay serve`). Beside them, in `target/component/`, the same for
+//! other hosts: `ocirelay.wasm`, and `ocirelay-service.wasm` with the
+//! default configuration, ready for `wasmtime serve`.
 //!
 //! The nested cargo gets its own target directory (the outer build holds the
 //! lock of ours) and a clean environment (outer RUSTFLAGS and jobserver
@@ -30,14 +30,14 @@ fn main() {
     for dir in ["component", "core", "service", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
+    // What composes them, the inert answers' component among it.
+    println!("cargo:rerun-if-changed=src/compose.rs");
     // The workspace manifest holds the component's profile.
     for file in ["Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }
 
     let target_dir = root.join("target").join("component");
-    // Two cargo runs: the inert component is no_std, and one run would
-    // unify its wit-bindgen features with the registry component's (std).
     let built = build(
         &root,
         &target_dir,
@@ -46,27 +46,24 @@ fn main() {
     let [registry, service] = built.as_slice() else {
         unreachable!("two packages built")
     };
-    let inert = &build(&root, &target_dir, &["ocirelay-inert"])[0];
+    let inert = compose::extras_component(None).unwrap_or_else(|e| panic!("{e}"));
     let relay = compose::plug(
         ("ocirelay:registry", registry),
-        &[("ocirelay:inert", inert)],
+        &[("ocirelay:extras", &inert)],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    // The service links the registry client itself (component/driver).
-    let service = compose::plug(("ocirelay:service", service), &[("ocirelay:inert", inert)])
+    let extras = compose::extras_component(Some((compose::DEFAULT_CONFIG, false)))
         .unwrap_or_else(|e| panic!("{e}"));
-    let config =
-        compose::config_component(compose::DEFAULT_CONFIG, false).unwrap_or_else(|e| panic!("{e}"));
     let deployable = compose::plug(
-        ("ocirelay:service", &service),
-        &[("ocirelay:service-config", &config)],
+        ("ocirelay:service", service),
+        &[("ocirelay:extras", &extras)],
     )
     .unwrap_or_else(|e| panic!("{e}"));
 
     let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     for (path, bytes) in [
         (out.join("ocirelay_component.wasm"), &relay),
-        (out.join("ocirelay_service.wasm"), &service),
+        (out.join("ocirelay_service.wasm"), service),
         // At stable paths, for other hosts.
         (target_dir.join("ocirelay.wasm"), &relay),
         (target_dir.join("ocirelay-service.wasm"), &deployable),

@@ -1,8 +1,8 @@
 //! Composition of components, shared by `build.rs` (the registry component
-//! with the inert one; the edge service with the registry component) and by
-//! `ocirelay build-service` / `ocirelay serve` (the service with its
-//! configuration). Composition is wac's (`wac-graph`): what one component
-//! exports is plugged into what another imports.
+//! with the inert answers std needs) and by `ocirelay build-service` /
+//! `ocirelay serve` (the service with its configuration and the same inert
+//! answers). Composition is wac's (`wac-graph`): what one component exports
+//! is plugged into what another imports.
 
 /// The interface the service reads its configuration from (`wit/registry.wit`).
 pub const CONFIG_INTERFACE: &str = "ocirelay:registry/service-config@0.1.0";
@@ -31,38 +31,108 @@ pub fn plug(socket: (&str, &[u8]), plugs: &[(&str, &[u8])]) -> Result<Vec<u8>, S
         .map_err(|e| format!("encoding the composed component: {e:#}"))
 }
 
-/// A component exporting [`CONFIG_INTERFACE`] whose `config` returns
-/// `json`: the service's configuration compiled in, for hosts (the
-/// `wasi:http/proxy` world) that give a component no files or environment;
-/// its `host-verifies-downloads` returns `host_verifies` (true only for
-/// ocirelay's own host).
-pub fn config_component(json: &str, host_verifies: bool) -> Result<Vec<u8>, String> {
-    // The string's bytes sit after an 8-byte return area (pointer, length).
-    const AT: usize = 8;
+/// A component of one core module that answers, inertly, what Rust's std
+/// on wasm32-wasip2 imports beyond the `wasi:http/proxy` world
+/// (environment variables and arguments: none; exit: a trap; terminals:
+/// none; the hash-map seed: two words of `wasi:random/random`), so that a
+/// component plugged with it imports only the proxy world. With `config`
+/// (the service's JSON, and whether the host verifies downloads: true only
+/// for ocirelay's own host), it also exports [`CONFIG_INTERFACE`]: the
+/// configuration compiled in, for hosts that give a component no files or
+/// environment. One module, not a Rust component's three: a host that
+/// instantiates per request counts core modules against its pool.
+pub fn extras_component(config: Option<(&str, bool)>) -> Result<Vec<u8>, String> {
+    // Memory: the config's return area at 16, the seed's at 32, zeroes (an
+    // empty list, an absent option) at 48, the config's text from 64.
+    const AT: usize = 64;
+    let (json, host_verifies) = config.unwrap_or(("", false));
     let pages = (AT + json.len()).div_ceil(65536).max(1);
     let escaped: String = json.bytes().map(|b| format!("\\{b:02x}")).collect();
+    let config_exports = match config {
+        None => String::new(),
+        Some(_) => format!(
+            r#"
+  (func $config (result string) (canon lift (core func $i "config") (memory $mem)))
+  (func $verifies (result bool) (canon lift (core func $i "host-verifies")))
+  (instance $config_i
+    (export "config" (func $config))
+    (export "host-verifies-downloads" (func $verifies)))
+  (export "{CONFIG_INTERFACE}" (instance $config_i))"#
+        ),
+    };
     let wat = format!(
         r#"(component
+  (import "wasi:random/random@0.2.12" (instance $random
+    (export "get-random-u64" (func (result u64)))))
+  (core func $u64 (canon lower (func $random "get-random-u64")))
   (core module $m
+    (import "random" "u64" (func $u64 (result i64)))
     (memory (export "memory") {pages})
     (data (i32.const {AT}) "{escaped}")
     (func (export "config") (result i32)
-      (i32.store (i32.const 0) (i32.const {AT}))
-      (i32.store (i32.const 4) (i32.const {len}))
-      (i32.const 0))
-    (func (export "host-verifies") (result i32) (i32.const {verifies})))
-  (core instance $i (instantiate $m))
-  (func $config (result string)
-    (canon lift (core func $i "config") (memory (core memory $i "memory"))))
-  (func $verifies (result bool) (canon lift (core func $i "host-verifies")))
-  (instance $config
-    (export "config" (func $config))
-    (export "host-verifies-downloads" (func $verifies)))
-  (export "{CONFIG_INTERFACE}" (instance $config)))"#,
+      (i32.store (i32.const 16) (i32.const {AT}))
+      (i32.store (i32.const 20) (i32.const {len}))
+      (i32.const 16))
+    (func (export "host-verifies") (result i32) (i32.const {verifies}))
+    (func (export "zeroes") (result i32) (i32.const 48))
+    (func (export "trap") (param i32) unreachable)
+    (func (export "seed") (result i32)
+      (i64.store (i32.const 32) (call $u64))
+      (i64.store (i32.const 40) (call $u64))
+      (i32.const 32)))
+  (core instance $r (export "u64" (func $u64)))
+  (core instance $i (instantiate $m (with "random" (instance $r))))
+  (alias core export $i "memory" (core memory $mem)){config_exports}
+
+  (func $env (result (list (tuple string string)))
+    (canon lift (core func $i "zeroes") (memory $mem)))
+  (func $args (result (list string)) (canon lift (core func $i "zeroes") (memory $mem)))
+  (func $cwd (result (option string)) (canon lift (core func $i "zeroes") (memory $mem)))
+  (instance $environment
+    (export "get-environment" (func $env))
+    (export "get-arguments" (func $args))
+    (export "initial-cwd" (func $cwd)))
+  (export "wasi:cli/environment@0.2.12" (instance $environment))
+
+  (func $exit (param "status" (result)) (canon lift (core func $i "trap")))
+  (func $exit_code (param "status-code" u8) (canon lift (core func $i "trap")))
+  (instance $exit_i (export "exit" (func $exit)) (export "exit-with-code" (func $exit_code)))
+  (export "wasi:cli/exit@0.2.12" (instance $exit_i))
+
+  (type $input (resource (rep i32)))
+  (type $output (resource (rep i32)))
+  (instance $ti (export "terminal-input" (type $input)))
+  (export $ti_e "wasi:cli/terminal-input@0.2.12" (instance $ti))
+  (alias export $ti_e "terminal-input" (type $input_e))
+  (instance $to (export "terminal-output" (type $output)))
+  (export $to_e "wasi:cli/terminal-output@0.2.12" (instance $to))
+  (alias export $to_e "terminal-output" (type $output_e))
+  (func $stdin (result (option (own $input_e)))
+    (canon lift (core func $i "zeroes") (memory $mem)))
+  (instance $tstdin
+    (export "terminal-input" (type $input_e))
+    (export "get-terminal-stdin" (func $stdin)))
+  (export "wasi:cli/terminal-stdin@0.2.12" (instance $tstdin))
+  (func $stdout (result (option (own $output_e)))
+    (canon lift (core func $i "zeroes") (memory $mem)))
+  (instance $tstdout
+    (export "terminal-output" (type $output_e))
+    (export "get-terminal-stdout" (func $stdout)))
+  (export "wasi:cli/terminal-stdout@0.2.12" (instance $tstdout))
+  (func $stderr (result (option (own $output_e)))
+    (canon lift (core func $i "zeroes") (memory $mem)))
+  (instance $tstderr
+    (export "terminal-output" (type $output_e))
+    (export "get-terminal-stderr" (func $stderr)))
+  (export "wasi:cli/terminal-stderr@0.2.12" (instance $tstderr))
+
+  (func $seed (result (tuple u64 u64)) (canon lift (core func $i "seed") (memory $mem)))
+  (instance $seed_i (export "insecure-seed" (func $seed)))
+  (export "wasi:random/insecure-seed@0.2.12" (instance $seed_i)))"#,
         len = json.len(),
         verifies = i32::from(host_verifies),
     );
-    wat::parse_str(&wat).map_err(|e| format!("making the configuration component: {e}"))
+    wat::parse_str(&wat).map_err(|e| format!("making the extras component: {e}"))
 }
 
 /// The configuration `target/component/ocirelay-service.wasm` is built

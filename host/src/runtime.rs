@@ -401,7 +401,7 @@ pub fn proxy_world_pre(
     config.wasm_component_model(true);
     if let Some(instances) = pool {
         // A composed component holds a handful of core instances and
-        // memories (service, registry, inert, config and their shims).
+        // memories (the service, its inert answers and config, and shims).
         let mut pooling = wasmtime::PoolingAllocationConfig::default();
         pooling
             .total_component_instances(instances)

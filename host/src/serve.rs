@@ -37,9 +37,6 @@ use crate::hooks::{Hooks, Outbound};
 use crate::policy::Policy;
 use crate::runtime::{proxy_world_pre, State};
 
-/// Requests served at once, each by an instance of its own (from the
-/// pooling allocator's this many); a request beyond waits for one to end.
-const INSTANCES: u32 = 128;
 /// Instances kept between requests at most; beyond, an instance whose
 /// request ended is dropped.
 const IDLE: usize = 16;
@@ -73,6 +70,17 @@ impl Idle {
     }
 }
 
+/// How many requests are served at once, and how long one beyond waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Requests served at once, each by an instance of its own (from a
+    /// pool of instances this large).
+    pub instances: u32,
+    /// How long a request beyond waits for an instance before it is
+    /// answered 503 with a `Retry-After`.
+    pub queue_wait: Duration,
+}
+
 /// The service, ready to instantiate, and its instances between requests.
 pub struct Server {
     pre: ProxyPre<State>,
@@ -87,6 +95,7 @@ pub struct Server {
     idle: Arc<std::sync::Mutex<Vec<Idle>>>,
     /// Where each request's line goes.
     log: Arc<Sink>,
+    capacity: Capacity,
 }
 
 impl Server {
@@ -98,17 +107,19 @@ impl Server {
         ca_files: &[std::path::PathBuf],
         idle_timeout: Duration,
         log: Arc<Sink>,
+        capacity: Capacity,
     ) -> Result<Self, HostError> {
-        let (_engine, pre) = proxy_world_pre(wasm, Some(INSTANCES))?;
+        let (_engine, pre) = proxy_world_pre(wasm, Some(capacity.instances))?;
         let pre = ProxyPre::new(pre).map_err(HostError::runtime(
             "binding the service's wasi:http/incoming-handler export",
         ))?;
         Ok(Server {
             pre,
-            instances: Arc::new(tokio::sync::Semaphore::new(INSTANCES as usize)),
+            instances: Arc::new(tokio::sync::Semaphore::new(capacity.instances as usize)),
             outbound: Outbound::new(policy, ca_files, idle_timeout)?,
             idle: Arc::default(),
             log,
+            capacity,
         })
     }
 
@@ -150,13 +161,18 @@ impl Server {
             .map_or("/", |p| p.as_str())
             .to_string();
         let pending = Pending::new(self.log.clone(), request.method().as_str(), &target, start);
-        let response = match self.instance_answer(request, pending.clone()).await {
-            Ok(response) => response,
-            Err(e) => {
-                let warning = format!("the service failed: {e:#}");
-                pending.update(|line| line.warnings.push(warning));
-                internal_error()
-            }
+        // At capacity, a request waits for an instance, a while at most.
+        let permit = self.instances.clone().acquire_owned();
+        let response = match tokio::time::timeout(self.capacity.queue_wait, permit).await {
+            Ok(Ok(permit)) => match self.instance_answer(request, permit, pending.clone()).await {
+                Ok(response) => response,
+                Err(e) => {
+                    let warning = format!("the service failed: {e:#}");
+                    pending.update(|line| line.warnings.push(warning));
+                    internal_error()
+                }
+            },
+            Ok(Err(_)) | Err(_) => self.at_capacity(&target),
         };
         let length = response
             .headers()
@@ -173,9 +189,9 @@ impl Server {
     async fn instance_answer(
         &self,
         request: hyper::Request<hyper::body::Incoming>,
+        permit: tokio::sync::OwnedSemaphorePermit,
         pending: Arc<Pending>,
     ) -> wasmtime::Result<hyper::Response<HyperOutgoingBody>> {
-        let permit = self.instances.clone().acquire_owned().await?;
         let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut instance = match kept {
             Some(idle) => idle,
@@ -242,6 +258,40 @@ impl Server {
                 Err(e) => Err(e.into()),
             },
         }
+    }
+}
+
+impl Server {
+    /// The answer when every instance stayed busy for the queue's wait:
+    /// the core's 503, with a `Retry-After`, in the route's dialect.
+    fn at_capacity(&self, target: &str) -> hyper::Response<HyperOutgoingBody> {
+        use ocirelay_core::service::{answer::refusal, Failure, FailureKind};
+        let failure = Failure {
+            retry_after_secs: Some(1),
+            ..Failure::new(
+                FailureKind::Overloaded,
+                format!(
+                    "the service is at capacity ({} requests at once); try again",
+                    self.capacity.instances
+                ),
+            )
+        };
+        let (head, body) = refusal(target, &failure);
+        let body = http_body_util::Full::new(bytes::Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut response = hyper::Response::new(body);
+        *response.status_mut() = hyper::StatusCode::from_u16(head.status)
+            .unwrap_or(hyper::StatusCode::SERVICE_UNAVAILABLE);
+        for (name, value) in head.headers {
+            if let (Ok(name), Ok(value)) = (
+                hyper::header::HeaderName::from_bytes(name.as_bytes()),
+                hyper::header::HeaderValue::from_str(&value),
+            ) {
+                response.headers_mut().append(name, value);
+            }
+        }
+        response
     }
 }
 

@@ -411,6 +411,45 @@ fn tag_lists_and_ranges_come_from_an_https_upstream_too() {
 }
 
 #[test]
+fn past_its_instances_ocirelay_serve_answers_503_with_retry_after() {
+    let registry = Registry::start_plain(Auth::None);
+    push_image(&registry, "team/app", "v1", &[b"slow"]);
+    let proxy = FaultProxy::start(registry.host());
+    let slow = std::time::Duration::from_secs(4);
+    proxy.add("HEAD", "manifests/v1", Fault::Delay(slow), 2);
+    let args = ["--instances", "2", "--queue-wait", "1"];
+    let service = Service::ocirelay_args(&config_for(&proxy.host()), &args);
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let asked: Vec<_> = (0..3)
+            .map(|i| {
+                let service = &service;
+                s.spawn(move || {
+                    // The third asks once two are in flight upstream.
+                    std::thread::sleep(std::time::Duration::from_millis(300 * i));
+                    service.get("/v2/team/app/manifests/v1")
+                })
+            })
+            .collect();
+        asked.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [200, 200, 503], "{answers:?}");
+    let busy = &answers[2];
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    assert_eq!(busy.json()["errors"][0]["code"], "UNAVAILABLE");
+    assert!(
+        String::from_utf8_lossy(&busy.body).contains("at capacity (2 requests"),
+        "{busy:?}"
+    );
+    assert_eq!(
+        busy.header("docker-distribution-api-version"),
+        Some("registry/2.0")
+    );
+    // Once they are done, it serves again.
+    assert_eq!(service.get("/v2/team/app/manifests/v1").status, 200);
+}
+
+#[test]
 fn an_upstream_that_is_gone_is_a_502_naming_the_reference_not_a_url() {
     let registry = Registry::start_plain(Auth::None);
     let host = registry.host().to_string();

@@ -44,6 +44,9 @@ pub enum FailureKind {
     Timeout,
     /// The upstream kept answering 429 (429, its `Retry-After` passed on).
     RateLimited,
+    /// The service is at capacity: every instance stayed busy (503, with
+    /// a `Retry-After`).
+    Overloaded,
     /// A bug in ocirelay (500).
     Internal,
 }
@@ -68,6 +71,7 @@ impl FailureKind {
             | FailureKind::Transport => 502,
             FailureKind::Timeout => 504,
             FailureKind::RateLimited => 429,
+            FailureKind::Overloaded => 503,
             FailureKind::Internal => 500,
         }
     }
@@ -92,6 +96,7 @@ impl FailureKind {
             FailureKind::Transport => "transport",
             FailureKind::Timeout => "timeout",
             FailureKind::RateLimited => "rate-limited",
+            FailureKind::Overloaded => "unavailable",
             FailureKind::Internal => "internal",
         }
     }
@@ -278,6 +283,7 @@ pub fn failure(failure: &Failure, mirror: bool, blob: bool) -> (Head, String) {
             FailureKind::Forbidden => "DENIED",
             FailureKind::MethodNotAllowed | FailureKind::NoSuchRoute => "UNSUPPORTED",
             FailureKind::RateLimited => "TOOMANYREQUESTS",
+            FailureKind::Overloaded => "UNAVAILABLE",
             _ => "UNKNOWN",
         };
         serde_json::json!({"errors": [{"code": code, "message": failure.message}]})
@@ -426,6 +432,7 @@ mod tests {
             (NoSuchRoute, true, "UNSUPPORTED"),
             (InvalidPagination, false, "PAGINATION_NUMBER_INVALID"),
             (RepositoryNotFound, false, "NAME_UNKNOWN"),
+            (Overloaded, false, "UNAVAILABLE"),
             (RangeNotSatisfiable, true, "RANGE_INVALID"),
             (Registry, false, "UNKNOWN"),
         ] {
@@ -453,6 +460,7 @@ mod tests {
             Transport,
             Timeout,
             RateLimited,
+            Overloaded,
             Internal,
         ]
         .iter()
@@ -460,7 +468,10 @@ mod tests {
         .collect();
         assert_eq!(
             statuses,
-            [400, 400, 400, 416, 404, 404, 404, 403, 405, 502, 502, 502, 502, 502, 504, 429, 500]
+            [
+                400, 400, 400, 416, 404, 404, 404, 403, 405, 502, 502, 502, 502, 502, 504, 429,
+                503, 500
+            ]
         );
     }
 

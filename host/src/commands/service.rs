@@ -12,9 +12,10 @@ use crate::compose;
 use crate::error::HostError;
 use crate::policy::Policy;
 use crate::runtime::wit;
-use crate::serve::{bind, Server};
+use crate::serve::{bind, Capacity, Server};
 
-/// The service, composed with the registry component, awaiting its configuration.
+/// The service (the registry client linked in), awaiting its configuration
+/// and the inert answers std needs beyond the proxy world.
 const SERVICE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ocirelay_service.wasm"));
 
 const CONFIG_HELP: &str = "\
@@ -39,6 +40,16 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port; the one bound is printed on stderr).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+    /// Requests served at once, each by a component instance of its own
+    /// (1 to 4096); a request beyond waits for one.
+    #[arg(long, value_name = "N", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub instances: u32,
+    /// Seconds a request beyond --instances waits before it is answered
+    /// 503 with a Retry-After (0 to 600).
+    #[arg(long, value_name = "SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub queue_wait: u64,
     /// How the request log on stdout is written: `text` (key=value pairs)
     /// or `json` (one object per line).
     #[arg(long, value_name = "FORMAT", default_value = "text")]
@@ -79,11 +90,11 @@ pub fn load_config(path: Option<&Path>) -> Result<(String, ServiceConfig), HostE
 /// verifies downloads (only ocirelay's own, in `serve`: a written `.wasm`
 /// may run anywhere).
 fn composed(config_text: &str, host_verifies: bool) -> Result<Vec<u8>, HostError> {
-    let config =
-        compose::config_component(config_text, host_verifies).map_err(HostError::Internal)?;
+    let extras = compose::extras_component(Some((config_text, host_verifies)))
+        .map_err(HostError::Internal)?;
     compose::plug(
         ("ocirelay:service", SERVICE_WASM),
-        &[("ocirelay:service-config", &config)],
+        &[("ocirelay:extras", &extras)],
     )
     .map_err(HostError::Internal)
 }
@@ -168,7 +179,12 @@ pub async fn serve(
     }
     let text = with_docker_credentials(&text, &config)?;
     let log = crate::access_log::Sink::new(args.log_format);
-    let server = Server::new(&composed(&text, true)?, policy, ca_files, idle_timeout, log)?;
+    let capacity = Capacity {
+        instances: args.instances,
+        queue_wait: std::time::Duration::from_secs(args.queue_wait),
+    };
+    let wasm = composed(&text, true)?;
+    let server = Server::new(&wasm, policy, ca_files, idle_timeout, log, capacity)?;
     let listener = bind(args.addr).await?;
     Arc::new(server).run(listener).await
 }
@@ -202,7 +218,12 @@ mod tests {
         let engine = wasmtime::Engine::default();
         let component = Component::new(&engine, wasm).expect("compiles");
         let mut store = wasmtime::Store::new(&engine, ());
-        let instance = Linker::new(&engine)
+        let mut linker = Linker::new(&engine);
+        linker
+            .instance("wasi:random/random@0.2.12")
+            .and_then(|mut random| random.func_wrap("get-random-u64", |_, ()| Ok((7u64,))))
+            .expect("a stand-in for wasi:random");
+        let instance = linker
             .instantiate(&mut store, &component)
             .expect("instantiates");
         let interface = instance
@@ -217,14 +238,14 @@ mod tests {
 
     /// A request under a host that instantiates per request instantiates
     /// this many core modules: the service with the registry client linked
-    /// in (3: its code, and wit-component's shim and fixups), the inert
-    /// answers std needs beyond the proxy world (3), its configuration (1).
-    /// Pooling hosts allow 1,000 core instances at once by default.
+    /// in (3: its code, and wit-component's shim and fixups), and one for
+    /// its configuration and the inert answers std needs beyond the proxy
+    /// world. Pooling hosts allow 1,000 core instances at once by default.
     #[test]
     fn the_service_instantiates_few_core_modules() {
         let (text, _) = load_config(None).expect("the default config parses");
         let modules = compose::core_modules(&composed(&text, false).expect("it composes"));
-        assert_eq!(modules, Ok(7));
+        assert_eq!(modules, Ok(4));
         assert_eq!(compose::core_modules(b"\0asm\x0d\0\x01\0"), Ok(0));
         assert!(compose::core_modules(b"not wasm").is_err());
         assert!(compose::core_modules(b"\0asm\x0d\0\x01\0\x01\xff").is_err());
@@ -240,7 +261,7 @@ mod tests {
         );
         assert!(text.len() > 65536, "more than one page of memory");
         let config = |text: &str, host_verifies| {
-            compose::config_component(text, host_verifies).expect("made")
+            compose::extras_component(Some((text, host_verifies))).expect("made")
         };
         let got: String = call(&config(&text, false), "config");
         assert_eq!(got, text);
