@@ -46,13 +46,20 @@ pub fn wasmtime_cli() -> PathBuf {
 impl Service {
     /// The service composed with `config` (JSON), under `wasmtime serve`.
     pub fn wasmtime(config: &serde_json::Value) -> Service {
+        Self::wasmtime_args(config, &[])
+    }
+
+    /// [`Service::wasmtime`] with `wasmtime serve`'s options `args`.
+    pub fn wasmtime_args(config: &serde_json::Value, args: &[&str]) -> Service {
         let (dir, _, wasm) = Self::build(config);
         let served = wasm.clone();
         let log = dir.path().join(LOG);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let spawn = move |port: u16| {
             Command::new(wasmtime_cli())
                 .arg("serve")
                 .arg(format!("--addr=127.0.0.1:{port}"))
+                .args(&args)
                 .arg(&served)
                 .stdout(Stdio::null())
                 .stderr(log_file(&log))

@@ -63,6 +63,10 @@ struct Load {
     p50_ms: f64,
     p99_ms: f64,
     errors: bool,
+    /// Requests answered in all.
+    total: u64,
+    /// Answers that were not 2xx (or 3xx).
+    non_2xx: u64,
 }
 
 /// What registry clients accept: without it a registry will not serve an
@@ -118,6 +122,14 @@ fn wrk(url: &str, connections: usize, seconds: u64, header: Option<&str>) -> Loa
         p50_ms: ms(field("50%")),
         p99_ms: ms(field("99%")),
         errors: text.contains("Non-2xx") || text.contains("Socket errors"),
+        total: text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in "))
+            .and_then(|(n, _)| n.trim().parse().ok())
+            .unwrap_or(0),
+        non_2xx: field("Non-2xx or 3xx responses:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
     }
 }
 
@@ -322,6 +334,32 @@ fn main() {
             100.0 * direct / wall,
             server.peak_mib()
         );
+    }
+
+    // Under load: connections past what a pooling host instantiates at once.
+    println!();
+    println!("| load: manifest by digest | server | connections | requests/s | p50 | p99 | not 2xx | peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for connections in [64, 256, 1000] {
+        let mut targets: Vec<(&str, String)> =
+            servers.iter().map(|s| (s.name, s.addr.clone())).collect();
+        targets.push(("registry", registry.host().to_string()));
+        for (name, addr) in targets {
+            let load = wrk(
+                &format!("http://{addr}{manifest_path}"),
+                connections,
+                seconds,
+                None,
+            );
+            let rss = servers
+                .iter()
+                .find(|s| s.name == name)
+                .map_or("-".to_string(), |s| format!("{:.0} MiB", s.peak_mib()));
+            println!(
+                "| | {name} | {connections} | {:.0} | {:.2} ms | {:.2} ms | {} of {} | {rss} |",
+                load.requests_per_sec, load.p50_ms, load.p99_ms, load.non_2xx, load.total
+            );
+        }
     }
 
     // A 64 MiB part (as a resumed or lazy pull reads it): passed on, not
