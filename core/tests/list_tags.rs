@@ -299,56 +299,45 @@ fn a_list_that_never_ends_or_grows_too_long_is_refused() {
     assert_eq!(sent, MAX_TAGS / 10_000 + 1);
 }
 
-#[test]
-fn a_docker_hub_proxy_leaves_other_registries_their_own_links() {
+/// The tags of `repository` listed by a client with a Docker Hub proxy
+/// (`mirror.example:5000`), from two pages, the first linking to `next`:
+/// the tags, and the URLs asked.
+fn through_a_proxy(repository: &str, tags: [&str; 2], next: &str) -> (Vec<String>, Vec<String>) {
     let mut c = Client::new(ClientConfig {
         docker_hub_proxy: Some(Url::parse("http://mirror.example:5000").unwrap()),
         ..ClientConfig::default()
     });
-    let mut op = ListTags::new(&c, r("localhost:5000/team/app"), all());
+    let mut op = ListTags::new(&c, r(repository), all());
     let mut n = 0;
     let (outcome, sent) = drive(&mut c, &mut op, |_| {
         n += 1;
         match n {
-            1 => page(
-                &["a"],
-                Some("http://localhost:5000/v2/team/app/tags/list?last=a"),
-            ),
-            _ => page(&["b"], None),
+            1 => page(&tags[..1], Some(next)),
+            _ => page(&tags[1..], None),
         }
     });
-    assert_eq!(outcome.unwrap().unwrap().tags, ["a", "b"]);
-    assert_eq!(
-        sent[1].url.to_string(),
-        "http://localhost:5000/v2/team/app/tags/list?last=a"
-    );
+    let urls = sent.iter().map(|q| q.url.to_string()).collect();
+    (outcome.unwrap().unwrap().tags, urls)
+}
+
+#[test]
+fn a_docker_hub_proxy_leaves_other_registries_their_own_links() {
+    let next = "http://localhost:5000/v2/team/app/tags/list?last=a";
+    let (tags, urls) = through_a_proxy("localhost:5000/team/app", ["a", "b"], next);
+    assert_eq!(tags, ["a", "b"]);
+    assert_eq!(urls[1], next);
 }
 
 #[test]
 fn a_docker_hub_proxy_serves_the_pages() {
-    let mut c = Client::new(ClientConfig {
-        docker_hub_proxy: Some(Url::parse("http://mirror.example:5000").unwrap()),
-        ..ClientConfig::default()
-    });
-    let mut op = ListTags::new(&c, r("alpine"), all());
-    let mut n = 0;
-    let (outcome, sent) = drive(&mut c, &mut op, |_| {
-        n += 1;
-        match n {
-            1 => page(
-                &["3.19"],
-                Some("http://mirror.example:5000/v2/library/alpine/tags/list?last=3.19"),
-            ),
-            _ => page(&["3.20"], None),
-        }
-    });
-    assert_eq!(outcome.unwrap().unwrap().tags, ["3.19", "3.20"]);
-    let urls: Vec<String> = sent.iter().map(|q| q.url.to_string()).collect();
+    let next = "http://mirror.example:5000/v2/library/alpine/tags/list?last=3.19";
+    let (tags, urls) = through_a_proxy("alpine", ["3.19", "3.20"], next);
+    assert_eq!(tags, ["3.19", "3.20"]);
     assert_eq!(
         urls,
         [
             "http://mirror.example:5000/v2/library/alpine/tags/list",
-            "http://mirror.example:5000/v2/library/alpine/tags/list?last=3.19"
+            next
         ]
     );
 }

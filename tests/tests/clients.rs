@@ -213,27 +213,18 @@ fn podman_pulls_directly_and_through_a_registries_conf_mirror() {
     let (registry, pushed) = upstream();
     for (host, service) in both(&config(&registry)) {
         let from = registry.access_log().len();
-        let podman = Podman::new();
+        // Pulled, and stored under the index's digest.
+        let pulls = |podman: &Podman, reference: &str, extra: &[&str]| {
+            let pulled = podman.pull(reference, extra);
+            assert_eq!(pulled.code, 0, "{host}: {}", pulled.stderr);
+            let digest = podman.run(&["image", "inspect", "--format", "{{.Digest}}", reference]);
+            let index = pushed.index.digest.to_string();
+            assert_eq!(digest.stdout.trim(), index, "{host}");
+        };
         let direct = format!("{}/team/app:v1", service.addr());
-        let pulled = podman.pull(&direct, &["--tls-verify=false"]);
-        assert_eq!(pulled.code, 0, "{host}: {}", pulled.stderr);
-        let digest = podman.run(&["image", "inspect", "--format", "{{.Digest}}", &direct]);
-        assert_eq!(
-            digest.stdout.trim(),
-            pushed.index.digest.to_string(),
-            "{host}"
-        );
-
-        let podman = Podman::with_mirror(registry.host(), service.addr());
-        let reference = registry.reference("team/app:v1");
-        let pulled = podman.pull(&reference, &[]);
-        assert_eq!(pulled.code, 0, "{host}: {}", pulled.stderr);
-        let digest = podman.run(&["image", "inspect", "--format", "{{.Digest}}", &reference]);
-        assert_eq!(
-            digest.stdout.trim(),
-            pushed.index.digest.to_string(),
-            "{host}"
-        );
+        pulls(&Podman::new(), &direct, &["--tls-verify=false"]);
+        let mirrored = Podman::with_mirror(registry.host(), service.addr());
+        pulls(&mirrored, &registry.reference("team/app:v1"), &[]);
         assert_eq!(
             around_the_mirror(&registry, from),
             Vec::<String>::new(),
