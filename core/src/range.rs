@@ -23,12 +23,7 @@ impl ByteRange {
             return None;
         }
         let (first, last) = spec.split_once('-')?;
-        let number = |s: &str| -> Option<u64> {
-            let s = s.trim();
-            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse().ok())
-                .flatten()
-        };
+        let number = |s: &str| digits(s.trim());
         match (first.trim().is_empty(), last.trim().is_empty()) {
             (true, false) => number(last).map(ByteRange::Suffix),
             (false, true) => number(first).map(ByteRange::From),
@@ -88,11 +83,6 @@ impl ContentRange {
         let rest = value.trim().strip_prefix("bytes")?;
         let rest = rest.strip_prefix(' ')?.trim();
         let (range, size) = rest.split_once('/')?;
-        let digits = |s: &str| -> Option<u64> {
-            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse().ok())
-                .flatten()
-        };
         if range == "*" {
             return digits(size).map(|size| ContentRange::Unsatisfied { size });
         }
@@ -116,6 +106,14 @@ impl ContentRange {
             ContentRange::Unsatisfied { size } => format!("bytes */{size}"),
         }
     }
+}
+
+/// A number of decimal digits only (`+5` and `-5`, which `parse` takes or
+/// rejects as it likes, are not one); `None` past `u64`.
+fn digits(s: &str) -> Option<u64> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod respond;
 
 use ocirelay_core::http::Headers;
 use ocirelay_core::service::answer::refusal;
+use ocirelay_core::service::route::READ_HEADERS;
 use ocirelay_core::service::{Failure, FailureKind, Request, ServiceConfig};
 
 use bindings::ocirelay::registry::service_config;
@@ -69,10 +70,10 @@ impl wasi::exports::http::incoming_handler::Guest for Service {
     }
 }
 
-/// The request headers the service reads: its conditions.
+/// The request headers the core reads of a request.
 fn conditions(request: &IncomingRequest) -> Headers {
-    ["if-none-match", "range", "if-range"]
-        .into_iter()
+    READ_HEADERS
+        .iter()
         .filter_map(|name| Some((name.to_string(), header(request, name)?)))
         .collect()
 }

@@ -120,25 +120,8 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::Headers;
     use crate::service::reply::FailureKind;
-
-    const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-    fn config() -> ServiceConfig {
-        ServiceConfig::parse(
-            r#"{"upstreams": [{"registry": "127.0.0.1:5700", "repositories": ["*"]}]}"#,
-        )
-        .unwrap()
-    }
-
-    fn request(path: &str, headers: &[(&str, &str)]) -> Request {
-        let headers: Headers = headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        Request::parse("GET", path, &headers, &config()).unwrap()
-    }
+    use crate::service::testing::{config, with_headers as request, DIGEST};
 
     fn digest() -> Digest {
         Digest::parse(DIGEST).unwrap()
@@ -170,7 +153,7 @@ mod tests {
             (v2.clone(), Some("bytes"))
         );
         assert_eq!(version(&blob.part_head(&digest(), 1, 2, 3)), v2);
-        let lookup = request("/manifest/127.0.0.1:5700/app:v1", &[]);
+        let lookup = request("/manifest/127.0.0.1:5000/app:v1", &[]);
         let head = lookup.content_head(&digest(), "application/json", None, &config());
         assert_eq!(version(&head), None);
         assert_eq!(head.get("content-length"), None);
@@ -187,11 +170,11 @@ mod tests {
 
     #[test]
     fn made_json_is_cached_as_its_source_is_addressed() {
-        let by_tag = request("/index/127.0.0.1:5700/app:v1", &[]).json_head(9, &config());
+        let by_tag = request("/index/127.0.0.1:5000/app:v1", &[]).json_head(9, &config());
         assert_eq!(by_tag.get("content-length"), Some("9"));
         assert_eq!(by_tag.get("content-type"), Some("application/json"));
         assert!(by_tag.get("cache-control").unwrap().contains("max-age=60"));
-        let by_digest = request(&format!("/index/127.0.0.1:5700/app@{DIGEST}"), &[]);
+        let by_digest = request(&format!("/index/127.0.0.1:5000/app@{DIGEST}"), &[]);
         let head = by_digest.json_head(9, &config());
         assert!(head.get("cache-control").unwrap().contains("immutable"));
     }

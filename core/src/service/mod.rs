@@ -47,6 +47,15 @@ pub(crate) mod testing {
         Request::parse(method, path, &Headers::new(), &config())
     }
 
+    /// `GET path` with `headers`, routed under [`config`].
+    pub fn with_headers(path: &str, headers: &[(&str, &str)]) -> Request {
+        let headers: Headers = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        Request::parse("GET", path, &headers, &config()).expect("a request served")
+    }
+
     /// How `method path` fails.
     pub fn failure(method: &str, path: &str) -> FailureKind {
         route(method, path).expect_err("a failure").kind

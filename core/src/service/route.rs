@@ -14,6 +14,10 @@ pub use crate::service::mirror::is_mirror_path;
 use crate::service::reply::{etag, Failure, FailureKind};
 use crate::service::tags::TagsPage;
 
+/// The request headers [`Request::parse`] reads (all else is ignored):
+/// what a host hands over of an incoming request.
+pub const READ_HEADERS: &[&str] = &["if-none-match", "range", "if-range"];
+
 /// A request the service serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -190,15 +194,7 @@ pub(crate) fn unknown_path(path: &str) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::testing::{config, failure, reference, route, DIGEST};
-
-    fn with_headers(path: &str, headers: &[(&str, &str)]) -> Request {
-        let headers: Headers = headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        Request::parse("GET", path, &headers, &config()).unwrap()
-    }
+    use crate::service::testing::{config, failure, reference, route, with_headers, DIGEST};
 
     #[test]
     fn api_routes_take_references_with_docker_hub_rules() {
