@@ -28,7 +28,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
 use http_body_util::BodyExt;
-use ocirelay_core::service::log;
+use ocirelay_core::service::{log, Head};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::access_log::{Calls, CountedBody, Pending, Sink};
@@ -277,36 +277,33 @@ impl Server {
             )
         };
         let (head, body) = refusal(target, &failure);
-        let body = http_body_util::Full::new(bytes::Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed_unsync();
-        let mut response = hyper::Response::new(body);
-        *response.status_mut() = hyper::StatusCode::from_u16(head.status)
-            .unwrap_or(hyper::StatusCode::SERVICE_UNAVAILABLE);
-        for (name, value) in head.headers {
-            if let (Ok(name), Ok(value)) = (
-                hyper::header::HeaderName::from_bytes(name.as_bytes()),
-                hyper::header::HeaderValue::from_str(&value),
-            ) {
-                response.headers_mut().append(name, value);
-            }
-        }
-        response
+        answer_of(head, bytes::Bytes::from(body))
     }
 }
 
 /// A 500 with the service's JSON error shape, for an instance that trapped.
 fn internal_error() -> hyper::Response<HyperOutgoingBody> {
     let body = "{\"error\":{\"kind\":\"internal\",\"message\":\"the service failed (see the server's log)\"}}\n";
-    let body = http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes()))
+    let head = Head::new(500).with("Content-Type", "application/json");
+    answer_of(head, bytes::Bytes::from_static(body.as_bytes()))
+}
+
+/// An answer the host gives itself, without an instance: `head` and `body`.
+fn answer_of(head: Head, body: bytes::Bytes) -> hyper::Response<HyperOutgoingBody> {
+    let body = http_body_util::Full::new(body)
         .map_err(|never| match never {})
         .boxed_unsync();
     let mut response = hyper::Response::new(body);
-    *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
+    *response.status_mut() = hyper::StatusCode::from_u16(head.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in head.headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
     response
 }
 
