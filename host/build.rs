@@ -1,12 +1,14 @@
 //! Builds the wasm components this host embeds, so one `cargo build` from a
-//! clean checkout makes a working binary: the registry component composed
-//! with the inert answers std needs beyond the `wasi:http/proxy` world
-//! (`compose::extras_component`), so that it imports only that world, here
-//! as in any other host; and the edge service (`service/`), still to be
-//! given its configuration and the same answers (`ocirelay build-service`,
-//! `ocirelay serve`). Beside them, in `target/component/`, the same for
-//! other hosts: `ocirelay.wasm`, and `ocirelay-service.wasm` with the
-//! default configuration, ready for `wasmtime serve`.
+//! clean checkout makes a working binary. The nested cargo links core
+//! modules only (`--skip-wit-component`); each becomes a component here
+//! (`ocirelay-componentize`) with its imports beyond the `wasi:http/proxy` world
+//! answered inside it, so that it runs on any host of that
+//! world as three core modules. Embedded: the registry component, and the
+//! edge service's module, still to be given its configuration
+//! (`ocirelay build-service`, `ocirelay serve`). Beside them, in
+//! `target/component/`, for other hosts: `ocirelay.wasm`, and
+//! `ocirelay-service.wasm` with the default configuration, ready for
+//! `wasmtime serve`.
 //!
 //! The nested cargo gets its own target directory (the outer build holds the
 //! lock of ours) and a clean environment (outer RUSTFLAGS and jobserver
@@ -16,10 +18,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-// Its module counting is the host's (build-service prints it).
-#[allow(dead_code)]
-#[path = "src/compose.rs"]
-mod compose;
+use ocirelay_componentize as componentize;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -30,8 +29,6 @@ fn main() {
     for dir in ["component", "core", "service", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    // What composes them, the inert answers' component among it.
-    println!("cargo:rerun-if-changed=src/compose.rs");
     // The workspace manifest holds the component's profile.
     for file in ["Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
@@ -46,24 +43,18 @@ fn main() {
     let [registry, service] = built.as_slice() else {
         unreachable!("two packages built")
     };
-    let inert = compose::extras_component(None).unwrap_or_else(|e| panic!("{e}"));
-    let relay = compose::plug(
-        ("ocirelay:registry", registry),
-        &[("ocirelay:extras", &inert)],
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let extras = compose::extras_component(Some((compose::DEFAULT_CONFIG, false)))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let deployable = compose::plug(
-        ("ocirelay:service", service),
-        &[("ocirelay:extras", &extras)],
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let relay = componentize::component(registry, None).unwrap_or_else(|e| panic!("{e}"));
+    let config = componentize::Config {
+        json: componentize::DEFAULT_CONFIG,
+        host_verifies: false,
+    };
+    let deployable =
+        componentize::component(service, Some(config)).unwrap_or_else(|e| panic!("{e}"));
 
     let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     for (path, bytes) in [
         (out.join("ocirelay_component.wasm"), &relay),
-        (out.join("ocirelay_service.wasm"), service),
+        (out.join("ocirelay_service_module.wasm"), service),
         // At stable paths, for other hosts.
         (target_dir.join("ocirelay.wasm"), &relay),
         (target_dir.join("ocirelay-service.wasm"), &deployable),
@@ -82,9 +73,10 @@ fn build(root: &Path, target_dir: &Path, packages: &[&str]) -> Vec<Vec<u8>> {
         .args(packages.iter().flat_map(|p| ["-p", p]))
         .args(["--target", "wasm32-wasip2", "--target-dir"])
         .arg(target_dir);
+    // Core modules, not components: componentize.rs makes those.
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=--skip-wit-component");
     for var in [
         "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_TARGET_DIR",
         "CARGO_MAKEFLAGS",
         "MAKEFLAGS",

@@ -6,7 +6,6 @@
 
 mod access_log;
 mod commands;
-mod compose;
 mod convert;
 mod credentials;
 mod error;

@@ -400,8 +400,9 @@ pub fn proxy_world_pre(
     let mut config = Config::new();
     config.wasm_component_model(true);
     if let Some(instances) = pool {
-        // A composed component holds a handful of core instances and
-        // memories (the service, its inert answers and config, and shims).
+        // The service is three core instances (its code, wit-component's
+        // shim and fixups) and one memory; the margin is for a component
+        // of another shape given to the same pool.
         let mut pooling = wasmtime::PoolingAllocationConfig::default();
         pooling
             .total_component_instances(instances)
@@ -962,22 +963,6 @@ pub(crate) mod proxy_world {
     use wasmtime::component::Component;
     use wasmtime::Engine;
 
-    /// The interfaces of the `wasi:http/proxy` world (0.2): all an edge
-    /// runtime offers.
-    const INTERFACES: [&str; 11] = [
-        "wasi:io/poll",
-        "wasi:io/error",
-        "wasi:io/streams",
-        "wasi:clocks/monotonic-clock",
-        "wasi:clocks/wall-clock",
-        "wasi:random/random",
-        "wasi:cli/stdout",
-        "wasi:cli/stderr",
-        "wasi:cli/stdin",
-        "wasi:http/types",
-        "wasi:http/outgoing-handler",
-    ];
-
     /// The exports of `wasm`, once its imports are shown to be the proxy
     /// world's (outgoing HTTP among them).
     pub fn exports_of(wasm: &[u8]) -> Vec<String> {
@@ -991,7 +976,8 @@ pub(crate) mod proxy_world {
         for import in &imports {
             let (interface, version) = import.split_once('@').unwrap_or((import, ""));
             assert!(
-                INTERFACES.contains(&interface) && version.starts_with("0.2."),
+                ocirelay_componentize::PROXY_WORLD.contains(&interface)
+                    && version.starts_with("0.2."),
                 "{import} is not in the wasi:http/proxy world: {imports:#?}"
             );
         }

@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use ocirelay_core::service::ServiceConfig;
 
-use crate::compose;
 use crate::error::HostError;
 use crate::policy::Policy;
 use crate::runtime::wit;
 use crate::serve::{bind, Capacity, Server};
+use ocirelay_componentize as componentize;
 
-/// The service (the registry client linked in), awaiting its configuration
-/// and the inert answers std needs beyond the proxy world.
-const SERVICE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ocirelay_service.wasm"));
+/// The service's core module (the registry client linked in), awaiting its
+/// configuration: `componentize` settles it in and makes the component.
+const SERVICE_MODULE: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ocirelay_service_module.wasm"));
 
 const CONFIG_HELP: &str = "\
 CONFIG is a JSON file (default: Docker Hub's official images, library/*):
@@ -74,7 +75,7 @@ pub struct BuildServiceArgs {
 /// The configuration's text and what it says; the default without a file.
 pub fn load_config(path: Option<&Path>) -> Result<(String, ServiceConfig), HostError> {
     let text = match path {
-        None => compose::DEFAULT_CONFIG.to_string(),
+        None => componentize::DEFAULT_CONFIG.to_string(),
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| HostError::Usage(format!("service config {}: {e}", path.display())))?,
     };
@@ -86,17 +87,15 @@ pub fn load_config(path: Option<&Path>) -> Result<(String, ServiceConfig), HostE
     Ok((text, config))
 }
 
-/// The service with `config_text` composed in, told whether the host
+/// The service with `config_text` settled in, told whether the host
 /// verifies downloads (only ocirelay's own, in `serve`: a written `.wasm`
 /// may run anywhere).
 fn composed(config_text: &str, host_verifies: bool) -> Result<Vec<u8>, HostError> {
-    let extras = compose::extras_component(Some((config_text, host_verifies)))
-        .map_err(HostError::Internal)?;
-    compose::plug(
-        ("ocirelay:service", SERVICE_WASM),
-        &[("ocirelay:extras", &extras)],
-    )
-    .map_err(HostError::Internal)
+    let config = componentize::Config {
+        json: config_text,
+        host_verifies,
+    };
+    componentize::component(SERVICE_MODULE, Some(config)).map_err(HostError::Internal)
 }
 
 /// Writes the composed service, saying on stderr how large it is and how
@@ -105,7 +104,7 @@ fn composed(config_text: &str, host_verifies: bool) -> Result<Vec<u8>, HostError
 pub fn build(args: BuildServiceArgs) -> Result<(), HostError> {
     let (text, _) = load_config(args.config.as_deref())?;
     let wasm = composed(&text, false)?;
-    let modules = compose::core_modules(&wasm).map_err(HostError::Internal)?;
+    let modules = componentize::core_modules(&wasm).map_err(HostError::Internal)?;
     std::fs::write(&args.output, &wasm)
         .map_err(|e| HostError::Setup(format!("writing {}: {e}", args.output.display())))?;
     eprintln!(
@@ -200,7 +199,8 @@ mod tests {
     #[test]
     fn the_composed_service_is_a_proxy_world_component() {
         let (text, _) = load_config(None).expect("the default config parses");
-        let exports = proxy_world::exports_of(&composed(&text, false).expect("it composes"));
+        let wasm = composed(&text, false).expect("it composes");
+        let exports = proxy_world::exports_of(&wasm);
         assert_eq!(exports.len(), 1, "{exports:?}");
         assert!(
             exports[0].starts_with("wasi:http/incoming-handler@0.2."),
@@ -208,69 +208,18 @@ mod tests {
         );
     }
 
-    /// What `name`, a function of no arguments in the configuration
-    /// component `wasm`'s interface, returns.
-    fn call<R>(wasm: &[u8], name: &str) -> R
-    where
-        R: wasmtime::component::ComponentType + wasmtime::component::Lift + Send + Sync + 'static,
-    {
-        use wasmtime::component::{Component, Linker};
-        let engine = wasmtime::Engine::default();
-        let component = Component::new(&engine, wasm).expect("compiles");
-        let mut store = wasmtime::Store::new(&engine, ());
-        let mut linker = Linker::new(&engine);
-        linker
-            .instance("wasi:random/random@0.2.12")
-            .and_then(|mut random| random.func_wrap("get-random-u64", |_, ()| Ok((7u64,))))
-            .expect("a stand-in for wasi:random");
-        let instance = linker
-            .instantiate(&mut store, &component)
-            .expect("instantiates");
-        let interface = instance
-            .get_export_index(&mut store, None, compose::CONFIG_INTERFACE)
-            .expect("exports the config interface");
-        let func = instance
-            .get_export_index(&mut store, Some(&interface), name)
-            .and_then(|i| instance.get_typed_func::<(), (R,)>(&mut store, i).ok())
-            .unwrap_or_else(|| panic!("{name}: a function of no arguments"));
-        func.call(&mut store, ()).expect("called").0
-    }
-
     /// A request under a host that instantiates per request instantiates
-    /// this many core modules: the service with the registry client linked
-    /// in (3: its code, and wit-component's shim and fixups), and one for
-    /// its configuration and the inert answers std needs beyond the proxy
-    /// world. Pooling hosts allow 1,000 core instances at once by default.
+    /// this many core modules: the service with the registry client and its
+    /// configuration inside (3: its code, and wit-component's shim and
+    /// fixups, which any component whose imports return lists has).
+    /// Pooling hosts allow 1,000 core instances at once by default.
     #[test]
-    fn the_service_instantiates_few_core_modules() {
+    fn the_service_instantiates_three_core_modules() {
         let (text, _) = load_config(None).expect("the default config parses");
-        let modules = compose::core_modules(&composed(&text, false).expect("it composes"));
-        assert_eq!(modules, Ok(4));
-        assert_eq!(compose::core_modules(b"\0asm\x0d\0\x01\0"), Ok(0));
-        assert!(compose::core_modules(b"not wasm").is_err());
-        assert!(compose::core_modules(b"\0asm\x0d\0\x01\0\x01\xff").is_err());
-    }
-
-    #[test]
-    fn a_config_of_any_size_and_text_is_carried_unchanged() {
-        let entries: Vec<String> = (0..9000).map(|i| format!("\"team{i}/*\"")).collect();
-        let text = format!(
-            "{{\"upstreams\": [{{\"registry\": \"r.example\", \"repositories\": [{}]}}], \
-             \"user-agent\": \"edge \\u00e9\\\"\\\\ ✓\"}}",
-            entries.join(", ")
-        );
-        assert!(text.len() > 65536, "more than one page of memory");
-        let config = |text: &str, host_verifies| {
-            compose::extras_component(Some((text, host_verifies))).expect("made")
-        };
-        let got: String = call(&config(&text, false), "config");
-        assert_eq!(got, text);
-        assert!(!call::<bool>(
-            &config(&text, false),
-            "host-verifies-downloads"
-        ));
-        assert!(call::<bool>(&config("{}", true), "host-verifies-downloads"));
-        let parsed = ServiceConfig::parse(&got).expect("valid");
-        assert_eq!(parsed.user_agent, "edge é\"\\ ✓");
+        let modules = componentize::core_modules(&composed(&text, false).expect("it composes"));
+        assert_eq!(modules, Ok(3));
+        assert_eq!(componentize::core_modules(b"\0asm\x0d\0\x01\0"), Ok(0));
+        assert!(componentize::core_modules(b"not wasm").is_err());
+        assert!(componentize::core_modules(b"\0asm\x0d\0\x01\0\x01\xff").is_err());
     }
 }
