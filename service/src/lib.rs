@@ -1,14 +1,18 @@
 //! ocirelay at the edge: a component in the `wasi:http/proxy` world that
 //! answers each request with the registry client linked in
-//! (`ocirelay_driver`), so that a request instantiates this one component
-//! (and its configuration, composed in). What to do is the core's decision
-//! (`ocirelay_core::service`: routes, allow-list, headers, the client's
-//! configuration); this crate performs it. Of one request it keeps nothing
-//! for the next but its registry client (`answer::CLIENT`): edge hosts make
-//! an instance per request, `ocirelay serve` reuses them.
+//! (`ocirelay_driver`) and its configuration settled in when it is built
+//! (`ocirelay-componentize`), so that a request instantiates this one
+//! component. What to do is the core's decision (`ocirelay_core::service`:
+//! routes, allow-list, headers, the client's configuration); this crate
+//! performs it. Of one request it keeps nothing for the next but its
+//! parsed configuration (`CONFIG`) and registry client (`answer::CLIENT`):
+//! edge hosts make an instance per request, `ocirelay serve` reuses them.
 
 mod answer;
 mod respond;
+
+use std::cell::OnceCell;
+use std::rc::Rc;
 
 use ocirelay_core::http::Headers;
 use ocirelay_core::service::answer::refusal;
@@ -46,11 +50,11 @@ impl wasi::exports::http::incoming_handler::Guest for Service {
         let headers = conditions(&request);
         drop(request);
 
-        let config = match ServiceConfig::parse(&service_config::config()) {
+        let config = match config() {
             Ok(config) => config,
             Err(e) => {
-                // Composed with a configuration it cannot use: say so on every request.
-                let failure = Failure::new(FailureKind::Internal, e.to_string());
+                // Built with a configuration it cannot use: say so on every request.
+                let failure = Failure::new(FailureKind::Internal, e);
                 return respond::text(out, refusal(&path, &failure), head_only);
             }
         };
@@ -68,6 +72,25 @@ impl wasi::exports::http::incoming_handler::Guest for Service {
             Err(failure) => respond::text(out, request.failure(&failure), head_only),
         }
     }
+}
+
+thread_local! {
+    /// The configuration, parsed by an instance's first request: it is
+    /// fixed when the service is built, and hosts that keep instances
+    /// (`ocirelay serve`) then parse it once, not per request.
+    static CONFIG: OnceCell<Result<Rc<ServiceConfig>, String>> = const { OnceCell::new() };
+}
+
+/// The service's configuration, or why it cannot be used.
+fn config() -> Result<Rc<ServiceConfig>, String> {
+    CONFIG.with(|cell| {
+        cell.get_or_init(|| {
+            ServiceConfig::parse(&service_config::config())
+                .map(Rc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+    })
 }
 
 /// The request headers the core reads of a request.

@@ -31,40 +31,16 @@ pub const DEFAULT_CONFIG: &str =
 /// included: what a host instantiates for each instance of it (a pooling
 /// host counts them against its limit of core instances).
 pub fn core_modules(wasm: &[u8]) -> Result<usize, String> {
-    const CORE_MODULE: u8 = 1;
-    const COMPONENT: u8 = 4;
-    /// An unsigned LEB128 at `at`: its value, and where what follows starts.
-    fn leb(bytes: &[u8], mut at: usize) -> Option<(usize, usize)> {
-        let mut value = 0usize;
-        for shift in (0..35).step_by(7) {
-            let byte = *bytes.get(at)?;
-            at += 1;
-            value |= usize::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Some((value, at));
-            }
-        }
-        None
-    }
-    let broken = || "not a well-formed component".to_string();
-    if wasm.get(..4) != Some(b"\0asm") || wasm.len() < 8 {
-        return Err(broken());
-    }
-    let mut at = 8;
     let mut count = 0;
-    while at < wasm.len() {
-        let id = wasm[at];
-        let (size, body) = leb(wasm, at + 1).ok_or_else(broken)?;
-        let end = body
-            .checked_add(size)
-            .filter(|e| *e <= wasm.len())
-            .ok_or_else(broken)?;
-        match id {
-            CORE_MODULE => count += 1,
-            COMPONENT => count += core_modules(&wasm[body..end])?,
-            _ => {}
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(wasmparser::Payload::ModuleSection { .. }) => count += 1,
+            Ok(_) => {}
+            Err(e) => return Err(format!("not a well-formed component: {e}")),
         }
-        at = end;
     }
     Ok(count)
 }
+
+#[cfg(test)]
+mod tests;

@@ -170,14 +170,6 @@ impl Survey {
                     }
                 }
                 Payload::DataSection(reader) => survey.segments = reader.count(),
-                Payload::Version {
-                    encoding: wasmparser::Encoding::Component,
-                    ..
-                } => {
-                    return Err(SettleError::Malformed(
-                        "a component, not a core module".into(),
-                    ))
-                }
                 _ => {}
             }
         }

@@ -42,6 +42,9 @@ const CONFIGURED: &str = r#"(module
   (memory (export "memory") 1)
   (global $next (mut i32) (i32.const 1024))
   (data (i32.const 200) "already here")
+  ;; A passive segment of its own: a data count the settling must keep right.
+  (data $own "own passive")
+  (func (export "own") (memory.init $own (i32.const 300) (i32.const 0) (i32.const 11)))
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
     (local $at i32)
     (local.set $at (global.get $next))
@@ -172,6 +175,12 @@ fn a_config_of_any_size_is_carried_unchanged() {
         let got = &data[ptr as usize..(ptr + len) as usize];
         assert_eq!(std::str::from_utf8(got), Ok(text.as_str()));
         assert_eq!(&data[200..212], b"already here", "its own data kept");
+        let own = instance
+            .get_typed_func::<(), ()>(&mut store, "own")
+            .expect("typed");
+        own.call(&mut store, ()).expect("runs");
+        let data = memory.data(&store);
+        assert_eq!(&data[300..311], b"own passive", "its own segments kept");
         let verifies = instance
             .get_typed_func::<(), i32>(&mut store, "verifies")
             .expect("typed");
