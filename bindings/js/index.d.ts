@@ -51,6 +51,18 @@ export declare class OcirelayError extends Error {
   readonly retryAfterSecs?: number;
 }
 
+/** One object of the deploy tool's input (see `ocirelay deploy`). */
+export interface DeployInput {
+  /** What it pushes. */
+  type: 'manifest' | 'blob';
+  /** Where it goes: references, tags or digests (all digests the same). */
+  refs: string[];
+  /** Where the object and its children are found: by digest, `""` the fallback. */
+  lookup?: Record<string, string>;
+  /** What to push instead of copying: JSON (a manifest), or base64 text. */
+  data?: unknown;
+}
+
 /** How one ref of a deploy ended. */
 export interface DeployResult {
   reference: string;
@@ -97,18 +109,20 @@ export declare class Found {
   read(max?: number): Uint8Array;
   /** The whole content, checked against its digest. */
   bytes(): Uint8Array;
+  /** The content a chunk at a time; a mismatch throws at the end. */
+  [Symbol.iterator](): Iterator<Uint8Array>;
+  /** The content as a Node `Readable`; a mismatch is the stream's error. */
+  stream(): import('node:stream').Readable;
 }
 
 /** A blob pushed a chunk at a time. */
 export declare class BlobWriter {
-  /** Runs the deploy tool's input (see `ocirelay deploy`): one result per ref. */
-  deploy(
-    input: string | object[],
-    options?: { dryRun?: boolean; parallel?: boolean; progress?: boolean },
-  ): DeployResult[];
   /** `false` when the registry has the blob already: stop and `finish`. */
   write(chunk: Uint8Array): boolean;
+  /** Completes the push; its descriptor (the same on every later call). */
   finish(): Descriptor;
+  /** A Node `Writable` that pushes what it is piped and finishes at its end. */
+  stream(): import('node:stream').Writable;
 }
 
 /** An OCI index or manifest as plain JSON. */
@@ -126,4 +140,9 @@ export declare class Client {
   ensureManifest(ref: string | Reference, manifest: Uint8Array | string, mediaType: string): Descriptor;
   ensureBlob(ref: string | Reference, content: Uint8Array): Descriptor;
   pushBlob(ref: string | Reference, size: number | bigint): BlobWriter;
+  /** Runs the deploy tool's input (see `ocirelay deploy`): one result per ref. */
+  deploy(
+    input: string | DeployInput[],
+    options?: { dryRun?: boolean; parallel?: boolean; progress?: boolean },
+  ): DeployResult[];
 }

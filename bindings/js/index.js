@@ -4,6 +4,8 @@
 // I/O on a worker and waits for it): in a server, call it from a worker
 // thread.
 
+import { Readable, Writable } from 'node:stream';
+
 import { registry } from './dist/ocirelay.js';
 
 /** An error from ocirelay; `kind` says which (see `ErrorKinds`). */
@@ -105,18 +107,31 @@ export class Found {
 
   /** The whole content, checked against its digest. */
   bytes() {
-    const chunks = [];
+    return Buffer.concat([...this]);
+  }
+
+  /** The content a chunk at a time (`for (const chunk of found)`); a
+   * mismatch throws at the end. */
+  *[Symbol.iterator]() {
     for (;;) {
       const chunk = this.read();
-      if (chunk.length === 0) return Buffer.concat(chunks);
-      chunks.push(chunk);
+      if (chunk.length === 0) return;
+      yield chunk;
     }
+  }
+
+  /** The content as a Node `Readable` (for `pipeline`); a mismatch is the
+   * stream's error. Each read blocks the thread, as every call does. */
+  stream() {
+    return Readable.from(this, { objectMode: false });
   }
 }
 
 /** A blob pushed a chunk at a time (`Client.pushBlob`). */
 export class BlobWriter {
   #writer;
+  #present = false;
+  #finished;
 
   constructor(writer) {
     this.#writer = writer;
@@ -125,12 +140,42 @@ export class BlobWriter {
   /** Sends the next bytes; `false` when the registry has the blob already
    * (nothing was sent: stop writing and `finish`). */
   write(chunk) {
-    return call(() => this.#writer.write(chunk));
+    if (this.#present) return false;
+    const wanted = call(() => this.#writer.write(chunk));
+    this.#present = !wanted;
+    return wanted;
   }
 
-  /** Completes the push once every byte matched the digest; its descriptor. */
+  /** Completes the push once every byte matched the digest; its
+   * descriptor (the same on every later call). */
   finish() {
-    return descriptor(call(() => this.#writer.finish()));
+    this.#finished ??= descriptor(call(() => this.#writer.finish()));
+    return this.#finished;
+  }
+
+  /** A Node `Writable` over this writer: what it is piped is pushed (read
+   * to its end, sent only while the registry wants it), and it finishes
+   * the push when it ends; `finish()` then returns the descriptor.
+   * `await pipeline(fs.createReadStream(file), writer.stream())`. */
+  stream() {
+    return new Writable({
+      write: (chunk, _encoding, done) => {
+        try {
+          this.write(chunk);
+          done();
+        } catch (e) {
+          done(e);
+        }
+      },
+      final: (done) => {
+        try {
+          this.finish();
+          done();
+        } catch (e) {
+          done(e);
+        }
+      },
+    });
   }
 }
 

@@ -2,7 +2,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, OcirelayError, parseRef } from '../index.js';
+import { Client, OcirelayError, parseRef } from 'ocirelay';
 import { sha256, startRegistry, stopRegistries } from './registry.js';
 
 /** Pushes an image of one layer for `platform` to `host/repo`; its descriptor. */

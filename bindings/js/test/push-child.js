@@ -4,7 +4,7 @@
 
 import { createHash } from 'node:crypto';
 
-import { Client } from '../index.js';
+import { Client } from 'ocirelay';
 
 const [host, repository] = process.argv.slice(2);
 const size = 64 * 1024 * 1024;

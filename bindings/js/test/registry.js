@@ -10,7 +10,11 @@ import { tmpdir } from 'node:os';
 import { basename, join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const config = join(dirname(fileURLToPath(import.meta.url)), '../../../scripts/registry.yml');
+// The repository's registry config; named when the suite runs elsewhere
+// (scripts/test-packed.sh runs it against the installed tarball).
+const config =
+  process.env.OCIRELAY_REGISTRY_CONFIG ??
+  join(dirname(fileURLToPath(import.meta.url)), '../../../scripts/registry.yml');
 const registries = [];
 
 export function freePort() {

@@ -10,13 +10,13 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client, OcirelayError } from '../index.js';
+import { Client, OcirelayError } from 'ocirelay';
 import { freePort, sha256, startRegistry, stopRegistries } from './registry.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 // The CLI `cargo test` (or `cargo build`) built before this runs.
 const ocirelay = process.env.OCIRELAY_BIN ?? join(here, '../../../target/debug/ocirelay');
-const jco = join(here, '../node_modules/.bin/jco');
+const jco = process.env.OCIRELAY_JCO ?? join(here, '../node_modules/.bin/jco');
 const children = [];
 
 // Each child leads a process group of its own: jco serve runs the
