@@ -68,7 +68,7 @@ class OcirelayTest(unittest.TestCase):
         self.assertEqual(sha256(got.bytes()), self.index.digest)
         manifest = client.manifest(f"{self.a.host}/app:v1")
         image = client.manifest(f"{self.a.host}/app@{manifest['manifests'][0]['digest']}")
-        blob = client.lookup(f"{self.a.host}/app@{image['layers'][0]['digest']}", kind="blob")
+        blob = client.lookup(f"{self.a.host}/app@{image['layers'][0]['digest']}", type="blob")
         self.assertEqual(blob.bytes(), b"amd64 layer")
 
     def test_synthesize_index_of_a_multi_platform_index(self):

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Dict, Iterator, List, Optional, Union
 
-import wasmtime
 from wasmtime import component as wc
+
+from . import _bytes
+from ._component import Component as _Component
+from ._component import Instance as _Instance
+
+# Bytes cross into and out of the component in C, not a byte at a time.
+_bytes.install()
 
 __all__ = [
     "Client",
     "Reference",
+    "Platform",
     "Descriptor",
     "Found",
     "BlobWriter",
@@ -38,10 +44,11 @@ __all__ = [
     "parse_ref",
 ]
 
-_INTERFACE = "ocirelay:registry/registry@0.1.0"
-
-# The most bytes handed to the component in one call (see BlobWriter.write).
+# The most bytes handed to the component in one call: wasmtime's C API
+# holds a list<u8> as 32 bytes an element while it is handed over.
 _PIECE = 64 * 1024
+# Bytes asked of the component per read, bounded for the same reason.
+_READ = 256 * 1024
 
 
 class OcirelayError(Exception):
@@ -131,6 +138,17 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class Platform:
+    """What an image runs on (an index entry's platform)."""
+
+    architecture: str
+    os: str
+    os_version: Optional[str] = None
+    os_features: List[str] = field(default_factory=list)
+    variant: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Descriptor:
     """An OCI descriptor."""
 
@@ -139,53 +157,8 @@ class Descriptor:
     size: int
     urls: List[str] = field(default_factory=list)
     annotations: Dict[str, str] = field(default_factory=dict)
-    platform: Optional[Dict[str, Any]] = None
+    platform: Optional[Platform] = None
     artifact_type: Optional[str] = None
-
-
-class _Component:
-    """The component, compiled once per process."""
-
-    engine: Optional[wasmtime.Engine] = None
-    component: Optional[wc.Component] = None
-
-    @classmethod
-    def instantiate(cls) -> "_Instance":
-        if cls.component is None:
-            cls.engine = wasmtime.Engine()
-            wasm = resources.files(__package__).joinpath("ocirelay.wasm").read_bytes()
-            cls.component = wc.Component(cls.engine, wasm)
-        return _Instance(cls.engine, cls.component)
-
-
-class _Instance:
-    """One instance: its store, and its functions by WIT name."""
-
-    def __init__(self, engine: wasmtime.Engine, component: wc.Component):
-        linker = wc.Linker(engine)
-        # The component imports only the wasi:http/proxy world.
-        linker.add_wasip2()
-        linker.add_wasi_http()
-        self.store = wasmtime.Store(engine)
-        self.store.set_wasi(wasmtime.WasiConfig())
-        self.store.set_wasi_http()
-        self._instance = linker.instantiate(self.store, component)
-        self._interface = self._instance.get_export_index(self.store, _INTERFACE)
-        self._funcs: Dict[str, wc.Func] = {}
-
-    def call(self, name: str, *args: Any) -> Any:
-        """Calls export `name`; a `result` error is raised as its exception."""
-        func = self._funcs.get(name)
-        if func is None:
-            index = self._instance.get_export_index(self.store, name, self._interface)
-            func = self._instance.get_func(self.store, index)
-            self._funcs[name] = func
-        out = func(self.store, *args)
-        func.post_return(self.store)
-        # wasmtime returns a `result`'s error as the error variant itself.
-        if isinstance(out, wc.Variant) and out.tag in _ERRORS:
-            raise _error(out)
-        return out
 
 
 def _record(**fields: Any) -> wc.Record:
@@ -209,11 +182,13 @@ def _descriptor(d: wc.Record) -> Descriptor:
         size=d.size,
         urls=list(d.urls),
         annotations=dict(d.annotations),
-        platform=None if platform is None else {
-            key: getattr(platform, key)
-            for key in ("architecture", "os", "os-version", "os-features", "variant")
-            if getattr(platform, key) not in (None, [])
-        },
+        platform=None if platform is None else Platform(
+            architecture=platform.architecture,
+            os=platform.os,
+            os_version=getattr(platform, "os-version"),
+            os_features=list(getattr(platform, "os-features")),
+            variant=platform.variant,
+        ),
         artifact_type=getattr(d, "artifact-type"),
     )
 
@@ -226,7 +201,7 @@ def parse_ref(text: str) -> Reference:
     `docker.io/library/hello-world`)."""
     global _PARSER
     if _PARSER is None:
-        _PARSER = _Component.instantiate()
+        _PARSER = _Component.instantiate(_raise_error)
     r = _PARSER.call("parse-ref", text)
     return Reference(r.host, r.repository, r.tag, r.digest)
 
@@ -244,11 +219,11 @@ class Found:
         """The descriptor as JSON, exactly as `ocirelay lookup --head` prints it."""
         return self._instance.call("[method]blob-reader.descriptor-json", self._reader)
 
-    def read(self, max_bytes: int = 1 << 20) -> bytes:
+    def read(self, max_bytes: int = _READ) -> bytes:
         """The next chunk; empty at the end, where a mismatch raises."""
         return bytes(self._instance.call("[method]blob-reader.read", self._reader, max_bytes))
 
-    def chunks(self, max_bytes: int = 1 << 20) -> Iterator[bytes]:
+    def chunks(self, max_bytes: int = _READ) -> Iterator[bytes]:
         """Every chunk to the end."""
         while chunk := self.read(max_bytes):
             yield chunk
@@ -268,9 +243,9 @@ class BlobWriter:
     def write(self, chunk: bytes) -> bool:
         """Sends the next bytes; False when the registry has the blob already
         (nothing was sent: stop writing and `finish`)."""
-        # wasmtime-py hands a list<u8> over as one C value per byte (~40
-        # bytes each): small pieces keep that transient small; the component
-        # gathers them into 1 MiB PATCHes.
+        # wasmtime's C API holds a list<u8> as one 32-byte value per byte
+        # while it is handed over: pieces keep that transient bounded; the
+        # component gathers them into 1 MiB PATCHes.
         view = memoryview(chunk)
         for start in range(0, len(view), _PIECE):
             piece = bytes(view[start:start + _PIECE])
@@ -301,7 +276,7 @@ class Client:
         docker_hub_proxy: Optional[str] = None,
         request_timeout_secs: int = 0,
     ):
-        self._instance = _Component.instantiate()
+        self._instance: Optional[_Instance] = _Component.instantiate(_raise_error)
         config = _record(
             user_agent=user_agent,
             credentials=[(host, _credential(c)) for host, c in (credentials or {}).items()],
@@ -319,12 +294,28 @@ class Client:
         self._client = self._instance.call("[constructor]client", config)
 
     def _method(self, name: str, *args: Any) -> Any:
+        if self._instance is None:
+            raise ValueError("this ocirelay Client is closed")
         return self._instance.call(f"[method]client.{name}", self._client, *args)
 
-    def lookup(self, ref: Union[str, Reference], head: bool = False, kind: str = "manifest") -> Optional[Found]:
-        """Looks a reference up (`kind` "manifest" or "blob"); None when it
+    def close(self) -> None:
+        """Lets go of the component instance (its store, cache and tokens);
+        the client cannot be used after. Closing twice does nothing."""
+        if self._instance is not None:
+            self._client.drop(self._instance.store)
+            self._instance = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def lookup(self, ref: Union[str, Reference], head: bool = False, type: str = "manifest") -> Optional[Found]:
+        """Looks a reference up (`type` "manifest" or "blob", as the
+        JavaScript package and the deploy input name it); None when it
         does not exist."""
-        options = _record(kind=kind, head=head)
+        options = _record(kind=type, head=head)
         reader = self._method("lookup", _reference(ref), options)
         return None if reader is None else Found(self._instance, reader)
 
@@ -400,6 +391,12 @@ class DeployResult:
     descriptor: Optional[Descriptor] = None
     input: Optional[str] = None
     error: Optional[OcirelayError] = None
+
+
+def _raise_error(v: wc.Variant) -> None:
+    """Raises `v` as its exception when it is an error (a `result`'s)."""
+    if v.tag in _ERRORS:
+        raise _error(v)
 
 
 def _error(v: wc.Variant) -> OcirelayError:
