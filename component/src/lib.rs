@@ -7,6 +7,8 @@ mod deploy;
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use ocirelay_core::json;
 use ocirelay_core::ops::batch::{Answer, Batch};
 use ocirelay_core::ops::copy_blob::CopyBlob;
@@ -303,6 +305,10 @@ impl wit::GuestBlobReader for BlobReader {
         Ok(self.0.read(max)?)
     }
 
+    fn read_base64(&self, max: u64) -> Result<String, wit::Error> {
+        Ok(BASE64.encode(self.0.read(max)?))
+    }
+
     fn write_to(&self, out: &OutputStream) -> Result<u64, wit::Error> {
         Ok(self.0.write_to(out)?)
     }
@@ -314,6 +320,13 @@ struct BlobWriter(ocirelay_driver::BlobWriter);
 impl wit::GuestBlobWriter for BlobWriter {
     fn write(&self, chunk: Vec<u8>) -> Result<bool, wit::Error> {
         Ok(self.0.write(chunk)?)
+    }
+
+    fn write_base64(&self, chunk: String) -> Result<bool, wit::Error> {
+        let bytes = BASE64
+            .decode(chunk)
+            .map_err(|e| wit::Error::InvalidInput(format!("a chunk that is not base64: {e}")))?;
+        Ok(self.0.write(bytes)?)
     }
 
     fn finish(&self) -> Result<wit::Descriptor, wit::Error> {
