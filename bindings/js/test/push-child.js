@@ -3,6 +3,7 @@
 // peak RSS: an embedder that does only that (run by push.test.js).
 
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 import { Client } from 'ocirelay';
 
@@ -22,6 +23,8 @@ let wanted = 0;
 for (let i = 0; i < size / chunk; i++) if (writer.write(piece(i))) wanted += 1;
 const pushed = writer.finish();
 const again = client.pushBlob(`${host}/${repository}@${digest}`, size).write(piece(0));
-// maxRSS is in KiB: the process's peak, not a sample.
-const peakMiB = process.resourceUsage().maxRSS / 1024;
+// The kernel's high-water mark of this process's memory since exec (not
+// maxRSS, which carries over the parent's peak when it forked us).
+const status = readFileSync('/proc/self/status', 'utf8');
+const peakMiB = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)[1]) / 1024;
 console.log(JSON.stringify({ digest, pushed, wanted, again, peakMiB }));
