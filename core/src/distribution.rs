@@ -46,6 +46,18 @@ pub fn tags_path(repository: &str, n: Option<u32>, last: Option<&str>) -> String
     }
 }
 
+/// `/v2/<repo>/referrers/<digest>`, only those of `artifact_type` when given.
+pub fn referrers_path(repository: &str, digest: &Digest, artifact_type: Option<&str>) -> String {
+    let path = format!("/v2/{repository}/referrers/{digest}");
+    match artifact_type {
+        None => path,
+        Some(t) => format!(
+            "{path}?artifactType={}",
+            crate::percent::encode_query_component(t)
+        ),
+    }
+}
+
 /// The target of the `Link` with `rel="next"` among `values` (RFC 8288:
 /// `<target>; rel="next"`, several links in a value separated by commas,
 /// `rel` quoted or not and possibly listing several relations).

@@ -187,11 +187,8 @@ fn a_link_elsewhere_or_back_is_refused() {
             "https://localhost:5000/v2/team/app/tags/list?last=b",
             "another origin",
         ),
-        (
-            "/v2/team/other/tags/list?last=b",
-            "not this repository's tag list",
-        ),
-        ("/v2/team/app/tags/list", "one already read"),
+        ("/v2/team/other/tags/list?last=b", "not on this list's path"),
+        ("/v2/team/app/tags/list", "a page already read"),
     ];
     for (link, why) in cases {
         let (outcome, sent) = list(all(), |_| page(&["a"], Some(link)));

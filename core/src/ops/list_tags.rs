@@ -8,16 +8,15 @@
 //! error naming the one passed. Tags are checked against the tag grammar,
 //! so what is printed one per line is one tag per line.
 
-use std::collections::HashSet;
-
 use crate::auth::repository_scope;
 use crate::client::Client;
 use crate::distribution::{absent, next_link, tags_path};
 use crate::error::{Error, Result};
-use crate::http::{BodyMode, Method, Response, ResponseBody, Url};
+use crate::http::{BodyMode, Method, Response, ResponseBody};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
+use crate::ops::paging::Pages;
 use crate::ops::{Operation, Output, Step};
-use crate::reference::{is_docker_hub, is_valid_tag, Reference};
+use crate::reference::{is_valid_tag, Reference};
 use crate::{advance, ready};
 
 /// The largest page read (distribution sends every tag in one page when
@@ -67,10 +66,8 @@ pub struct ListTags {
     reference: Reference,
     options: TagsOptions,
     subject: String,
-    /// The registry's tag-list path, which every page's `Link` must keep.
-    path: String,
-    /// The path and query of every page asked for.
-    asked: HashSet<String>,
+    /// The pages asked for, and where the next may be.
+    pages: Pages,
     tags: Vec<String>,
     stage: Stage,
 }
@@ -86,22 +83,16 @@ impl ListTags {
             options.page_size,
             options.last.as_deref(),
         );
-        let exchange = page_exchange(client, &reference, first.clone());
+        let pages = Pages::new(&reference.host, path, &first, MAX_PAGES);
+        let exchange = page_exchange(client, &reference, first);
         ListTags {
             reference,
             options,
             subject,
-            path,
-            asked: HashSet::from([first]),
+            pages,
             tags: Vec::new(),
             stage: Stage::Page(Box::new(exchange)),
         }
-    }
-
-    /// The exchange that asks for the page at `path_and_query`.
-    fn ask(&mut self, client: &Client, path_and_query: String) -> Exchange {
-        self.asked.insert(path_and_query.clone());
-        page_exchange(client, &self.reference, path_and_query)
     }
 
     /// What a page's answer means: the end, the next page, or an error;
@@ -140,20 +131,14 @@ impl ListTags {
             let tags = std::mem::take(&mut self.tags);
             return Ok(Step::Done(Some(TagList { tags, next: None })));
         };
-        let next = self.next_page(client, link)?;
-        if self.asked.len() >= MAX_PAGES {
-            return Err(Error::protocol(
+        let next = self.pages.follow(client, link).map_err(|why| {
+            Error::protocol(
                 &self.subject,
-                format!("the tag list runs past {MAX_PAGES} pages; refused"),
-            ));
-        }
-        if self.asked.contains(&next) {
-            return Err(Error::protocol(
-                &self.subject,
-                format!("the tag list's next page ({next:?}) is one already read"),
-            ));
-        }
-        Ok(Step::Next(Stage::Page(Box::new(self.ask(client, next)))))
+                format!("the tag list's next page {link:?} {why}; not followed"),
+            )
+        })?;
+        let exchange = page_exchange(client, &self.reference, next);
+        Ok(Step::Next(Stage::Page(Box::new(exchange))))
     }
 
     /// The tags of a page, each a valid tag.
@@ -183,38 +168,6 @@ impl ListTags {
             ));
         }
         Ok(tags)
-    }
-
-    /// Where the page after this one is: the path and query to ask, on the
-    /// registry's origin and tag-list path only.
-    fn next_page(&self, client: &Client, link: &str) -> Result<String> {
-        let registry = client.registry_url(&self.reference.host, &self.path);
-        let refused = |why: &str| {
-            Error::protocol(
-                &self.subject,
-                format!("the tag list's next page {link:?} {why}; not followed"),
-            )
-        };
-        let url = match Url::parse(link) {
-            Ok(url) => url,
-            Err(_) => registry.join(link).map_err(|_| refused("is no URL"))?,
-        };
-        // A path stays where the pages come from (a Docker Hub proxy, for
-        // Docker Hub); an absolute link must name that origin.
-        if !link.starts_with('/') {
-            let origin = match &client.config().docker_hub_proxy {
-                Some(mirror) if is_docker_hub(&self.reference.host) => mirror.origin(),
-                _ => registry.origin(),
-            };
-            if url.origin() != origin {
-                return Err(refused("is on another origin"));
-            }
-        }
-        let path = url.path_and_query.split('?').next().unwrap_or_default();
-        if path != self.path {
-            return Err(refused("is not this repository's tag list"));
-        }
-        Ok(url.path_and_query)
     }
 
     /// The `last` of the page after this one, for a caller reading page by
