@@ -125,6 +125,18 @@ export declare class BlobWriter {
   stream(): import('node:stream').Writable;
 }
 
+/** The referrers of a manifest (`Client.listReferrers`). */
+export interface Referrers {
+  /** Their descriptors, with `artifactType` and `annotations`. */
+  manifests: Descriptor[];
+  /** The same list as the referrers API gives it: an image index. */
+  index: Json;
+  /** Where it came from: the registry's API, the fallback tag, neither, or a fallback tag that holds no index. */
+  source: 'api' | 'fallback-tag' | 'nothing' | 'not-an-index';
+  /** With `not-an-index`: what the fallback tag holds. */
+  holds?: string;
+}
+
 /** An OCI index or manifest as plain JSON. */
 export type Json = { [key: string]: unknown };
 
@@ -135,6 +147,8 @@ export declare class Client {
   synthesizeIndex(ref: string | Reference): Json | null;
   /** Every tag of a repository (all pages), or `null` when it does not exist. */
   listTags(repo: string | Reference, options?: { pageSize?: number; after?: string }): string[] | null;
+  /** The referrers of `subject`, or `null` when its tag does not exist. */
+  listReferrers(subject: string | Reference, options?: { artifactType?: string }): Referrers | null;
   copy(src: string | Reference, dst: string | Reference): Descriptor;
   copyBlob(src: string | Reference, dst: string | Reference): Descriptor;
   ensureManifest(ref: string | Reference, manifest: Uint8Array | string, mediaType: string): Descriptor;

@@ -251,6 +251,27 @@ export class Client {
     return list === undefined ? null : list.tags;
   }
 
+  /**
+   * The referrers of `subject` (signatures, SBOMs, attestations: the
+   * manifests whose `subject` names it), from the registry's referrers API,
+   * else from the fallback tag registries without it keep; `null` when the
+   * subject's tag does not exist.
+   * @param {string|object} subject a reference (a tag is resolved first)
+   * @param {{artifactType?: string}} [options] only referrers of this type
+   * @returns {{manifests: object[], index: object, source: string, holds?: string} | null}
+   */
+  listReferrers(subject, { artifactType } = {}) {
+    const found = call(() => this.#client.listReferrers(asRef(subject), artifactType));
+    if (found === undefined) return null;
+    const out = {
+      manifests: found.manifests.map(descriptor),
+      index: JSON.parse(found.indexJson),
+      source: found.source.tag,
+    };
+    if (found.source.tag === 'not-an-index') out.holds = found.source.val;
+    return out;
+  }
+
   /** Copies an image or index with every child; the pushed descriptor. */
   copy(src, dst) {
     return descriptor(call(() => this.#client.copyManifest(asRef(src), asRef(dst), { byDigest: [] })));

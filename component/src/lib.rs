@@ -18,6 +18,7 @@ use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
 use ocirelay_core::ops::ensure_manifest::EnsureManifest;
 use ocirelay_core::ops::list_tags::TagsOptions;
 use ocirelay_core::ops::lookup::Found;
+use ocirelay_core::ops::referrers::Source;
 use ocirelay_core::range::ByteRange;
 use ocirelay_core::{ClientConfig, Descriptor, Operation, Reference};
 use ocirelay_driver::{Client, Held, Range, SendOptions};
@@ -204,6 +205,27 @@ impl wit::GuestClient for ClientResource {
         Ok(list.map(|list| wit::TagList {
             tags: list.tags,
             next: list.next,
+        }))
+    }
+
+    fn list_referrers(
+        &self,
+        subject: wit::Reference,
+        artifact_type: Option<String>,
+    ) -> Result<Option<wit::Referrers>, wit::Error> {
+        let found = self
+            .client()?
+            .referrers((&subject).try_into()?, artifact_type)?;
+        let Some(found) = found else { return Ok(None) };
+        Ok(Some(wit::Referrers {
+            index_json: json::to_string(&found.index())?,
+            manifests: found.manifests.iter().map(Into::into).collect(),
+            source: match found.source {
+                Source::Api => wit::ReferrersSource::Api,
+                Source::FallbackTag => wit::ReferrersSource::FallbackTag,
+                Source::Nothing => wit::ReferrersSource::Nothing,
+                Source::NotAnIndex(what) => wit::ReferrersSource::NotAnIndex(what),
+            },
         }))
     }
 

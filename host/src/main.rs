@@ -234,7 +234,7 @@ impl Command {
         let refs: Vec<ocirelay_core::Reference> = match self {
             Command::Lookup(args) => commands::lookup::parse_items(&args.items)?
                 .iter()
-                .map(|q| q.reference().clone())
+                .map(|item| item.reference().clone())
                 .collect(),
             Command::Index(args) => args
                 .refs

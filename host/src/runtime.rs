@@ -366,6 +366,22 @@ impl Session {
             .map_err(HostError::runtime("calling list-tags"))??)
     }
 
+    /// The referrers of `subject` (see `client.list-referrers`); `None`
+    /// when its tag does not exist.
+    pub async fn list_referrers(
+        &mut self,
+        subject: &Reference,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<wit::Referrers>, HostError> {
+        Ok(self
+            .relay
+            .ocirelay_registry_registry()
+            .client()
+            .call_list_referrers(&mut self.store, self.client, &subject.into(), artifact_type)
+            .await
+            .map_err(HostError::runtime("calling list-referrers"))??)
+    }
+
     /// The next chunk of `reader`'s content; empty at the end (which is
     /// where a digest or size mismatch is reported).
     pub async fn read(&mut self, reader: &Reader, max: u64) -> Result<Vec<u8>, HostError> {

@@ -93,6 +93,21 @@ pub fn ocirelay_with(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// Runs `ocirelay ARGS` with extra environment variables, trusting only
 /// the system's CA certificates.
 pub fn ocirelay_untrusting(args: &[&str], env: &[(&str, &str)]) -> Output {
+    run(args, env, None)
+}
+
+/// Runs `ocirelay ARGS` as [`ocirelay`] does, with `input` on its stdin.
+pub fn ocirelay_input(args: &[&str], input: &str) -> Output {
+    let empty = tempfile::tempdir().expect("temporary docker config");
+    let ca = crate::tls::ca_file().to_str().expect("utf-8 path");
+    let args = [&["--ca-file", ca][..], args].concat();
+    let config = empty.path().to_str().expect("utf-8 path");
+    run(&args, &[("DOCKER_CONFIG", config)], Some(input))
+}
+
+fn run(args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
     let mut cmd = Command::new(binary());
     // No settings file but the one a test gives.
     let no_settings = cache_dir().join("no-settings");
@@ -101,11 +116,24 @@ pub fn ocirelay_untrusting(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("DOCKER_CONFIG")
         .env_remove("OCIRELAY_CONFIG")
         .env("XDG_CONFIG_HOME", no_settings)
-        .env("OCIRELAY_CACHE_DIR", cache_dir());
+        .env("OCIRELAY_CACHE_DIR", cache_dir())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("running ocirelay");
+    let mut child = cmd.spawn().expect("running ocirelay");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(input.as_bytes())
+            .expect("writing ocirelay's stdin");
+    }
+    let out = child.wait_with_output().expect("running ocirelay");
     Output {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

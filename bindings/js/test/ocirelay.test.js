@@ -132,3 +132,36 @@ test('deploy runs the deploy tool input: pushed, then up to date, and bad input 
     (e) => e instanceof OcirelayError && e.kind === 'invalid-input' && e.message.includes('input 1'),
   );
 });
+
+test('listReferrers reads what a signer left under the fallback tag, filtered by artifact type', () => {
+  const client = new Client();
+  // A repository of its own: the fallback tag is a tag like any other.
+  client.copy(`${a}/app:v1`, `${a}/signed:v1`);
+  const empty = Buffer.from('{}');
+  const signature = Buffer.from('a signature of the index');
+  for (const blob of [empty, signature]) client.ensureBlob(`${a}/signed@${sha256(blob)}`, blob);
+  const artifactType = 'application/vnd.dev.cosign.artifact.sig.v1+json';
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    artifactType,
+    config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(empty), size: 2 },
+    layers: [{ mediaType: 'application/octet-stream', digest: sha256(signature), size: signature.length }],
+    subject: { mediaType: index.mediaType, digest: index.digest, size: index.size },
+  });
+  const sig = client.ensureManifest(`${a}/signed@${sha256(manifest)}`, manifest, 'application/vnd.oci.image.manifest.v1+json');
+  const listing = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [{ ...sig, artifactType }],
+  });
+  const tag = index.digest.replace(':', '-');
+  client.ensureManifest(`${a}/signed:${tag}`, listing, 'application/vnd.oci.image.index.v1+json');
+
+  const found = new Client().listReferrers(`${a}/signed:v1`);
+  assert.equal(found.source, 'fallback-tag');
+  assert.deepEqual(found.manifests.map((d) => [d.digest, d.artifactType]), [[sig.digest, artifactType]]);
+  assert.equal(found.index.mediaType, 'application/vnd.oci.image.index.v1+json');
+  assert.equal(new Client().listReferrers(`${a}/signed:v1`, { artifactType: 'application/spdx+json' }).manifests.length, 0);
+  assert.equal(new Client().listReferrers(`${a}/signed:missing`), null);
+});

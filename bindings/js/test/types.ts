@@ -17,6 +17,7 @@ import {
   type Found,
   type Json,
   type Reference,
+  type Referrers,
 } from 'ocirelay';
 
 export async function everyCall(file: string): Promise<void> {
@@ -49,6 +50,8 @@ export async function everyCall(file: string): Promise<void> {
   const manifest: Json | null = client.manifest('r.example/app:v1');
   const index: Json | null = client.synthesizeIndex(ref);
   const tags: string[] | null = client.listTags('r.example/app', { pageSize: 100, after: 'v1' });
+  const referrers: Referrers | null = client.listReferrers('r.example/app:v1', { artifactType: 'application/spdx+json' });
+  if (referrers && referrers.source === 'not-an-index') void referrers.holds;
   const copied: Descriptor = client.copy('r.example/app:v1', 'q.example/app:v1');
   client.copyBlob('r.example/app@sha256:00', 'q.example/app');
   client.ensureManifest('r.example/app:v2', '{}', 'application/vnd.oci.image.manifest.v1+json');

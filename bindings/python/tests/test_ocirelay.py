@@ -103,6 +103,35 @@ class OcirelayTest(unittest.TestCase):
         with self.assertRaises(ocirelay.NotFoundError):
             client.copy(f"{self.a.host}/app:missing", f"{self.b.host}/app:missing")
 
+    def test_list_referrers_reads_the_fallback_tag_and_filters(self):
+        client = ocirelay.Client()
+        # A repository of its own: the fallback tag is a tag like any other.
+        client.copy(f"{self.a.host}/app:v1", f"{self.a.host}/signed:v1")
+        empty, signature = b"{}", b"a signature of the index"
+        for blob in (empty, signature):
+            client.ensure_blob(f"{self.a.host}/signed@{sha256(blob)}", blob)
+        artifact_type = "application/vnd.dev.cosign.artifact.sig.v1+json"
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(empty), "size": 2},
+            "layers": [{"mediaType": "application/octet-stream", "digest": sha256(signature),
+                        "size": len(signature)}],
+            "subject": {"mediaType": self.index.media_type, "digest": self.index.digest, "size": self.index.size},
+        }).encode()
+        sig = client.ensure_manifest(f"{self.a.host}/signed@{sha256(manifest)}", manifest, OCI_MANIFEST)
+        listing = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"mediaType": sig.media_type, "digest": sig.digest, "size": sig.size, "artifactType": artifact_type}]})
+        tag = self.index.digest.replace(":", "-")
+        client.ensure_manifest(f"{self.a.host}/signed:{tag}", listing, OCI_INDEX)
+
+        found = ocirelay.Client().list_referrers(f"{self.a.host}/signed:v1")
+        self.assertEqual(found.source, "fallback-tag")
+        self.assertEqual([(d.digest, d.artifact_type) for d in found.manifests], [(sig.digest, artifact_type)])
+        self.assertEqual(found.index["mediaType"], OCI_INDEX)
+        filtered = ocirelay.Client().list_referrers(f"{self.a.host}/signed:v1", artifact_type="application/spdx+json")
+        self.assertEqual(filtered.manifests, [])
+        self.assertIsNone(ocirelay.Client().list_referrers(f"{self.a.host}/signed:missing"))
+
     def test_deploy_runs_the_deploy_tool_input(self):
         client = ocirelay.Client()
         import base64

@@ -19,6 +19,7 @@ use ocirelay_core::ops::list_tags::{ListTags, TagList, TagsOptions};
 use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupOptions};
 use ocirelay_core::ops::push_blob::PushBlob;
 use ocirelay_core::ops::read_range::{RangeRead, ReadRange};
+use ocirelay_core::ops::referrers::{ListReferrers, Referrers};
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
 use ocirelay_core::range::ByteRange;
 use ocirelay_core::{json, Client as CoreClient, ClientConfig, Error, Operation, Reference};
@@ -124,6 +125,32 @@ impl Client {
         let mut op = ListTags::new(&self.core(), repository, options);
         let (list, _) = self.run(&mut op)?;
         list
+    }
+
+    /// The referrers of `subject` (its digest; a tag is resolved with a
+    /// HEAD first), only those of `artifact_type` when given; `None` when
+    /// the subject's tag does not exist.
+    pub fn referrers(
+        &self,
+        subject: Reference,
+        artifact_type: Option<String>,
+    ) -> Result<Option<Referrers>, Error> {
+        let digest = match &subject.digest {
+            Some(digest) => digest.clone(),
+            None => {
+                let head = LookupOptions {
+                    head: true,
+                    ..LookupOptions::default()
+                };
+                match self.lookup(subject.clone(), head)? {
+                    Some(found) => found.descriptor().digest.clone(),
+                    None => return Ok(None),
+                }
+            }
+        };
+        let mut op = ListReferrers::new(&self.core(), subject, digest, artifact_type);
+        let (referrers, _) = self.run(&mut op)?;
+        referrers.map(Some)
     }
 
     /// `range` of blob `reference` (by digest); `None` when it does not exist.

@@ -4,7 +4,7 @@ use ocirelay_core::ops::batch::Query;
 use ocirelay_core::Reference;
 
 use crate::error::HostError;
-use crate::queries;
+use crate::queries::{self, Item};
 use crate::runtime::{wit, Runtime};
 
 /// Arguments of `ocirelay index`.
@@ -31,7 +31,7 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: IndexArgs) -> Res
     let queries = args
         .refs
         .iter()
-        .map(|r| Reference::parse(r).map(Query::SynthesizeIndex))
+        .map(|r| Reference::parse(r).map(|r| Item::Query(Query::SynthesizeIndex(r))))
         .collect::<Result<Vec<_>, _>>()?;
     queries::run(runtime, config, &queries, args.parallel).await
 }

@@ -26,6 +26,7 @@ __all__ = [
     "Found",
     "BlobWriter",
     "DeployResult",
+    "Referrers",
     "OcirelayError",
     "InvalidReferenceError",
     "InvalidInputError",
@@ -338,6 +339,26 @@ class Client:
         listed = self._method("list-tags", _reference(repo), options)
         return None if listed is None else list(listed.tags)
 
+    def list_referrers(
+        self, subject: Union[str, Reference], artifact_type: Optional[str] = None
+    ) -> Optional["Referrers"]:
+        """The referrers of `subject` (signatures, SBOMs, attestations: the
+        manifests whose `subject` names it; a tag is resolved first), only
+        those of `artifact_type` when given: from the registry's referrers
+        API, else from the fallback tag registries without it keep. None
+        when the subject's tag does not exist."""
+        found = self._method("list-referrers", _reference(subject), artifact_type)
+        if found is None:
+            return None
+        source = found.source
+        tag = source if isinstance(source, str) else source.tag
+        return Referrers(
+            manifests=[_descriptor(d) for d in found.manifests],
+            index=json.loads(getattr(found, "index-json")),
+            source=tag,
+            holds=None if isinstance(source, str) else source.payload,
+        )
+
     def copy(self, src: Union[str, Reference], dst: Union[str, Reference]) -> Descriptor:
         """Copies an image or index with every child, digests unchanged."""
         children = _record(by_digest=[], fallback=None)
@@ -379,6 +400,20 @@ class Client:
     def push_blob(self, ref: Union[str, Reference], size: int) -> BlobWriter:
         """Starts pushing blob `ref` (by digest) of `size` bytes through a writer."""
         return BlobWriter(self._instance, self._method("push-blob", _reference(ref), size))
+
+
+@dataclass(frozen=True)
+class Referrers:
+    """The referrers of a manifest (`Client.list_referrers`): their
+    descriptors, the same list as the referrers API gives it (an image
+    index, a dict), and where it came from: "api", "fallback-tag",
+    "nothing", or "not-an-index" (the fallback tag holds something else,
+    named in `holds`)."""
+
+    manifests: List[Descriptor]
+    index: Dict[str, Any]
+    source: str
+    holds: Optional[str] = None
 
 
 @dataclass(frozen=True)

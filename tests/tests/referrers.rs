@@ -1,0 +1,194 @@
+//! Referrers (OCI 1.1) against distribution over HTTPS, which has no
+//! referrers API: what a signer leaves (manifests whose `subject` is the
+//! image, listed in the index under the fallback tag `sha256-<hex>`) is
+//! what `ocirelay lookup --type referrers` prints, filtered by artifact
+//! type on request; a fallback tag that holds no index lists nothing.
+
+use base64::Engine as _;
+use ocirelay_core::media_type::{OCI_INDEX, OCI_MANIFEST};
+use ocirelay_core::ops::referrers::fallback_tag;
+use ocirelay_core::{Descriptor, Digest};
+use ocirelay_tests::cli::{ocirelay, ocirelay_input};
+use ocirelay_tests::fixtures::{two_platforms, Pushed};
+use ocirelay_tests::{Auth, Flavour, Layout, Registry};
+use serde_json::{json, Value};
+
+const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+const SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+const SBOM: &str = "application/spdx+json";
+
+/// Deploy input that pushes `bytes` (a blob, or a manifest of
+/// `media_type`) to `refs`: the exact bytes, base64.
+fn object(kind: &str, refs: &[String], bytes: &[u8]) -> Value {
+    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+    json!({"type": kind, "refs": refs, "data": data})
+}
+
+/// What a signer pushes: an artifact manifest of `artifact_type` with one
+/// layer of `content`, whose subject is `subject`; its descriptor (with
+/// the artifact type, as a referrers list carries it) and the deploy
+/// input that pushes it and its blobs to `repo`.
+fn artifact(
+    repo: &str,
+    artifact_type: &str,
+    content: &[u8],
+    subject: &Descriptor,
+) -> (Descriptor, Vec<Value>) {
+    let empty = Descriptor::new(EMPTY, Digest::sha256(b"{}"), 2);
+    let layer = Descriptor::new(
+        "application/octet-stream",
+        Digest::sha256(content),
+        content.len() as u64,
+    );
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": empty,
+        "layers": [layer],
+        "subject": subject,
+    }))
+    .unwrap();
+    let mut descriptor = Descriptor::new(
+        OCI_MANIFEST,
+        Digest::sha256(&manifest),
+        manifest.len() as u64,
+    );
+    descriptor.artifact_type = Some(artifact_type.to_string());
+    let by_digest = |d: &Descriptor| vec![format!("{repo}@{}", d.digest)];
+    let input = vec![
+        object("blob", &by_digest(&empty), b"{}"),
+        object("blob", &by_digest(&layer), content),
+        object("manifest", &by_digest(&descriptor), &manifest),
+    ];
+    (descriptor, input)
+}
+
+/// The fallback tag's index for `subject`, listing `referrers`, as deploy input.
+fn fallback_index(repo: &str, subject: &Descriptor, referrers: &[&Descriptor]) -> Value {
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": referrers,
+    }))
+    .unwrap();
+    object(
+        "manifest",
+        &[format!("{repo}:{}", fallback_tag(&subject.digest))],
+        &index,
+    )
+}
+
+fn deploy(input: &[Value]) {
+    let lines: Vec<String> = input.iter().map(Value::to_string).collect();
+    let out = ocirelay_input(&["deploy"], &lines.join("\n"));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
+/// The digests (and artifact types) `lookup --type referrers ARGS` lists.
+fn referrers(args: &[&str]) -> Vec<(String, String)> {
+    let out = ocirelay(&[&["lookup", "--type", "referrers"][..], args].concat()).success();
+    let index = &out.json()[0];
+    assert_eq!(index["mediaType"], OCI_INDEX, "{}", out.stdout);
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let t = d["artifactType"].as_str().unwrap_or_default();
+            (d["digest"].as_str().unwrap().to_string(), t.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn what_a_signer_leaves_under_the_fallback_tag_is_listed_and_filtered() {
+    let registry = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let Pushed { index, images } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
+    layout.push(&registry, "app", "v1");
+    let repo = registry.reference("app");
+
+    // A signature of the index, an SBOM of one image, a signature of the SBOM.
+    let (signature, mut input) = artifact(&repo, SIG, b"index signature", &index);
+    let (sbom, more) = artifact(&repo, SBOM, br#"{"spdxVersion": "SPDX-2.3"}"#, &images[0]);
+    input.extend(more);
+    let (sbom_signature, more) = artifact(&repo, SIG, b"sbom signature", &sbom);
+    input.extend(more);
+    input.push(fallback_index(&repo, &index, &[&signature]));
+    input.push(fallback_index(&repo, &images[0], &[&sbom]));
+    input.push(fallback_index(&repo, &sbom, &[&sbom_signature]));
+    deploy(&input);
+
+    let listed = |d: &Descriptor| (d.digest.to_string(), d.artifact_type.clone().unwrap());
+    // By tag (resolved first) and by digest.
+    assert_eq!(
+        referrers(&[&registry.reference("app:v1")]),
+        [listed(&signature)]
+    );
+    let image = registry.reference(&format!("app@{}", images[0].digest));
+    assert_eq!(referrers(&[&image]), [listed(&sbom)]);
+    assert_eq!(
+        referrers(&["--artifact-type", SBOM, &image]),
+        [listed(&sbom)]
+    );
+    assert_eq!(referrers(&["--artifact-type", SIG, &image]), []);
+    let of_sbom = registry.reference(&format!("app@{}", sbom.digest));
+    assert_eq!(referrers(&[&of_sbom]), [listed(&sbom_signature)]);
+    // A manifest nothing refers to: an empty list.
+    let other = registry.reference(&format!("app@{}", images[1].digest));
+    assert_eq!(referrers(&[&other]), []);
+
+    // A tag that does not exist: null, as every lookup prints it.
+    let out = ocirelay(&[
+        "lookup",
+        "--type",
+        "referrers",
+        &registry.reference("app:nope"),
+    ])
+    .success();
+    assert_eq!(out.json(), [Value::Null]);
+}
+
+#[test]
+fn a_fallback_tag_that_holds_a_manifest_lists_nothing_and_says_so() {
+    let registry = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let Pushed { index, images } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
+    layout.push(&registry, "app", "v1");
+    let repo = registry.reference("app");
+    // The tag names the index's referrers but holds one of its images.
+    let image = std::fs::read(
+        layout
+            .path()
+            .join("blobs/sha256")
+            .join(images[0].digest.hex()),
+    )
+    .unwrap();
+    deploy(&[object(
+        "manifest",
+        &[format!("{repo}:{}", fallback_tag(&index.digest))],
+        &image,
+    )]);
+
+    let subject = registry.reference(&format!("app@{}", index.digest));
+    let out = ocirelay(&["lookup", "--type", "referrers", &subject]).success();
+    assert_eq!(out.json()[0]["manifests"], json!([]));
+    assert!(
+        out.stderr.contains("not an index") && out.stderr.contains(OCI_MANIFEST),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn referrer_flags_in_the_wrong_place_are_usage_errors() {
+    for args in [
+        &["lookup", "--artifact-type", SBOM, "app:v1"][..],
+        &["lookup", "--type", "referrers", "--head", "app:v1"],
+        &["lookup", "app:v1", "--artifact-type"],
+    ] {
+        let out = ocirelay(args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+    }
+}
