@@ -18,6 +18,7 @@ use ocirelay_core::ops::list_tags::{ListTags, TagsOptions, MAX_TAGS};
 use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupKind, LookupOptions};
 use ocirelay_core::ops::push_blob::PushBlob;
 use ocirelay_core::ops::read_range::{RangeRead, ReadRange};
+use ocirelay_core::ops::referrers::{ListReferrers, MAX_REFERRERS};
 use ocirelay_core::ops::resume_blob::ResumeBlob;
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
 use ocirelay_core::range::ByteRange;
@@ -95,6 +96,9 @@ pub enum Op {
         first: u16,
         len: u16,
         suffix: bool,
+    },
+    ListReferrers {
+        filtered: bool,
     },
 }
 
@@ -370,6 +374,22 @@ pub fn play(scenario: &Scenario, u: &mut Unstructured<'_>) -> bool {
                     !all_pages || list.next.is_none()
                 }
                 Ok(None) | Err(_) => false,
+            }
+        }
+        Op::ListReferrers { filtered } => {
+            let subject = layer(false).digest.clone();
+            let filter = filtered.then(|| "application/spdx+json".to_string());
+            let mut op = ListReferrers::new(&h.client, source(None, None), subject, filter);
+            match h.drive(&mut op) {
+                Ok(found) => {
+                    assert!(
+                        found.manifests.len() <= MAX_REFERRERS,
+                        "{} referrers",
+                        found.manifests.len()
+                    );
+                    true
+                }
+                Err(_) => false,
             }
         }
         Op::ReadRange {

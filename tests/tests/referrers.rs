@@ -1,8 +1,9 @@
 //! Referrers (OCI 1.1) against distribution over HTTPS, which has no
-//! referrers API: what a signer leaves (manifests whose `subject` is the
-//! image, listed in the index under the fallback tag `sha256-<hex>`) is
-//! what `ocirelay lookup --type referrers` prints, filtered by artifact
-//! type on request; a fallback tag that holds no index lists nothing.
+//! referrers API: a manifest with a `subject` that ocirelay pushes is
+//! listed under the subject's fallback tag `sha256-<hex>` (two writers at
+//! once included), and that list is what `ocirelay lookup --type
+//! referrers` prints, filtered by artifact type on request; a fallback tag
+//! that holds no index lists nothing, and is not written over.
 
 use base64::Engine as _;
 use ocirelay_core::media_type::{OCI_INDEX, OCI_MANIFEST};
@@ -64,25 +65,14 @@ fn artifact(
     (descriptor, input)
 }
 
-/// The fallback tag's index for `subject`, listing `referrers`, as deploy input.
-fn fallback_index(repo: &str, subject: &Descriptor, referrers: &[&Descriptor]) -> Value {
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": referrers,
-    }))
-    .unwrap();
-    object(
-        "manifest",
-        &[format!("{repo}:{}", fallback_tag(&subject.digest))],
-        &index,
-    )
+fn deploy(input: &[Value]) {
+    let out = try_deploy(input);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
 
-fn deploy(input: &[Value]) {
+fn try_deploy(input: &[Value]) -> ocirelay_tests::Output {
     let lines: Vec<String> = input.iter().map(Value::to_string).collect();
-    let out = ocirelay_input(&["deploy"], &lines.join("\n"));
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    ocirelay_input(&["deploy"], &lines.join("\n"))
 }
 
 /// The digests (and artifact types) `lookup --type referrers ARGS` lists.
@@ -102,7 +92,7 @@ fn referrers(args: &[&str]) -> Vec<(String, String)> {
 }
 
 #[test]
-fn what_a_signer_leaves_under_the_fallback_tag_is_listed_and_filtered() {
+fn pushed_referrers_are_listed_under_the_fallback_tag_and_filtered() {
     let registry = Registry::start(Auth::None);
     let mut layout = Layout::new();
     let Pushed { index, images } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
@@ -115,9 +105,6 @@ fn what_a_signer_leaves_under_the_fallback_tag_is_listed_and_filtered() {
     input.extend(more);
     let (sbom_signature, more) = artifact(&repo, SIG, b"sbom signature", &sbom);
     input.extend(more);
-    input.push(fallback_index(&repo, &index, &[&signature]));
-    input.push(fallback_index(&repo, &images[0], &[&sbom]));
-    input.push(fallback_index(&repo, &sbom, &[&sbom_signature]));
     deploy(&input);
 
     let listed = |d: &Descriptor| (d.digest.to_string(), d.artifact_type.clone().unwrap());
@@ -151,6 +138,45 @@ fn what_a_signer_leaves_under_the_fallback_tag_is_listed_and_filtered() {
 }
 
 #[test]
+fn two_writers_at_once_both_end_up_listed() {
+    let registry = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let Pushed { index, .. } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
+    layout.push(&registry, "app", "v1");
+    let repo = registry.reference("app");
+    // Rounds of two deploys started together, each pushing one more
+    // signature of the same subject: each read-modify-write of the tag can
+    // meet the other's.
+    let mut expected = Vec::new();
+    for round in 0..4 {
+        let made: Vec<(Descriptor, Vec<Value>)> = (0..2)
+            .map(|writer| {
+                let content = format!("signature {round}.{writer}");
+                artifact(&repo, SIG, content.as_bytes(), &index)
+            })
+            .collect();
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for (_, input) in &made {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    deploy(input);
+                });
+            }
+        });
+        expected.extend(
+            made.into_iter()
+                .map(|(d, _)| (d.digest.to_string(), SIG.to_string())),
+        );
+    }
+    let mut listed = referrers(&[&registry.reference("app:v1")]);
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+#[test]
 fn a_fallback_tag_that_holds_a_manifest_lists_nothing_and_says_so() {
     let registry = Registry::start(Auth::None);
     let mut layout = Layout::new();
@@ -179,6 +205,19 @@ fn a_fallback_tag_that_holds_a_manifest_lists_nothing_and_says_so() {
         "{}",
         out.stderr
     );
+    // A referrer pushed to it fails naming the tag, which keeps what it held.
+    let (_, input) = artifact(&repo, SIG, b"a signature", &index);
+    let out = try_deploy(&input);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let tag = fallback_tag(&index.digest);
+    assert!(
+        out.stderr.contains("not overwritten") && out.stderr.contains(&tag),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let held = ocirelay(&["lookup", "--head", &format!("{repo}:{tag}")]).success();
+    assert_eq!(held.json()[0]["digest"], images[0].digest.to_string());
 }
 
 #[test]

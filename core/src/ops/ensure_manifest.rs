@@ -1,6 +1,8 @@
 //! Ensure-manifest: makes a manifest (image or index) available at a
 //! reference, copying its children from where they can be found when the
-//! registry says they are missing.
+//! registry says they are missing. A manifest with a `subject` pushed to a
+//! registry that keeps no referrers list itself is then listed under its
+//! subject's fallback tag ([`AttachReferrer`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -14,6 +16,7 @@ use crate::distribution::manifest_path;
 use crate::error::{Error, Result};
 use crate::http::{BodyMode, Method, RequestBody, SMALL_BODY_LIMIT};
 use crate::manifest::ManifestChildren;
+use crate::ops::attach_referrer::{AttachReferrer, Referrer};
 use crate::ops::confirm_push::ConfirmPush;
 use crate::ops::copy_blob::CopyBlob;
 use crate::ops::copy_manifest::CopyManifest;
@@ -96,8 +99,14 @@ enum Stage {
         children: Box<CopyChildren>,
         round: u8,
     },
-    /// The PUT's 201 confirmed nothing: is ours there?
-    Confirm(Box<ConfirmPush>),
+    /// The PUT's 201 confirmed nothing: is ours there? (`attach`: then list
+    /// it among its subject's referrers.)
+    Confirm {
+        confirm: Box<ConfirmPush>,
+        attach: bool,
+    },
+    /// Listing it among its subject's referrers, under the fallback tag.
+    Attach(Box<AttachReferrer>),
 }
 
 /// How deep indexes may nest (an index of indexes of ...) in one push: a
@@ -126,6 +135,8 @@ pub struct EnsureManifest {
     bytes: Bytes,
     descriptor: Descriptor,
     children: ChildRefs,
+    /// What it says of its subject, when it has one.
+    referrer: Option<Referrer>,
     /// How many manifests up it is a child of (0: the one asked for).
     depth: u8,
     stage: Stage,
@@ -161,11 +172,13 @@ impl EnsureManifest {
             head.digest = None;
         }
         let stage = Stage::Head(Box::new(Lookup::manifest(head, true).for_push()));
+        let referrer = Referrer::of(&bytes, &descriptor);
         Ok(EnsureManifest {
             reference,
             bytes,
             descriptor,
             children,
+            referrer,
             depth: 0,
             stage,
         })
@@ -228,13 +241,19 @@ impl EnsureManifest {
     ) -> Result<Step<Stage, Descriptor>> {
         let response = &answer.response;
         if response.is_success() {
+            // A registry with the referrers API says `OCI-Subject`: it
+            // lists the manifest itself.
+            let attach = self.referrer.is_some() && response.headers.get("oci-subject").is_none();
             let d = &self.descriptor;
             let head = || Lookup::manifest(self.reference.with_digest(d.digest.clone()), true);
             let head = || head().for_push();
             return Ok(
                 match ConfirmPush::after(response, head, &d.digest, Some(d.size), &self.reference) {
-                    Some(confirm) => Step::Next(Stage::Confirm(Box::new(confirm))),
-                    None => self.pushed_as_is(client),
+                    Some(confirm) => Step::Next(Stage::Confirm {
+                        confirm: Box::new(confirm),
+                        attach,
+                    }),
+                    None => self.pushed_as_is(client, attach),
                 },
             );
         }
@@ -256,13 +275,20 @@ impl EnsureManifest {
         Err(Error::registry(self.reference.to_string(), response))
     }
 
-    /// The manifest is at its reference as pushed: recorded, and the outcome.
-    fn pushed_as_is(&self, client: &mut Client) -> Step<Stage, Descriptor> {
+    /// The manifest is at its reference as pushed: recorded, then listed
+    /// among its subject's referrers when `attach`, or the outcome.
+    fn pushed_as_is(&self, client: &mut Client, attach: bool) -> Step<Stage, Descriptor> {
         let d = self.descriptor.clone();
         client
             .cache
             .record(&self.reference, &d, Some(self.bytes.clone()));
-        Step::Done(d)
+        match (&self.referrer, attach) {
+            (Some(referrer), true) => {
+                let attach = AttachReferrer::new(client, &self.reference, referrer.clone());
+                Step::Next(Stage::Attach(Box::new(attach)))
+            }
+            _ => Step::Done(d),
+        }
     }
 
     /// Every child to copy: manifests (ensured recursively, with their own
@@ -324,9 +350,15 @@ impl Operation for EnsureManifest {
                         copied.map(|()| Step::Next(self.put(client, round)))
                     );
                 }
-                Stage::Confirm(confirm) => {
+                Stage::Confirm { confirm, attach } => {
+                    let attach = *attach;
                     let held = ready!(confirm.poll_output(client));
-                    advance!(self.stage, held.map(|_| self.pushed_as_is(client)));
+                    advance!(self.stage, held.map(|_| self.pushed_as_is(client, attach)));
+                }
+                Stage::Attach(attach) => {
+                    let attached = ready!(attach.poll_output(client));
+                    let d = self.descriptor.clone();
+                    advance!(self.stage, attached.map(|()| Step::Done(d)));
                 }
             }
         }

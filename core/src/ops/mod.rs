@@ -53,6 +53,7 @@
 //!    `host/src/commands/`, and end-to-end tests in `tests/tests/` against
 //!    real registries.
 
+pub mod attach_referrer;
 pub mod batch;
 pub mod confirm_push;
 pub mod copy_blob;

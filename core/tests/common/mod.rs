@@ -190,6 +190,13 @@ impl ScriptedRegistry {
         self.tags.get(&(repository.into(), tag.into())) == Some(&digest.to_string())
     }
 
+    /// The bytes `repository:tag` holds.
+    pub fn tagged_bytes(&self, repository: &str, tag: &str) -> Option<Vec<u8>> {
+        let digest = self.tags.get(&(repository.into(), tag.into()))?;
+        let (_, bytes) = self.objects.get(&(repository.into(), digest.clone()))?;
+        Some(bytes.clone())
+    }
+
     pub fn has(&self, repository: &str, digest: &Digest) -> bool {
         self.objects
             .contains_key(&(repository.into(), digest.to_string()))
