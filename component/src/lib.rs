@@ -208,6 +208,21 @@ impl wit::GuestClient for ClientResource {
         }))
     }
 
+    fn copy_referrers(
+        &self,
+        src: wit::Reference,
+        dst: wit::Reference,
+    ) -> Result<wit::CopiedReferrers, wit::Error> {
+        let copied = self
+            .client()?
+            .copy_referrers((&src).try_into()?, (&dst).try_into()?)?;
+        Ok(wit::CopiedReferrers {
+            copied: copied.copied.iter().map(Into::into).collect(),
+            tags: copied.tags,
+            skipped: copied.skipped,
+        })
+    }
+
     fn list_referrers(
         &self,
         subject: wit::Reference,

@@ -366,6 +366,22 @@ impl Session {
             .map_err(HostError::runtime("calling list-tags"))??)
     }
 
+    /// Copies what refers to `src` into `dst`'s repository (see
+    /// `client.copy-referrers`).
+    pub async fn copy_referrers(
+        &mut self,
+        src: &Reference,
+        dst: &Reference,
+    ) -> Result<wit::CopiedReferrers, HostError> {
+        Ok(self
+            .relay
+            .ocirelay_registry_registry()
+            .client()
+            .call_copy_referrers(&mut self.store, self.client, &src.into(), &dst.into())
+            .await
+            .map_err(HostError::runtime("calling copy-referrers"))??)
+    }
+
     /// The referrers of `subject` (see `client.list-referrers`); `None`
     /// when its tag does not exist.
     pub async fn list_referrers(

@@ -231,3 +231,126 @@ fn referrer_flags_in_the_wrong_place_are_usage_errors() {
         assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
     }
 }
+
+/// A manifest of one layer of `content` and no subject (cosign's older
+/// signatures are such), and the deploy input that pushes it to `refs`.
+fn plain(repo: &str, content: &[u8], refs: &[String]) -> (Descriptor, Vec<Value>) {
+    let empty = Descriptor::new(EMPTY, Digest::sha256(b"{}"), 2);
+    let layer = Descriptor::new(
+        "application/octet-stream",
+        Digest::sha256(content),
+        content.len() as u64,
+    );
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": empty, "layers": [layer],
+    }))
+    .unwrap();
+    let descriptor = Descriptor::new(
+        OCI_MANIFEST,
+        Digest::sha256(&manifest),
+        manifest.len() as u64,
+    );
+    let input = vec![
+        object("blob", &[format!("{repo}@{}", empty.digest)], b"{}"),
+        object("blob", &[format!("{repo}@{}", layer.digest)], content),
+        object("manifest", refs, &manifest),
+    ];
+    (descriptor, input)
+}
+
+#[test]
+fn copy_with_referrers_brings_what_refers_to_the_image_and_its_children() {
+    let from = Registry::start(Auth::None);
+    let to = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let Pushed { index, images } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
+    layout.push(&from, "app", "v1");
+    let repo = from.reference("app");
+    let (signature, mut input) = artifact(&repo, SIG, b"index signature", &index);
+    let (sbom, more) = artifact(&repo, SBOM, br#"{"spdxVersion": "SPDX-2.3"}"#, &images[0]);
+    input.extend(more);
+    let (sbom_signature, more) = artifact(&repo, SIG, b"sbom signature", &sbom);
+    input.extend(more);
+    // cosign's older scheme: a tag beside the image.
+    let legacy_tag = format!("{}.sig", fallback_tag(&index.digest));
+    let (legacy, more) = plain(
+        &repo,
+        b"legacy signature",
+        &[format!("{repo}:{legacy_tag}")],
+    );
+    input.extend(more);
+    // A referrer of a manifest elsewhere, listed for the second image: skipped.
+    let (elsewhere, more) = plain(&repo, b"another image", &[format!("{repo}:elsewhere")]);
+    input.extend(more);
+    let (stray, more) = artifact(&repo, SIG, b"a signature of another", &elsewhere);
+    input.extend(more);
+    deploy(&input);
+    let mislisted = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [stray]}))
+    .unwrap();
+    deploy(&[object(
+        "manifest",
+        &[format!("{repo}:{}", fallback_tag(&images[1].digest))],
+        &mislisted,
+    )]);
+
+    let (src, dst) = (from.reference("app:v1"), to.reference("app:v1"));
+    let out = ocirelay(&["copy", "--referrers", &src, &dst]).success();
+    assert_eq!(out.json()[0]["digest"], index.digest.to_string());
+    assert!(
+        out.stderr.contains("3 referrers copied, 1 cosign tags"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("skipped") && out.stderr.contains(&stray.digest.to_string()),
+        "{}",
+        out.stderr
+    );
+
+    // At the destination, each list is the source's, digests unchanged.
+    for subject in [&index, &images[0], &sbom] {
+        let at = |r: &Registry| r.reference(&format!("app@{}", subject.digest));
+        assert_eq!(
+            referrers(&[&at(&to)]),
+            referrers(&[&at(&from)]),
+            "{}",
+            subject.digest
+        );
+    }
+    let listed = |d: &Descriptor| (d.digest.to_string(), d.artifact_type.clone().unwrap());
+    assert_eq!(referrers(&[&dst]), [listed(&signature)]);
+    let of_sbom = to.reference(&format!("app@{}", sbom.digest));
+    assert_eq!(referrers(&[&of_sbom]), [listed(&sbom_signature)]);
+    assert_eq!(
+        referrers(&[&to.reference(&format!("app@{}", images[1].digest))]),
+        []
+    );
+    let stray_there = ocirelay(&[
+        "lookup",
+        "--head",
+        &to.reference(&format!("app@{}", stray.digest)),
+    ]);
+    assert_eq!(
+        stray_there.success().json(),
+        [Value::Null],
+        "the stray was not copied"
+    );
+    let legacy_at = |r: &Registry| {
+        let out = ocirelay(&[
+            "lookup",
+            "--head",
+            &r.reference(&format!("app:{legacy_tag}")),
+        ]);
+        out.success().json()[0]["digest"].clone()
+    };
+    assert_eq!(legacy_at(&to), json!(legacy.digest.to_string()));
+
+    // Again: all there already; the same report.
+    let out = ocirelay(&["copy", "--referrers", &src, &dst]).success();
+    assert!(
+        out.stderr.contains("3 referrers copied, 1 cosign tags"),
+        "{}",
+        out.stderr
+    );
+}

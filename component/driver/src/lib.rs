@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use ocirelay_core::http::RequestId;
 use ocirelay_core::index::Index;
+use ocirelay_core::ops::copy_referrers::{CopiedReferrers, CopyReferrers};
 use ocirelay_core::ops::list_tags::{ListTags, TagList, TagsOptions};
 use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupOptions};
 use ocirelay_core::ops::push_blob::PushBlob;
@@ -151,6 +152,17 @@ impl Client {
         let mut op = ListReferrers::new(&self.core(), subject, digest, artifact_type);
         let (referrers, _) = self.run(&mut op)?;
         referrers.map(Some)
+    }
+
+    /// Copies what refers to `source` into `destination`'s repository.
+    pub fn copy_referrers(
+        &self,
+        source: Reference,
+        destination: Reference,
+    ) -> Result<CopiedReferrers, Error> {
+        let mut op = CopyReferrers::new(source, destination);
+        let (copied, _) = self.run(&mut op)?;
+        copied
     }
 
     /// `range` of blob `reference` (by digest); `None` when it does not exist.

@@ -22,8 +22,14 @@ re-run costs one HEAD. Prints the resulting descriptor as JSON; on a terminal,
 progress (bytes and objects written) goes to stderr.")]
 pub struct CopyArgs {
     /// Copy a single blob (SRC must name a digest) instead of a manifest.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "referrers")]
     pub blob: bool,
+    /// Also copy what refers to the image (signatures, SBOMs, attestations:
+    /// OCI 1.1 referrers, and cosign's `.sig`/`.att`/`.sbom` tags), for it
+    /// and each child of an index, recursively, after it; what was copied
+    /// is said on stderr.
+    #[arg(long)]
+    pub referrers: bool,
     /// What to copy, e.g. `localhost:5000/app:v1` or `…/app@sha256:…`.
     #[arg(value_name = "SRC")]
     pub src: String,
@@ -42,13 +48,36 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: CopyArgs) -> Resu
     let result = if args.blob {
         session.copy_blob(&src, &dst).await
     } else {
-        session.copy_manifest(&src, &dst).await
+        match session.copy_manifest(&src, &dst).await {
+            Ok(copied) if args.referrers => {
+                // After the image: a registry may refuse a subject it lacks.
+                let referrers = session.copy_referrers(&src, &dst).await;
+                referrers.map(|r| {
+                    report(&r);
+                    copied
+                })
+            }
+            other => other,
+        }
     };
     if let Some((bar, task)) = progress {
         task.abort();
         bar.finish_and_clear();
     }
     write_json(&mut std::io::stdout().lock(), &result?).map_err(HostError::from)
+}
+
+/// What a copy of referrers did, on stderr.
+fn report(copied: &wit::CopiedReferrers) {
+    eprintln!(
+        "ocirelay: {} referrers copied, {} cosign tags",
+        copied.copied.len(),
+        copied.tags.len()
+    );
+    for why in &copied.skipped {
+        // Debug-quoted: a registry's words, printed inert.
+        eprintln!("ocirelay: skipped {why:?}");
+    }
 }
 
 /// A spinner with bytes and objects written, refreshed from the hook's counters.

@@ -1,0 +1,311 @@
+//! Copy-referrers: what refers to an image (signatures, SBOMs,
+//! attestations), copied from its source repository to its destination,
+//! digests unchanged, after the image itself (a registry may refuse a
+//! `subject` it does not have): for the manifest and, when it is an index,
+//! each of its children; then, recursively, what refers to each referrer
+//! (a signature of an SBOM). Each referrer is pushed with
+//! [`EnsureManifest`], which lists it at the destination as its registry
+//! needs (the fallback tag where it has no referrers API). cosign's older
+//! tags (`sha256-<hex>.sig`, `.att`, `.sbom`) are copied as tags.
+//!
+//! A listed referrer whose own `subject` names another manifest is not
+//! copied: it is reported as skipped. A cycle (A refers to B, B to A) ends
+//! at the manifests already visited. A referrer that fails its digest fails
+//! the copy naming it, before anything of it is pushed.
+
+use std::collections::{HashSet, VecDeque};
+
+use crate::client::Client;
+use crate::descriptor::Descriptor;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::ManifestChildren;
+use crate::ops::copy_manifest::CopyManifest;
+use crate::ops::ensure_manifest::{ChildRefs, EnsureManifest};
+use crate::ops::lookup::{Body, Found, Lookup};
+use crate::ops::referrers::{fallback_tag, ListReferrers, MAX_REFERRERS};
+use crate::ops::{Operation, Output, Step};
+use crate::reference::Reference;
+use crate::{advance, ready};
+
+/// cosign's tags for what it attaches to `<alg>-<hex>`.
+pub const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
+
+/// What a copy of referrers did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopiedReferrers {
+    /// The referrers copied (or found there already), in the order copied.
+    pub copied: Vec<Descriptor>,
+    /// cosign's tags copied (`sha256-<hex>.sig`, ...).
+    pub tags: Vec<String>,
+    /// Listed referrers not copied, each with why.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Stage {
+    /// The source manifest read, for its digest and children.
+    Subject(Box<Lookup>),
+    /// The current subject's referrers listed.
+    List(Box<ListReferrers>),
+    /// A listed referrer read from the source.
+    Read { subject: Digest, read: Box<Lookup> },
+    /// A referrer pushed to the destination.
+    Push {
+        pushed: Digest,
+        ensure: Box<EnsureManifest>,
+    },
+    /// Is cosign's tag there?
+    CosignHead { tag: String, head: Box<Lookup> },
+    /// cosign's tag copied.
+    CosignCopy {
+        tag: String,
+        copy: Box<CopyManifest>,
+    },
+}
+
+/// The copy-referrers state machine.
+#[derive(Debug)]
+pub struct CopyReferrers {
+    source: Reference,
+    destination: Reference,
+    /// Manifests whose referrers are still to be listed.
+    subjects: VecDeque<Digest>,
+    /// The subject being handled.
+    current: Option<Digest>,
+    /// Its referrers still to read.
+    listed: VecDeque<Descriptor>,
+    /// cosign tags still to look for.
+    cosign: VecDeque<String>,
+    /// Manifests seen (subjects and referrers): a cycle ends here.
+    seen: HashSet<Digest>,
+    done: CopiedReferrers,
+    stage: Stage,
+}
+
+impl CopyReferrers {
+    /// Copies what refers to `source` (and to its children when it is an
+    /// index) into `destination`'s repository; the manifest itself must be
+    /// there already (copied first).
+    pub fn new(source: Reference, destination: Reference) -> Self {
+        let read = Lookup::manifest(source.clone(), false);
+        CopyReferrers {
+            source,
+            destination,
+            subjects: VecDeque::new(),
+            current: None,
+            listed: VecDeque::new(),
+            cosign: VecDeque::new(),
+            seen: HashSet::new(),
+            done: CopiedReferrers::default(),
+            stage: Stage::Subject(Box::new(read)),
+        }
+    }
+
+    fn at_source(&self, digest: &Digest) -> Reference {
+        self.source.with_digest(digest.clone())
+    }
+
+    /// The source manifest read: it and its children are the subjects.
+    fn subject_read(
+        &mut self,
+        client: &Client,
+        found: Option<Found>,
+    ) -> Result<Step<Stage, CopiedReferrers>> {
+        let found = found.ok_or_else(|| Error::not_found(self.source.to_string()))?;
+        let digest = found.descriptor.digest.clone();
+        self.enqueue(digest);
+        if let Body::Bytes(bytes) = &found.body {
+            let children = ManifestChildren::parse(bytes)
+                .map_err(|e| Error::protocol(self.source.to_string(), e.to_string()))?;
+            for child in children.manifests {
+                self.enqueue(child.digest);
+            }
+        }
+        self.next(client)
+    }
+
+    fn enqueue(&mut self, digest: Digest) {
+        if self.seen.insert(digest.clone()) {
+            self.subjects.push_back(digest);
+        }
+    }
+
+    /// What to do next: the next listed referrer, else the next cosign
+    /// tag, else the next subject's list, else the end.
+    fn next(&mut self, client: &Client) -> Result<Step<Stage, CopiedReferrers>> {
+        if let Some(subject) = self.current.clone() {
+            if let Some(referrer) = self.listed.pop_front() {
+                let read = Lookup::manifest(self.at_source(&referrer.digest), false);
+                return Ok(Step::Next(Stage::Read {
+                    subject,
+                    read: Box::new(read),
+                }));
+            }
+        }
+        if let Some(tag) = self.cosign.pop_front() {
+            let mut at = self.source.clone();
+            at.tag = Some(tag.clone());
+            at.digest = None;
+            return Ok(Step::Next(Stage::CosignHead {
+                tag,
+                head: Box::new(Lookup::manifest(at, true)),
+            }));
+        }
+        match self.subjects.pop_front() {
+            Some(subject) => {
+                let base = fallback_tag(&subject);
+                self.cosign = COSIGN_SUFFIXES
+                    .iter()
+                    .map(|s| format!("{base}.{s}"))
+                    .collect();
+                self.current = Some(subject.clone());
+                let list = ListReferrers::new(client, self.source.clone(), subject.clone(), None);
+                Ok(Step::Next(Stage::List(Box::new(list))))
+            }
+            None => Ok(Step::Done(std::mem::take(&mut self.done))),
+        }
+    }
+}
+
+impl Operation for CopyReferrers {
+    type Outcome = Result<CopiedReferrers>;
+
+    fn poll_output(&mut self, client: &mut Client) -> Output<Self::Outcome> {
+        loop {
+            match &mut self.stage {
+                Stage::Subject(read) => {
+                    let found = ready!(read.poll_output(client));
+                    advance!(self.stage, found.and_then(|f| self.subject_read(client, f)));
+                }
+                Stage::List(list) => {
+                    let listed = ready!(list.poll_output(client));
+                    let step = listed.and_then(|referrers| {
+                        let total = self.done.copied.len() + referrers.manifests.len();
+                        if total > MAX_REFERRERS {
+                            return Err(Error::protocol(
+                                self.source.to_string(),
+                                format!("more than {MAX_REFERRERS} referrers to copy; refused"),
+                            ));
+                        }
+                        let fresh = referrers
+                            .manifests
+                            .into_iter()
+                            .filter(|d| !self.seen.contains(&d.digest));
+                        self.listed = fresh.collect();
+                        self.next(client)
+                    });
+                    advance!(self.stage, step);
+                }
+                Stage::Read { subject, read } => {
+                    let subject = subject.clone();
+                    let found = ready!(read.poll_output(client));
+                    let step = found.and_then(|found| self.referrer_read(client, &subject, found));
+                    advance!(self.stage, step);
+                }
+                Stage::Push { pushed, ensure } => {
+                    let pushed = pushed.clone();
+                    let ensured = ready!(ensure.poll_output(client));
+                    let step = ensured.and_then(|descriptor| {
+                        self.done.copied.push(descriptor);
+                        // What refers to this referrer comes after it.
+                        self.subjects.push_back(pushed);
+                        self.next(client)
+                    });
+                    advance!(self.stage, step);
+                }
+                Stage::CosignHead { tag, head } => {
+                    let tag = tag.clone();
+                    let found = ready!(head.poll_output(client));
+                    let step = found.and_then(|found| match found {
+                        None => self.next(client),
+                        Some(found) => {
+                            let mut to = self.destination.clone();
+                            to.tag = Some(tag.clone());
+                            to.digest = None;
+                            let copy = CopyManifest::new(found.reference, to, ChildRefs::default())
+                                .with_media_type(&found.descriptor.media_type);
+                            Ok(Step::Next(Stage::CosignCopy {
+                                tag,
+                                copy: Box::new(copy),
+                            }))
+                        }
+                    });
+                    advance!(self.stage, step);
+                }
+                Stage::CosignCopy { tag, copy } => {
+                    let tag = tag.clone();
+                    let copied = ready!(copy.poll_output(client));
+                    let step = copied.and_then(|_| {
+                        self.done.tags.push(tag);
+                        self.next(client)
+                    });
+                    advance!(self.stage, step);
+                }
+            }
+        }
+    }
+}
+
+impl CopyReferrers {
+    /// A listed referrer read (checked against its digest by the lookup):
+    /// pushed when its `subject` is the one it was listed for, else skipped.
+    fn referrer_read(
+        &mut self,
+        client: &Client,
+        subject: &Digest,
+        found: Option<Found>,
+    ) -> Result<Step<Stage, CopiedReferrers>> {
+        let Some(found) = found else {
+            // Listed, but not there (deleted since): nothing to copy.
+            self.done.skipped.push(format!(
+                "{}: listed as a referrer of {subject}, but not there",
+                self.source.repository
+            ));
+            return self.next(client);
+        };
+        let Body::Bytes(bytes) = found.body else {
+            return Err(Error::Internal(format!(
+                "{}: manifest content missing",
+                found.reference
+            )));
+        };
+        let digest = found.descriptor.digest.clone();
+        let names = subject_of(&bytes);
+        if names.as_ref() != Some(subject) {
+            let says = names.map_or_else(|| "no subject".to_string(), |d| format!("subject {d}"));
+            self.done.skipped.push(format!(
+                "{}@{digest}: listed as a referrer of {subject}, but its manifest names {says}; not copied",
+                self.source.repository
+            ));
+            return self.next(client);
+        }
+        self.seen.insert(digest.clone());
+        let children = ChildRefs {
+            fallback: Some(self.at_source(&digest)),
+            ..ChildRefs::default()
+        };
+        let ensure = EnsureManifest::new(
+            self.destination.with_digest(digest.clone()),
+            bytes,
+            &found.descriptor.media_type,
+            children,
+        )?;
+        Ok(Step::Next(Stage::Push {
+            pushed: digest,
+            ensure: Box::new(ensure),
+        }))
+    }
+}
+
+/// The digest a manifest's `subject` names, if any.
+fn subject_of(bytes: &[u8]) -> Option<Digest> {
+    #[derive(serde::Deserialize)]
+    struct Subject {
+        subject: Option<Descriptor>,
+    }
+    serde_json::from_slice::<Subject>(bytes)
+        .ok()?
+        .subject
+        .map(|d| d.digest)
+}

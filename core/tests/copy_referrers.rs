@@ -1,0 +1,160 @@
+//! Copy-referrers between scripted registries: what refers to an image is
+//! pushed after it, listed at the destination, cosign's tags copied; a
+//! referrer that fails its digest fails the copy naming it, with nothing
+//! of it pushed or listed.
+
+use ocirelay_core::http::{Method, Request};
+use ocirelay_core::media_type::{OCI_INDEX, OCI_MANIFEST};
+use ocirelay_core::ops::copy_referrers::CopyReferrers;
+use ocirelay_core::ops::referrers::fallback_tag;
+use ocirelay_core::{Descriptor, Digest, Reference};
+use serde_json::json;
+
+mod common;
+use common::{client, drive, response, World};
+
+const REPO: &str = "team/app";
+const SRC: &str = "src.example:5000";
+const DST: &str = "dst.example:5000";
+
+/// A manifest with one layer of `content` and, when given, a subject: its
+/// bytes, with its blobs put in `world`'s source.
+fn manifest(world: &mut World, content: &[u8], subject: Option<&Descriptor>) -> Vec<u8> {
+    let src = world.reg(SRC);
+    let empty = src.put(REPO, "application/octet-stream", b"{}");
+    let layer = src.put(REPO, "application/octet-stream", content);
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": layer, "size": content.len()}],
+    });
+    if let Some(subject) = subject {
+        m["subject"] = serde_json::to_value(subject).unwrap();
+        m["artifactType"] = json!("application/example");
+    }
+    serde_json::to_vec(&m).unwrap()
+}
+
+struct Fixture {
+    world: World,
+    subject: Descriptor,
+    referrer: Descriptor,
+    legacy: Digest,
+}
+
+/// A subject at both ends, a referrer of it and a cosign tag at the source.
+fn fixture() -> Fixture {
+    let mut world = World::default();
+    let bytes = manifest(&mut world, b"the image", None);
+    let digest = world.reg(SRC).put(REPO, OCI_MANIFEST, &bytes);
+    world.reg(SRC).tag(REPO, "v1", &digest);
+    let subject = Descriptor::new(OCI_MANIFEST, digest, bytes.len() as u64);
+    // The destination has the image (copied first) and its blobs.
+    assert_eq!(
+        world.reg(DST).put(REPO, OCI_MANIFEST, &bytes),
+        subject.digest
+    );
+    let r = manifest(&mut world, b"a signature", Some(&subject));
+    let r_digest = world.reg(SRC).put(REPO, OCI_MANIFEST, &r);
+    let mut referrer = Descriptor::new(OCI_MANIFEST, r_digest, r.len() as u64);
+    referrer.artifact_type = Some("application/example".into());
+    let index = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [referrer]}),
+    )
+    .unwrap();
+    let index_digest = world.reg(SRC).put(REPO, OCI_INDEX, &index);
+    world
+        .reg(SRC)
+        .tag(REPO, &fallback_tag(&subject.digest), &index_digest);
+    let legacy_bytes = manifest(&mut world, b"a cosign signature", None);
+    let legacy = world.reg(SRC).put(REPO, OCI_MANIFEST, &legacy_bytes);
+    world.reg(SRC).tag(
+        REPO,
+        &format!("{}.sig", fallback_tag(&subject.digest)),
+        &legacy,
+    );
+    Fixture {
+        world,
+        subject,
+        referrer,
+        legacy,
+    }
+}
+
+fn copy(
+    answer: impl FnMut(&Request) -> ocirelay_core::client::Answer,
+) -> (
+    ocirelay_core::Result<ocirelay_core::ops::copy_referrers::CopiedReferrers>,
+    Vec<Request>,
+) {
+    let mut c = client(&[]);
+    let src = Reference::parse(&format!("{SRC}/{REPO}:v1")).unwrap();
+    let dst = Reference::parse(&format!("{DST}/{REPO}:v1")).unwrap();
+    let mut op = CopyReferrers::new(src, dst);
+    drive(&mut c, &mut op, answer)
+}
+
+#[test]
+fn referrers_and_cosign_tags_are_copied_and_listed() {
+    let Fixture {
+        mut world,
+        subject,
+        referrer,
+        legacy,
+    } = fixture();
+    let (copied, sent) = copy(|req| world.serve(req));
+    let copied = copied.unwrap();
+    assert_eq!(
+        copied.copied.iter().map(|d| &d.digest).collect::<Vec<_>>(),
+        [&referrer.digest]
+    );
+    let legacy_tag = format!("{}.sig", fallback_tag(&subject.digest));
+    assert_eq!(copied.tags, vec![legacy_tag.clone()]);
+    assert!(copied.skipped.is_empty());
+    let dst = world.reg(DST);
+    assert!(dst.has(REPO, &referrer.digest));
+    assert!(dst.tagged(REPO, &legacy_tag, &legacy));
+    let list = dst
+        .tagged_bytes(REPO, &fallback_tag(&subject.digest))
+        .expect("listed");
+    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    assert_eq!(list["manifests"][0]["digest"], referrer.digest.to_string());
+    assert_eq!(list["manifests"][0]["artifactType"], "application/example");
+    // Nothing is written to the source.
+    assert!(sent
+        .iter()
+        .all(|r| r.url.authority != SRC || matches!(r.method, Method::Get | Method::Head)));
+}
+
+#[test]
+fn a_referrer_that_fails_its_digest_fails_the_copy_with_nothing_of_it_pushed() {
+    let Fixture {
+        mut world,
+        subject,
+        referrer,
+        ..
+    } = fixture();
+    let wanted = format!("/v2/{REPO}/manifests/{}", referrer.digest);
+    let (copied, sent) = copy(|req| {
+        if req.url.authority == SRC && req.url.path_and_query == wanted && req.method == Method::Get
+        {
+            return Ok(response(
+                200,
+                &[("Content-Type", OCI_MANIFEST)],
+                b"{\"tampered\": true}",
+            ));
+        }
+        world.serve(req)
+    });
+    let e = copied.unwrap_err().to_string();
+    assert!(e.contains(&referrer.digest.to_string()), "{e}");
+    assert!(!world.reg(DST).has(REPO, &referrer.digest));
+    assert!(world
+        .reg(DST)
+        .tagged_bytes(REPO, &fallback_tag(&subject.digest))
+        .is_none());
+    assert!(sent
+        .iter()
+        .all(|r| r.url.authority != DST || r.method != Method::Put));
+}
