@@ -149,7 +149,13 @@ export declare class Client {
   listTags(repo: string | Reference, options?: { pageSize?: number; after?: string }): string[] | null;
   /** The referrers of `subject`, or `null` when its tag does not exist. */
   listReferrers(subject: string | Reference, options?: { artifactType?: string }): Referrers | null;
-  copy(src: string | Reference, dst: string | Reference): Descriptor;
+  /** With `referrers`, then `copyReferrers`. */
+  copy(src: string | Reference, dst: string | Reference, options?: { referrers?: boolean }): Descriptor;
+  /** Copies what refers to `src` into `dst`'s repository (`src` must be there). */
+  copyReferrers(
+    src: string | Reference,
+    dst: string | Reference,
+  ): { copied: Descriptor[]; tags: string[]; skipped: string[] };
   copyBlob(src: string | Reference, dst: string | Reference): Descriptor;
   ensureManifest(ref: string | Reference, manifest: Uint8Array | string, mediaType: string): Descriptor;
   ensureBlob(ref: string | Reference, content: Uint8Array): Descriptor;

@@ -272,9 +272,24 @@ export class Client {
     return out;
   }
 
-  /** Copies an image or index with every child; the pushed descriptor. */
-  copy(src, dst) {
-    return descriptor(call(() => this.#client.copyManifest(asRef(src), asRef(dst), { byDigest: [] })));
+  /** Copies an image or index with every child; the pushed descriptor.
+   * With `{referrers: true}`, then what refers to it (see `copyReferrers`). */
+  copy(src, dst, { referrers = false } = {}) {
+    const copied = descriptor(call(() => this.#client.copyManifest(asRef(src), asRef(dst), { byDigest: [] })));
+    if (referrers) this.copyReferrers(src, dst);
+    return copied;
+  }
+
+  /**
+   * Copies what refers to `src` (signatures, SBOMs, attestations; for an
+   * index, to each child too), recursively, into `dst`'s repository,
+   * digests unchanged, and cosign's `.sig`/`.att`/`.sbom` tags; `src` must
+   * be at `dst` already. `{copied, tags, skipped}`: descriptors, tags, and
+   * why listed referrers were not copied.
+   */
+  copyReferrers(src, dst) {
+    const done = call(() => this.#client.copyReferrers(asRef(src), asRef(dst)));
+    return { copied: done.copied.map(descriptor), tags: done.tags, skipped: done.skipped };
   }
 
   /** Copies one blob (`src` by digest) into `dst`'s repository. */

@@ -164,4 +164,11 @@ test('listReferrers reads what a signer left under the fallback tag, filtered by
   assert.equal(found.index.mediaType, 'application/vnd.oci.image.index.v1+json');
   assert.equal(new Client().listReferrers(`${a}/signed:v1`, { artifactType: 'application/spdx+json' }).manifests.length, 0);
   assert.equal(new Client().listReferrers(`${a}/signed:missing`), null);
+
+  // Copied with what refers to it: listed at the destination too.
+  new Client().copy(`${a}/signed:v1`, `${b}/signed:v1`, { referrers: true });
+  const there = new Client().listReferrers(`${b}/signed:v1`);
+  assert.deepEqual(there.manifests.map((d) => d.digest), [sig.digest]);
+  const again = new Client().copyReferrers(`${a}/signed:v1`, `${b}/signed:v1`);
+  assert.deepEqual([again.copied.length, again.tags.length, again.skipped.length], [1, 0, 0]);
 });

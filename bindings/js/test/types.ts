@@ -52,7 +52,9 @@ export async function everyCall(file: string): Promise<void> {
   const tags: string[] | null = client.listTags('r.example/app', { pageSize: 100, after: 'v1' });
   const referrers: Referrers | null = client.listReferrers('r.example/app:v1', { artifactType: 'application/spdx+json' });
   if (referrers && referrers.source === 'not-an-index') void referrers.holds;
-  const copied: Descriptor = client.copy('r.example/app:v1', 'q.example/app:v1');
+  const copied: Descriptor = client.copy('r.example/app:v1', 'q.example/app:v1', { referrers: true });
+  const { copied: refs, tags: cosignTags, skipped } = client.copyReferrers('r.example/app:v1', 'q.example/app:v1');
+  void [refs.length, cosignTags.length, skipped.length];
   client.copyBlob('r.example/app@sha256:00', 'q.example/app');
   client.ensureManifest('r.example/app:v2', '{}', 'application/vnd.oci.image.manifest.v1+json');
   client.ensureManifest('r.example/app:v3', new Uint8Array(2), 'application/vnd.oci.image.index.v1+json');

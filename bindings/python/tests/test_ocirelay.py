@@ -132,6 +132,13 @@ class OcirelayTest(unittest.TestCase):
         self.assertEqual(filtered.manifests, [])
         self.assertIsNone(ocirelay.Client().list_referrers(f"{self.a.host}/signed:missing"))
 
+        # Copied with what refers to it: listed at the destination too.
+        ocirelay.Client().copy(f"{self.a.host}/signed:v1", f"{self.b.host}/signed:v1", referrers=True)
+        there = ocirelay.Client().list_referrers(f"{self.b.host}/signed:v1")
+        self.assertEqual([d.digest for d in there.manifests], [sig.digest])
+        again = ocirelay.Client().copy_referrers(f"{self.a.host}/signed:v1", f"{self.b.host}/signed:v1")
+        self.assertEqual((len(again.copied), again.tags, again.skipped), (1, [], []))
+
     def test_deploy_runs_the_deploy_tool_input(self):
         client = ocirelay.Client()
         import base64

@@ -27,6 +27,7 @@ __all__ = [
     "BlobWriter",
     "DeployResult",
     "Referrers",
+    "CopiedReferrers",
     "OcirelayError",
     "InvalidReferenceError",
     "InvalidInputError",
@@ -359,10 +360,23 @@ class Client:
             holds=None if isinstance(source, str) else source.payload,
         )
 
-    def copy(self, src: Union[str, Reference], dst: Union[str, Reference]) -> Descriptor:
-        """Copies an image or index with every child, digests unchanged."""
+    def copy(self, src: Union[str, Reference], dst: Union[str, Reference], referrers: bool = False) -> Descriptor:
+        """Copies an image or index with every child, digests unchanged;
+        with `referrers`, then what refers to it (see `copy_referrers`)."""
         children = _record(by_digest=[], fallback=None)
-        return _descriptor(self._method("copy-manifest", _reference(src), _reference(dst), children))
+        copied = _descriptor(self._method("copy-manifest", _reference(src), _reference(dst), children))
+        if referrers:
+            self.copy_referrers(src, dst)
+        return copied
+
+    def copy_referrers(self, src: Union[str, Reference], dst: Union[str, Reference]) -> "CopiedReferrers":
+        """Copies what refers to `src` (signatures, SBOMs, attestations; for
+        an index, to each child too), recursively, into `dst`'s repository,
+        digests unchanged, and cosign's .sig/.att/.sbom tags; `src` must be
+        at `dst` already."""
+        done = self._method("copy-referrers", _reference(src), _reference(dst))
+        return CopiedReferrers(copied=[_descriptor(d) for d in done.copied], tags=list(done.tags),
+                               skipped=list(done.skipped))
 
     def copy_blob(self, src: Union[str, Reference], dst: Union[str, Reference]) -> Descriptor:
         """Copies one blob (`src` by digest) into `dst`'s repository."""
@@ -414,6 +428,16 @@ class Referrers:
     index: Dict[str, Any]
     source: str
     holds: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class CopiedReferrers:
+    """What `Client.copy_referrers` copied: the referrers (descriptors),
+    cosign's tags, and why listed referrers were skipped."""
+
+    copied: List[Descriptor]
+    tags: List[str]
+    skipped: List[str]
 
 
 @dataclass(frozen=True)
