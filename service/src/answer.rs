@@ -12,6 +12,7 @@ use ocirelay_core::ops::list_tags::TagsOptions;
 use ocirelay_core::ops::lookup::{LookupKind, LookupOptions};
 use ocirelay_core::range::ByteRange;
 use ocirelay_core::service::answer::api_base;
+use ocirelay_core::service::route::ReferrersAsk;
 use ocirelay_core::service::{Failure, FailureKind, Head, Request, Route, ServiceConfig, TagsPage};
 use ocirelay_core::{json, Descriptor, Reference};
 use ocirelay_driver::{BlobReader, Client, Range, SendOptions};
@@ -68,6 +69,7 @@ pub fn answer(config: &ServiceConfig, request: &Request) -> Result<Answer, Failu
         Route::MirrorManifest(r) => upstream.manifest(r, Dialect::Registry),
         Route::Blob(r) | Route::MirrorBlob(r) => upstream.blob(r),
         Route::MirrorTags(page) => upstream.tags(page),
+        Route::MirrorReferrers(ask) => upstream.referrers(ask),
     }
 }
 
@@ -276,6 +278,20 @@ impl<'a> Upstream<'a> {
             })?;
         let answer = page.answer(&list.tags, list.next.as_deref(), self.config);
         Ok(Answer::bytes(answer))
+    }
+
+    fn referrers(&self, ask: &ReferrersAsk) -> Result<Answer, Failure> {
+        let subject = ask.subject.clone();
+        let found = self
+            .client
+            .referrers(subject, ask.artifact_type.clone())?
+            .ok_or_else(|| not_found(&ask.subject))?;
+        let filtered = ask.artifact_type.is_some();
+        Ok(Answer::bytes(self.request.referrers(
+            &found,
+            filtered,
+            self.config,
+        )))
     }
 
     /// A 304 for a by-digest request whose digest the client holds: no

@@ -354,3 +354,47 @@ fn copy_with_referrers_brings_what_refers_to_the_image_and_its_children() {
         out.stderr
     );
 }
+
+#[test]
+fn the_mirror_answers_the_referrers_api_from_the_fallback_tag() {
+    use ocirelay_tests::service::Service;
+    let registry = Registry::start_plain(Auth::None);
+    let mut layout = Layout::new();
+    let Pushed { index, .. } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
+    layout.push(&registry, "team/app", "v1");
+    let repo = registry.reference("team/app");
+    let (signature, mut input) = artifact(&repo, SIG, b"index signature", &index);
+    let (sbom, more) = artifact(&repo, SBOM, br#"{"spdxVersion": "SPDX-2.3"}"#, &index);
+    input.extend(more);
+    deploy(&input);
+    let config = json!({"upstreams": [{"registry": registry.host(), "repositories": ["team/*"]}]});
+    for service in [Service::ocirelay(&config), Service::wasmtime(&config)] {
+        let path = format!("/v2/team/app/referrers/{}", index.digest);
+        let all = service.get(&path);
+        assert_eq!(all.status, 200, "{}", String::from_utf8_lossy(&all.body));
+        assert_eq!(all.header("content-type"), Some(OCI_INDEX));
+        assert_eq!(all.header("oci-filters-applied"), None);
+        let listed: Value = serde_json::from_slice(&all.body).unwrap();
+        let digests: Vec<&str> = listed["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["digest"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            digests,
+            [signature.digest.to_string(), sbom.digest.to_string()]
+        );
+
+        let filtered = service.get(&format!("{path}?artifactType=application%2Fspdx%2Bjson"));
+        assert_eq!(filtered.header("oci-filters-applied"), Some("artifactType"));
+        let listed: Value = serde_json::from_slice(&filtered.body).unwrap();
+        assert_eq!(listed["manifests"].as_array().unwrap().len(), 1);
+        assert_eq!(listed["manifests"][0]["artifactType"], SBOM);
+
+        let bad = service.get("/v2/team/app/referrers/v1");
+        assert_eq!(bad.status, 400);
+        let elsewhere = service.get(&format!("/v2/other/app/referrers/{}", index.digest));
+        assert_eq!(elsewhere.status, 403);
+    }
+}

@@ -100,6 +100,33 @@ impl Request {
         self.finish(head)
     }
 
+    /// The answer to a referrers request: the list as the referrers API
+    /// gives it (an image index), filtered here when `filtered` names an
+    /// artifact type (and so said in `OCI-Filters-Applied`). A list grows
+    /// as signatures are added: it is cached as a tag is.
+    pub fn referrers(
+        &self,
+        found: &crate::ops::referrers::Referrers,
+        filtered: bool,
+        config: &ServiceConfig,
+    ) -> (Head, String) {
+        let body = format!("{}\n", found.index());
+        let mut head = Head::new(200)
+            .with("Content-Type", crate::media_type::OCI_INDEX)
+            .with("Content-Length", body.len().to_string())
+            .with(
+                "Cache-Control",
+                reply::cache_control(Addressed::ByTag, config),
+            );
+        if filtered {
+            head = head.with(
+                "OCI-Filters-Applied",
+                crate::ops::referrers::ARTIFACT_TYPE_FILTER,
+            );
+        }
+        (self.finish(head), body)
+    }
+
     /// The answer to it failing, in its route's dialect.
     pub fn failure(&self, failure: &Failure) -> (Head, String) {
         reply::failure(failure, self.route.is_mirror(), self.route.is_blob())
@@ -201,5 +228,38 @@ mod tests {
         assert!(request("/v2/app/manifests/v1", &[])
             .not_modified(&digest(), &config())
             .is_none());
+    }
+
+    #[test]
+    fn a_referrers_answer_is_an_index_cached_as_a_tag_saying_its_filter() {
+        use crate::ops::referrers::{Referrers, Source};
+        let mut entry = crate::Descriptor::new(crate::media_type::OCI_MANIFEST, digest(), 7);
+        entry.artifact_type = Some("application/spdx+json".into());
+        let found = Referrers {
+            manifests: vec![entry],
+            source: Source::FallbackTag,
+        };
+        let ask = request(&format!("/v2/app/referrers/{DIGEST}"), &[]);
+        let (head, body) = ask.referrers(&found, true, &config());
+        assert_eq!(head.status, 200);
+        assert_eq!(head.get("content-type"), Some(crate::media_type::OCI_INDEX));
+        assert_eq!(
+            head.get("content-length"),
+            Some(body.len().to_string().as_str())
+        );
+        assert_eq!(head.get("oci-filters-applied"), Some("artifactType"));
+        assert_eq!(
+            head.get("docker-distribution-api-version"),
+            Some("registry/2.0")
+        );
+        let tag_like = request("/v2/app/manifests/v1", &[]).json_head(1, &config());
+        assert_eq!(head.get("cache-control"), tag_like.get("cache-control"));
+        let index: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            index["manifests"][0]["artifactType"],
+            "application/spdx+json"
+        );
+        let (head, _) = ask.referrers(&found, false, &config());
+        assert_eq!(head.get("oci-filters-applied"), None);
     }
 }

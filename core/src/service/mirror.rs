@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::reference::{Reference, DOCKER_HUB};
 use crate::service::config::ServiceConfig;
 use crate::service::reply::{Failure, FailureKind};
-use crate::service::route::{forbidden, unknown_path, Route};
+use crate::service::route::{forbidden, unknown_path, ReferrersAsk, Route};
 use crate::service::tags::TagsPage;
 use crate::Digest;
 
@@ -18,7 +18,7 @@ pub fn is_mirror_path(path: &str) -> bool {
 }
 
 /// `/v2/`, `/v2/<name>/manifests/<ref>`, `/v2/<name>/blobs/<digest>`,
-/// `/v2/<name>/tags/list`.
+/// `/v2/<name>/tags/list`, `/v2/<name>/referrers/<digest>`.
 pub(crate) fn route(
     path: &str,
     query: &[(String, String)],
@@ -33,6 +33,7 @@ pub(crate) fn route(
         Manifest(&'a str),
         Blob(&'a str),
         Tags,
+        Referrers(&'a str),
     }
     let (name, object) = if let Some(name) = rest.strip_suffix("/tags/list") {
         (name, Object::Tags)
@@ -40,6 +41,8 @@ pub(crate) fn route(
         (name, Object::Manifest(object))
     } else if let Some((name, object)) = rest.rsplit_once("/blobs/") {
         (name, Object::Blob(object))
+    } else if let Some((name, object)) = rest.rsplit_once("/referrers/") {
+        (name, Object::Referrers(object))
     } else {
         return Err(unknown_path(path));
     };
@@ -65,17 +68,20 @@ pub(crate) fn route(
     let invalid = |e: Error| Failure::new(FailureKind::InvalidReference, e.to_string());
     let text = match object {
         Object::Tags => format!("{}/{repository}", upstream.registry),
-        Object::Blob(object) if !object.contains(':') => {
+        Object::Blob(object) | Object::Referrers(object) if !object.contains(':') => {
             return Err(Failure::new(
                 FailureKind::InvalidReference,
-                format!("{object:?}: a blob is named by digest"),
+                format!("{object:?}: a blob, or a referrers' subject, is named by digest"),
             ))
         }
-        Object::Manifest(object) | Object::Blob(object) if object.contains(':') => {
+        Object::Manifest(object) | Object::Blob(object) | Object::Referrers(object)
+            if object.contains(':') =>
+        {
             Digest::parse(object).map_err(invalid)?;
             format!("{}/{repository}@{object}", upstream.registry)
         }
-        Object::Manifest(object) | Object::Blob(object) => {
+        // (A blob or referrers without a digest were refused above.)
+        Object::Manifest(object) | Object::Blob(object) | Object::Referrers(object) => {
             format!("{}/{repository}:{object}", upstream.registry)
         }
     };
@@ -94,6 +100,10 @@ pub(crate) fn route(
     Ok(match object {
         Object::Blob(_) => Route::MirrorBlob(reference),
         Object::Manifest(_) => Route::MirrorManifest(reference),
+        Object::Referrers(_) => Route::MirrorReferrers(ReferrersAsk {
+            subject: reference,
+            artifact_type: param("artifactType").map(str::to_string),
+        }),
         Object::Tags => Route::MirrorTags(TagsPage::new(
             reference,
             name,
@@ -213,5 +223,35 @@ mod tests {
         );
         assert_eq!(failure("GET", "/v2/tags/list"), FailureKind::NoSuchRoute);
         assert!(route("HEAD", "/v2/alpine/tags/list").unwrap().head);
+    }
+
+    #[test]
+    fn referrers_are_a_mirror_route_of_a_digest_with_its_filter() {
+        let path = format!("/v2/alpine/referrers/{DIGEST}?artifactType=application%2Fspdx%2Bjson");
+        let r = route("GET", &path).unwrap();
+        let Route::MirrorReferrers(ask) = &r.route else {
+            panic!("{r:?}")
+        };
+        assert_eq!(ask.subject, reference(&format!("alpine@{DIGEST}")));
+        assert_eq!(ask.artifact_type.as_deref(), Some("application/spdx+json"));
+        assert!(r.route.is_mirror() && !r.route.is_blob());
+        let plain = route("HEAD", &format!("/v2/alpine/referrers/{DIGEST}")).unwrap();
+        assert!(plain.head);
+        let Route::MirrorReferrers(ask) = &plain.route else {
+            panic!("{plain:?}")
+        };
+        assert_eq!(ask.artifact_type, None);
+        assert_eq!(
+            failure("GET", "/v2/alpine/referrers/latest"),
+            FailureKind::InvalidReference
+        );
+        assert_eq!(
+            failure("GET", "/v2/alpine/referrers/sha256:zz"),
+            FailureKind::InvalidReference
+        );
+        assert_eq!(
+            failure("GET", &format!("/v2/someone/app/referrers/{DIGEST}")),
+            FailureKind::Forbidden
+        );
     }
 }

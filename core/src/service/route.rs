@@ -49,6 +49,18 @@ pub enum Route {
     MirrorBlob(Reference),
     /// `/v2/<name>/tags/list`: a page of the mirror's tag list.
     MirrorTags(TagsPage),
+    /// `/v2/<name>/referrers/<digest>[?artifactType=T]`: what refers to a
+    /// manifest, as the referrers API lists it.
+    MirrorReferrers(ReferrersAsk),
+}
+
+/// What a referrers request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferrersAsk {
+    /// The subject, by digest, at the upstream.
+    pub subject: Reference,
+    /// Only referrers of this artifact type.
+    pub artifact_type: Option<String>,
 }
 
 impl Route {
@@ -62,7 +74,11 @@ impl Route {
     pub fn is_mirror(&self) -> bool {
         matches!(
             self,
-            Route::ApiBase | Route::MirrorManifest(_) | Route::MirrorBlob(_) | Route::MirrorTags(_)
+            Route::ApiBase
+                | Route::MirrorManifest(_)
+                | Route::MirrorBlob(_)
+                | Route::MirrorTags(_)
+                | Route::MirrorReferrers(_)
         )
     }
 
@@ -77,6 +93,7 @@ impl Route {
             | Route::MirrorManifest(r)
             | Route::MirrorBlob(r) => Some(r),
             Route::MirrorTags(page) => Some(&page.repository),
+            Route::MirrorReferrers(ask) => Some(&ask.subject),
         }
     }
 }
@@ -186,7 +203,7 @@ pub(crate) fn unknown_path(path: &str) -> Failure {
     Failure::new(
         FailureKind::NoSuchRoute,
         format!(
-            "{path:?}: no such route (/index/REF, /manifest/REF, /blob/REF@DIGEST, /v2/NAME/manifests/REF, /v2/NAME/blobs/DIGEST, /v2/NAME/tags/list)"
+            "{path:?}: no such route (/index/REF, /manifest/REF, /blob/REF@DIGEST, /v2/NAME/manifests/REF, /v2/NAME/blobs/DIGEST, /v2/NAME/tags/list, /v2/NAME/referrers/DIGEST)"
         ),
     )
 }
