@@ -30,9 +30,10 @@ The first upstream serves requests without `?ns=`; a repository pattern is
 `*`, `prefix/*` or a name. Routes: GET /index/REF, GET|HEAD /manifest/REF,
 GET /blob/REF@DIGEST, and the registry API's GET|HEAD
 /v2/NAME/manifests/REF, /v2/NAME/blobs/DIGEST (ranges too),
-/v2/NAME/tags/list and /v2/NAME/referrers/DIGEST (a read-through mirror). `serve` writes a line per
-request on stdout: method, path, status, bytes sent, duration, each
-request made upstream with its status, and warnings (an answer cut short).";
+/v2/NAME/tags/list and /v2/NAME/referrers/DIGEST (a read-through mirror).
+`serve` writes a line per request on stdout: method, path, status, bytes
+sent, duration, each request made upstream with its status, and warnings
+(an answer cut short).";
 
 /// Arguments of `ocirelay serve`.
 #[derive(Debug, clap::Args)]
