@@ -39,7 +39,9 @@ fn manifest(world: &mut World, content: &[u8], subject: Option<&Descriptor>) -> 
 struct Fixture {
     world: World,
     subject: Descriptor,
+    /// The first of its three referrers.
     referrer: Descriptor,
+    referrers: Vec<Descriptor>,
     legacy: Digest,
 }
 
@@ -55,12 +57,22 @@ fn fixture() -> Fixture {
         world.reg(DST).put(REPO, OCI_MANIFEST, &bytes),
         subject.digest
     );
-    let r = manifest(&mut world, b"a signature", Some(&subject));
-    let r_digest = world.reg(SRC).put(REPO, OCI_MANIFEST, &r);
-    let mut referrer = Descriptor::new(OCI_MANIFEST, r_digest, r.len() as u64);
-    referrer.artifact_type = Some("application/example".into());
+    let referrers: Vec<Descriptor> = (0..3)
+        .map(|n| {
+            let r = manifest(
+                &mut world,
+                format!("signature {n}").as_bytes(),
+                Some(&subject),
+            );
+            let r_digest = world.reg(SRC).put(REPO, OCI_MANIFEST, &r);
+            let mut referrer = Descriptor::new(OCI_MANIFEST, r_digest, r.len() as u64);
+            referrer.artifact_type = Some("application/example".into());
+            referrer
+        })
+        .collect();
+    let referrer = referrers[0].clone();
     let index = serde_json::to_vec(
-        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [referrer]}),
+        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": referrers}),
     )
     .unwrap();
     let index_digest = world.reg(SRC).put(REPO, OCI_INDEX, &index);
@@ -78,6 +90,7 @@ fn fixture() -> Fixture {
         world,
         subject,
         referrer,
+        referrers,
         legacy,
     }
 }
@@ -96,18 +109,26 @@ fn copy(
 }
 
 #[test]
-fn referrers_and_cosign_tags_are_copied_and_listed() {
+fn referrers_and_cosign_tags_are_copied_and_listed_in_one_write() {
     let Fixture {
         mut world,
         subject,
         referrer,
+        referrers,
         legacy,
     } = fixture();
     let (copied, sent) = copy(|req| world.serve(req));
     let copied = copied.unwrap();
+    let digests = |ds: &[Descriptor]| ds.iter().map(|d| d.digest.clone()).collect::<Vec<_>>();
+    assert_eq!(digests(&copied.copied), digests(&referrers));
+    let tag_path = format!("/v2/{REPO}/manifests/{}", fallback_tag(&subject.digest));
+    let writes = sent
+        .iter()
+        .filter(|r| r.method == Method::Put && r.url.path_and_query == tag_path);
     assert_eq!(
-        copied.copied.iter().map(|d| &d.digest).collect::<Vec<_>>(),
-        [&referrer.digest]
+        writes.count(),
+        1,
+        "three referrers of one subject, one write"
     );
     let legacy_tag = format!("{}.sig", fallback_tag(&subject.digest));
     assert_eq!(copied.tags, vec![legacy_tag.clone()]);
@@ -120,6 +141,8 @@ fn referrers_and_cosign_tags_are_copied_and_listed() {
         .expect("listed");
     let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
     assert_eq!(list["manifests"][0]["digest"], referrer.digest.to_string());
+    assert_eq!(list["manifests"].as_array().unwrap().len(), 3);
+    assert_eq!(list["manifests"].as_array().unwrap().len(), 3);
     assert_eq!(list["manifests"][0]["artifactType"], "application/example");
     // Nothing is written to the source.
     assert!(sent

@@ -99,9 +99,11 @@ enum Stage {
 /// The attach-referrer state machine.
 #[derive(Debug)]
 pub struct AttachReferrer {
-    /// The fallback tag, in the pushed manifest's repository.
+    /// The fallback tag, in the pushed manifests' repository.
     tag: Reference,
-    referrer: Referrer,
+    /// The entries to list (several referrers of one subject are listed
+    /// in one write, and one wait).
+    entries: Vec<Descriptor>,
     stage: Stage,
 }
 
@@ -109,13 +111,29 @@ impl AttachReferrer {
     /// Lists `referrer`, pushed to `reference`'s repository, in the index
     /// under its subject's fallback tag there.
     pub fn new(client: &Client, reference: &Reference, referrer: Referrer) -> Self {
+        Self::all(
+            client,
+            reference,
+            &referrer.subject.digest,
+            vec![referrer.entry],
+        )
+    }
+
+    /// Lists `entries`, referrers of `subject` pushed to `reference`'s
+    /// repository, in the index under its fallback tag there.
+    pub fn all(
+        client: &Client,
+        reference: &Reference,
+        subject: &crate::digest::Digest,
+        entries: Vec<Descriptor>,
+    ) -> Self {
         let mut tag = reference.clone();
-        tag.tag = Some(fallback_tag(&referrer.subject.digest));
+        tag.tag = Some(fallback_tag(subject));
         tag.digest = None;
         let exchange = read(client, &tag);
         AttachReferrer {
             tag,
-            referrer,
+            entries,
             stage: Stage::Read {
                 exchange: Box::new(exchange),
                 wrote: 0,
@@ -155,8 +173,13 @@ impl AttachReferrer {
                 )
             })?
         };
-        let ours = self.referrer.entry.digest.to_string();
-        if listed.iter().any(|d| d["digest"] == ours.as_str()) {
+        let is_listed = |e: &Descriptor| {
+            listed
+                .iter()
+                .any(|d| d["digest"] == e.digest.to_string().as_str())
+        };
+        let missing: Vec<&Descriptor> = self.entries.iter().filter(|e| !is_listed(e)).collect();
+        if missing.is_empty() {
             // Listed before we wrote anything, or still listed a while
             // after our write: done. Just written: look again later.
             return Ok(match wrote == 0 || settled {
@@ -170,15 +193,20 @@ impl AttachReferrer {
         if wrote >= ATTEMPTS {
             return Err(Error::protocol(
                 self.tag.to_string(),
-                format!("{ours} was written to the referrers index {ATTEMPTS} times and lost each time to another writer"),
+                format!(
+                    "{} was written to the referrers index {ATTEMPTS} times and lost each time to another writer",
+                    missing[0].digest
+                ),
             ));
         }
         // Entries are kept as the registry had them (fields we do not know
-        // included); ours is added at the end.
-        listed.push(
-            serde_json::to_value(&self.referrer.entry)
-                .map_err(|e| Error::Internal(format!("a descriptor as JSON: {e}")))?,
-        );
+        // included); ours are added at the end.
+        let added = missing
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Internal(format!("a descriptor as JSON: {e}")))?;
+        listed.extend(added);
         let index = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,

@@ -4,9 +4,10 @@
 //! `subject` it does not have): for the manifest and, when it is an index,
 //! each of its children; then, recursively, what refers to each referrer
 //! (a signature of an SBOM). Each referrer is pushed with
-//! [`EnsureManifest`], which lists it at the destination as its registry
-//! needs (the fallback tag where it has no referrers API). cosign's older
-//! tags (`sha256-<hex>.sig`, `.att`, `.sbom`) are copied as tags.
+//! [`EnsureManifest`]; where the destination keeps no list itself (no
+//! `OCI-Subject`), a subject's referrers are then listed under its fallback
+//! tag in one write ([`AttachReferrer::all`]). cosign's older tags
+//! (`sha256-<hex>.sig`, `.att`, `.sbom`) are copied as tags.
 //!
 //! A listed referrer whose own `subject` names another manifest is not
 //! copied: it is reported as skipped. A cycle (A refers to B, B to A) ends
@@ -20,6 +21,7 @@ use crate::descriptor::Descriptor;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::ManifestChildren;
+use crate::ops::attach_referrer::AttachReferrer;
 use crate::ops::copy_manifest::CopyManifest;
 use crate::ops::ensure_manifest::{ChildRefs, EnsureManifest};
 use crate::ops::lookup::{Body, Found, Lookup};
@@ -62,6 +64,9 @@ enum Stage {
         tag: String,
         copy: Box<CopyManifest>,
     },
+    /// The current subject's referrers, pushed, listed at the destination
+    /// in one write.
+    Attach(Box<AttachReferrer>),
 }
 
 /// The copy-referrers state machine.
@@ -75,6 +80,8 @@ pub struct CopyReferrers {
     current: Option<Digest>,
     /// Its referrers still to read.
     listed: VecDeque<Descriptor>,
+    /// Its referrers pushed that the destination did not list itself.
+    pending: Vec<Descriptor>,
     /// cosign tags still to look for.
     cosign: VecDeque<String>,
     /// Manifests seen (subjects and referrers): a cycle ends here.
@@ -95,6 +102,7 @@ impl CopyReferrers {
             subjects: VecDeque::new(),
             current: None,
             listed: VecDeque::new(),
+            pending: Vec::new(),
             cosign: VecDeque::new(),
             seen: HashSet::new(),
             done: CopiedReferrers::default(),
@@ -141,6 +149,11 @@ impl CopyReferrers {
                     subject,
                     read: Box::new(read),
                 }));
+            }
+            if !self.pending.is_empty() {
+                let entries = std::mem::take(&mut self.pending);
+                let attach = AttachReferrer::all(client, &self.destination, &subject, entries);
+                return Ok(Step::Next(Stage::Attach(Box::new(attach))));
             }
         }
         if let Some(tag) = self.cosign.pop_front() {
@@ -206,6 +219,9 @@ impl Operation for CopyReferrers {
                 Stage::Push { pushed, ensure } => {
                     let pushed = pushed.clone();
                     let ensured = ready!(ensure.poll_output(client));
+                    if let Some(unlisted) = ensure.unlisted() {
+                        self.pending.push(unlisted.entry.clone());
+                    }
                     let step = ensured.and_then(|descriptor| {
                         self.done.copied.push(descriptor);
                         // What refers to this referrer comes after it.
@@ -232,6 +248,10 @@ impl Operation for CopyReferrers {
                         }
                     });
                     advance!(self.stage, step);
+                }
+                Stage::Attach(attach) => {
+                    let attached = ready!(attach.poll_output(client));
+                    advance!(self.stage, attached.and_then(|()| self.next(client)));
                 }
                 Stage::CosignCopy { tag, copy } => {
                     let tag = tag.clone();
@@ -290,7 +310,8 @@ impl CopyReferrers {
             bytes,
             &found.descriptor.media_type,
             children,
-        )?;
+        )?
+        .deferring_attach();
         Ok(Step::Next(Stage::Push {
             pushed: digest,
             ensure: Box::new(ensure),

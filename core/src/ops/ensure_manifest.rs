@@ -137,6 +137,10 @@ pub struct EnsureManifest {
     children: ChildRefs,
     /// What it says of its subject, when it has one.
     referrer: Option<Referrer>,
+    /// Leave listing it to the caller (who lists several at once).
+    defer_attach: bool,
+    /// Deferred: the registry did not list it itself.
+    unlisted: bool,
     /// How many manifests up it is a child of (0: the one asked for).
     depth: u8,
     stage: Stage,
@@ -179,9 +183,25 @@ impl EnsureManifest {
             descriptor,
             children,
             referrer,
+            defer_attach: false,
+            unlisted: false,
             depth: 0,
             stage,
         })
+    }
+
+    /// Leaves listing it among its subject's referrers to the caller, who
+    /// asks [`EnsureManifest::unlisted`] once it is pushed.
+    pub fn deferring_attach(mut self) -> Self {
+        self.defer_attach = true;
+        self
+    }
+
+    /// Once pushed with [`EnsureManifest::deferring_attach`]: what it says
+    /// of its subject, when its registry did not list it (no `OCI-Subject`)
+    /// and the caller is to.
+    pub fn unlisted(&self) -> Option<&Referrer> {
+        self.referrer.as_ref().filter(|_| self.unlisted)
     }
 
     /// A child this deep in the push of another: past [`MAX_NESTING`], an error.
@@ -234,7 +254,7 @@ impl EnsureManifest {
     }
 
     fn pushed(
-        &self,
+        &mut self,
         client: &mut Client,
         answer: Exchanged,
         round: u8,
@@ -277,11 +297,15 @@ impl EnsureManifest {
 
     /// The manifest is at its reference as pushed: recorded, then listed
     /// among its subject's referrers when `attach`, or the outcome.
-    fn pushed_as_is(&self, client: &mut Client, attach: bool) -> Step<Stage, Descriptor> {
+    fn pushed_as_is(&mut self, client: &mut Client, attach: bool) -> Step<Stage, Descriptor> {
         let d = self.descriptor.clone();
         client
             .cache
             .record(&self.reference, &d, Some(self.bytes.clone()));
+        if self.defer_attach {
+            self.unlisted = attach && self.referrer.is_some();
+            return Step::Done(d);
+        }
         match (&self.referrer, attach) {
             (Some(referrer), true) => {
                 let attach = AttachReferrer::new(client, &self.reference, referrer.clone());
