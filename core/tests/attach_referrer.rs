@@ -49,6 +49,16 @@ fn signature(reg: &mut ScriptedRegistry, subject: &Descriptor, n: u32) -> Vec<u8
     .unwrap()
 }
 
+/// Another writer's referrer of `subject`, put in `reg`, and the index
+/// listing it alone, as that writer would write the tag.
+fn their_list(reg: &mut ScriptedRegistry, subject: &Descriptor) -> (Digest, Vec<u8>) {
+    let theirs = signature(reg, subject, 2);
+    let digest = reg.put(REPO, OCI_MANIFEST, &theirs);
+    let entry = json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": theirs.len()});
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]});
+    (digest, serde_json::to_vec(&index).unwrap())
+}
+
 /// Pushes `bytes` by digest through `serve`: the outcome and the requests.
 fn push(
     bytes: &[u8],
@@ -129,12 +139,8 @@ fn the_fallback_tag_is_made_then_added_to() {
 fn a_list_another_writer_replaced_ours_with_is_merged_and_written_again() {
     let (mut reg, subject) = registry();
     let ours = signature(&mut reg, &subject, 1);
-    let theirs = signature(&mut reg, &subject, 2);
-    let theirs_digest = reg.put(REPO, OCI_MANIFEST, &theirs);
+    let (theirs_digest, theirs_index) = their_list(&mut reg, &subject);
     let tag = fallback_tag(&subject.digest);
-    let theirs_index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
-        "manifests": [{"mediaType": OCI_MANIFEST, "digest": theirs_digest, "size": theirs.len()}]}))
-    .unwrap();
     let reg = RefCell::new(reg);
     let mut overwritten = false;
     let (pushed, sent) = push(&ours, |req| {
@@ -163,12 +169,8 @@ fn a_list_another_writer_replaced_ours_with_is_merged_and_written_again() {
 fn a_writer_whose_list_lands_after_our_first_check_is_caught_later() {
     let (mut reg, subject) = registry();
     let ours = signature(&mut reg, &subject, 1);
-    let theirs = signature(&mut reg, &subject, 2);
-    let theirs_digest = reg.put(REPO, OCI_MANIFEST, &theirs);
+    let (theirs_digest, theirs_index) = their_list(&mut reg, &subject);
     let tag = fallback_tag(&subject.digest);
-    let theirs_index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
-        "manifests": [{"mediaType": OCI_MANIFEST, "digest": theirs_digest, "size": theirs.len()}]}))
-    .unwrap();
     let reg = RefCell::new(reg);
     let mut reads_after_write = 0;
     let mut wrote = false;

@@ -91,21 +91,50 @@ fn referrers(args: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn pushed_referrers_are_listed_under_the_fallback_tag_and_filtered() {
-    let registry = Registry::start(Auth::None);
+/// A two-platform index pushed to `registry` as `app:v1`, with a signature
+/// of it, an SBOM of its first image and a signature of the SBOM, pushed
+/// by `deploy` along with `extra` input.
+struct Signed {
+    repo: String,
+    index: Descriptor,
+    images: Vec<Descriptor>,
+    signature: Descriptor,
+    sbom: Descriptor,
+    sbom_signature: Descriptor,
+}
+
+fn signed(registry: &Registry, extra: impl FnOnce(&str, &Descriptor) -> Vec<Value>) -> Signed {
     let mut layout = Layout::new();
     let Pushed { index, images } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
-    layout.push(&registry, "app", "v1");
+    layout.push(registry, "app", "v1");
     let repo = registry.reference("app");
-
-    // A signature of the index, an SBOM of one image, a signature of the SBOM.
     let (signature, mut input) = artifact(&repo, SIG, b"index signature", &index);
     let (sbom, more) = artifact(&repo, SBOM, br#"{"spdxVersion": "SPDX-2.3"}"#, &images[0]);
     input.extend(more);
     let (sbom_signature, more) = artifact(&repo, SIG, b"sbom signature", &sbom);
     input.extend(more);
+    input.extend(extra(&repo, &index));
     deploy(&input);
+    Signed {
+        repo,
+        index,
+        images,
+        signature,
+        sbom,
+        sbom_signature,
+    }
+}
+
+#[test]
+fn pushed_referrers_are_listed_under_the_fallback_tag_and_filtered() {
+    let registry = Registry::start(Auth::None);
+    let Signed {
+        images,
+        signature,
+        sbom,
+        sbom_signature,
+        ..
+    } = signed(&registry, |_, _| Vec::new());
 
     let listed = |d: &Descriptor| (d.digest.to_string(), d.artifact_type.clone().unwrap());
     // By tag (resolved first) and by digest.
@@ -262,29 +291,32 @@ fn plain(repo: &str, content: &[u8], refs: &[String]) -> (Descriptor, Vec<Value>
 fn copy_with_referrers_brings_what_refers_to_the_image_and_its_children() {
     let from = Registry::start(Auth::None);
     let to = Registry::start(Auth::None);
-    let mut layout = Layout::new();
-    let Pushed { index, images } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
-    layout.push(&from, "app", "v1");
-    let repo = from.reference("app");
-    let (signature, mut input) = artifact(&repo, SIG, b"index signature", &index);
-    let (sbom, more) = artifact(&repo, SBOM, br#"{"spdxVersion": "SPDX-2.3"}"#, &images[0]);
-    input.extend(more);
-    let (sbom_signature, more) = artifact(&repo, SIG, b"sbom signature", &sbom);
-    input.extend(more);
-    // cosign's older scheme: a tag beside the image.
-    let legacy_tag = format!("{}.sig", fallback_tag(&index.digest));
-    let (legacy, more) = plain(
-        &repo,
-        b"legacy signature",
-        &[format!("{repo}:{legacy_tag}")],
-    );
-    input.extend(more);
-    // A referrer of a manifest elsewhere, listed for the second image: skipped.
-    let (elsewhere, more) = plain(&repo, b"another image", &[format!("{repo}:elsewhere")]);
-    input.extend(more);
-    let (stray, more) = artifact(&repo, SIG, b"a signature of another", &elsewhere);
-    input.extend(more);
-    deploy(&input);
+    // cosign's older scheme: a tag beside the image; and a referrer of a
+    // manifest elsewhere, listed for the second image below: skipped.
+    let legacy_tag = |index: &Descriptor| format!("{}.sig", fallback_tag(&index.digest));
+    let mut made = Vec::new();
+    let Signed {
+        repo,
+        index,
+        images,
+        signature,
+        sbom,
+        sbom_signature,
+    } = signed(&from, |repo, index| {
+        let (legacy, mut input) = plain(
+            repo,
+            b"legacy signature",
+            &[format!("{repo}:{}", legacy_tag(index))],
+        );
+        let (elsewhere, more) = plain(repo, b"another image", &[format!("{repo}:elsewhere")]);
+        input.extend(more);
+        let (stray, more) = artifact(repo, SIG, b"a signature of another", &elsewhere);
+        input.extend(more);
+        made.extend([legacy, stray]);
+        input
+    });
+    let [legacy, stray] = [made[0].clone(), made[1].clone()];
+    let legacy_tag = legacy_tag(&index);
     let mislisted = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
         "manifests": [stray]}))
     .unwrap();

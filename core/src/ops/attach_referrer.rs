@@ -273,16 +273,8 @@ fn write(client: &Client, tag: &Reference, index: Bytes) -> Exchange {
 /// The exchange that reads the fallback tag whole.
 fn read(client: &Client, tag: &Reference) -> Exchange {
     let object = tag.tag.clone().unwrap_or_default();
-    let spec = ExchangeSpec {
-        accept: Some(MANIFEST_ACCEPT),
-        body_mode: BodyMode::Buffer(PAGE_SIZE_LIMIT),
-        ..ExchangeSpec::read(
-            &tag.host,
-            vec![repository_scope(&tag.repository, "pull,push")],
-            Method::Get,
-            manifest_path(&tag.repository, &object),
-        )
-    };
+    let path = manifest_path(&tag.repository, &object);
+    let spec = ExchangeSpec::get_whole(tag, "pull,push", path, MANIFEST_ACCEPT, PAGE_SIZE_LIMIT);
     Exchange::new(client, spec)
 }
 

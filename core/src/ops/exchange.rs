@@ -81,6 +81,27 @@ impl ExchangeSpec {
             body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
         }
     }
+
+    /// A GET of `path` in `reference`'s repository (with `actions`, e.g.
+    /// `pull`), asking for `accept`, its body read whole up to `limit`: a
+    /// page of a list, or an index read to be changed.
+    pub fn get_whole(
+        reference: &crate::reference::Reference,
+        actions: &str,
+        path: String,
+        accept: &'static str,
+        limit: u64,
+    ) -> Self {
+        let scopes = vec![crate::auth::repository_scope(
+            &reference.repository,
+            actions,
+        )];
+        ExchangeSpec {
+            accept: Some(accept),
+            body_mode: BodyMode::Buffer(limit),
+            ..ExchangeSpec::read(&reference.host, scopes, Method::Get, path)
+        }
+    }
 }
 
 /// What this exchange did about tokens so far; each step happens once.

@@ -8,11 +8,10 @@
 //! error naming the one passed. Tags are checked against the tag grammar,
 //! so what is printed one per line is one tag per line.
 
-use crate::auth::repository_scope;
 use crate::client::Client;
 use crate::distribution::{absent, next_link, tags_path};
 use crate::error::{Error, Result};
-use crate::http::{BodyMode, Method, Response, ResponseBody};
+use crate::http::{Response, ResponseBody};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
 use crate::ops::paging::Pages;
 use crate::ops::{Operation, Output, Step};
@@ -192,16 +191,8 @@ impl ListTags {
 
 /// The exchange that asks for the tag-list page at `path_and_query`.
 fn page_exchange(client: &Client, reference: &Reference, path_and_query: String) -> Exchange {
-    let spec = ExchangeSpec {
-        accept: Some("application/json"),
-        body_mode: BodyMode::Buffer(PAGE_SIZE_LIMIT),
-        ..ExchangeSpec::read(
-            &reference.host,
-            vec![repository_scope(&reference.repository, "pull")],
-            Method::Get,
-            path_and_query,
-        )
-    };
+    let accept = "application/json";
+    let spec = ExchangeSpec::get_whole(reference, "pull", path_and_query, accept, PAGE_SIZE_LIMIT);
     Exchange::new(client, spec)
 }
 

@@ -11,13 +11,12 @@
 //! Bounded as the tag list is: a page's size, the pages followed (on the
 //! registry's own origin and path, never back), and the referrers in all.
 
-use crate::auth::repository_scope;
 use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
 use crate::distribution::{absent, manifest_path, next_link, referrers_path};
 use crate::error::{Error, Result};
-use crate::http::{BodyMode, Method, Response, ResponseBody};
+use crate::http::{Response, ResponseBody};
 use crate::media_type::{is_index, MANIFEST_ACCEPT, OCI_INDEX};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
 use crate::ops::paging::Pages;
@@ -301,16 +300,7 @@ fn read(
     path_and_query: String,
     accept: &'static str,
 ) -> Exchange {
-    let spec = ExchangeSpec {
-        accept: Some(accept),
-        body_mode: BodyMode::Buffer(PAGE_SIZE_LIMIT),
-        ..ExchangeSpec::read(
-            &reference.host,
-            vec![repository_scope(&reference.repository, "pull")],
-            Method::Get,
-            path_and_query,
-        )
-    };
+    let spec = ExchangeSpec::get_whole(reference, "pull", path_and_query, accept, PAGE_SIZE_LIMIT);
     Exchange::new(client, spec)
 }
 
