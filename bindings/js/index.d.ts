@@ -61,6 +61,8 @@ export interface DeployInput {
   lookup?: Record<string, string>;
   /** What to push instead of copying: JSON (a manifest), or base64 text. */
   data?: unknown;
+  /** A copied manifest (a `lookup`, no `data`) brings what refers to it. */
+  referrers?: boolean;
 }
 
 /** How one ref of a deploy ended. */
@@ -163,6 +165,6 @@ export declare class Client {
   /** Runs the deploy tool's input (see `ocirelay deploy`): one result per ref. */
   deploy(
     input: string | DeployInput[],
-    options?: { dryRun?: boolean; parallel?: boolean; progress?: boolean },
+    options?: { dryRun?: boolean; parallel?: boolean; progress?: boolean; referrers?: boolean },
   ): DeployResult[];
 }

@@ -312,11 +312,12 @@ export class Client {
    * `input`, as the original prints it), `failed` (and `error`),
    * `not-started`.
    * @param {string|object[]} input
-   * @param {{dryRun?: boolean, parallel?: boolean, progress?: boolean}} [options]
+   * @param {{dryRun?: boolean, parallel?: boolean, progress?: boolean, referrers?: boolean}} [options]
+   *   `referrers`: every manifest copied brings what refers to it
    */
-  deploy(input, { dryRun = false, parallel = false, progress = false } = {}) {
+  deploy(input, { dryRun = false, parallel = false, progress = false, referrers = false } = {}) {
     const text = typeof input === 'string' ? input : input.map((o) => JSON.stringify(o)).join('\n');
-    const results = call(() => this.#client.deploy(text, { dryRun, parallel, progress }));
+    const results = call(() => this.#client.deploy(text, { dryRun, parallel, progress, referrers }));
     return results.map(({ reference, outcome }) => {
       const out = { reference, outcome: outcome.tag };
       if (outcome.tag === 'deployed') out.descriptor = descriptor(outcome.val);

@@ -170,6 +170,7 @@ impl wit::GuestClient for ClientResource {
         let run = DeployOptions {
             dry_run: options.dry_run,
             parallel: options.parallel,
+            referrers: options.referrers,
         };
         let mut op = Deploy::new(&self.client()?.core(), inputs, run);
         let mut printed = deploy::WithProgress {

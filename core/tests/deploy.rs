@@ -88,6 +88,7 @@ fn a_deploy_pushes_everything_and_a_dry_run_after_it_finds_nothing_to_do() {
     let options = DeployOptions {
         dry_run: true,
         parallel: true,
+        ..DeployOptions::default()
     };
     let mut op = Deploy::new(&c, normalize_stream(&text).unwrap(), options);
     let (outcomes, sent, _) = drive_concurrently(&mut c, &mut op, |q| world.serve(q));
@@ -140,8 +141,8 @@ fn in_parallel_no_parent_goes_before_its_children() {
     let mut world = World::default();
     let mut c = client(&[]);
     let options = DeployOptions {
-        dry_run: false,
         parallel: true,
+        ..DeployOptions::default()
     };
     let mut op = Deploy::new(&c, normalize_stream(&text).unwrap(), options);
     let (outcomes, sent, most) = drive_concurrently(&mut c, &mut op, |q| world.serve(q));

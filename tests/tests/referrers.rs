@@ -430,3 +430,74 @@ fn the_mirror_answers_the_referrers_api_from_the_fallback_tag() {
         assert_eq!(elsewhere.status, 403);
     }
 }
+
+#[test]
+fn deploy_copies_referrers_when_an_input_or_the_run_asks() {
+    let from = Registry::start(Auth::None);
+    let to = Registry::start(Auth::None);
+    let Signed {
+        index,
+        signature,
+        sbom,
+        ..
+    } = signed(&from, |_, _| Vec::new());
+    let src = from.reference("app:v1");
+    let copy = |dst: &str, referrers: Option<Value>| {
+        let mut input = json!({"type": "manifest", "refs": [dst], "lookup": {"": src}});
+        if let Some(r) = referrers {
+            input["referrers"] = r;
+        }
+        input
+    };
+    let listed = |r: &Registry, repo: &str, d: &Descriptor| {
+        referrers(&[&r.reference(&format!("{repo}@{}", d.digest))])
+    };
+    // The input's own field.
+    deploy(&[copy(&to.reference("one:v1"), Some(json!(true)))]);
+    assert_eq!(listed(&to, "one", &index), listed(&from, "app", &index));
+    assert_eq!(
+        listed(&to, "one", &index)[0].0,
+        signature.digest.to_string()
+    );
+    // Not asked: the image alone.
+    deploy(&[copy(&to.reference("two:v1"), None)]);
+    assert_eq!(listed(&to, "two", &index), []);
+    // The run's flag.
+    let lines = copy(&to.reference("three:v1"), None).to_string();
+    let out = ocirelay_input(&["deploy", "--referrers"], &lines);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(listed(&to, "three", &index), listed(&from, "app", &index));
+    assert_eq!(
+        listed(&to, "three", &sbom),
+        listed(&from, "app", &sbom),
+        "recursively"
+    );
+    let of_first = |r: &Registry, repo: &str| {
+        let index: Value = ocirelay(&[
+            "lookup",
+            "--type",
+            "manifest",
+            &r.reference(&format!("{repo}:v1")),
+        ])
+        .success()
+        .json()[0]
+            .clone();
+        let first = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        referrers(&[&r.reference(&format!("{repo}@{first}"))])
+    };
+    assert_eq!(of_first(&to, "three"), of_first(&from, "app"));
+    assert_eq!(of_first(&to, "three")[0].0, sbom.digest.to_string());
+
+    // A field that is not a boolean, or on what is not a copy: bad input.
+    let bad = copy(&to.reference("four:v1"), Some(json!("yes")));
+    let out = try_deploy(&[bad]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("referrers: not a boolean"),
+        "{}",
+        out.stderr
+    );
+}

@@ -65,10 +65,10 @@ export async function everyCall(file: string): Promise<void> {
   await pipeline(createReadStream(file), client.pushBlob('r.example/app@sha256:00', 3n).stream());
   const results: DeployResult[] = client.deploy(
     [
-      { type: 'manifest', refs: ['q.example/app:v1'], lookup: { '': 'r.example/app:v1' } },
+      { type: 'manifest', refs: ['q.example/app:v1'], lookup: { '': 'r.example/app:v1' }, referrers: true },
       { type: 'blob', refs: ['q.example/app'], data: 'aGVsbG8=' },
     ],
-    { dryRun: true, parallel: true, progress: false },
+    { dryRun: true, parallel: true, progress: false, referrers: true },
   );
   client.deploy('{"type": "manifest", "refs": ["q.example/app:v1"]}');
   for (const r of results) {

@@ -48,6 +48,9 @@ pub struct Normalized {
     pub copy_from: Option<Reference>,
     /// A pushed manifest's media type (from its own `mediaType`).
     pub media_type: Option<String>,
+    /// A copied manifest brings what refers to it (ocirelay's own field,
+    /// `"referrers": true`; the run's `--referrers` sets it for every copy).
+    pub referrers: bool,
 }
 
 fn invalid(message: String) -> Error {
@@ -126,6 +129,7 @@ struct Raw {
     refs: Vec<String>,
     lookup: Vec<(String, String)>,
     data: Option<Value>,
+    referrers: bool,
 }
 
 fn raw(input: &Value) -> Result<Raw> {
@@ -168,11 +172,17 @@ fn raw(input: &Value) -> Result<Raw> {
             .collect::<Result<Vec<_>>>()?,
         Some(other) => return Err(invalid(format!("lookup: not an object: {other}"))),
     };
+    let referrers = match field("referrers") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(invalid(format!("referrers: not a boolean: {other}"))),
+    };
     Ok(Raw {
         kind,
         refs,
         lookup,
         data: field("data").cloned(),
+        referrers,
     })
 }
 
@@ -293,6 +303,11 @@ pub fn normalize(input: &Value) -> Result<Normalized> {
         _ => {}
     }
 
+    if raw.referrers && (raw.kind != Kind::Manifest || copy_from.is_none()) {
+        return Err(at(
+            "referrers: only a manifest copied by lookup (no data) brings its referrers".into(),
+        ));
+    }
     Ok(Normalized {
         kind: raw.kind,
         refs,
@@ -300,6 +315,7 @@ pub fn normalize(input: &Value) -> Result<Normalized> {
         data,
         copy_from,
         media_type,
+        referrers: raw.referrers,
     })
 }
 
@@ -327,6 +343,10 @@ impl Normalized {
         }
         if let Some(mt) = &self.media_type {
             out.insert("mediaType".into(), mt.clone().into());
+        }
+        // Ours, not the original's: printed only when asked for.
+        if self.referrers {
+            out.insert("referrers".into(), true.into());
         }
         Value::Object(out)
     }
@@ -606,5 +626,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("copy-by-digest mismatch"), "{e}");
+    }
+
+    #[test]
+    fn a_copy_may_ask_for_its_referrers_and_nothing_else_may() {
+        let copy = serde_json::json!({"type": "manifest", "refs": ["dst.example/app:v1"],
+            "lookup": {"": "src.example/app:v1"}, "referrers": true});
+        let n = normalize(&copy).unwrap();
+        assert!(n.referrers);
+        assert_eq!(n.to_json()["referrers"], true);
+        let plain = serde_json::json!({"type": "manifest", "refs": ["dst.example/app:v1"],
+            "lookup": {"": "src.example/app:v1"}});
+        let n = normalize(&plain).unwrap();
+        assert!(!n.referrers);
+        assert_eq!(
+            n.to_json().get("referrers"),
+            None,
+            "the original's output unchanged"
+        );
+        let mut not_bool = copy.clone();
+        not_bool["referrers"] = "yes".into();
+        let e = normalize(&not_bool).unwrap_err().to_string();
+        assert!(e.contains("referrers: not a boolean"), "{e}");
+        let hello = crate::Digest::sha256(b"hello");
+        let pushed = serde_json::json!({"type": "blob", "refs": [format!("dst.example/app@{hello}")],
+            "data": "aGVsbG8=", "referrers": true});
+        let e = normalize(&pushed).unwrap_err().to_string();
+        assert!(e.contains("only a manifest copied by lookup"), "{e}");
     }
 }

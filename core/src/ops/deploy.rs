@@ -12,6 +12,7 @@ use crate::deploy::{child_refs, jobs, Job, Kind, Normalized, Schedule};
 use crate::error::{Error, Result};
 use crate::ops::copy_blob::CopyBlob;
 use crate::ops::copy_manifest::CopyManifest;
+use crate::ops::copy_referrers::CopyReferrers;
 use crate::ops::ensure_blob::{BlobSource, EnsureBlob};
 use crate::ops::ensure_manifest::{ChildRefs, EnsureManifest};
 use crate::ops::group::Group;
@@ -46,6 +47,9 @@ pub struct DeployOptions {
     pub dry_run: bool,
     /// Refs side by side, up to the client's concurrency (else one at a time).
     pub parallel: bool,
+    /// Every copied manifest brings what refers to it (as each input's
+    /// `referrers` field asks for its own).
+    pub referrers: bool,
 }
 
 type Running = Box<dyn Operation<Outcome = Result<Report>>>;
@@ -59,6 +63,7 @@ pub struct Deploy {
     running: Group<usize, Running>,
     limit: usize,
     dry_run: bool,
+    referrers: bool,
     failed: bool,
     events: VecDeque<Event>,
     outcomes: Vec<Option<Result<Report>>>,
@@ -81,6 +86,7 @@ impl Deploy {
                 1
             },
             dry_run: options.dry_run,
+            referrers: options.referrers,
             failed: false,
             events: VecDeque::new(),
         }
@@ -135,6 +141,7 @@ impl Deploy {
                 source: from.clone(),
                 target: reference.clone(),
                 children: Some(child_refs(input)),
+                referrers: input.referrers || self.referrers,
                 stage: CopyStage::Check(Box::new(Check::new(input, reference)?)),
             }),
             (Kind::Blob, Some(data), _) => {
@@ -301,12 +308,15 @@ impl Operation for Check {
 
 /// A manifest copy that looks first (HEADs) and copies only what is not
 /// there: a re-run of a deploy sends HEADs only, where a copy reads its
-/// source (a GET, which Docker Hub counts) before it looks.
+/// source (a GET, which Docker Hub counts) before it looks. With
+/// `referrers`, what refers to it follows (then a re-run also reads the
+/// lists of referrers).
 #[derive(Debug)]
 struct CopyIfChanged {
     source: Reference,
     target: Reference,
     children: Option<ChildRefs>,
+    referrers: bool,
     stage: CopyStage,
 }
 
@@ -314,18 +324,30 @@ struct CopyIfChanged {
 enum CopyStage {
     Check(Box<Check>),
     Copy(Box<CopyManifest>),
+    /// What refers to it, copied after it; then the outcome.
+    Referrers(Box<CopyReferrers>, Box<Descriptor>),
 }
 
 impl CopyIfChanged {
     fn checked(&mut self, checked: Checked) -> Result<Step<CopyStage, Report>> {
+        self.source.digest = Some(checked.digest);
         if let Some(present) = checked.present {
-            return Ok(Step::Done(Report::Pushed(Box::new(present))));
+            return Ok(self.then_referrers(present));
         }
-        let mut source = self.source.clone();
-        source.digest = Some(checked.digest);
         let children = self.children.take().unwrap_or_default();
-        let copy = CopyManifest::new(source, self.target.clone(), children);
+        let copy = CopyManifest::new(self.source.clone(), self.target.clone(), children);
         Ok(Step::Next(CopyStage::Copy(Box::new(copy))))
+    }
+
+    /// The manifest is there: done, or its referrers next.
+    fn then_referrers(&self, there: Descriptor) -> Step<CopyStage, Report> {
+        match self.referrers {
+            false => Step::Done(Report::Pushed(Box::new(there))),
+            true => {
+                let copy = CopyReferrers::new(self.source.clone(), self.target.clone());
+                Step::Next(CopyStage::Referrers(Box::new(copy), Box::new(there)))
+            }
+        }
     }
 }
 
@@ -341,7 +363,12 @@ impl Operation for CopyIfChanged {
                 }
                 CopyStage::Copy(copy) => {
                     let copied = ready!(copy.poll_output(client));
-                    let step = copied.map(|d| Step::Done(Report::Pushed(Box::new(d))));
+                    advance!(self.stage, copied.map(|d| self.then_referrers(d)));
+                }
+                CopyStage::Referrers(copy, there) => {
+                    let there = there.clone();
+                    let copied = ready!(copy.poll_output(client));
+                    let step = copied.map(|_| Step::Done(Report::Pushed(there)));
                     advance!(self.stage, step);
                 }
             }

@@ -29,6 +29,11 @@ pub struct DeployArgs {
     /// out before the children earlier inputs push.
     #[arg(long)]
     pub parallel: bool,
+    /// Every manifest copied (by `lookup`, without `data`) brings what
+    /// refers to it: signatures, SBOMs, attestations, after it (as an
+    /// input's own `"referrers": true` asks).
+    #[arg(long)]
+    pub referrers: bool,
     /// The input stream, read from stdin before the command runs.
     #[arg(skip)]
     pub input: String,
@@ -70,6 +75,7 @@ pub async fn run(
         dry_run: args.dry_run,
         parallel: args.parallel,
         progress: true,
+        referrers: args.referrers,
     };
     let results = session.deploy(&args.input, options).await?;
     let mut out = std::io::stdout().lock();

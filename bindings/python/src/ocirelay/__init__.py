@@ -402,13 +402,15 @@ class Client:
         dry_run: bool = False,
         parallel: bool = False,
         progress: bool = False,
+        referrers: bool = False,
     ) -> List["DeployResult"]:
         """Runs the deploy tool's input (JSON objects as text, or a list of
         dicts), as `ocirelay deploy` does: the whole input is checked first
         (`InvalidInputError`), then each ref made so. One result per ref, in
-        input order."""
+        input order. With `referrers`, every manifest copied brings what
+        refers to it (as an input's own `"referrers": true` asks)."""
         text = input if isinstance(input, str) else "\n".join(json.dumps(o) for o in input)
-        options = _record(dry_run=dry_run, parallel=parallel, progress=progress)
+        options = _record(dry_run=dry_run, parallel=parallel, progress=progress, referrers=referrers)
         return [_deploy_result(r) for r in self._method("deploy", text, options)]
 
     def push_blob(self, ref: Union[str, Reference], size: int) -> BlobWriter:
