@@ -305,3 +305,22 @@ fn lists_and_pages_past_their_limits_are_refused() {
     );
     assert_eq!(sent.len(), MAX_REFERRERS / 10_000 + 1);
 }
+
+#[test]
+fn ten_thousand_referrers_over_ten_pages_are_all_listed() {
+    let all: Vec<Descriptor> = (0..10_000).map(|n| referrer(n, SIG)).collect();
+    let mut page = 0;
+    let (outcome, sent) = list(None, |_| {
+        let this = &all[page * 1000..(page + 1) * 1000];
+        page += 1;
+        let link = format!("<{}?page={page}>; rel=\"next\"", api_path());
+        match page {
+            10 => index(this, &[]),
+            _ => index(this, &[("Link", &link)]),
+        }
+    });
+    let got = outcome.unwrap();
+    assert_eq!(got.manifests.len(), 10_000);
+    assert_eq!(got.manifests, all);
+    assert_eq!(sent.len(), 10);
+}
