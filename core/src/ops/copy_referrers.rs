@@ -50,8 +50,8 @@ enum Stage {
     Subject(Box<Lookup>),
     /// The current subject's referrers listed.
     List(Box<ListReferrers>),
-    /// A listed referrer read from the source.
-    Read { subject: Digest, read: Box<Lookup> },
+    /// A listed referrer of the current subject read from the source.
+    Read(Box<Lookup>),
     /// A referrer pushed to the destination.
     Push {
         pushed: Digest,
@@ -139,16 +139,14 @@ impl CopyReferrers {
         }
     }
 
-    /// What to do next: the next listed referrer, else the next cosign
-    /// tag, else the next subject's list, else the end.
+    /// What to do next: the current subject's next listed referrer, else
+    /// listing those pushed at the destination, else the next cosign tag,
+    /// else the next subject's list, else the end.
     fn next(&mut self, client: &Client) -> Result<Step<Stage, CopiedReferrers>> {
         if let Some(subject) = self.current.clone() {
             if let Some(referrer) = self.listed.pop_front() {
                 let read = Lookup::manifest(self.at_source(&referrer.digest), false);
-                return Ok(Step::Next(Stage::Read {
-                    subject,
-                    read: Box::new(read),
-                }));
+                return Ok(Step::Next(Stage::Read(Box::new(read))));
             }
             if !self.pending.is_empty() {
                 let entries = std::mem::take(&mut self.pending);
@@ -210,10 +208,9 @@ impl Operation for CopyReferrers {
                     });
                     advance!(self.stage, step);
                 }
-                Stage::Read { subject, read } => {
-                    let subject = subject.clone();
+                Stage::Read(read) => {
                     let found = ready!(read.poll_output(client));
-                    let step = found.and_then(|found| self.referrer_read(client, &subject, found));
+                    let step = found.and_then(|found| self.referrer_read(client, found));
                     advance!(self.stage, step);
                 }
                 Stage::Push { pushed, ensure } => {
@@ -273,9 +270,12 @@ impl CopyReferrers {
     fn referrer_read(
         &mut self,
         client: &Client,
-        subject: &Digest,
         found: Option<Found>,
     ) -> Result<Step<Stage, CopiedReferrers>> {
+        let subject = self
+            .current
+            .clone()
+            .ok_or_else(|| Error::Internal("a referrer read with no subject".into()))?;
         let Some(found) = found else {
             // Listed, but not there (deleted since): nothing to copy.
             self.done.skipped.push(format!(
@@ -292,7 +292,7 @@ impl CopyReferrers {
         };
         let digest = found.descriptor.digest.clone();
         let names = subject_of(&bytes);
-        if names.as_ref() != Some(subject) {
+        if names.as_ref() != Some(&subject) {
             let says = names.map_or_else(|| "no subject".to_string(), |d| format!("subject {d}"));
             self.done.skipped.push(format!(
                 "{}@{digest}: listed as a referrer of {subject}, but its manifest names {says}; not copied",
