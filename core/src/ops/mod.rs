@@ -49,7 +49,7 @@
 //! 3. The component: the method in `component/src/lib.rs` converts its
 //!    arguments (`component/src/convert.rs`), builds the operation and
 //!    hands it to `driver::run`: the driver needs nothing new.
-//! 4. The host: a call in `host/src/runtime.rs` (`Session`), a command in
+//! 4. The host: a call in `host/src/runtime/session.rs` (`Session`), a command in
 //!    `host/src/commands/`, and end-to-end tests in `tests/tests/` against
 //!    real registries.
 
