@@ -25,6 +25,51 @@ fn object(kind: &str, refs: &[String], bytes: &[u8]) -> Value {
     json!({"type": kind, "refs": refs, "data": data})
 }
 
+/// A manifest of one layer of `content` (an empty config), with `extra`
+/// fields (`artifactType`, `subject`): its descriptor, and the deploy input
+/// that pushes it and its blobs to `repo`, the manifest to `refs` (by
+/// digest when none).
+fn one_layer(
+    repo: &str,
+    content: &[u8],
+    extra: Value,
+    refs: &[String],
+) -> (Descriptor, Vec<Value>) {
+    let empty = Descriptor::new(EMPTY, Digest::sha256(b"{}"), 2);
+    let layer = Descriptor::new(
+        "application/octet-stream",
+        Digest::sha256(content),
+        content.len() as u64,
+    );
+    let mut fields = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": empty,
+        "layers": [layer],
+    });
+    if let (Some(fields), Value::Object(extra)) = (fields.as_object_mut(), extra) {
+        fields.extend(extra);
+    }
+    let manifest = serde_json::to_vec(&fields).unwrap();
+    let descriptor = Descriptor::new(
+        OCI_MANIFEST,
+        Digest::sha256(&manifest),
+        manifest.len() as u64,
+    );
+    let by_digest = |d: &Descriptor| vec![format!("{repo}@{}", d.digest)];
+    let refs = if refs.is_empty() {
+        by_digest(&descriptor)
+    } else {
+        refs.to_vec()
+    };
+    let input = vec![
+        object("blob", &by_digest(&empty), b"{}"),
+        object("blob", &by_digest(&layer), content),
+        object("manifest", &refs, &manifest),
+    ];
+    (descriptor, input)
+}
+
 /// What a signer pushes: an artifact manifest of `artifact_type` with one
 /// layer of `content`, whose subject is `subject`; its descriptor (with
 /// the artifact type, as a referrers list carries it) and the deploy
@@ -35,33 +80,9 @@ fn artifact(
     content: &[u8],
     subject: &Descriptor,
 ) -> (Descriptor, Vec<Value>) {
-    let empty = Descriptor::new(EMPTY, Digest::sha256(b"{}"), 2);
-    let layer = Descriptor::new(
-        "application/octet-stream",
-        Digest::sha256(content),
-        content.len() as u64,
-    );
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": empty,
-        "layers": [layer],
-        "subject": subject,
-    }))
-    .unwrap();
-    let mut descriptor = Descriptor::new(
-        OCI_MANIFEST,
-        Digest::sha256(&manifest),
-        manifest.len() as u64,
-    );
+    let extra = json!({"artifactType": artifact_type, "subject": subject});
+    let (mut descriptor, input) = one_layer(repo, content, extra, &[]);
     descriptor.artifact_type = Some(artifact_type.to_string());
-    let by_digest = |d: &Descriptor| vec![format!("{repo}@{}", d.digest)];
-    let input = vec![
-        object("blob", &by_digest(&empty), b"{}"),
-        object("blob", &by_digest(&layer), content),
-        object("manifest", &by_digest(&descriptor), &manifest),
-    ];
     (descriptor, input)
 }
 
@@ -264,27 +285,7 @@ fn referrer_flags_in_the_wrong_place_are_usage_errors() {
 /// A manifest of one layer of `content` and no subject (cosign's older
 /// signatures are such), and the deploy input that pushes it to `refs`.
 fn plain(repo: &str, content: &[u8], refs: &[String]) -> (Descriptor, Vec<Value>) {
-    let empty = Descriptor::new(EMPTY, Digest::sha256(b"{}"), 2);
-    let layer = Descriptor::new(
-        "application/octet-stream",
-        Digest::sha256(content),
-        content.len() as u64,
-    );
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": empty, "layers": [layer],
-    }))
-    .unwrap();
-    let descriptor = Descriptor::new(
-        OCI_MANIFEST,
-        Digest::sha256(&manifest),
-        manifest.len() as u64,
-    );
-    let input = vec![
-        object("blob", &[format!("{repo}@{}", empty.digest)], b"{}"),
-        object("blob", &[format!("{repo}@{}", layer.digest)], content),
-        object("manifest", refs, &manifest),
-    ];
-    (descriptor, input)
+    one_layer(repo, content, json!({}), refs)
 }
 
 #[test]
