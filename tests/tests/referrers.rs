@@ -10,7 +10,7 @@ use ocirelay_core::media_type::{OCI_INDEX, OCI_MANIFEST};
 use ocirelay_core::ops::referrers::fallback_tag;
 use ocirelay_core::{Descriptor, Digest};
 use ocirelay_tests::cli::{ocirelay, ocirelay_input};
-use ocirelay_tests::fixtures::{two_platforms, Pushed};
+use ocirelay_tests::fixtures::{push_index, two_platforms, Pushed};
 use ocirelay_tests::{Auth, Flavour, Layout, Registry};
 use serde_json::{json, Value};
 
@@ -125,9 +125,8 @@ struct Signed {
 }
 
 fn signed(registry: &Registry, extra: impl FnOnce(&str, &Descriptor) -> Vec<Value>) -> Signed {
-    let mut layout = Layout::new();
-    let Pushed { index, images } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
-    layout.push(registry, "app", "v1");
+    let Pushed { index, images } =
+        push_index(registry, "app", "v1", Flavour::Oci, &two_platforms());
     let repo = registry.reference("app");
     let (signature, mut input) = artifact(&repo, SIG, b"index signature", &index);
     let (sbom, more) = artifact(&repo, SBOM, br#"{"spdxVersion": "SPDX-2.3"}"#, &images[0]);
@@ -190,9 +189,7 @@ fn pushed_referrers_are_listed_under_the_fallback_tag_and_filtered() {
 #[test]
 fn two_writers_at_once_both_end_up_listed() {
     let registry = Registry::start(Auth::None);
-    let mut layout = Layout::new();
-    let Pushed { index, .. } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
-    layout.push(&registry, "app", "v1");
+    let Pushed { index, .. } = push_index(&registry, "app", "v1", Flavour::Oci, &two_platforms());
     let repo = registry.reference("app");
     // Rounds of two deploys started together, each pushing one more
     // signature of the same subject: each read-modify-write of the tag can
@@ -392,9 +389,8 @@ fn copy_with_referrers_brings_what_refers_to_the_image_and_its_children() {
 fn the_mirror_answers_the_referrers_api_from_the_fallback_tag() {
     use ocirelay_tests::service::Service;
     let registry = Registry::start_plain(Auth::None);
-    let mut layout = Layout::new();
-    let Pushed { index, .. } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
-    layout.push(&registry, "team/app", "v1");
+    let Pushed { index, .. } =
+        push_index(&registry, "team/app", "v1", Flavour::Oci, &two_platforms());
     let repo = registry.reference("team/app");
     let (signature, mut input) = artifact(&repo, SIG, b"index signature", &index);
     let (sbom, more) = artifact(&repo, SBOM, br#"{"spdxVersion": "SPDX-2.3"}"#, &index);

@@ -13,8 +13,8 @@ use std::time::Instant;
 use base64::Engine as _;
 use ocirelay_core::media_type::OCI_MANIFEST;
 use ocirelay_core::{Descriptor, Digest};
-use ocirelay_tests::fixtures::{two_platforms, Pushed};
-use ocirelay_tests::{Auth, Flavour, Layout, Registry};
+use ocirelay_tests::fixtures::{push_index, two_platforms, Pushed};
+use ocirelay_tests::{Auth, Flavour, Registry};
 use serde_json::json;
 
 /// Deploy input for `n` signatures of `subject` in `repo`.
@@ -87,9 +87,7 @@ fn main() {
     println!("|---|---|---|---|---|");
     for n in [0usize, 3, 30] {
         let source = Registry::start_plain(Auth::None);
-        let mut layout = Layout::new();
-        let Pushed { index, .. } = layout.platform_index("v1", Flavour::Oci, &two_platforms());
-        layout.push(&source, "app", "v1");
+        let Pushed { index, .. } = push_index(&source, "app", "v1", Flavour::Oci, &two_platforms());
         deploy(ocirelay, &signatures(&source.reference("app"), &index, n));
         let src = source.reference("app:v1");
         for tool in [
