@@ -37,7 +37,9 @@ test('a 64 MiB blob pushed through the writer by an embedder', () => {
   const mib = (out) => out.peakMiB.toFixed(1);
   console.log(`64 MiB push through the writer: peak RSS ${mib(defaults)} MiB with Node's defaults, ${mib(bounded)} MiB with --max-semi-space-size=1`);
   // Held whole, the blob alone would be 64 MiB over the ~62 MiB of Node
-  // with the component loaded.
-  assert.ok(defaults.peakMiB < 112, `peak RSS ${mib(defaults)} MiB`);
+  // with the component loaded: 126 MiB. With Node's defaults the peak
+  // varies with when V8 collects (102-112 MiB in runs here), so the bound
+  // sits between that and 126; the bounded young generation's is steady.
+  assert.ok(defaults.peakMiB < 120, `peak RSS ${mib(defaults)} MiB`);
   assert.ok(bounded.peakMiB < 100, `peak RSS ${mib(bounded)} MiB`);
 });
