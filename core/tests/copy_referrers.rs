@@ -181,3 +181,73 @@ fn a_referrer_that_fails_its_digest_fails_the_copy_with_nothing_of_it_pushed() {
         .iter()
         .all(|r| r.url.authority != DST || r.method != Method::Put));
 }
+
+#[test]
+fn a_re_run_reads_the_lists_and_heads_the_rest() {
+    let Fixture {
+        mut world, subject, ..
+    } = fixture();
+    let (first, _) = copy(|req| world.serve(req));
+    first.unwrap();
+    let (again, sent) = copy(|req| world.serve(req));
+    let again = again.unwrap();
+    assert_eq!(again.copied.len(), 3, "reported as there");
+    assert!(sent.iter().all(|r| r.method != Method::Put), "{sent:#?}");
+    // GETs: the image at the source (its children are subjects), then per
+    // subject its list at the source, and at the destination where the
+    // source listed any; the API asked once per end.
+    let gets: Vec<String> = sent
+        .iter()
+        .filter(|r| r.method == Method::Get)
+        .map(|r| format!("{} {}", r.url.authority, r.url.path_and_query))
+        .collect();
+    let subject_tag = fallback_tag(&subject.digest);
+    let api = format!("/v2/{REPO}/referrers/{}", subject.digest);
+    let expected_start = [
+        format!("{SRC} /v2/{REPO}/manifests/v1"),
+        format!("{SRC} {api}"),
+        format!("{SRC} /v2/{REPO}/manifests/{subject_tag}"),
+        format!("{DST} {api}"),
+        format!("{DST} /v2/{REPO}/manifests/{subject_tag}"),
+    ];
+    assert_eq!(gets[..5], expected_start, "{gets:#?}");
+    // Each referrer, as a subject: its (absent) fallback tag at the source
+    // only, no API asked again, no manifest read.
+    assert_eq!(gets.len(), 5 + 3, "{gets:#?}");
+    assert!(gets[5..]
+        .iter()
+        .all(|g| g.starts_with(SRC) && g.contains("/manifests/sha256-")));
+}
+
+#[test]
+fn referrers_there_but_unlisted_are_listed_without_being_pushed() {
+    let Fixture {
+        mut world,
+        subject,
+        referrers,
+        ..
+    } = fixture();
+    // A run cut between pushing the referrers and listing them.
+    for r in &referrers {
+        let bytes = world.reg(SRC).bytes(REPO, &r.digest).unwrap();
+        world.reg(DST).put(REPO, OCI_MANIFEST, &bytes);
+    }
+    let (copied, sent) = copy(|req| world.serve(req));
+    assert_eq!(copied.unwrap().copied.len(), 3);
+    let puts = |path: &str| {
+        sent.iter()
+            .filter(|r| r.method == Method::Put && r.url.path_and_query == path)
+            .count()
+    };
+    let tag_path = format!("/v2/{REPO}/manifests/{}", fallback_tag(&subject.digest));
+    assert_eq!(puts(&tag_path), 1);
+    for r in &referrers {
+        assert_eq!(puts(&format!("/v2/{REPO}/manifests/{}", r.digest)), 0);
+    }
+    let list = world
+        .reg(DST)
+        .tagged_bytes(REPO, &fallback_tag(&subject.digest))
+        .expect("listed");
+    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    assert_eq!(list["manifests"].as_array().unwrap().len(), 3);
+}

@@ -377,7 +377,21 @@ fn copy_with_referrers_brings_what_refers_to_the_image_and_its_children() {
     assert_eq!(legacy_at(&to), json!(legacy.digest.to_string()));
 
     // Again: all there already; the same report.
+    let (f0, t0) = (from.access_log().len(), to.access_log().len());
     let out = ocirelay(&["copy", "--referrers", &src, &dst]).success();
+    // ... found so with HEADs and the lists: nothing written, no manifest
+    // or blob read but the image's own and the stray's (never copied, so
+    // read again to learn its subject).
+    let lists =
+        |request: &str| request.contains("/referrers/") || request.contains("/manifests/sha256-");
+    let stray_read = format!("GET /v2/app/manifests/{} ", stray.digest);
+    for (request, _) in from.served(f0).iter().chain(&to.served(t0)) {
+        let ok = request.starts_with("HEAD ")
+            || request.starts_with("GET /v2/app/manifests/v1 ")
+            || request.starts_with(&stray_read)
+            || (request.starts_with("GET ") && lists(request));
+        assert!(ok, "a re-run sent {request}");
+    }
     assert!(
         out.stderr.contains("3 referrers copied, 1 cosign tags"),
         "{}",

@@ -9,6 +9,13 @@
 //! tag in one write ([`AttachReferrer::all`]). cosign's older tags
 //! (`sha256-<hex>.sig`, `.att`, `.sbom`) are copied as tags.
 //!
+//! A re-run reads each subject's list at both ends and nothing else of
+//! what is there already: a referrer the destination lists is not read
+//! again (what refers to it is still looked at). Once a repository has
+//! answered that it has no referrers API, its later lists come from the
+//! fallback tag directly. A referrer found at the destination but not
+//! listed there (a run cut between its push and its listing) is listed.
+//!
 //! A listed referrer whose own `subject` names another manifest is not
 //! copied: it is reported as skipped. A cycle (A refers to B, B to A) ends
 //! at the manifests already visited. A referrer that fails its digest fails
@@ -25,7 +32,7 @@ use crate::ops::attach_referrer::AttachReferrer;
 use crate::ops::copy_manifest::CopyManifest;
 use crate::ops::ensure_manifest::{ChildRefs, EnsureManifest};
 use crate::ops::lookup::{Body, Found, Lookup};
-use crate::ops::referrers::{fallback_tag, ListReferrers, MAX_REFERRERS};
+use crate::ops::referrers::{fallback_tag, ListReferrers, Source, MAX_REFERRERS};
 use crate::ops::{Operation, Output, Step};
 use crate::reference::Reference;
 use crate::{advance, ready};
@@ -48,8 +55,10 @@ pub struct CopiedReferrers {
 enum Stage {
     /// The source manifest read, for its digest and children.
     Subject(Box<Lookup>),
-    /// The current subject's referrers listed.
+    /// The current subject's referrers listed at the source.
     List(Box<ListReferrers>),
+    /// ... and at the destination, for what is there already.
+    ListThere(Box<ListReferrers>),
     /// A listed referrer of the current subject read from the source.
     Read(Box<Lookup>),
     /// A referrer pushed to the destination.
@@ -59,6 +68,8 @@ enum Stage {
     },
     /// Is cosign's tag there?
     CosignHead { tag: String, head: Box<Lookup> },
+    /// ... and at the destination already?
+    CosignThere(Box<CosignThere>),
     /// cosign's tag copied.
     CosignCopy {
         tag: String,
@@ -67,6 +78,16 @@ enum Stage {
     /// The current subject's referrers, pushed, listed at the destination
     /// in one write.
     Attach(Box<AttachReferrer>),
+}
+
+/// A cosign tag found at the source, asked for at the destination.
+#[derive(Debug)]
+struct CosignThere {
+    tag: String,
+    /// Where the source has it, and what it is.
+    from: Reference,
+    descriptor: Descriptor,
+    head: Lookup,
 }
 
 /// The copy-referrers state machine.
@@ -80,6 +101,13 @@ pub struct CopyReferrers {
     current: Option<Digest>,
     /// Its referrers still to read.
     listed: VecDeque<Descriptor>,
+    /// Its referrers the destination lists already.
+    there: HashSet<Digest>,
+    /// Whether the destination lists referrers itself (its API).
+    there_by_api: bool,
+    /// Whether each end has the referrers API (not known until asked).
+    source_api: Option<bool>,
+    destination_api: Option<bool>,
     /// Its referrers pushed that the destination did not list itself.
     pending: Vec<Descriptor>,
     /// cosign tags still to look for.
@@ -102,6 +130,10 @@ impl CopyReferrers {
             subjects: VecDeque::new(),
             current: None,
             listed: VecDeque::new(),
+            there: HashSet::new(),
+            there_by_api: false,
+            source_api: None,
+            destination_api: None,
             pending: Vec::new(),
             cosign: VecDeque::new(),
             seen: HashSet::new(),
@@ -112,6 +144,14 @@ impl CopyReferrers {
 
     fn at_source(&self, digest: &Digest) -> Reference {
         self.source.with_digest(digest.clone())
+    }
+
+    /// cosign's `tag` at the destination.
+    fn cosign_there(&self, tag: &str) -> Reference {
+        let mut at = self.destination.clone();
+        at.tag = Some(tag.to_string());
+        at.digest = None;
+        at
     }
 
     /// The source manifest read: it and its children are the subjects.
@@ -144,9 +184,17 @@ impl CopyReferrers {
     /// else the next subject's list, else the end.
     fn next(&mut self, client: &Client) -> Result<Step<Stage, CopiedReferrers>> {
         if let Some(subject) = self.current.clone() {
-            if let Some(referrer) = self.listed.pop_front() {
-                let read = Lookup::manifest(self.at_source(&referrer.digest), false);
-                return Ok(Step::Next(Stage::Read(Box::new(read))));
+            while let Some(referrer) = self.listed.pop_front() {
+                if !self.there.contains(&referrer.digest) {
+                    let read = Lookup::manifest(self.at_source(&referrer.digest), false);
+                    return Ok(Step::Next(Stage::Read(Box::new(read))));
+                }
+                // Listed at the destination: copied and checked by an
+                // earlier run; what refers to it may be new.
+                if self.seen.insert(referrer.digest.clone()) {
+                    self.subjects.push_back(referrer.digest.clone());
+                }
+                self.done.copied.push(referrer);
             }
             if !self.pending.is_empty() {
                 let entries = std::mem::take(&mut self.pending);
@@ -171,7 +219,9 @@ impl CopyReferrers {
                     .map(|s| format!("{base}.{s}"))
                     .collect();
                 self.current = Some(subject.clone());
-                let list = ListReferrers::new(client, self.source.clone(), subject.clone(), None);
+                self.there.clear();
+                self.there_by_api = false;
+                let list = list_at(client, &self.source, &subject, self.source_api);
                 Ok(Step::Next(Stage::List(Box::new(list))))
             }
             None => Ok(Step::Done(std::mem::take(&mut self.done))),
@@ -199,11 +249,29 @@ impl Operation for CopyReferrers {
                                 format!("more than {MAX_REFERRERS} referrers to copy; refused"),
                             ));
                         }
+                        self.source_api = Some(referrers.source == Source::Api);
                         let fresh = referrers
                             .manifests
                             .into_iter()
                             .filter(|d| !self.seen.contains(&d.digest));
                         self.listed = fresh.collect();
+                        if self.listed.is_empty() {
+                            return self.next(client);
+                        }
+                        let subject = self.current.clone().ok_or_else(no_subject)?;
+                        let api = self.destination_api;
+                        let there = list_at(client, &self.destination, &subject, api);
+                        Ok(Step::Next(Stage::ListThere(Box::new(there))))
+                    });
+                    advance!(self.stage, step);
+                }
+                Stage::ListThere(list) => {
+                    let listed = ready!(list.poll_output(client));
+                    let step = listed.and_then(|there| {
+                        let by_api = there.source == Source::Api;
+                        self.destination_api = Some(by_api);
+                        self.there_by_api = by_api;
+                        self.there = there.manifests.into_iter().map(|d| d.digest).collect();
                         self.next(client)
                     });
                     advance!(self.stage, step);
@@ -216,7 +284,9 @@ impl Operation for CopyReferrers {
                 Stage::Push { pushed, ensure } => {
                     let pushed = pushed.clone();
                     let ensured = ready!(ensure.poll_output(client));
-                    if let Some(unlisted) = ensure.unlisted() {
+                    // Unlisted: pushed with no `OCI-Subject`, or there already
+                    // but missing from the destination's own list.
+                    if let Some(unlisted) = ensure.unlisted().filter(|_| !self.there_by_api) {
                         self.pending.push(unlisted.entry.clone());
                     }
                     let step = ensured.and_then(|descriptor| {
@@ -233,11 +303,35 @@ impl Operation for CopyReferrers {
                     let step = found.and_then(|found| match found {
                         None => self.next(client),
                         Some(found) => {
-                            let mut to = self.destination.clone();
-                            to.tag = Some(tag.clone());
-                            to.digest = None;
-                            let copy = CopyManifest::new(found.reference, to, ChildRefs::default())
-                                .with_media_type(&found.descriptor.media_type);
+                            let head = Lookup::manifest(self.cosign_there(&tag), true);
+                            Ok(Step::Next(Stage::CosignThere(Box::new(CosignThere {
+                                tag,
+                                from: found.reference,
+                                descriptor: found.descriptor,
+                                head,
+                            }))))
+                        }
+                    });
+                    advance!(self.stage, step);
+                }
+                Stage::CosignThere(cosign) => {
+                    let there = ready!(cosign.head.poll_output(client));
+                    let CosignThere {
+                        tag,
+                        from,
+                        descriptor,
+                        ..
+                    } = cosign.as_ref();
+                    let (tag, from, descriptor) = (tag.clone(), from.clone(), descriptor.clone());
+                    let step = there.and_then(|there| match there {
+                        Some(there) if there.descriptor.digest == descriptor.digest => {
+                            self.done.tags.push(tag);
+                            self.next(client)
+                        }
+                        _ => {
+                            let to = self.cosign_there(&tag);
+                            let copy = CopyManifest::new(from, to, ChildRefs::default())
+                                .with_media_type(&descriptor.media_type);
                             Ok(Step::Next(Stage::CosignCopy {
                                 tag,
                                 copy: Box::new(copy),
@@ -272,10 +366,7 @@ impl CopyReferrers {
         client: &Client,
         found: Option<Found>,
     ) -> Result<Step<Stage, CopiedReferrers>> {
-        let subject = self
-            .current
-            .clone()
-            .ok_or_else(|| Error::Internal("a referrer read with no subject".into()))?;
+        let subject = self.current.clone().ok_or_else(no_subject)?;
         let Some(found) = found else {
             // Listed, but not there (deleted since): nothing to copy.
             self.done.skipped.push(format!(
@@ -316,6 +407,20 @@ impl CopyReferrers {
             pushed: digest,
             ensure: Box::new(ensure),
         }))
+    }
+}
+
+fn no_subject() -> Error {
+    Error::Internal("a referrer with no subject".into())
+}
+
+/// Lists `subject`'s referrers in `at`'s repository: from its fallback tag
+/// directly when the repository said it has no API (`api`).
+fn list_at(client: &Client, at: &Reference, subject: &Digest, api: Option<bool>) -> ListReferrers {
+    let (at, subject) = (at.clone(), subject.clone());
+    match api {
+        Some(false) => ListReferrers::without_api(client, at, subject, None),
+        _ => ListReferrers::new(client, at, subject, None),
     }
 }
 

@@ -197,9 +197,10 @@ impl EnsureManifest {
         self
     }
 
-    /// Once pushed with [`EnsureManifest::deferring_attach`]: what it says
-    /// of its subject, when its registry did not list it (no `OCI-Subject`)
-    /// and the caller is to.
+    /// Once ensured with [`EnsureManifest::deferring_attach`]: what it says
+    /// of its subject, unless its registry said it lists it (`OCI-Subject`
+    /// on the push): pushed without that, or found there already (listed
+    /// or not: the caller, who reads the list, knows).
     pub fn unlisted(&self) -> Option<&Referrer> {
         self.referrer.as_ref().filter(|_| self.unlisted)
     }
@@ -240,13 +241,16 @@ impl EnsureManifest {
         }
     }
 
-    fn headed(&self, client: &Client, found: Option<Found>) -> Step<Stage, Descriptor> {
+    fn headed(&mut self, client: &Client, found: Option<Found>) -> Step<Stage, Descriptor> {
         match found {
-            // Present: its children are too.
+            // Present: its children are too. Whether it is listed among its
+            // subject's referrers is not known here: deferred, the caller,
+            // who reads the list, decides.
             Some(found)
                 if found.descriptor.digest == self.descriptor.digest
                     && found.descriptor.size == self.descriptor.size =>
             {
+                self.unlisted = self.defer_attach && self.referrer.is_some();
                 Step::Done(found.descriptor)
             }
             _ => Step::Next(self.put(client, 0)),

@@ -159,6 +159,20 @@ impl ListReferrers {
         }
     }
 
+    /// Lists them from the fallback tag alone: for a repository already
+    /// known to have no referrers API (its first subject asked said so),
+    /// one request fewer per subject.
+    pub fn without_api(
+        client: &Client,
+        reference: Reference,
+        digest: Digest,
+        artifact_type: Option<String>,
+    ) -> Self {
+        let mut list = ListReferrers::new(client, reference, digest, artifact_type);
+        list.stage = list.ask_tag(client);
+        list
+    }
+
     /// A page of the API answered: the next page, the end, or (the first
     /// page not being one) the fallback tag.
     fn api_answered(

@@ -197,6 +197,12 @@ impl ScriptedRegistry {
         Some(bytes.clone())
     }
 
+    /// The bytes stored under `digest` in `repository`.
+    pub fn bytes(&self, repository: &str, digest: &Digest) -> Option<Vec<u8>> {
+        let (_, bytes) = self.objects.get(&(repository.into(), digest.to_string()))?;
+        Some(bytes.clone())
+    }
+
     pub fn has(&self, repository: &str, digest: &Digest) -> bool {
         self.objects
             .contains_key(&(repository.into(), digest.to_string()))
