@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod clients;
+pub mod edge;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod http1;

