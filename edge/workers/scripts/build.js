@@ -16,7 +16,6 @@
 //   deno.js, gen/          for `deno run --allow-net --allow-read
 //                          --allow-env deno.js --addr HOST:PORT`.
 
-import { execFileSync } from 'node:child_process';
 import {
   copyFileSync,
   cpSync,
@@ -28,6 +27,7 @@ import {
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { transpile } from '@bytecodealliance/jco-transpile';
 import { build } from 'esbuild';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -59,18 +59,31 @@ const work = join(out, '.build');
 const gen = join(work, 'gen');
 cpSync(join(root, 'src'), join(work, 'src'), { recursive: true });
 
-// 1. The component transpiled for JSPI: every WASI import may suspend, the
+// 1. The component transpiled for JSPI: the WASI calls that block may
+//    suspend the guest (the jco CLI's `--async-wasi-imports` list), the
 //    handler export returns a promise, core modules handed in by the host.
-const jco = join(root, 'node_modules/.bin/jco');
-execFileSync(
-  jco,
-  [
-    'transpile', resolve(component), '--out-dir', gen, '--name', 'ocirelay-service',
-    '--instantiation', 'async', '--async-mode', 'jspi',
-    '--async-wasi-imports', '--async-wasi-exports', '--no-nodejs-compat', '--quiet',
+const { files } = await transpile(resolve(component), {
+  name: 'ocirelay-service',
+  outDir: gen,
+  instantiation: 'async',
+  asyncMode: 'jspi',
+  asyncImports: [
+    'wasi:io/poll#poll',
+    'wasi:io/poll#[method]pollable.block',
+    'wasi:io/streams#[method]input-stream.blocking-read',
+    'wasi:io/streams#[method]input-stream.blocking-skip',
+    'wasi:io/streams#[method]output-stream.blocking-flush',
+    'wasi:io/streams#[method]output-stream.blocking-write-and-flush',
+    'wasi:io/streams#[method]output-stream.blocking-write-zeroes-and-flush',
+    'wasi:io/streams#[method]output-stream.blocking-splice',
   ],
-  { stdio: 'inherit' },
-);
+  asyncExports: ['wasi:http/incoming-handler#handle'],
+  nodejsCompat: false,
+});
+for (const [path, bytes] of Object.entries(files)) {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, bytes);
+}
 const cores = readdirSync(gen).filter((f) => f.endsWith('.wasm'));
 
 // 2. The two entries bundled; the core modules stay files.
