@@ -1,5 +1,6 @@
 // Types of the ocirelay package (index.js). Calls block the calling thread
-// until the registry has answered: in a server, call them from a worker.
+// until the registry has answered: in a server, call them from a worker,
+// or use ocirelay/async (async.d.ts) where the engine has JSPI.
 
 /** A reference, parsed with Docker Hub's rules. */
 export interface Reference {

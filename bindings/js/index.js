@@ -1,49 +1,23 @@
 // ocirelay for Node.js: the ocirelay WebAssembly component (transpiled by
 // jco into dist/) behind a small JavaScript API. Every call blocks the
 // calling thread until the registry has answered (the WASI shim does its
-// I/O on a worker and waits for it): in a server, call it from a worker
-// thread.
+// I/O on a worker and waits for it): in a server, use `ocirelay/async`
+// (async.js) where the engine has JSPI, else call it from a worker thread.
 
 import { Readable, Writable } from 'node:stream';
 
 import { registry } from './dist/ocirelay.js';
+import {
+  clientConfig,
+  copiedReferrers,
+  deployResults,
+  deployText,
+  descriptor,
+  referrers,
+  rethrown,
+} from './common.js';
 
-/** An error from ocirelay; `kind` says which (see `ErrorKinds`). */
-export class OcirelayError extends Error {
-  constructor(kind, message) {
-    super(message);
-    this.name = 'OcirelayError';
-    this.kind = kind;
-  }
-}
-
-/** The kinds of `OcirelayError`, as the component names them. */
-export const ErrorKinds = Object.freeze([
-  'invalid-reference',
-  'invalid-input',
-  'not-found',
-  'authentication',
-  'registry',
-  'integrity',
-  'protocol',
-  'transport',
-  'timeout',
-  'rate-limited',
-  'internal',
-]);
-
-// The component's `error` variant ({tag, val}) as an OcirelayError.
-function toError(payload) {
-  // `rate-limited` carries a record: its message, and the wait asked for.
-  if (payload.tag === 'rate-limited') {
-    const err = new OcirelayError(payload.tag, payload.val.message);
-    if (payload.val.retryAfterSecs !== undefined) {
-      err.retryAfterSecs = Number(payload.val.retryAfterSecs);
-    }
-    return err;
-  }
-  return new OcirelayError(payload.tag, payload.val);
-}
+export { ErrorKinds, OcirelayError } from './common.js';
 
 // jco throws a component's `result` error as an Error whose `payload` is
 // the WIT variant ({tag, val}); anything else is rethrown as it is.
@@ -51,11 +25,7 @@ function call(fn) {
   try {
     return fn();
   } catch (e) {
-    const payload = e && e.payload;
-    if (payload && typeof payload.tag === 'string') {
-      throw toError(payload);
-    }
-    throw e;
+    throw rethrown(e);
   }
 }
 
@@ -65,24 +35,6 @@ export function parseRef(text) {
 }
 
 const asRef = (ref) => (typeof ref === 'string' ? parseRef(ref) : ref);
-
-// Sizes come from the component as bigint; numbers are exact up to 2^53.
-const asNumber = (n) => (n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n);
-
-function descriptor(d) {
-  const out = { mediaType: d.mediaType, digest: d.digest, size: asNumber(d.size) };
-  if (d.urls.length) out.urls = d.urls;
-  if (d.annotations.length) out.annotations = Object.fromEntries(d.annotations);
-  if (d.platform) out.platform = d.platform;
-  if (d.artifactType) out.artifactType = d.artifactType;
-  return out;
-}
-
-function credential(c) {
-  if (c.identityToken) return { tag: 'identity-token', val: c.identityToken };
-  if (c.token) return { tag: 'bearer', val: c.token };
-  return { tag: 'basic', val: [c.username, c.password] };
-}
 
 /** A found object: its descriptor, and its content read in chunks. */
 export class Found {
@@ -197,20 +149,7 @@ export class Client {
    *   answer, or send the next bytes (0: the shim's own)
    */
   constructor(options = {}) {
-    const config = {
-      userAgent: options.userAgent ?? 'ocirelay-js/0.1.0',
-      credentials: Object.entries(options.credentials ?? {}).map(([host, c]) => [host, credential(c)]),
-      insecureRegistries: options.insecureRegistries ?? [],
-      cache: options.cache ?? true,
-      concurrency: options.concurrency ?? 0,
-      retryDeadlineSecs: options.retryDeadlineSecs ?? 0,
-      dockerHubProxy: options.dockerHubProxy,
-      policy: undefined,
-      // Nothing in Node checks uploads: the component hashes them.
-      uploadsVerifiedByHost: false,
-      downloadsVerifiedByHost: false,
-      requestTimeoutSecs: options.requestTimeoutSecs ?? 0,
-    };
+    const config = clientConfig(options);
     this.#client = new registry.Client(config);
   }
 
@@ -261,15 +200,7 @@ export class Client {
    * @returns {{manifests: object[], index: object, source: string, holds?: string} | null}
    */
   listReferrers(subject, { artifactType } = {}) {
-    const found = call(() => this.#client.listReferrers(asRef(subject), artifactType));
-    if (found === undefined) return null;
-    const out = {
-      manifests: found.manifests.map(descriptor),
-      index: JSON.parse(found.indexJson),
-      source: found.source.tag,
-    };
-    if (found.source.tag === 'not-an-index') out.holds = found.source.val;
-    return out;
+    return referrers(call(() => this.#client.listReferrers(asRef(subject), artifactType)));
   }
 
   /** Copies an image or index with every child; the pushed descriptor.
@@ -288,8 +219,7 @@ export class Client {
    * why listed referrers were not copied.
    */
   copyReferrers(src, dst) {
-    const done = call(() => this.#client.copyReferrers(asRef(src), asRef(dst)));
-    return { copied: done.copied.map(descriptor), tags: done.tags, skipped: done.skipped };
+    return copiedReferrers(call(() => this.#client.copyReferrers(asRef(src), asRef(dst))));
   }
 
   /** Copies one blob (`src` by digest) into `dst`'s repository. */
@@ -316,15 +246,8 @@ export class Client {
    *   `referrers`: every manifest copied brings what refers to it
    */
   deploy(input, { dryRun = false, parallel = false, progress = false, referrers = false } = {}) {
-    const text = typeof input === 'string' ? input : input.map((o) => JSON.stringify(o)).join('\n');
-    const results = call(() => this.#client.deploy(text, { dryRun, parallel, progress, referrers }));
-    return results.map(({ reference, outcome }) => {
-      const out = { reference, outcome: outcome.tag };
-      if (outcome.tag === 'deployed') out.descriptor = descriptor(outcome.val);
-      if (outcome.tag === 'would-change') out.input = outcome.val;
-      if (outcome.tag === 'failed') out.error = toError(outcome.val);
-      return out;
-    });
+    const options = { dryRun, parallel, progress, referrers };
+    return deployResults(call(() => this.#client.deploy(deployText(input), options)));
   }
 
   /** Pushes small content as blob `ref` (by digest). */

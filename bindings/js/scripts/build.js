@@ -25,16 +25,51 @@ if (!existsSync(component)) {
   process.exit(1);
 }
 const dist = join(root, 'dist');
+// As the jco CLI does: a component's error result is thrown as an Error
+// whose `payload` is the WIT variant (common.js reads it).
 const { files } = await transpile(component, {
   name: 'ocirelay',
   outDir: dist,
-  // As the jco CLI does: a component's error result is thrown as an Error
-  // whose `payload` is the WIT variant (index.js reads it).
   noComponentErrorWrapping: false,
 });
+// The async flavour (async.js): instantiated with imports it is handed (the
+// shim's browser build), its blocking WASI calls suspending it (JSPI), and
+// each export that can wait on the registry returning a promise.
+const blocking = [
+  'wasi:io/poll#poll',
+  'wasi:io/poll#[method]pollable.block',
+  'wasi:io/streams#[method]input-stream.blocking-read',
+  'wasi:io/streams#[method]input-stream.blocking-skip',
+  'wasi:io/streams#[method]output-stream.blocking-flush',
+  'wasi:io/streams#[method]output-stream.blocking-write-and-flush',
+  'wasi:io/streams#[method]output-stream.blocking-write-zeroes-and-flush',
+  'wasi:io/streams#[method]output-stream.blocking-splice',
+];
+const waiting = {
+  client: [
+    'lookup', 'synthesize-index', 'synthesize-index-json', 'manifest-json', 'batch',
+    'copy-manifest', 'copy-blob', 'ensure-manifest', 'ensure-blob', 'deploy', 'list-tags',
+    'list-referrers', 'copy-referrers', 'read-range', 'push-blob',
+  ],
+  'blob-reader': ['read', 'read-base64', 'write-to'],
+  'blob-writer': ['write', 'write-base64', 'finish'],
+};
+const asyncDist = join(dist, 'async');
+const { files: asyncFiles } = await transpile(component, {
+  name: 'ocirelay',
+  outDir: asyncDist,
+  noComponentErrorWrapping: false,
+  instantiation: 'async',
+  asyncMode: 'jspi',
+  asyncImports: blocking,
+  asyncExports: Object.entries(waiting).flatMap(([resource, methods]) =>
+    methods.map((m) => `ocirelay:registry/registry#[method]${resource}.${m}`),
+  ),
+  nodejsCompat: false,
+});
 rmSync(dist, { recursive: true, force: true });
-for (const [path, bytes] of Object.entries(files)) {
+for (const [path, bytes] of Object.entries({ ...files, ...asyncFiles })) {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, bytes);
 }
-console.error(`ocirelay: transpiled ${component} into dist/`);
+console.error(`ocirelay: transpiled ${component} into dist/ (and dist/async/, for JSPI)`);

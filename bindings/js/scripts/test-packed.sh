@@ -21,10 +21,13 @@ node -e "
     if (m.parseRef('hello-world').repository !== 'library/hello-world') process.exit(1);
   });"
 # The suite, as ES modules beside the installed package.
-mkdir suite
+mkdir -p suite/async
 cp "$here"/test/*.js suite/
+cp "$here"/test/async/*.js suite/async/
 echo '{"type": "module"}' > suite/package.json
-OCIRELAY_REGISTRY_CONFIG="$repo/scripts/registry.yml" \
+export OCIRELAY_REGISTRY_CONFIG="$repo/scripts/registry.yml"
 OCIRELAY_JCO="$here/node_modules/.bin/jco" \
 OCIRELAY_BIN="${OCIRELAY_BIN:-$repo/target/debug/ocirelay}" \
   node --test suite/*.test.js
+# The async API, on the Node with JSPI that scripts/setup installs.
+"$repo/target/node24/bin/node" --experimental-wasm-jspi --test suite/async/*.test.js
