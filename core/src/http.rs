@@ -646,6 +646,35 @@ impl Redirects {
     }
 }
 
+/// Whether `url`'s host is a loopback, private or link-local address (or
+/// `localhost`): somewhere only a machine on that network reaches.
+pub fn is_private_host(url: &Url) -> bool {
+    let authority = url.authority.as_str();
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            let first = ip.segments()[0];
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || ip
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_private())
+        }
+        Err(_) => false,
+    }
+}
+
 /// Nothing goes from HTTPS down to plain HTTP: an error naming both URLs
 /// (`what` says what pointed there).
 pub fn refuse_downgrade(from: &Url, to: &Url, what: &str) -> Result<()> {
@@ -796,6 +825,33 @@ mod tests {
         assert!(Redirects::default()
             .follow(&from, "file:///etc/passwd")
             .is_err());
+    }
+
+    #[test]
+    fn private_hosts_are_told_apart() {
+        let private = |u: &str| is_private_host(&Url::parse(u).unwrap());
+        for u in [
+            "http://127.0.0.1:5000/",
+            "http://10.1.2.3/",
+            "https://192.168.0.9/",
+            "https://172.16.0.1/",
+            "https://169.254.169.254/latest",
+            "http://localhost:8080/",
+            "http://[::1]:5000/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://0.0.0.0/",
+        ] {
+            assert!(private(u), "{u}");
+        }
+        for u in [
+            "https://production.cloudflare.docker.com/x",
+            "https://8.8.8.8/",
+            "https://172.32.0.1/",
+            "https://[2001:db8::1]/",
+        ] {
+            assert!(!private(u), "{u}");
+        }
     }
 
     #[test]

@@ -250,7 +250,9 @@ impl EnsureBlob {
                 digest: self.digest.clone(),
             },
             Body::Bytes(bytes) => RequestBody::Bytes(bytes),
-            Body::Empty => return Err(Error::Internal(format!("{from}: blob body missing"))),
+            Body::Empty | Body::Redirect(_) => {
+                return Err(Error::Internal(format!("{from}: blob body missing")))
+            }
         };
         Ok(Step::Next(self.put(client, session, body)))
     }

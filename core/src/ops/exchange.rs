@@ -7,8 +7,8 @@ use crate::auth::{AuthScheme, Challenge, Credential};
 use crate::client::{scopes_cover, Answer, Client};
 use crate::error::{Error, Result};
 use crate::http::{
-    BodyMode, Headers, Method, Origin, Redirects, Request, RequestBody, RequestId, Response,
-    TransportErrorKind, Url, SMALL_BODY_LIMIT,
+    is_private_host, BodyMode, Headers, Method, Origin, Redirects, Request, RequestBody, RequestId,
+    Response, TransportErrorKind, Url, SMALL_BODY_LIMIT,
 };
 use crate::ops::token::{FetchToken, Grant};
 use crate::ops::{Operation, Output, Step};
@@ -156,6 +156,10 @@ pub struct Exchange {
     tokens: Tokens,
     redirects: Redirects,
     retries: Retries,
+    /// Leave redirects elsewhere to the caller ([`Exchange::passing_redirects`]).
+    pass_redirects: bool,
+    /// The redirect left to the caller, once answered with one.
+    passed: Option<Url>,
 }
 
 impl Exchange {
@@ -195,7 +199,26 @@ impl Exchange {
             tokens: Tokens::NotAsked,
             redirects: Redirects::default(),
             retries: Retries::default(),
+            pass_redirects: false,
+            passed: None,
         }
+    }
+
+    /// Leaves a redirect to the caller instead of following it: the
+    /// redirect is the exchange's answer, and [`Exchange::passed_redirect`]
+    /// says where it leads. Only one the exchange would follow (never from
+    /// HTTPS down to plain HTTP: that stays an error), and not one from a
+    /// public host to a loopback, private or link-local address: that is
+    /// followed here, as without this.
+    pub fn passing_redirects(mut self) -> Self {
+        self.pass_redirects = true;
+        self
+    }
+
+    /// Where the answer's redirect leads, when [`Exchange::passing_redirects`]
+    /// left it to the caller.
+    pub fn passed_redirect(&self) -> Option<&Url> {
+        self.passed.as_ref()
     }
 
     /// Whether the body can be sent again (a streamed one cannot).
@@ -363,7 +386,12 @@ impl Exchange {
         let redirect = matches!(status, 301 | 302 | 303 | 307 | 308)
             && matches!(self.spec.method, Method::Get | Method::Head);
         if let Some(location) = response.headers.get("location").filter(|_| redirect) {
-            self.url = self.redirects.follow(&self.url, location)?;
+            let next = self.redirects.follow(&self.url, location)?;
+            if self.pass_redirects && (!is_private_host(&next) || is_private_host(&self.url)) {
+                self.passed = Some(next);
+                return Ok(Step::Done(Exchanged { id, response }));
+            }
+            self.url = next;
             return Ok(Step::Next(Stage::Ready));
         }
         Ok(Step::Done(Exchanged { id, response }))

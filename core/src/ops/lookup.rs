@@ -13,7 +13,7 @@ use crate::descriptor::Descriptor;
 use crate::digest::{Digest, Verifier};
 use crate::distribution::{absent, blob_path, manifest_path};
 use crate::error::{Error, Result};
-use crate::http::{BodyMode, Headers, Method, RequestId, Response, ResponseBody};
+use crate::http::{BodyMode, Headers, Method, RequestId, Response, ResponseBody, Url};
 use crate::media_type::{MANIFEST_ACCEPT, OCTET_STREAM};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged};
 use crate::ops::{Operation, Output, Step};
@@ -63,6 +63,9 @@ pub enum Body {
     Empty,
     /// A manifest (or small blob), already verified.
     Bytes(Bytes),
+    /// A blob GET's redirect, passed on ([`Lookup::passing_redirects`]):
+    /// where the content is; the descriptor's size is not known (0).
+    Redirect(Url),
     /// A blob the driver holds unread under `request`; every byte read from
     /// it must pass through `verifier`, and `verifier.finish()` must succeed
     /// at its end.
@@ -116,6 +119,8 @@ pub struct Lookup {
     /// Hold every blob body for the next request to send on, small ones too
     /// (a copy's source).
     relay: bool,
+    /// A blob GET's redirect to storage is the answer ([`Body::Redirect`]).
+    pass_redirects: bool,
 }
 
 impl Lookup {
@@ -170,6 +175,7 @@ impl Lookup {
             head_fell_back: false,
             actions: "pull",
             relay: false,
+            pass_redirects: false,
         }
     }
 
@@ -185,6 +191,16 @@ impl Lookup {
     /// into an upload (not into memory, not into the cache).
     pub fn relayed(mut self) -> Self {
         self.relay = true;
+        self
+    }
+
+    /// A blob GET answered with a redirect (to blob storage, as Docker Hub,
+    /// GHCR, ECR and GAR do) finds [`Body::Redirect`] instead of the
+    /// content: for a mirror that sends its client there (the client then
+    /// checks the digest). See [`Exchange::passing_redirects`] for which
+    /// redirects are passed on.
+    pub fn passing_redirects(mut self) -> Self {
+        self.pass_redirects = true;
         self
     }
 
@@ -302,7 +318,10 @@ impl Lookup {
         } else {
             Method::Get
         };
-        let exchange = Exchange::new(client, self.spec(self.options.kind, method));
+        let mut exchange = Exchange::new(client, self.spec(self.options.kind, method));
+        if self.pass_redirects && self.options.kind == LookupKind::Blob && !self.options.head {
+            exchange = exchange.passing_redirects();
+        }
         Some(Ok(Step::Next(Stage::Ask(Box::new(exchange)))))
     }
 
@@ -340,6 +359,22 @@ impl Lookup {
             (LookupKind::Manifest, false) => self.manifest_get(&response)?,
         };
         Ok(Step::Done(Some(self.remember(client, found))))
+    }
+
+    /// A blob GET redirected elsewhere, the redirect passed on: found there
+    /// (unread, unchecked, not cached; its size unknown here).
+    fn redirected(&mut self, to: Url) -> Step<Stage, Option<Found>> {
+        self.claim = None;
+        let digest = self
+            .reference
+            .digest
+            .clone()
+            .unwrap_or_else(|| Digest::sha256(b""));
+        Step::Done(Some(Found {
+            reference: self.reference.clone(),
+            descriptor: Descriptor::new(OCTET_STREAM, digest, 0),
+            body: Body::Redirect(to),
+        }))
     }
 
     /// A blob answer's digest and size: both required.
@@ -515,7 +550,12 @@ impl Operation for Lookup {
                 },
                 Stage::Ask(exchange) => {
                     let answer = ready!(exchange.poll_output(client));
-                    advance!(self.stage, self.answered(client, answer));
+                    let passed = exchange.passed_redirect().cloned();
+                    let step = match passed {
+                        Some(to) => answer.map(|_| self.redirected(to)),
+                        None => self.answered(client, answer),
+                    };
+                    advance!(self.stage, step);
                 }
             }
         }
