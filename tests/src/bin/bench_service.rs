@@ -1,6 +1,7 @@
 //! Benchmarks the edge service (`bench/service`): `wrk` against its routes
 //! (a manifest by digest, a tag list) under stock `wasmtime serve` and
-//! under `ocirelay serve`, beside the upstream registry itself; and a
+//! under `ocirelay serve`, and on the JavaScript engines workerd and Deno
+//! (edge/workers), beside the upstream registry itself; and a
 //! 256 MiB blob, and a 64 MiB range of it, pulled through the mirror beside
 //! pulling them from the registry directly, with the server's peak RSS.
 //! A benchmark, not a test: it prints figures, it asserts nothing.
@@ -9,6 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ocirelay_tests::edge::{self, Engine};
 use ocirelay_tests::http1::exchange;
 use ocirelay_tests::registry::free_port;
 use ocirelay_tests::service::wasmtime_cli;
@@ -426,5 +428,18 @@ fn start_servers(ocirelay: &str, config: &Path, wasm: &Path) -> Vec<Server> {
         .arg(format!("--addr=127.0.0.1:{port}"))
         .arg(config);
     let b = Server::start("ocirelay serve", native, format!("127.0.0.1:{port}"));
-    vec![a, b]
+    // The same component on JavaScript engines (edge/workers).
+    let built = wasm.with_file_name("edge");
+    let ca = ocirelay_tests::tls::ca_file();
+    edge::build(wasm, &built, ca);
+    let mut servers = vec![a, b];
+    for (name, engine) in [("workerd", Engine::Workerd), ("deno", Engine::Deno)] {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut command = Command::new(edge::binary(engine));
+        command
+            .args(edge::serve_args(engine, &built, &addr, ca))
+            .env("DENO_NO_UPDATE_CHECK", "1");
+        servers.push(Server::start(name, command, addr));
+    }
+    servers
 }
