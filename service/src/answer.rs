@@ -15,7 +15,7 @@ use ocirelay_core::service::answer::api_base;
 use ocirelay_core::service::route::ReferrersAsk;
 use ocirelay_core::service::{Failure, FailureKind, Head, Request, Route, ServiceConfig, TagsPage};
 use ocirelay_core::{json, Descriptor, Reference};
-use ocirelay_driver::{BlobReader, Client, Range, SendOptions};
+use ocirelay_driver::{BlobReader, Client, Located, Range, SendOptions};
 
 use crate::bindings::ocirelay::registry::service_config;
 
@@ -206,6 +206,19 @@ impl<'a> Upstream<'a> {
         let kind = LookupKind::Blob;
         let (found, body) = match self.request.head {
             true => (self.head(r, kind)?, Body::Empty),
+            false if self.config.redirects_blobs(r) => {
+                match self.client.blob_or_redirect(r.clone())? {
+                    None => return Err(not_found(r)),
+                    Some(Located::Redirect(to)) => {
+                        let digest = r.digest.as_ref().ok_or_else(|| not_found(r))?;
+                        let head = self.request.redirect_head(&to, digest);
+                        return Ok(Answer::head_only(head));
+                    }
+                    Some(Located::Read(reader)) => {
+                        (reader.descriptor().clone(), Body::Stream(reader))
+                    }
+                }
+            }
             false => {
                 let reader = self.get(r, kind)?;
                 (reader.descriptor().clone(), Body::Stream(Box::new(reader)))

@@ -17,7 +17,7 @@ use ocirelay_core::http::RequestId;
 use ocirelay_core::index::Index;
 use ocirelay_core::ops::copy_referrers::{CopiedReferrers, CopyReferrers};
 use ocirelay_core::ops::list_tags::{ListTags, TagList, TagsOptions};
-use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupOptions};
+use ocirelay_core::ops::lookup::{Body, Found, Lookup, LookupKind, LookupOptions};
 use ocirelay_core::ops::push_blob::PushBlob;
 use ocirelay_core::ops::read_range::{RangeRead, ReadRange};
 use ocirelay_core::ops::referrers::{ListReferrers, Referrers};
@@ -58,6 +58,14 @@ pub enum Range {
     Unsatisfiable(Option<u64>),
 }
 
+/// Where a blob is: read here, or at the URL its registry redirects to.
+pub enum Located {
+    /// Read, checked as it is.
+    Read(Box<BlobReader>),
+    /// At this URL (a redirect passed on; nothing read or checked here).
+    Redirect(String),
+}
+
 impl Client {
     /// A client of `config`, sending as `send` says.
     pub fn new(config: ClientConfig, send: SendOptions) -> Self {
@@ -92,6 +100,26 @@ impl Client {
         let mut op = Lookup::new(reference, options)?;
         let (found, mut held) = self.run(&mut op)?;
         found?.map(|f| self.reader(f, &mut held)).transpose()
+    }
+
+    /// Blob `reference` (by digest) read, or where its registry redirects
+    /// the read to (blob storage: the URL, for a client to read and check
+    /// itself); `None` when it does not exist. See
+    /// [`Lookup::passing_redirects`] for which redirects are passed on.
+    pub fn blob_or_redirect(&self, reference: Reference) -> Result<Option<Located>, Error> {
+        let options = LookupOptions {
+            kind: LookupKind::Blob,
+            head: false,
+        };
+        let mut op = Lookup::new(reference, options)?.passing_redirects();
+        let (found, mut held) = self.run(&mut op)?;
+        let Some(found) = found? else {
+            return Ok(None);
+        };
+        Ok(Some(match found.body {
+            Body::Redirect(to) => Located::Redirect(to.to_string()),
+            _ => Located::Read(Box::new(self.reader(found, &mut held)?)),
+        }))
     }
 
     /// Whatever `reference` points at as an index; `None` when it does not exist.

@@ -213,6 +213,13 @@ impl BlobReader {
     ) -> Result<Self, Error> {
         let content = match found.body {
             Body::Empty => Content::Bytes(bytes::Bytes::new(), 0),
+            Body::Redirect(to) => {
+                return Err(Error::Internal(format!(
+                    "{}: a redirect ({}) where content was expected",
+                    found.reference,
+                    to.redacted()
+                )))
+            }
             Body::Bytes(bytes) => Content::Bytes(bytes, 0),
             Body::Stream { request, verifier } => {
                 let stream = held.remove(&request).ok_or_else(|| {

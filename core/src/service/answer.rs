@@ -50,6 +50,20 @@ impl Request {
             .then(|| self.finish(content_head(304, digest, "", 0, self.addressed(), config)))
     }
 
+    /// The redirect of a blob read to where its upstream redirected it
+    /// (blob storage; the client reads and checks it there). Never stored
+    /// by a cache: such URLs are signed for minutes, and nothing of the
+    /// blob passed through here.
+    pub fn redirect_head(&self, location: &str, digest: &Digest) -> Head {
+        self.finish(
+            Head::new(307)
+                .with("Location", location)
+                .with("Docker-Content-Digest", digest.to_string())
+                .with("Cache-Control", "no-store")
+                .with("Content-Length", "0"),
+        )
+    }
+
     /// The head of found content `digest` of `media_type`, `length` bytes
     /// long (`None`: not known before it is made, as the CLI's JSON).
     pub fn content_head(

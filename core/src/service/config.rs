@@ -93,6 +93,8 @@ struct UpstreamFile {
     repositories: Vec<String>,
     #[serde(default)]
     insecure: bool,
+    #[serde(default)]
+    redirect_blobs: bool,
 }
 
 /// One mirrored registry and the repositories of it the service serves.
@@ -104,6 +106,9 @@ pub struct Upstream {
     pub repositories: Vec<String>,
     /// Reached over plain HTTP.
     pub insecure: bool,
+    /// A blob read it redirects to storage is redirected there for the
+    /// client too (`redirect-blobs`), not read through the service.
+    pub redirect_blobs: bool,
 }
 
 impl Upstream {
@@ -173,6 +178,7 @@ impl ServiceConfig {
                 registry,
                 repositories: u.repositories,
                 insecure: u.insecure,
+                redirect_blobs: u.redirect_blobs,
             });
         }
         let mut credentials = Vec::with_capacity(file.credentials.len());
@@ -226,6 +232,14 @@ impl ServiceConfig {
                 self.upstreams.iter().find(|u| u.registry == ns)
             }
         }
+    }
+
+    /// Whether a blob read of `reference` that its upstream redirects is
+    /// redirected for the client too (its upstream's `redirect-blobs`).
+    pub fn redirects_blobs(&self, reference: &Reference) -> bool {
+        self.upstreams
+            .iter()
+            .any(|u| u.registry == reference.host && u.redirect_blobs)
     }
 
     /// Whether `reference` may be served: its registry is an upstream and
@@ -415,11 +429,27 @@ mod tests {
     }
 
     #[test]
+    fn blob_redirects_are_passed_on_for_the_upstreams_that_say_so() {
+        let c = config(
+            r#"{"upstreams": [{"registry": "docker.io", "repositories": ["*"], "redirect-blobs": true},
+                              {"registry": "r.example", "repositories": ["*"]}]}"#,
+        );
+        let at = |r: &str| Reference::parse(r).unwrap();
+        assert!(c.redirects_blobs(&at("docker.io/library/alpine:3")));
+        assert!(!c.redirects_blobs(&at("r.example/team/app:v1")));
+        let bad = ServiceConfig::parse(
+            r#"{"upstreams": [{"registry": "r.example", "repositories": ["*"], "redirect-blobs": "yes"}]}"#,
+        );
+        assert!(bad.unwrap_err().to_string().contains("redirect-blobs"));
+    }
+
+    #[test]
     fn patterns_allow_what_they_say() {
         let u = Upstream {
             registry: "docker.io".into(),
             repositories: vec!["library/*".into(), "team/app".into()],
             insecure: false,
+            redirect_blobs: false,
         };
         assert!(u.allows("library/alpine"));
         assert!(u.allows("library/a/b"));

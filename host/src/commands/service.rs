@@ -21,14 +21,16 @@ const SERVICE_MODULE: &[u8] =
 
 const CONFIG_HELP: &str = "\
 CONFIG is a JSON file (default: Docker Hub's official images, library/*):
-  {\"upstreams\": [{\"registry\": \"docker.io\", \"repositories\": [\"library/*\"]},
+  {\"upstreams\": [{\"registry\": \"docker.io\", \"repositories\": [\"library/*\"],
+                  \"redirect-blobs\": true},
                  {\"registry\": \"registry.example:5000\", \"repositories\": [\"team/*\"],
                   \"insecure\": false}],
    \"docker-hub-proxy\": null, \"tag-max-age\": 60, \"stale-if-error\": 86400,
    \"retry-deadline-secs\": 2}
 The first upstream serves requests without `?ns=`; a repository pattern is
-`*`, `prefix/*` or a name. Routes: GET /index/REF, GET|HEAD /manifest/REF,
-GET /blob/REF@DIGEST, and the registry API's GET|HEAD
+`*`, `prefix/*` or a name; `redirect-blobs` sends a client whose blob read
+the upstream redirects to storage there too. Routes: GET /index/REF,
+GET|HEAD /manifest/REF, GET /blob/REF@DIGEST, and the registry API's GET|HEAD
 /v2/NAME/manifests/REF, /v2/NAME/blobs/DIGEST (ranges too),
 /v2/NAME/tags/list and /v2/NAME/referrers/DIGEST (a read-through mirror).
 `serve` writes a line per request on stdout: method, path, status, bytes
