@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ocirelay_core::Digest;
 use ocirelay_tests::edge::{self, Engine};
 use ocirelay_tests::http1::exchange;
 use ocirelay_tests::registry::free_port;
@@ -142,8 +143,14 @@ fn pull(url: &str, size: usize) -> f64 {
 
 /// [`pull`] of bytes `range` (`first-last`), a 206 of `size` bytes.
 fn pull_part(url: &str, range: Option<&str>, size: usize) -> f64 {
+    curl(url, range, size, false)
+}
+
+/// Seconds `curl` takes to GET `url` (following redirects when `follow`).
+fn curl(url: &str, range: Option<&str>, size: usize, follow: bool) -> f64 {
     let started = Instant::now();
     let out = Command::new("curl")
+        .args(follow.then_some("-L"))
         .args([
             "-sS",
             "-o",
@@ -320,6 +327,7 @@ fn main() {
             })
             .collect(),
     );
+    let direct_blob = direct;
     println!(
         "| registry directly | {:.0} ms | {:.0} | - |",
         direct * 1000.0,
@@ -364,6 +372,15 @@ fn main() {
         }
     }
 
+    redirected(
+        ocirelay,
+        &registry,
+        &blob,
+        big_layer.len(),
+        pulls,
+        direct_blob,
+    );
+
     // A 64 MiB part (as a resumed or lazy pull reads it): passed on, not
     // hashed (see the README's rule for ranges).
     let range = format!("{}-{}", 64 * MIB, 128 * MIB - 1);
@@ -393,6 +410,74 @@ fn main() {
             64.0 / wall,
             100.0 * direct / wall,
             server.peak_mib()
+        );
+    }
+}
+
+/// The 256 MiB blob from an upstream that redirects blob reads to storage
+/// (a fault proxy in front of the registry, redirecting to it), through
+/// stock `wasmtime serve`: with `redirect-blobs` (the client follows the
+/// 307 and reads storage itself) and without (the service follows and
+/// checks), beside reading storage directly (`direct`, seconds).
+fn redirected(
+    ocirelay: &str,
+    registry: &Registry,
+    blob: &Digest,
+    size: usize,
+    pulls: usize,
+    direct: f64,
+) {
+    use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
+    let proxy = FaultProxy::start(registry.host());
+    let location = format!("http://{}/v2/bench/app/blobs/{blob}", registry.host());
+    proxy.add(
+        "GET",
+        "/blobs/",
+        Fault::Serve(307, vec![("Location".into(), location)], vec![]),
+        usize::MAX,
+    );
+    println!();
+    println!(
+        "| 256 MiB blob, upstream redirecting to storage ({pulls} runs, median) | wall | MiB/s |"
+    );
+    println!("|---|---|---|");
+    println!(
+        "| storage directly | {:.0} ms | {:.0} |",
+        direct * 1000.0,
+        256.0 / direct
+    );
+    for redirect in [true, false] {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = dir.path().join("service.json");
+        let json = serde_json::json!({"upstreams": [{"registry": proxy.host(),
+            "repositories": ["bench/*"], "redirect-blobs": redirect}]});
+        std::fs::write(&config, json.to_string()).expect("writing the config");
+        let wasm = dir.path().join("service.wasm");
+        let built = Command::new(ocirelay)
+            .args(["build-service", "--output"])
+            .arg(&wasm)
+            .arg(&config)
+            .status()
+            .expect("running ocirelay build-service");
+        assert!(built.success());
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut wasmtime = Command::new(wasmtime_cli());
+        wasmtime
+            .arg("serve")
+            .arg(format!("--addr={addr}"))
+            .arg(&wasm);
+        let server = Server::start("wasmtime serve", wasmtime, addr);
+        let url = format!("http://{}/v2/bench/app/blobs/{blob}", server.addr);
+        let wall = median((0..pulls).map(|_| curl(&url, None, size, true)).collect());
+        let how = match redirect {
+            true => "redirect-blobs: the client sent to storage",
+            false => "the service following and checking",
+        };
+        println!(
+            "| through wasmtime serve, {how} | {:.0} ms | {:.0} ({:.0}% of direct) |",
+            wall * 1000.0,
+            256.0 / wall,
+            100.0 * direct / wall
         );
     }
 }
