@@ -72,6 +72,8 @@ pub fn serve_args(engine: Engine, dir: &Path, addr: &str, ca: &Path) -> Vec<Stri
         ],
         Engine::Deno => vec![
             "run".into(),
+            // As the README says to run it: a blob's chunks collected sooner.
+            "--v8-flags=--max-semi-space-size=1".into(),
             "--allow-net".into(),
             "--allow-read".into(),
             "--allow-env".into(),

@@ -135,6 +135,11 @@ const config :Workerd.Config = (
       tlsOptions = (trustBrowserCas = true${trusted}))),
   ],
   sockets = [ (name = "http", address = "127.0.0.1:8080", http = (), service = "ocirelay") ],
+  # A young generation of 1 MiB: a blob's chunks, copied on their way
+  # through, are collected sooner (a 256 MiB blob's peak: +105 MiB, not
+  # +145). The old generation is left alone: at 24 MiB the peak is +50
+  # MiB, but 300 requests at once end the process (V8: heap out of memory).
+  v8Flags = [ "--max-semi-space-size=1" ],
 );
 
 const worker :Workerd.Worker = (
