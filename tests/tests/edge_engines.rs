@@ -93,6 +93,16 @@ fn routes(engine: Engine) {
     assert_eq!(bad.status, 400, "{bad:?}");
     let elsewhere = service.get("/v2/other/app/manifests/v1");
     assert_eq!(elsewhere.status, 403, "{elsewhere:?}");
+    // An instance is kept for the next request, with its token: a request
+    // after another asks the token server nothing.
+    let tokens = registry.token_server().expect("token auth").requests().len();
+    let again = service.get(&format!("/v2/team/app/manifests/{}", image.digest));
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        registry.token_server().unwrap().requests().len(),
+        tokens,
+        "the instance kept its token"
+    );
     // A body on a GET is no reason to fail.
     let conn = TcpStream::connect(service.addr()).unwrap();
     let with_body = ocirelay_tests::http1::exchange(

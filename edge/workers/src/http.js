@@ -375,9 +375,10 @@ export const http = {
  * Answers `request` (a Web `Request`) with `handler`, the component's
  * `wasi:http/incoming-handler`: resolves as soon as the guest sets its
  * response, whose body then streams; the guest runs on until it has
- * written it.
+ * written it, and then `done(whole)` says whether it returned having set
+ * its response (`false`: it failed, trapped, or returned without one).
  */
-export function serve(request, handler) {
+export function serve(request, handler, done = () => {}) {
   return new Promise((resolve, reject) => {
     const answer = (result) => {
       if (result.tag === 'ok') {
@@ -392,9 +393,11 @@ export function serve(request, handler) {
       .then(() => handler.handle(new IncomingRequest(request), out))
       .then(
         () => {
+          done(out.isSet);
           if (!out.isSet) reject(new Error('the service returned without a response'));
         },
         (error) => {
+          done(false);
           if (!out.isSet) reject(error);
           else console.error(`ocirelay: the service failed after answering: ${error}`);
         },

@@ -2,8 +2,11 @@
 // transpiles it for JSPI (`gen/`), its WASI imports from preview2-shim's
 // browser build, and HTTP from ./http.js (fetch out, Web Responses in).
 //
-// One instance per request: an instance's memory is the request's alone
-// (workerd cancels a request that waits on another request's instance).
+// An instance serves one request at a time, and is kept for the next once
+// it has written its whole answer: instantiating is most of a small
+// request's cost (and the registry client it keeps has its tokens). One
+// that failed is dropped. workerd cancels a request that waits on another
+// request's instance, so none is ever shared by two at once.
 
 import { instantiate } from '../gen/ocirelay-service.js';
 import { cli, clocks, io, random } from '@bytecodealliance/preview2-shim';
@@ -25,12 +28,18 @@ const imports = {
   'wasi:random/random': random.random,
 };
 
+/** Idle instances kept at most. */
+export const IDLE_INSTANCES = 32;
+const idle = [];
+
 /**
- * Answers `request` (a Web `Request`) with a new instance of the service.
- * `getCoreModule(name)` gives the compiled core module `name` (a file of
- * `gen/`), or a promise of it.
+ * Answers `request` (a Web `Request`) with an idle instance of the
+ * service, or a new one. `getCoreModule(name)` gives the compiled core
+ * module `name` (a file of `gen/`), or a promise of it.
  */
 export async function handle(request, getCoreModule) {
-  const service = await instantiate(getCoreModule, imports);
-  return serve(request, service.incomingHandler);
+  const service = idle.pop() ?? (await instantiate(getCoreModule, imports));
+  return serve(request, service.incomingHandler, (whole) => {
+    if (whole && idle.length < IDLE_INSTANCES) idle.push(service);
+  });
 }
