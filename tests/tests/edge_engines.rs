@@ -95,7 +95,11 @@ fn routes(engine: Engine) {
     assert_eq!(elsewhere.status, 403, "{elsewhere:?}");
     // An instance is kept for the next request, with its token: a request
     // after another asks the token server nothing.
-    let tokens = registry.token_server().expect("token auth").requests().len();
+    let tokens = registry
+        .token_server()
+        .expect("token auth")
+        .requests()
+        .len();
     let again = service.get(&format!("/v2/team/app/manifests/{}", image.digest));
     assert_eq!(again.status, 200);
     assert_eq!(
