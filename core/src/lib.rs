@@ -36,6 +36,7 @@ pub mod reference;
 pub mod retry;
 pub mod service;
 pub mod settings;
+pub mod sync;
 pub mod time;
 
 pub use client::{Client, ClientConfig};

@@ -71,6 +71,8 @@ pub mod push_blob;
 pub mod read_range;
 pub mod referrers;
 pub mod resume_blob;
+pub mod sync;
+pub mod sync_image;
 pub mod synthesize_index;
 pub mod token;
 

@@ -320,9 +320,32 @@ impl ScriptedRegistry {
         }
     }
 
-    /// Answers GET/HEAD of `/v2/<repo>/(manifests|blobs)/<ref>`.
+    /// Answers GET/HEAD of `/v2/<repo>/(manifests|blobs)/<ref>`, and a
+    /// repository's tag list (one page, sorted).
     pub fn answer(&self, req: &Request) -> Answer {
         let path = req.url.path_and_query.trim_start_matches("/v2/");
+        if let Some((repo, _)) = path.split_once("/tags/list") {
+            let mut tags: Vec<&str> = self
+                .tags
+                .keys()
+                .filter(|(r, _)| r == repo)
+                .map(|(_, t)| t.as_str())
+                .collect();
+            if tags.is_empty() {
+                return Ok(response(
+                    404,
+                    &[],
+                    br#"{"errors":[{"code":"NAME_UNKNOWN"}]}"#,
+                ));
+            }
+            tags.sort_unstable();
+            let body = serde_json::json!({"name": repo, "tags": tags}).to_string();
+            return Ok(response(
+                200,
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            ));
+        }
         let split = path
             .rsplit_once("/manifests/")
             .or_else(|| path.rsplit_once("/blobs/"));
