@@ -4,6 +4,7 @@
 
 mod convert;
 mod deploy;
+mod sync;
 
 use std::time::Duration;
 
@@ -181,6 +182,14 @@ impl wit::GuestClient for ClientResource {
         Ok(deploy::results(&op, outcomes))
     }
 
+    fn sync(
+        &self,
+        config_json: String,
+        options: wit::SyncOptions,
+    ) -> Result<Vec<wit::SyncResult>, wit::Error> {
+        sync::sync(self.client()?, &config_json, options)
+    }
+
     fn push_blob(
         &self,
         reference: wit::Reference,
@@ -217,11 +226,7 @@ impl wit::GuestClient for ClientResource {
         let copied = self
             .client()?
             .copy_referrers((&src).try_into()?, (&dst).try_into()?)?;
-        Ok(wit::CopiedReferrers {
-            copied: copied.copied.iter().map(Into::into).collect(),
-            tags: copied.tags,
-            skipped: copied.skipped,
-        })
+        Ok(sync::copied(copied))
     }
 
     fn list_referrers(

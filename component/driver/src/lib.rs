@@ -75,6 +75,11 @@ impl Client {
         }
     }
 
+    /// How it sends (for a client of another configuration that sends alike).
+    pub fn send_options(&self) -> SendOptions {
+        self.send
+    }
+
     /// The core client, for building operations.
     pub fn core(&self) -> RefMut<'_, CoreClient> {
         self.core.borrow_mut()

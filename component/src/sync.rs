@@ -1,0 +1,110 @@
+//! `client.sync`: the core's sync operation, run by the one driver on a
+//! client of its own (the caller's configuration, with the sync config's
+//! registries' transport and credentials), its progress written to stderr
+//! as images finish (when asked), its results as records.
+
+use ocirelay_core::ops::copy_referrers::CopiedReferrers;
+use ocirelay_core::ops::sync::{Event, Sync, SyncOptions, SyncResult};
+use ocirelay_core::ops::sync_image::Synced;
+use ocirelay_core::sync::SyncConfig;
+use ocirelay_core::{Operation, Output};
+use ocirelay_driver::Client;
+
+use crate::bindings::exports::ocirelay::registry::registry as wit;
+
+/// Runs the sync `config_json` describes, as `options` say.
+pub fn sync(
+    client: &Client,
+    config_json: &str,
+    options: wit::SyncOptions,
+) -> Result<Vec<wit::SyncResult>, wit::Error> {
+    let config = SyncConfig::parse(config_json)?;
+    let own = Client::new(
+        config.client_config(client.core().config()),
+        client.send_options(),
+    );
+    let print = options.progress;
+    let options = SyncOptions {
+        destination: options.destination,
+        shard: options.shard,
+        dry_run: options.dry_run,
+    };
+    let mut op = Sync::new(&own.core(), config, options)?;
+    let (done, _) = own.run(&mut WithProgress(&mut op, print))?;
+    done?;
+    Ok(op.into_results().into_iter().map(record).collect())
+}
+
+/// The sync, printing a line as each image ends (when the flag says).
+#[derive(Debug)]
+struct WithProgress<'a>(&'a mut Sync, bool);
+
+impl Operation for WithProgress<'_> {
+    type Outcome = <Sync as Operation>::Outcome;
+
+    fn poll_output(&mut self, client: &mut ocirelay_core::Client) -> Output<Self::Outcome> {
+        let output = self.0.poll_output(client);
+        let events: Vec<Event> = self.0.take_events().collect();
+        for event in events.into_iter().filter(|_| self.1) {
+            if let Event::Finished(i) = event {
+                if let Some(result) = self.0.results().get(i) {
+                    eprintln!("{}", line(result));
+                }
+            }
+        }
+        output
+    }
+}
+
+/// `copied SRC -> DST (DIGEST)`, `unchanged …`, `failed SRC: why`.
+fn line(result: &SyncResult) -> String {
+    let to = result
+        .destination
+        .as_ref()
+        .map_or(String::new(), |d| format!(" -> {d}"));
+    let message = match &result.outcome {
+        Ok((synced, _)) => {
+            let word = match synced {
+                Synced::Copied(_) => "copied",
+                Synced::Unchanged(_) => "unchanged",
+                Synced::WouldCopy(_) => "would copy",
+            };
+            format!(
+                "{word} {}{to} ({})",
+                result.source,
+                synced.descriptor().digest
+            )
+        }
+        Err(e) => format!("failed {}{to}: {e}", result.source),
+    };
+    ocirelay_core::error::printable(&message).into_owned()
+}
+
+fn record(result: SyncResult) -> wit::SyncResult {
+    let (outcome, referrers) = match result.outcome {
+        Ok((synced, referrers)) => {
+            let outcome = match &synced {
+                Synced::Copied(d) => wit::SyncOutcome::Copied(d.into()),
+                Synced::Unchanged(d) => wit::SyncOutcome::Unchanged(d.into()),
+                Synced::WouldCopy(d) => wit::SyncOutcome::WouldCopy(d.into()),
+            };
+            (outcome, referrers.map(copied))
+        }
+        Err(e) => (wit::SyncOutcome::Failed(e.into()), None),
+    };
+    wit::SyncResult {
+        source: result.source.to_string(),
+        destination: result.destination.map(|d| d.to_string()),
+        outcome,
+        referrers,
+    }
+}
+
+/// Referrers copied, as the WIT says them.
+pub fn copied(c: CopiedReferrers) -> wit::CopiedReferrers {
+    wit::CopiedReferrers {
+        copied: c.copied.iter().map(Into::into).collect(),
+        tags: c.tags,
+        skipped: c.skipped,
+    }
+}
