@@ -89,7 +89,7 @@ impl From<ocirelay_core::Error> for HostError {
     }
 }
 
-fn component_message(e: &wit::Error) -> &str {
+pub(crate) fn component_message(e: &wit::Error) -> &str {
     match e {
         wit::Error::InvalidReference(m)
         | wit::Error::InvalidInput(m)

@@ -99,6 +99,10 @@ enum Command {
     /// stdin (blobs, manifests, copies, as JSON objects), and print how
     /// each ref ended.
     Deploy(commands::deploy::DeployArgs),
+    /// Sync whole sets of repositories (skopeo sync's source file, tags by
+    /// list, pattern or version range) to a registry, copying only what
+    /// changed, going on past failures, and report what happened.
+    Sync(commands::sync::SyncArgs),
     /// Serve the edge service: the lookup/index API and a read-through
     /// registry mirror, over HTTP, each request in a component instance
     /// of its own (kept for later requests), one log line per request.
@@ -247,6 +251,7 @@ impl Command {
             ],
             Command::Tags(args) => vec![args.reference()?],
             Command::Deploy(args) => return args.hosts().map(dedup),
+            Command::Sync(args) => return args.hosts().map(dedup),
             Command::Serve(_) | Command::BuildService(_) => Vec::new(),
         };
         Ok(dedup(refs.into_iter().map(|r| r.host).collect()))
@@ -296,6 +301,10 @@ async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
             args.read_input()?;
             Command::Deploy(args)
         }
+        Command::Sync(mut args) => {
+            args.read_config()?;
+            Command::Sync(args)
+        }
         Command::Serve(args) => {
             refuse_unapplied("serve", &given, &["--rate", "--ca-file", "--idle-timeout"])?;
             return commands::service::serve(args, rates, &ca_files, idle_timeout).await;
@@ -340,6 +349,7 @@ async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
         Command::Copy(args) => commands::copy::run(&runtime, config, args).await,
         Command::Tags(args) => commands::tags::run(&runtime, config, args).await,
         Command::Deploy(args) => commands::deploy::run(&runtime, config, args).await,
+        Command::Sync(args) => commands::sync::run(&runtime, config, args).await,
         Command::Serve(_) | Command::BuildService(_) => {
             unreachable!("served above, without the registry runtime")
         }

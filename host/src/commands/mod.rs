@@ -5,4 +5,5 @@ pub mod deploy;
 pub mod index;
 pub mod lookup;
 pub mod service;
+pub mod sync;
 pub mod tags;

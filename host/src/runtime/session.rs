@@ -147,6 +147,21 @@ impl Session {
             .map_err(HostError::runtime("calling deploy"))??)
     }
 
+    /// Runs a sync (see `client.sync`): one result per image.
+    pub async fn sync(
+        &mut self,
+        config_json: &str,
+        options: wit::SyncOptions,
+    ) -> Result<Vec<wit::SyncResult>, HostError> {
+        Ok(self
+            .relay
+            .ocirelay_registry_registry()
+            .client()
+            .call_sync(&mut self.store, self.client, config_json, &options)
+            .await
+            .map_err(HostError::runtime("calling sync"))??)
+    }
+
     /// Copies blob `src` to `dst`.
     pub async fn copy_blob(
         &mut self,

@@ -1,0 +1,217 @@
+//! `ocirelay sync`: the repositories a config file names (skopeo sync's
+//! source YAML as it is, plus ocirelay's keys), each image HEADed at both
+//! ends and copied when it changed, a failure reported and the rest done.
+
+use std::path::{Path, PathBuf};
+
+use ocirelay_core::sync::SyncConfig;
+
+use crate::error::HostError;
+use crate::output::write_json;
+use crate::runtime::{wit, Runtime};
+
+/// Arguments of `ocirelay sync`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+CONFIG is skopeo sync's source file (YAML, or the same as JSON):
+  registry.example:
+    images: {team/app: [v1, v2], team/base: []}      # [] is every tag
+    images-by-tag-regex: {team/tool: '^1\\.2\\.'}
+    images-by-semver: {team/lib: '>= 1.2, < 2'}
+    tls-verify: true                                   # false: plain HTTP
+    credentials: {username: u, password: p}
+  ocirelay:                                            # ocirelay's own keys
+    destination: mirror.internal:5000/mirror           # or DEST
+    scoped: false          # true: DEST/registry.example/team/app, else DEST/app
+    exclude-tags: ['-rc']  # regexes of tags never synced
+    newest: 5              # of the versions selected, the newest 5
+    referrers: true        # signatures and SBOMs travel with each image
+Each image costs a HEAD at each end when it is there already; a changed
+one is copied (only what the destination lacks is sent). Progress on
+stderr, a line per image; --report FILE writes every image's outcome as
+JSON. Exit status: 0 all synced, 1 something failed (listed at the end,
+the rest done), 2 a bad config or option.")]
+pub struct SyncArgs {
+    /// Only look (HEADs): which images would be copied.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only the repositories of shard K of N (K from 0 to N-1; a stable
+    /// hash of each repository's name decides), so that N runs on N
+    /// machines cover the config once: `--shard $JOB_COMPLETION_INDEX/N`.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+    /// Write what happened to each image as JSON to FILE (`-`: stdout).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// The sync config (YAML or JSON).
+    #[arg(value_name = "CONFIG")]
+    pub config: PathBuf,
+    /// Where to: a registry and repository prefix (`host[/prefix]`);
+    /// else the config's `ocirelay.destination`.
+    #[arg(value_name = "DEST")]
+    pub destination: Option<String>,
+    /// The config as JSON, read before the command runs.
+    #[arg(skip)]
+    pub json: String,
+}
+
+fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    let (k, n) = text.split_once('/').ok_or("give K/N, e.g. 0/3")?;
+    let k: u32 = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("{k:?} is no number"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{n:?} is no number"))?;
+    if n == 0 || k >= n {
+        return Err(format!("K must be from 0 to N-1 (N={n})"));
+    }
+    Ok((k, n))
+}
+
+impl SyncArgs {
+    /// Reads the config file (YAML or JSON) into its JSON form, checked.
+    pub fn read_config(&mut self) -> Result<SyncConfig, HostError> {
+        self.json = config_json(&self.config)?;
+        let config = SyncConfig::parse(&self.json)
+            .map_err(|e| HostError::bad_file(self.config.display(), e))?;
+        if self.destination.is_none() && config.destination.is_none() {
+            return Err(HostError::Usage(format!(
+                "{}: no destination: give DEST, or ocirelay.destination in the config",
+                self.config.display()
+            )));
+        }
+        if let Some(dest) = &self.destination {
+            ocirelay_core::sync::config::check_destination(dest)
+                .map_err(|why| HostError::Usage(format!("DEST: {why}")))?;
+        }
+        Ok(config)
+    }
+
+    /// The registries it reaches: the sources and the destination.
+    pub fn hosts(&self) -> Result<Vec<String>, HostError> {
+        let config = SyncConfig::parse(&self.json)?;
+        let mut hosts: Vec<String> = config.registries.iter().map(|r| r.host.clone()).collect();
+        let dest = self.destination.as_ref().or(config.destination.as_ref());
+        if let Some(dest) = dest {
+            let probe = ocirelay_core::Reference::parse(&format!("{dest}/probe"))?;
+            hosts.push(probe.host);
+        }
+        Ok(hosts)
+    }
+}
+
+/// A YAML (or JSON) file as JSON text; a YAML error names its line.
+fn config_json(path: &Path) -> Result<String, HostError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| HostError::Usage(format!("reading {}: {e}", path.display())))?;
+    let value: serde_json::Value = serde_saphyr::from_str(&text)
+        .map_err(|e| HostError::Usage(format!("{}: not YAML or JSON: {e}", path.display())))?;
+    if !value.is_object() {
+        return Err(HostError::Usage(format!(
+            "{}: a sync config is a mapping of registries",
+            path.display()
+        )));
+    }
+    Ok(value.to_string())
+}
+
+/// Runs the command.
+pub async fn run(runtime: &Runtime, config: wit::Config, args: SyncArgs) -> Result<(), HostError> {
+    let mut session = runtime.session(config).await?;
+    let options = wit::SyncOptions {
+        destination: args.destination.clone(),
+        shard: args.shard,
+        dry_run: args.dry_run,
+        progress: true,
+    };
+    let results = session.sync(&args.json, options).await?;
+    let report = report(&results);
+    match args.report.as_deref() {
+        Some(path) if path == Path::new("-") => write_json(&mut std::io::stdout().lock(), &report)?,
+        Some(path) => {
+            let mut file = std::fs::File::create(path).map_err(|e| {
+                HostError::Usage(format!("writing the report to {}: {e}", path.display()))
+            })?;
+            write_json(&mut file, &report)?;
+        }
+        None => {}
+    }
+    let failed: Vec<&wit::SyncResult> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, wit::SyncOutcome::Failed(_)))
+        .collect();
+    let totals = &report["totals"];
+    eprintln!(
+        "ocirelay: {} images: {} copied, {} unchanged, {} would copy, {} failed",
+        totals["images"],
+        totals["copied"],
+        totals["unchanged"],
+        totals["would-copy"],
+        totals["failed"]
+    );
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for r in &failed {
+        if let wit::SyncOutcome::Failed(e) = &r.outcome {
+            eprintln!("  failed {}: {}", r.source, HostError::Component(e.clone()));
+        }
+    }
+    Err(HostError::Component(wit::Error::Registry(format!(
+        "{} of {} images failed",
+        failed.len(),
+        results.len()
+    ))))
+}
+
+/// The run as data: each image's source, destination, digest and outcome
+/// (with the error), its referrers, and the totals.
+fn report(results: &[wit::SyncResult]) -> serde_json::Value {
+    use serde_json::json;
+    let mut totals =
+        json!({"images": results.len(), "copied": 0, "unchanged": 0, "would-copy": 0, "failed": 0});
+    let images: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            let (word, digest, error) = match &r.outcome {
+                wit::SyncOutcome::Copied(d) => ("copied", Some(&d.digest), None),
+                wit::SyncOutcome::Unchanged(d) => ("unchanged", Some(&d.digest), None),
+                wit::SyncOutcome::WouldCopy(d) => ("would-copy", Some(&d.digest), None),
+                wit::SyncOutcome::Failed(e) => ("failed", None, Some(e)),
+            };
+            totals[word] = json!(totals[word].as_u64().unwrap_or(0) + 1);
+            let mut image = json!({"source": r.source, "destination": r.destination,
+                                   "digest": digest, "outcome": word});
+            if let Some(e) = error {
+                let message = crate::error::component_message(e);
+                image["error"] = json!({"kind": kind(e), "message": message});
+            }
+            if let Some(refs) = &r.referrers {
+                image["referrers"] = json!({"copied": refs.copied.len(), "tags": refs.tags,
+                                            "skipped": refs.skipped});
+            }
+            image
+        })
+        .collect();
+    json!({"images": images, "totals": totals})
+}
+
+/// The kind of error, as the packages name it.
+fn kind(e: &wit::Error) -> &'static str {
+    match e {
+        wit::Error::InvalidReference(_) => "invalid-reference",
+        wit::Error::InvalidInput(_) => "invalid-input",
+        wit::Error::NotFound(_) => "not-found",
+        wit::Error::Authentication(_) => "authentication",
+        wit::Error::Registry(_) => "registry",
+        wit::Error::Integrity(_) => "integrity",
+        wit::Error::Protocol(_) => "protocol",
+        wit::Error::Transport(_) => "transport",
+        wit::Error::Timeout(_) => "timeout",
+        wit::Error::RateLimited(_) => "rate-limited",
+        wit::Error::Internal(_) => "internal",
+    }
+}

@@ -1,0 +1,173 @@
+//! `ocirelay sync` between real registries (distribution over HTTPS): a
+//! skopeo-style YAML config, tags by list and by pattern, a re-run that
+//! only HEADs, failures reported while the rest is synced, bad configs
+//! named by field, and shards that together cover the config once.
+
+use std::path::Path;
+
+use ocirelay_tests::cli::ocirelay;
+use ocirelay_tests::{push_image, Auth, Registry};
+use serde_json::Value;
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("writing the config");
+    path.to_str().unwrap().to_string()
+}
+
+/// The digest `reference` holds, or null.
+fn digest_at(reference: &str) -> Value {
+    ocirelay(&["lookup", "--head", reference]).success().json()[0]["digest"].clone()
+}
+
+#[test]
+fn a_skopeo_config_syncs_then_a_rerun_only_heads() {
+    let from = Registry::start(Auth::None);
+    let to = Registry::start(Auth::None);
+    let mut digests = Vec::new();
+    for (repo, tag) in [
+        ("team/app", "v1"),
+        ("team/app", "v2"),
+        ("team/tool", "1.0.0"),
+        ("team/tool", "1.1.0"),
+        ("team/tool", "2.0.0-rc1"),
+    ] {
+        let image = push_image(&from, repo, tag, &[format!("{repo}:{tag}").as_bytes()]);
+        digests.push((repo, tag, image.digest.to_string()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "sync.yaml",
+        &format!(
+            "# as skopeo sync reads it, and ocirelay's keys\n\
+             {src}:\n  images:\n    team/app: [v1, v2]\n  images-by-tag-regex:\n    team/tool: '^1\\.'\n\
+             ocirelay:\n  destination: {dst}/mirror\n",
+            src = from.host(),
+            dst = to.host()
+        ),
+    );
+    let out = ocirelay(&["sync", &config, "--report", "-"]).success();
+    let report = &out.json()[0];
+    assert_eq!(report["totals"]["copied"], 4, "{report:#}\n{}", out.stderr);
+    for (repo, tag, digest) in &digests[..4] {
+        let name = repo.rsplit('/').next().unwrap();
+        let there = digest_at(&to.reference(&format!("mirror/{name}:{tag}")));
+        assert_eq!(there, Value::String(digest.clone()), "{repo}:{tag}");
+    }
+    assert_eq!(
+        digest_at(&to.reference("mirror/tool:2.0.0-rc1")),
+        Value::Null
+    );
+    assert!(out.stderr.contains("copied"), "{}", out.stderr);
+
+    let (f0, t0) = (from.access_log().len(), to.access_log().len());
+    let out = ocirelay(&["sync", &config, "--report", "-"]).success();
+    assert_eq!(out.json()[0]["totals"]["unchanged"], 4);
+    for (request, _) in from.served(f0).iter().chain(&to.served(t0)) {
+        let ok = request.starts_with("HEAD ") || request.starts_with("GET /v2/team/tool/tags/list");
+        assert!(ok, "a re-run sent {request}");
+    }
+}
+
+#[test]
+fn a_failure_is_listed_and_the_rest_synced() {
+    let from = Registry::start(Auth::None);
+    let to = Registry::start(Auth::None);
+    let image = push_image(&from, "team/app", "v1", &[b"present"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "sync.json",
+        &serde_json::json!({from.host(): {"images": {"team/app": ["gone", "v1"], "team/none": []}}})
+            .to_string(),
+    );
+    let report_path = dir.path().join("report.json");
+    let out = ocirelay(&[
+        "sync",
+        &config,
+        &to.reference("mirror"),
+        "--report",
+        report_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("team/app:gone") && out.stderr.contains("team/none"),
+        "{}",
+        out.stderr
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(report["totals"]["failed"], 2, "{report:#}");
+    assert_eq!(report["totals"]["copied"], 1);
+    let gone = &report["images"][0];
+    assert_eq!(gone["outcome"], "failed");
+    assert_eq!(gone["error"]["kind"], "not-found");
+    assert_eq!(
+        digest_at(&to.reference("mirror/app:v1")),
+        Value::String(image.digest.to_string())
+    );
+}
+
+#[test]
+fn bad_configs_exit_2_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("r.example:\n  imagez: {a/b: [v1]}\nocirelay: {destination: d.example}\n", "r.example.imagez"),
+        ("r.example:\n  images: {a/b: [v1]}\nocirelay: {newest: 0, destination: d.example}\n", "ocirelay.newest"),
+        ("r.example:\n  images-by-tag-regex: {a/b: '(open'}\nocirelay: {destination: d.example}\n", "images-by-tag-regex.a/b"),
+        ("r.example:\n  images: {a/b: [v1]\n", "YAML"),
+        ("r.example:\n  images: {a/b: [v1]}\n", "no destination"),
+    ];
+    for (i, (text, named)) in cases.iter().enumerate() {
+        let config = write(dir.path(), &format!("bad{i}.yaml"), text);
+        let out = ocirelay(&["sync", &config]);
+        assert_eq!(out.code, 2, "{text}\n{}", out.stderr);
+        assert!(out.stderr.contains(named), "{named}: {}", out.stderr);
+    }
+    let out = ocirelay(&["sync", "--shard", "3/3", "whatever.yaml", "d.example"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+#[test]
+fn shards_together_sync_every_image_once() {
+    let from = Registry::start(Auth::None);
+    let to = Registry::start(Auth::None);
+    let repos: Vec<String> = (0..6).map(|i| format!("team/app{i}")).collect();
+    for repo in &repos {
+        push_image(&from, repo, "v1", &[repo.as_bytes()]);
+    }
+    let images: serde_json::Map<String, Value> = repos
+        .iter()
+        .map(|r| (r.clone(), serde_json::json!(["v1"])))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "sync.json",
+        &serde_json::json!({from.host(): {"images": images}}).to_string(),
+    );
+    let mut copied = 0;
+    for k in 0..3 {
+        let shard = format!("{k}/3");
+        let out = ocirelay(&[
+            "sync",
+            "--shard",
+            &shard,
+            &config,
+            &to.reference("m"),
+            "--report",
+            "-",
+        ])
+        .success();
+        copied += out.json()[0]["totals"]["copied"].as_u64().unwrap();
+    }
+    assert_eq!(copied, 6);
+    let pushed = to
+        .served(0)
+        .iter()
+        .filter(|(request, status)| {
+            request.starts_with("PUT ") && request.contains("/manifests/v1 ") && *status == 201
+        })
+        .count();
+    assert_eq!(pushed, 6, "each image pushed once across the shards");
+}
