@@ -10,6 +10,8 @@ import type {
   Json,
   Reference,
   Referrers,
+  SyncOptions,
+  SyncResult,
 } from './index.js';
 
 export type {
@@ -23,6 +25,8 @@ export type {
   Platform,
   Reference,
   Referrers,
+  SyncOptions,
+  SyncResult,
 } from './index.js';
 export { ErrorKinds, OcirelayError } from './index.js';
 
@@ -93,4 +97,5 @@ export declare class Client {
     input: string | DeployInput[],
     options?: { dryRun?: boolean; parallel?: boolean; progress?: boolean; referrers?: boolean },
   ): Promise<DeployResult[]>;
+  sync(config: string | Json, options?: SyncOptions): Promise<SyncResult[]>;
 }

@@ -22,6 +22,8 @@ import {
   descriptor,
   referrers,
   rethrown,
+  syncResults,
+  syncText,
 } from './common.js';
 
 export { ErrorKinds, OcirelayError } from './common.js';
@@ -262,6 +264,12 @@ export class Client {
   async deploy(input, { dryRun = false, parallel = false, progress = false, referrers = false } = {}) {
     const options = { dryRun, parallel, progress, referrers };
     return deployResults(await this.#with([], (c) => c.deploy(deployText(input), options)));
+  }
+
+  /** Syncs what a sync config names (see `ocirelay`'s `sync`). */
+  async sync(config, { destination, shard, dryRun = false, progress = false } = {}) {
+    const options = { destination, shard, dryRun, progress };
+    return syncResults(await this.#with([], (c) => c.sync(syncText(config), options)));
   }
 
   /** Pushes small content as blob `ref` (by digest). */

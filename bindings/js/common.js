@@ -115,3 +115,20 @@ export function deployResults(results) {
     return out;
   });
 }
+
+/** A sync config (an object, or its JSON) as the component takes it. */
+export function syncText(config) {
+  return typeof config === 'string' ? config : JSON.stringify(config);
+}
+
+/** The sync's results as plain objects: `{source, destination, outcome,
+ * descriptor | error, referrers?}`. */
+export function syncResults(results) {
+  return results.map(({ source, destination, outcome, referrers }) => {
+    const out = { source, destination: destination ?? null, outcome: outcome.tag };
+    if (outcome.tag === 'failed') out.error = toError(outcome.val);
+    else out.descriptor = descriptor(outcome.val);
+    if (referrers) out.referrers = copiedReferrers(referrers);
+    return out;
+  });
+}

@@ -143,6 +143,33 @@ export interface Referrers {
 /** An OCI index or manifest as plain JSON. */
 export type Json = { [key: string]: unknown };
 
+/** How one image of a sync ended (`Client.sync`). */
+export interface SyncResult {
+  /** The source, with its tag. */
+  source: string;
+  /** Where it went (`null` for a repository whose tags could not be listed). */
+  destination: string | null;
+  outcome: 'copied' | 'unchanged' | 'would-copy' | 'failed';
+  /** Unless it failed. */
+  descriptor?: Descriptor;
+  /** When it failed. */
+  error?: OcirelayError;
+  /** What refers to it, copied (when the config asks for referrers). */
+  referrers?: { copied: Descriptor[]; tags: string[]; skipped: string[] };
+}
+
+/** How `Client.sync` runs. */
+export interface SyncOptions {
+  /** `host[/prefix]`; else the config's `ocirelay.destination`. */
+  destination?: string;
+  /** Only the repositories of shard K of N: `[K, N]`, K from 0. */
+  shard?: [number, number];
+  /** Only look (HEADs). */
+  dryRun?: boolean;
+  /** A line on stderr as each image ends. */
+  progress?: boolean;
+}
+
 export declare class Client {
   constructor(options?: ClientOptions);
   lookup(ref: string | Reference, options?: { head?: boolean; type?: 'manifest' | 'blob' }): Found | null;
@@ -163,6 +190,8 @@ export declare class Client {
   ensureManifest(ref: string | Reference, manifest: Uint8Array | string, mediaType: string): Descriptor;
   ensureBlob(ref: string | Reference, content: Uint8Array): Descriptor;
   pushBlob(ref: string | Reference, size: number | bigint): BlobWriter;
+  /** Syncs what a sync config names (see `ocirelay sync`): one result per image. */
+  sync(config: string | Json, options?: SyncOptions): SyncResult[];
   /** Runs the deploy tool's input (see `ocirelay deploy`): one result per ref. */
   deploy(
     input: string | DeployInput[],

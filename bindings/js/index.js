@@ -15,6 +15,8 @@ import {
   descriptor,
   referrers,
   rethrown,
+  syncResults,
+  syncText,
 } from './common.js';
 
 export { ErrorKinds, OcirelayError } from './common.js';
@@ -248,6 +250,22 @@ export class Client {
   deploy(input, { dryRun = false, parallel = false, progress = false, referrers = false } = {}) {
     const options = { dryRun, parallel, progress, referrers };
     return deployResults(call(() => this.#client.deploy(deployText(input), options)));
+  }
+
+  /**
+   * Syncs what a sync config names, as `ocirelay sync` does: skopeo sync's
+   * source file (an object, or its JSON), plus ocirelay's keys under
+   * `ocirelay`. Each image is HEADed at both ends and copied when it
+   * changed; one that fails is a result and the rest go on. One result per
+   * image: `{source, destination, outcome: 'copied' | 'unchanged' |
+   * 'would-copy' | 'failed', descriptor | error, referrers?}`.
+   * @param {string|object} config
+   * @param {{destination?: string, shard?: [number, number], dryRun?: boolean, progress?: boolean}} [options]
+   *   `progress`: a line on stderr as each image ends
+   */
+  sync(config, { destination, shard, dryRun = false, progress = false } = {}) {
+    const options = { destination, shard, dryRun, progress };
+    return syncResults(call(() => this.#client.sync(syncText(config), options)));
   }
 
   /** Pushes small content as blob `ref` (by digest). */

@@ -49,7 +49,7 @@ const waiting = {
   client: [
     'lookup', 'synthesize-index', 'synthesize-index-json', 'manifest-json', 'batch',
     'copy-manifest', 'copy-blob', 'ensure-manifest', 'ensure-blob', 'deploy', 'list-tags',
-    'list-referrers', 'copy-referrers', 'read-range', 'push-blob',
+    'list-referrers', 'copy-referrers', 'read-range', 'push-blob', 'sync',
   ],
   'blob-reader': ['read', 'read-base64', 'write-to'],
   'blob-writer': ['write', 'write-base64', 'finish'],

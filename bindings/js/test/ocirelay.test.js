@@ -133,6 +133,22 @@ test('deploy runs the deploy tool input: pushed, then up to date, and bad input 
   );
 });
 
+test('sync copies what changed, says what is unchanged, and goes on past failures', () => {
+  const client = new Client();
+  const config = { [a]: { images: { app: ['v1', 'gone'] } } };
+  const results = client.sync(config, { destination: `${b}/synced-js` });
+  assert.deepEqual(results.map((r) => r.outcome), ['copied', 'failed']);
+  assert.equal(results[0].destination, `${b}/synced-js/app:v1`);
+  assert.equal(results[0].descriptor.digest, index.digest);
+  assert.ok(results[1].error instanceof OcirelayError && results[1].error.kind === 'not-found');
+  const again = client.sync(JSON.stringify(config), { destination: `${b}/synced-js`, dryRun: true, shard: [0, 1] });
+  assert.deepEqual(again.map((r) => r.outcome), ['unchanged', 'failed']);
+  assert.throws(
+    () => client.sync({ [a]: { imagez: {} } }, { destination: b }),
+    (e) => e instanceof OcirelayError && e.kind === 'invalid-input' && e.message.includes('imagez'),
+  );
+});
+
 test('listReferrers reads what a signer left under the fallback tag, filtered by artifact type', () => {
   const client = new Client();
   // A repository of its own: the fallback tag is a tag like any other.

@@ -162,6 +162,20 @@ class OcirelayTest(unittest.TestCase):
         self.assertEqual(failed[0].outcome, "failed")
         self.assertIsInstance(failed[0].error, ocirelay.OcirelayError)
 
+    def test_sync_copies_what_changed_and_goes_on_past_failures(self):
+        client = ocirelay.Client()
+        config = {self.a.host: {"images": {"app": ["v1", "gone"]}}}
+        results = client.sync(config, destination=f"{self.b.host}/synced-py")
+        self.assertEqual([r.outcome for r in results], ["copied", "failed"])
+        self.assertEqual(results[0].destination, f"{self.b.host}/synced-py/app:v1")
+        self.assertEqual(results[0].descriptor.digest, self.index.digest)
+        self.assertIsInstance(results[1].error, ocirelay.NotFoundError)
+        again = client.sync(config, destination=f"{self.b.host}/synced-py", dry_run=True, shard=(0, 1))
+        self.assertEqual([r.outcome for r in again], ["unchanged", "failed"])
+        with self.assertRaises(ocirelay.InvalidInputError) as caught:
+            client.sync({self.a.host: {"imagez": {}}}, destination=self.b.host)
+        self.assertIn("imagez", str(caught.exception))
+
 
 if __name__ == "__main__":
     unittest.main()

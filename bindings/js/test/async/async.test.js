@@ -72,6 +72,12 @@ test('copies and deploys across registries', async () => {
   assert.equal(manifest.layers[0].size, 7);
 });
 
+test('sync resolves to one result per image', async () => {
+  await pushImage(a, 'tosync', 'v1', new TextEncoder().encode('to sync'));
+  const results = await client.sync({ [a]: { images: { tosync: ['v1'] } } }, { destination: `${b}/synced` });
+  assert.deepEqual(results.map((r) => [r.destination, r.outcome]), [[`${b}/synced/tosync:v1`, 'copied']]);
+});
+
 test('errors reject as OcirelayErrors naming what was wrong', async () => {
   await assert.rejects(client.lookup('Not A Ref'), (e) => e instanceof OcirelayError && e.kind === 'invalid-reference');
   const nowhere = new Client({ retryDeadlineSecs: 1 });

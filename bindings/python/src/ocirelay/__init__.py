@@ -11,7 +11,7 @@ from __future__ import annotations
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from wasmtime import component as wc
 
@@ -26,6 +26,7 @@ __all__ = [
     "Found",
     "BlobWriter",
     "DeployResult",
+    "SyncResult",
     "Referrers",
     "CopiedReferrers",
     "OcirelayError",
@@ -413,6 +414,24 @@ class Client:
         options = _record(dry_run=dry_run, parallel=parallel, progress=progress, referrers=referrers)
         return [_deploy_result(r) for r in self._method("deploy", text, options)]
 
+    def sync(
+        self,
+        config: Union[str, Dict[str, Any]],
+        destination: Optional[str] = None,
+        shard: Optional[Tuple[int, int]] = None,
+        dry_run: bool = False,
+        progress: bool = False,
+    ) -> List["SyncResult"]:
+        """Syncs what a sync config names, as `ocirelay sync` does: skopeo
+        sync's source file (a dict, or its JSON), plus ocirelay's keys under
+        "ocirelay". Each image is HEADed at both ends and copied when it
+        changed; one that fails is a result and the rest go on. `shard`
+        (K, N) takes only the repositories of shard K (from 0) of N;
+        `progress` writes a line on stderr as each image ends."""
+        text = config if isinstance(config, str) else json.dumps(config)
+        options = _record(destination=destination, shard=shard, dry_run=dry_run, progress=progress)
+        return [_sync_result(r) for r in self._method("sync", text, options)]
+
     def push_blob(self, ref: Union[str, Reference], size: int) -> BlobWriter:
         """Starts pushing blob `ref` (by digest) of `size` bytes through a writer."""
         return BlobWriter(self._instance, self._method("push-blob", _reference(ref), size))
@@ -453,6 +472,32 @@ class DeployResult:
     descriptor: Optional[Descriptor] = None
     input: Optional[str] = None
     error: Optional[OcirelayError] = None
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """How one image of a sync ended: `outcome` is "copied", "unchanged",
+    "would-copy" (dry run; each with `descriptor`) or "failed" (with
+    `error`); `destination` is None for a repository whose tags could not
+    be listed; `referrers` what refers to it, copied, when asked for."""
+
+    source: str
+    destination: Optional[str]
+    outcome: str
+    descriptor: Optional[Descriptor] = None
+    error: Optional[OcirelayError] = None
+    referrers: Optional["CopiedReferrers"] = None
+
+
+def _sync_result(r: wc.Record) -> SyncResult:
+    outcome = r.outcome
+    refs = r.referrers
+    copied = None if refs is None else CopiedReferrers(
+        copied=[_descriptor(d) for d in refs.copied], tags=list(refs.tags), skipped=list(refs.skipped))
+    if outcome.tag == "failed":
+        return SyncResult(r.source, r.destination, "failed", error=_error(outcome.payload), referrers=copied)
+    return SyncResult(r.source, r.destination, outcome.tag, descriptor=_descriptor(outcome.payload),
+                      referrers=copied)
 
 
 def _raise_error(v: wc.Variant) -> None:
