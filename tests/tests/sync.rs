@@ -171,3 +171,81 @@ fn shards_together_sync_every_image_once() {
         .count();
     assert_eq!(pushed, 6, "each image pushed once across the shards");
 }
+
+#[test]
+fn platforms_cut_an_index_to_one_of_its_own_and_a_rerun_finds_it() {
+    use ocirelay_tests::fixtures::two_platforms;
+    use ocirelay_tests::{Flavour, Layout};
+    let from = Registry::start(Auth::None);
+    let to = Registry::start(Auth::None);
+    // An index whose entries name their platforms, as registries serve them.
+    let mut layout = Layout::new();
+    let images: Vec<_> = two_platforms()
+        .iter()
+        .map(|p| {
+            let mut d = layout.image(Flavour::Oci, p, &[p.architecture.as_bytes()]);
+            d.platform = Some(p.clone());
+            d
+        })
+        .collect();
+    let index = layout.index(Flavour::Oci, &images);
+    layout.tag("v1", &index);
+    layout.push(&from, "team/multi", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "sync.yaml",
+        &format!("{}:\n  images: {{team/multi: [v1]}}\n", from.host()),
+    );
+    let dest = to.reference("mirror");
+    let out = ocirelay(&[
+        "sync",
+        &config,
+        &dest,
+        "--platform",
+        "linux/amd64",
+        "--report",
+        "-",
+    ])
+    .success();
+    let report = &out.json()[0];
+    assert_eq!(report["images"][0]["outcome"], "copied", "{report:#}");
+    let cut = report["images"][0]["digest"].as_str().unwrap().to_string();
+    assert_ne!(cut, index.digest.to_string(), "an index of its own");
+    let there = ocirelay(&[
+        "lookup",
+        "--type",
+        "manifest",
+        &to.reference("mirror/multi:v1"),
+    ])
+    .success();
+    let manifests = there.json()[0]["manifests"].as_array().unwrap().clone();
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(manifests[0]["digest"], images[0].digest.to_string());
+    assert_eq!(
+        digest_at(&to.reference("mirror/multi:v1")),
+        Value::String(cut.clone())
+    );
+    let absent = to.reference(&format!("mirror/multi@{}", images[1].digest));
+    assert_eq!(
+        digest_at(&absent),
+        Value::Null,
+        "the other platform stays behind"
+    );
+
+    let out = ocirelay(&[
+        "sync",
+        &config,
+        &dest,
+        "--platform",
+        "linux/amd64",
+        "--report",
+        "-",
+    ])
+    .success();
+    assert_eq!(out.json()[0]["images"][0]["outcome"], "unchanged");
+    assert_eq!(out.json()[0]["images"][0]["digest"], Value::String(cut));
+    let bad = ocirelay(&["sync", &config, &dest, "--platform", "linux"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("ocirelay.platforms"), "{}", bad.stderr);
+}

@@ -58,6 +58,7 @@ pub mod batch;
 pub mod confirm_push;
 pub mod copy_blob;
 pub mod copy_manifest;
+pub mod copy_platforms;
 pub mod copy_referrers;
 pub mod deploy;
 pub mod ensure_blob;

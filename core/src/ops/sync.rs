@@ -238,7 +238,8 @@ impl Operation for Sync {
                     destination,
                     self.config.referrers,
                     self.dry_run,
-                );
+                )
+                .platforms(&self.config.platforms);
                 self.running.push(index, op);
                 self.events.push_back(Event::Started(index));
             }

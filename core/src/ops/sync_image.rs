@@ -8,10 +8,12 @@ use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::error::{Error, Result};
 use crate::ops::copy_manifest::CopyManifest;
+use crate::ops::copy_platforms::CopyPlatforms;
 use crate::ops::copy_referrers::{CopiedReferrers, CopyReferrers};
 use crate::ops::ensure_manifest::ChildRefs;
 use crate::ops::lookup::{Found, Lookup};
 use crate::ops::{Operation, Output, Step};
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::{advance, ready};
 
@@ -37,6 +39,9 @@ impl Synced {
 
 #[derive(Debug)]
 enum Stage {
+    /// Cut down to the chosen platforms and copied (no referrers: a cut
+    /// index is another image, which its source's signatures do not name).
+    Platforms(Box<CopyPlatforms>),
     /// The source's tag.
     Source(Box<Lookup>),
     /// The destination's, against the source's descriptor.
@@ -69,6 +74,21 @@ impl SyncImage {
             dry_run,
             stage: Stage::Source(Box::new(head)),
         }
+    }
+
+    /// Only `platforms` of it (none: everything): an index is cut down to
+    /// them (see [`CopyPlatforms`]), read whole rather than HEADed.
+    pub fn platforms(mut self, platforms: &[Platform]) -> Self {
+        if !platforms.is_empty() {
+            let copy = CopyPlatforms::new(
+                self.source.clone(),
+                self.destination.clone(),
+                platforms.to_vec(),
+                self.dry_run,
+            );
+            self.stage = Stage::Platforms(Box::new(copy));
+        }
+        self
     }
 
     fn source_found(&mut self, found: Option<Found>) -> Result<Step<Stage, Outcome>> {
@@ -125,6 +145,10 @@ impl Operation for SyncImage {
     fn poll_output(&mut self, client: &mut Client) -> Output<Self::Outcome> {
         loop {
             match &mut self.stage {
+                Stage::Platforms(copy) => {
+                    let copied = ready!(copy.poll_output(client));
+                    return Output::Done(copied.map(|synced| (synced, None)));
+                }
                 Stage::Source(head) => {
                     let found = ready!(head.poll_output(client));
                     advance!(self.stage, found.and_then(|f| self.source_found(f)));

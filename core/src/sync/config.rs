@@ -11,7 +11,8 @@
 //!                       "tls-verify": true,
 //!                       "credentials": {"username": "u", "password": "p"}},
 //!  "ocirelay": {"destination": "mirror.internal:5000/mirror",
-//!               "exclude-tags": ["-rc"], "newest": 5, "referrers": true}}
+//!               "exclude-tags": ["-rc"], "newest": 5, "referrers": true,
+//!               "platforms": ["linux/amd64", "linux/arm64"]}}
 //! ```
 //!
 //! An empty tag list (`team/base: []`) means every tag, as in skopeo.
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use crate::auth::Credential;
 use crate::client::ClientConfig;
 use crate::error::{Error, Result};
+use crate::platform::Platform;
 use crate::reference::{is_valid_tag, Reference};
 use crate::Digest;
 
@@ -67,6 +69,8 @@ struct OwnFile {
     newest: Option<usize>,
     #[serde(default)]
     referrers: bool,
+    #[serde(default)]
+    platforms: Vec<String>,
 }
 
 /// Which tags of a repository.
@@ -125,6 +129,10 @@ pub struct SyncConfig {
     pub newest: Option<usize>,
     /// What refers to each image (signatures, SBOMs) travels with it.
     pub referrers: bool,
+    /// Only these platforms of an index (normalized): each index is cut
+    /// down to them and pushed as an index of its own, with its own
+    /// digest ([`crate::ops::copy_platforms`]); none: everything.
+    pub platforms: Vec<Platform>,
 }
 
 impl SyncConfig {
@@ -209,6 +217,8 @@ impl SyncConfig {
         if own.newest == Some(0) {
             return Err(invalid(&format!("{OWN_KEY}.newest"), "must be at least 1"));
         }
+        let platforms = crate::ops::copy_platforms::parse_platforms(&own.platforms)
+            .map_err(|why| invalid(&format!("{OWN_KEY}.platforms"), &why))?;
         if let Some(dest) = &own.destination {
             check_destination(dest)
                 .map_err(|why| invalid(&format!("{OWN_KEY}.destination"), &why))?;
@@ -221,6 +231,7 @@ impl SyncConfig {
             exclude_tags,
             newest: own.newest,
             referrers: own.referrers,
+            platforms,
         })
     }
 

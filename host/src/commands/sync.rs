@@ -26,6 +26,7 @@ CONFIG is skopeo sync's source file (YAML, or the same as JSON):
     exclude-tags: ['-rc']  # regexes of tags never synced
     newest: 5              # of the versions selected, the newest 5
     referrers: true        # signatures and SBOMs travel with each image
+    platforms: [linux/amd64, linux/arm64]   # each index cut down to these
 Each image costs a HEAD at each end when it is there already; a changed
 one is copied (only what the destination lacks is sent). Progress on
 stderr, a line per image; --report FILE writes every image's outcome as
@@ -40,6 +41,15 @@ pub struct SyncArgs {
     /// machines cover the config once: `--shard $JOB_COMPLETION_INDEX/N`.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub shard: Option<(u32, u32)>,
+    /// Only these platforms (`os/arch[/variant]`, comma-separated or
+    /// repeated; replaces the config's `ocirelay.platforms`): each index is
+    /// cut down to them and pushed as an index of its own digest.
+    #[arg(
+        long = "platform",
+        value_name = "OS/ARCH[/VARIANT]",
+        value_delimiter = ','
+    )]
+    pub platforms: Vec<String>,
     /// Write what happened to each image as JSON to FILE (`-`: stdout).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -74,7 +84,7 @@ fn parse_shard(text: &str) -> Result<(u32, u32), String> {
 impl SyncArgs {
     /// Reads the config file (YAML or JSON) into its JSON form, checked.
     pub fn read_config(&mut self) -> Result<SyncConfig, HostError> {
-        self.json = config_json(&self.config)?;
+        self.json = config_json(&self.config, &self.platforms)?;
         let config = SyncConfig::parse(&self.json)
             .map_err(|e| HostError::bad_file(self.config.display(), e))?;
         if self.destination.is_none() && config.destination.is_none() {
@@ -103,17 +113,26 @@ impl SyncArgs {
     }
 }
 
-/// A YAML (or JSON) file as JSON text; a YAML error names its line.
-fn config_json(path: &Path) -> Result<String, HostError> {
+/// A YAML (or JSON) file as JSON text, `platforms` (when given) put in
+/// its `ocirelay.platforms`; a YAML error names its line.
+fn config_json(path: &Path, platforms: &[String]) -> Result<String, HostError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| HostError::Usage(format!("reading {}: {e}", path.display())))?;
-    let value: serde_json::Value = serde_saphyr::from_str(&text)
+    let mut value: serde_json::Value = serde_saphyr::from_str(&text)
         .map_err(|e| HostError::Usage(format!("{}: not YAML or JSON: {e}", path.display())))?;
-    if !value.is_object() {
+    let Some(map) = value.as_object_mut() else {
         return Err(HostError::Usage(format!(
             "{}: a sync config is a mapping of registries",
             path.display()
         )));
+    };
+    if !platforms.is_empty() {
+        let own = map
+            .entry(ocirelay_core::sync::config::OWN_KEY)
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(own) = own.as_object_mut() {
+            own.insert("platforms".into(), serde_json::json!(platforms));
+        }
     }
     Ok(value.to_string())
 }
