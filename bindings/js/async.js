@@ -268,7 +268,7 @@ export class Client {
 
   /** Syncs what a sync config names (see `ocirelay`'s `sync`). */
   async sync(config, { destination, shard, dryRun = false, progress = false } = {}) {
-    const options = { destination, shard, dryRun, progress };
+    const options = { destination, shard, dryRun, progress, progressJson: false };
     return syncResults(await this.#with([], (c) => c.sync(syncText(config), options)));
   }
 

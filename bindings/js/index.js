@@ -264,7 +264,7 @@ export class Client {
    *   `progress`: a line on stderr as each image ends
    */
   sync(config, { destination, shard, dryRun = false, progress = false } = {}) {
-    const options = { destination, shard, dryRun, progress };
+    const options = { destination, shard, dryRun, progress, progressJson: false };
     return syncResults(call(() => this.#client.sync(syncText(config), options)));
   }
 

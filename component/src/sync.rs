@@ -23,7 +23,11 @@ pub fn sync(
         config.client_config(client.core().config()),
         client.send_options(),
     );
-    let print = options.progress;
+    let print = match (options.progress_json, options.progress) {
+        (true, _) => Print::Json,
+        (false, true) => Print::Lines,
+        (false, false) => Print::Nothing,
+    };
     let options = SyncOptions {
         destination: options.destination,
         shard: options.shard,
@@ -35,9 +39,19 @@ pub fn sync(
     Ok(op.into_results().into_iter().map(record).collect())
 }
 
-/// The sync, printing a line as each image ends (when the flag says).
+/// What progress to write on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Print {
+    Nothing,
+    /// A line as each image ends.
+    Lines,
+    /// A JSON line as each image starts and ends.
+    Json,
+}
+
+/// The sync, printing its progress as `Print` says.
 #[derive(Debug)]
-struct WithProgress<'a>(&'a mut Sync, bool);
+struct WithProgress<'a>(&'a mut Sync, Print);
 
 impl Operation for WithProgress<'_> {
     type Outcome = <Sync as Operation>::Outcome;
@@ -45,11 +59,18 @@ impl Operation for WithProgress<'_> {
     fn poll_output(&mut self, client: &mut ocirelay_core::Client) -> Output<Self::Outcome> {
         let output = self.0.poll_output(client);
         let events: Vec<Event> = self.0.take_events().collect();
-        for event in events.into_iter().filter(|_| self.1) {
-            if let Event::Finished(i) = event {
-                if let Some(result) = self.0.results().get(i) {
-                    eprintln!("{}", line(result));
-                }
+        for event in events {
+            let (i, finished) = match event {
+                Event::Started(i) => (i, false),
+                Event::Finished(i) => (i, true),
+            };
+            let Some(result) = self.0.results().get(i) else {
+                continue;
+            };
+            match self.1 {
+                Print::Lines if finished => eprintln!("{}", line(result)),
+                Print::Json => eprintln!("{}", json_line(result, finished)),
+                _ => {}
             }
         }
         output
@@ -78,6 +99,36 @@ fn line(result: &SyncResult) -> String {
         Err(e) => format!("failed {}{to}: {e}", result.source),
     };
     ocirelay_core::error::printable(&message).into_owned()
+}
+
+/// `{"event": "started"|"finished", "source", "destination", "outcome",
+/// "digest", "error"}`, one line.
+fn json_line(result: &SyncResult, finished: bool) -> String {
+    let mut line = serde_json::json!({
+        "event": if finished { "finished" } else { "started" },
+        "source": result.source.to_string(),
+        "destination": result.destination.as_ref().map(ToString::to_string),
+    });
+    if finished {
+        match &result.outcome {
+            Ok((synced, _)) => {
+                let word = match synced {
+                    Synced::Copied(_) => "copied",
+                    Synced::Unchanged(_) => "unchanged",
+                    Synced::WouldCopy(_) => "would-copy",
+                };
+                line["outcome"] = word.into();
+                line["digest"] = synced.descriptor().digest.to_string().into();
+            }
+            Err(e) => {
+                line["outcome"] = "failed".into();
+                line["error"] = ocirelay_core::error::printable(&e.to_string())
+                    .into_owned()
+                    .into();
+            }
+        }
+    }
+    line.to_string()
 }
 
 fn record(result: SyncResult) -> wit::SyncResult {

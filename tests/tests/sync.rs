@@ -62,8 +62,20 @@ fn a_skopeo_config_syncs_then_a_rerun_only_heads() {
     assert!(out.stderr.contains("copied"), "{}", out.stderr);
 
     let (f0, t0) = (from.access_log().len(), to.access_log().len());
-    let out = ocirelay(&["sync", &config, "--report", "-"]).success();
+    let out = ocirelay(&["sync", &config, "--report", "-", "--progress", "json"]).success();
     assert_eq!(out.json()[0]["totals"]["unchanged"], 4);
+    // JSON lines on stderr, a start and an end for each image.
+    let events: Vec<Value> = out
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let ended: Vec<&Value> = events.iter().filter(|e| e["event"] == "finished").collect();
+    assert_eq!(events.len(), 8, "{}", out.stderr);
+    assert_eq!(ended.len(), 4);
+    assert!(ended
+        .iter()
+        .all(|e| e["outcome"] == "unchanged" && e["digest"].is_string()));
     for (request, _) in from.served(f0).iter().chain(&to.served(t0)) {
         let ok = request.starts_with("HEAD ") || request.starts_with("GET /v2/team/tool/tags/list");
         assert!(ok, "a re-run sent {request}");

@@ -50,6 +50,10 @@ pub struct SyncArgs {
         value_delimiter = ','
     )]
     pub platforms: Vec<String>,
+    /// Progress on stderr as JSON lines (`json`: one as each image starts
+    /// and ends, for CI logs) instead of a line per image.
+    #[arg(long, value_name = "FORMAT")]
+    pub progress: Option<ProgressFormat>,
     /// Write what happened to each image as JSON to FILE (`-`: stdout).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -63,6 +67,13 @@ pub struct SyncArgs {
     /// The config as JSON, read before the command runs.
     #[arg(skip)]
     pub json: String,
+}
+
+/// How progress is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressFormat {
+    /// A JSON line as each image starts and ends.
+    Json,
 }
 
 fn parse_shard(text: &str) -> Result<(u32, u32), String> {
@@ -145,6 +156,7 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: SyncArgs) -> Resu
         shard: args.shard,
         dry_run: args.dry_run,
         progress: true,
+        progress_json: args.progress == Some(ProgressFormat::Json),
     };
     let results = session.sync(&args.json, options).await?;
     let report = report(&results);

@@ -429,7 +429,8 @@ class Client:
         (K, N) takes only the repositories of shard K (from 0) of N;
         `progress` writes a line on stderr as each image ends."""
         text = config if isinstance(config, str) else json.dumps(config)
-        options = _record(destination=destination, shard=shard, dry_run=dry_run, progress=progress)
+        options = _record(destination=destination, shard=shard, dry_run=dry_run, progress=progress,
+                          progress_json=False)
         return [_sync_result(r) for r in self._method("sync", text, options)]
 
     def push_blob(self, ref: Union[str, Reference], size: int) -> BlobWriter:
