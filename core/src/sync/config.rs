@@ -111,7 +111,7 @@ pub struct SourceRegistry {
 /// A sync's configuration, checked.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
-    /// The repositories, in the file's order of registries, then names.
+    /// The repositories, by registry, then by name (sorted, as JSON objects keep no order here).
     pub repositories: Vec<Repository>,
     /// The source registries.
     pub registries: Vec<SourceRegistry>,
