@@ -210,16 +210,19 @@ fn platforms_cut_an_index_to_one_of_its_own_and_a_rerun_finds_it() {
         &format!("{}:\n  images: {{team/multi: [v1]}}\n", from.host()),
     );
     let dest = to.reference("mirror");
-    let out = ocirelay(&[
-        "sync",
-        &config,
-        &dest,
-        "--platform",
-        "linux/amd64",
-        "--report",
-        "-",
-    ])
-    .success();
+    let sync_amd64 = || {
+        let args = [
+            "sync",
+            &config,
+            &dest,
+            "--platform",
+            "linux/amd64",
+            "--report",
+            "-",
+        ];
+        ocirelay(&args).success()
+    };
+    let out = sync_amd64();
     let report = &out.json()[0];
     assert_eq!(report["images"][0]["outcome"], "copied", "{report:#}");
     let cut = report["images"][0]["digest"].as_str().unwrap().to_string();
@@ -245,16 +248,7 @@ fn platforms_cut_an_index_to_one_of_its_own_and_a_rerun_finds_it() {
         "the other platform stays behind"
     );
 
-    let out = ocirelay(&[
-        "sync",
-        &config,
-        &dest,
-        "--platform",
-        "linux/amd64",
-        "--report",
-        "-",
-    ])
-    .success();
+    let out = sync_amd64();
     assert_eq!(out.json()[0]["images"][0]["outcome"], "unchanged");
     assert_eq!(out.json()[0]["images"][0]["digest"], Value::String(cut));
     let bad = ocirelay(&["sync", &config, &dest, "--platform", "linux"]);

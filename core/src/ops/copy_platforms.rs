@@ -15,7 +15,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::ops::ensure_manifest::{ChildRefs, EnsureManifest};
 use crate::ops::lookup::{Body, Found, Lookup};
-use crate::ops::sync_image::Synced;
+use crate::ops::sync_image::{head_there, Synced};
 use crate::ops::{Operation, Output, Step};
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -158,14 +158,7 @@ impl CopyPlatforms {
         self.source.digest = Some(found.descriptor.digest.clone());
         let bytes = cut(&bytes, &self.platforms, &self.source.to_string())?
             .unwrap_or_else(|| bytes.to_vec());
-        let mut there = self.destination.clone();
-        if there.tag.is_some() {
-            there.digest = None;
-        }
-        let mut head = Lookup::manifest(there, true);
-        if !self.dry_run {
-            head = head.for_push();
-        }
+        let head = head_there(&self.destination, self.dry_run);
         Ok(Step::Next(Stage::There {
             head: Box::new(head),
             bytes,

@@ -93,14 +93,7 @@ impl SyncImage {
 
     fn source_found(&mut self, found: Option<Found>) -> Result<Step<Stage, Outcome>> {
         let found = found.ok_or_else(|| Error::not_found(self.source.to_string()))?;
-        let mut there = self.destination.clone();
-        if there.tag.is_some() {
-            there.digest = None;
-        }
-        let mut head = Lookup::manifest(there, true);
-        if !self.dry_run {
-            head = head.for_push();
-        }
+        let head = head_there(&self.destination, self.dry_run);
         Ok(Step::Next(Stage::There(
             Box::new(head),
             Box::new(found.descriptor),
@@ -133,6 +126,20 @@ impl SyncImage {
         source.digest = Some(synced.descriptor().digest.clone());
         let copy = CopyReferrers::new(source, self.destination.clone());
         Step::Next(Stage::Referrers(Box::new(copy), Box::new(synced)))
+    }
+}
+
+/// The HEAD of what `destination` holds (by its tag when it has one), its
+/// token good for the push that may follow (unless only looking).
+pub(crate) fn head_there(destination: &Reference, dry_run: bool) -> Lookup {
+    let mut there = destination.clone();
+    if there.tag.is_some() {
+        there.digest = None;
+    }
+    let head = Lookup::manifest(there, true);
+    match dry_run {
+        true => head,
+        false => head.for_push(),
     }
 }
 
