@@ -8,7 +8,8 @@
 //! [`distribution`], [`auth`]), shared client state ([`client`]) and the
 //! clock it is told ([`time`]), policy ([`retry`], [`rate_limit`],
 //! [`policy`]), what hosts read from files ([`docker_config`],
-//! [`settings`]) and how JSON is printed ([`json`]), and operations as state machines ([`ops`]) with the
+//! [`settings`]), what an OCI image layout is and what a host answering
+//! one as a registry is asked ([`layout`]), and how JSON is printed ([`json`]), and operations as state machines ([`ops`]) with the
 //! registry [`cache`]. [`ops`] says how to drive an operation, how one is
 //! written, and how to add one.
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod http;
 pub mod index;
 pub mod json;
+pub mod layout;
 pub mod manifest;
 pub mod media_type;
 pub mod ops;
