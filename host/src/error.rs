@@ -27,6 +27,15 @@ pub enum HostError {
         /// wasmtime's error.
         source: wasmtime::Error,
     },
+    /// Another error, its message rewritten for the user (OCI layouts
+    /// named as given), its exit code kept.
+    #[error("{message}")]
+    Shown {
+        /// The message.
+        message: String,
+        /// The exit code of the error it was.
+        exit_code: i32,
+    },
     /// A bug in ocirelay outside the component.
     #[error("internal error (a bug in ocirelay): {0}")]
     Internal(String),
@@ -61,6 +70,7 @@ impl HostError {
             | HostError::Internal(_)
             | HostError::Component(wit::Error::Internal(_)) => 3,
             HostError::Component(_) | HostError::Setup(_) | HostError::Output(_) => 1,
+            HostError::Shown { exit_code, .. } => *exit_code,
         }
     }
 

@@ -26,6 +26,7 @@ use ocirelay_core::Digest;
 use crate::access_log::Calls;
 use crate::error::HostError;
 use crate::idle::{self, Activity, IdleBody};
+use crate::layout::Layouts;
 use crate::policy::Policy;
 use crate::tokens::{KeptBody, Tokens};
 use crate::verify::{upload_digest, Partial, Unfinished, VerifyingBody};
@@ -116,6 +117,8 @@ pub struct Outbound {
     unfinished: Arc<Unfinished>,
     /// Token servers' answers, for the instances that ask again.
     tokens: Arc<Tokens>,
+    /// The OCI layouts the command names, answered here as registries.
+    layouts: Arc<Layouts>,
 }
 
 impl Outbound {
@@ -125,6 +128,7 @@ impl Outbound {
         policy: Policy,
         ca_files: &[PathBuf],
         idle_timeout: Duration,
+        layouts: Arc<Layouts>,
     ) -> Result<Arc<Self>, HostError> {
         Ok(Arc::new(Outbound {
             client: pooled_client(ca_files)?,
@@ -133,12 +137,18 @@ impl Outbound {
             idle_timeout,
             unfinished: Arc::default(),
             tokens: Arc::default(),
+            layouts,
         }))
     }
 
     /// What every instance sent, for progress reports.
     pub fn traffic(&self) -> &Arc<Traffic> {
         &self.traffic
+    }
+
+    /// The OCI layouts answered here.
+    pub fn layouts(&self) -> &Arc<Layouts> {
+        &self.layouts
     }
 }
 
@@ -209,7 +219,8 @@ impl WasiHttpHooks for Hooks {
                 tracing::debug!(uri = %shown_uri(&parts.uri), "answered with a kept token");
                 return Ok((token_response(answer), finished()));
             }
-            if outbound.policy.admit(&authority).await.is_err() {
+            let layout = outbound.layouts.root(&authority).is_some();
+            if !layout && outbound.policy.admit(&authority).await.is_err() {
                 tracing::warn!(host = %authority, "refused: not a registry this command names, nor one it was sent to");
                 return Err(Error::HttpRequestDenied);
             }
@@ -277,21 +288,36 @@ impl WasiHttpHooks for Hooks {
             let call = calls
                 .as_ref()
                 .map(|c| c.sent(parts.method.as_str(), &authority));
-            let request = http::Request::from_parts(parts, body);
             let idle = outbound.idle_timeout;
-            let sent = outbound.client.request(request);
-            let Some(response) = idle::within(&activity, idle, sent).await else {
-                tracing::warn!(host = %authority, ?idle, "no progress; giving up on this try");
-                return Err(Error::ConnectionReadTimeout);
+            let response = match outbound.layouts.root(&authority) {
+                // A layout: answered from its directory, nothing sent.
+                Some(root) => outbound.layouts.answer(root, parts, body).await?,
+                None => {
+                    let request = http::Request::from_parts(parts, body);
+                    let sent = outbound.client.request(request);
+                    let Some(response) = idle::within(&activity, idle, sent).await else {
+                        tracing::warn!(host = %authority, ?idle, "no progress; giving up on this try");
+                        return Err(Error::ConnectionReadTimeout);
+                    };
+                    let response = response.map_err(client_error)?;
+                    outbound.policy.learn(
+                        &authority,
+                        response.status().as_u16(),
+                        response.headers(),
+                    );
+                    let (head, body) = response.into_parts();
+                    let body = IdleBody::new(
+                        body.map_err(Error::from),
+                        idle,
+                        Error::ConnectionReadTimeout,
+                    );
+                    http::Response::from_parts(head, body.boxed_unsync())
+                }
             };
-            let response = response.map_err(client_error)?;
             if let (Some(calls), Some(call)) = (&calls, call) {
                 calls.answered(call, response.status().as_u16());
             }
             tracing::debug!(status = %response.status(), "answered");
-            outbound
-                .policy
-                .learn(&authority, response.status().as_u16(), response.headers());
             match response.status() {
                 http::StatusCode::CREATED => {
                     let written = &outbound.traffic.objects_written;
@@ -301,18 +327,12 @@ impl WasiHttpHooks for Hooks {
                 _ => {}
             }
             let (mut head, body) = response.into_parts();
-            let body = IdleBody::new(
-                body.map_err(Error::from),
-                idle,
-                Error::ConnectionReadTimeout,
-            );
             #[cfg(test)]
             if forge {
                 if let Some(value) = forged.and_then(|d| d.to_string().parse().ok()) {
                     head.headers.insert(BODY_VERIFIED, value);
                     head.headers.insert(BODY_CHECK, http::HeaderValue::from(0));
                 }
-                let body = body.boxed_unsync();
                 return Ok((http::Response::from_parts(head, body), finished()));
             }
             let mismatch = |detail: String| {
@@ -333,7 +353,7 @@ impl WasiHttpHooks for Hooks {
                     Some(key) if head.status == http::StatusCode::OK => {
                         KeptBody::new(body, outbound.tokens.clone(), key).boxed_unsync()
                     }
-                    _ => body.boxed_unsync(),
+                    _ => body,
                 },
             };
             Ok((http::Response::from_parts(head, body), finished()))

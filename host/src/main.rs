@@ -11,6 +11,7 @@ mod credentials;
 mod error;
 mod hooks;
 mod idle;
+mod layout;
 mod malloc;
 mod output;
 mod policy;
@@ -291,6 +292,8 @@ async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
     let mut ca_files = settings.ca_files;
     ca_files.extend(cli.ca_files);
     let idle_timeout = std::time::Duration::from_secs(cli.idle_timeout);
+    // OCI layouts the command names, answered by the hook.
+    let mut layouts = layout::Layouts::default();
     // The service's own configuration says what it reaches and how.
     let command = match cli.command {
         Command::BuildService(args) => {
@@ -302,8 +305,12 @@ async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
             Command::Deploy(args)
         }
         Command::Sync(mut args) => {
-            args.read_config()?;
+            args.read_config(&mut layouts)?;
             Command::Sync(args)
+        }
+        Command::Copy(mut args) => {
+            args.use_layouts(&mut layouts)?;
+            Command::Copy(args)
         }
         Command::Serve(args) => {
             refuse_unapplied("serve", &given, &["--rate", "--ca-file", "--idle-timeout"])?;
@@ -312,6 +319,8 @@ async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
         other => other,
     };
     let mut hosts = command.hosts()?;
+    // A layout has no credentials and no rate.
+    hosts.retain(|h| layouts.root(h).is_none());
     let mirror = docker_hub_proxy()?;
     // The mirror is authenticated with its own host's credentials.
     hosts.extend(mirror.as_ref().map(|m| m.authority.clone()));
@@ -342,7 +351,8 @@ async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
     if let Some(m) = &mirror {
         policy.charge_to(&m.authority, ocirelay_core::reference::DOCKER_HUB);
     }
-    let runtime = Runtime::new(policy, &ca_files, idle_timeout)?;
+    let layouts = std::sync::Arc::new(layouts);
+    let runtime = Runtime::with_layouts(policy, &ca_files, idle_timeout, layouts.clone())?;
     let done = match command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,
@@ -355,5 +365,12 @@ async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
         }
     };
     runtime.log_host_calls();
-    done
+    // Errors name layouts as the user did.
+    done.map_err(|e| match layouts.is_empty() {
+        true => e,
+        false => HostError::Shown {
+            message: layouts.shown(&e.to_string()),
+            exit_code: e.exit_code(),
+        },
+    })
 }

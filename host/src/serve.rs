@@ -116,7 +116,7 @@ impl Server {
         Ok(Server {
             pre,
             instances: Arc::new(tokio::sync::Semaphore::new(capacity.instances as usize)),
-            outbound: Outbound::new(policy, ca_files, idle_timeout)?,
+            outbound: Outbound::new(policy, ca_files, idle_timeout, Arc::default())?,
             idle: Arc::default(),
             log,
             capacity,

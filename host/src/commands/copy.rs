@@ -8,6 +8,7 @@ use std::time::Duration;
 use ocirelay_core::Reference;
 
 use crate::error::HostError;
+use crate::layout::{LayoutArg, Layouts};
 use crate::output::write_json;
 use crate::runtime::{wit, Runtime};
 
@@ -30,13 +31,38 @@ pub struct CopyArgs {
     /// is said on stderr.
     #[arg(long)]
     pub referrers: bool,
-    /// What to copy, e.g. `localhost:5000/app:v1` or `…/app@sha256:…`.
+    /// What to copy, e.g. `localhost:5000/app:v1`, `…/app@sha256:…`, or an
+    /// OCI image layout, `oci:DIR[:TAG]` (without a tag, the layout's one image).
     #[arg(value_name = "SRC")]
     pub src: String,
     /// Where to, e.g. `registry.example/app:v1` (a tag, a digest, or neither:
-    /// then it is pushed by digest).
+    /// then it is pushed by digest), or an OCI image layout, `oci:DIR[:TAG]`
+    /// (made if missing; without a tag, SRC's).
     #[arg(value_name = "DST")]
     pub dst: String,
+}
+
+impl CopyArgs {
+    /// Names the OCI layouts among SRC and DST (`oci:DIR[:TAG]`) as
+    /// registries `layouts` answers for, each checked now. A layout
+    /// written to takes DST's tag, else SRC's.
+    pub fn use_layouts(&mut self, layouts: &mut Layouts) -> Result<(), HostError> {
+        let src = LayoutArg::parse(&self.src).transpose()?;
+        let dst = LayoutArg::parse(&self.dst).transpose()?;
+        if self.blob && (src.is_some() || dst.is_some()) {
+            return Err(HostError::Usage(
+                "copy --blob copies between registries; copy the image to or from a layout".into(),
+            ));
+        }
+        if let Some(src) = &src {
+            self.src = layouts.source(src)?;
+        }
+        if let Some(dst) = &dst {
+            let source_tag = Reference::parse(&self.src)?.tag;
+            self.dst = layouts.destination(dst, source_tag.as_deref())?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs the command.
@@ -53,7 +79,7 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: CopyArgs) -> Resu
                 // After the image: a registry may refuse a subject it lacks.
                 let referrers = session.copy_referrers(&src, &dst).await;
                 referrers.map(|r| {
-                    report(&r);
+                    report(&r, runtime.layouts());
                     copied
                 })
             }
@@ -68,7 +94,7 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: CopyArgs) -> Resu
 }
 
 /// What a copy of referrers did, on stderr.
-fn report(copied: &wit::CopiedReferrers) {
+fn report(copied: &wit::CopiedReferrers, layouts: &Layouts) {
     eprintln!(
         "ocirelay: {} referrers copied, {} cosign tags",
         copied.copied.len(),
@@ -76,7 +102,7 @@ fn report(copied: &wit::CopiedReferrers) {
     );
     for why in &copied.skipped {
         // Debug-quoted: a registry's words, printed inert.
-        eprintln!("ocirelay: skipped {why:?}");
+        eprintln!("ocirelay: skipped {:?}", layouts.shown(why));
     }
 }
 

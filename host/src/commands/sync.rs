@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use ocirelay_core::sync::SyncConfig;
 
 use crate::error::HostError;
+use crate::layout::{LayoutArg, Layouts};
 use crate::output::write_json;
 use crate::runtime::{wit, Runtime};
 
@@ -27,6 +28,9 @@ CONFIG is skopeo sync's source file (YAML, or the same as JSON):
     newest: 5              # of the versions selected, the newest 5
     referrers: true        # signatures and SBOMs travel with each image
     platforms: [linux/amd64, linux/arm64]   # each index cut down to these
+CONFIG may also be oci:DIR, a directory of OCI image layouts (DIR/team/app
+is repository team/app), every tag of each; DEST (or ocirelay.destination)
+may be oci:DIR, each repository written to a layout of its own under it.
 Each image costs a HEAD at each end when it is there already; a changed
 one is copied (only what the destination lacks is sent). Progress on
 stderr, a line per image; --report FILE writes every image's outcome as
@@ -57,11 +61,12 @@ pub struct SyncArgs {
     /// Write what happened to each image as JSON to FILE (`-`: stdout).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// The sync config (YAML or JSON).
+    /// The sync config (YAML or JSON), or `oci:DIR`: every layout under DIR.
     #[arg(value_name = "CONFIG")]
     pub config: PathBuf,
-    /// Where to: a registry and repository prefix (`host[/prefix]`);
-    /// else the config's `ocirelay.destination`.
+    /// Where to: a registry and repository prefix (`host[/prefix]`), or
+    /// `oci:DIR` (a layout per repository); else the config's
+    /// `ocirelay.destination`.
     #[arg(value_name = "DEST")]
     pub destination: Option<String>,
     /// The config as JSON, read before the command runs.
@@ -93,9 +98,41 @@ fn parse_shard(text: &str) -> Result<(u32, u32), String> {
 }
 
 impl SyncArgs {
-    /// Reads the config file (YAML or JSON) into its JSON form, checked.
-    pub fn read_config(&mut self) -> Result<SyncConfig, HostError> {
-        self.json = config_json(&self.config, &self.platforms)?;
+    /// Reads the config file (YAML or JSON) into its JSON form, checked;
+    /// OCI layouts (`oci:DIR` as CONFIG, DEST or `ocirelay.destination`)
+    /// named as registries `layouts` answers for.
+    pub fn read_config(&mut self, layouts: &mut Layouts) -> Result<SyncConfig, HostError> {
+        let mut value = match self.config.to_str().and_then(LayoutArg::parse) {
+            Some(arg) => layout_source(&arg?, layouts)?,
+            None => config_value(&self.config)?,
+        };
+        with_platforms(&mut value, &self.platforms);
+        // A layout destination in the config: as if given as DEST.
+        let own = value.get_mut(ocirelay_core::sync::config::OWN_KEY);
+        if let Some(own) = own.and_then(|o| o.as_object_mut()) {
+            let in_layout = own
+                .get("destination")
+                .and_then(|d| d.as_str())
+                .is_some_and(|d| d.starts_with(crate::layout::PREFIX));
+            if in_layout {
+                let dest = own
+                    .remove("destination")
+                    .and_then(|d| d.as_str().map(str::to_string));
+                self.destination = self.destination.take().or(dest);
+            }
+        }
+        if let Some(arg) = self.destination.as_deref().and_then(LayoutArg::parse) {
+            let arg = arg?;
+            if arg.tag.is_some() || arg.digest.is_some() {
+                return Err(HostError::Usage(format!(
+                    "{}: a sync writes each repository to a layout of its own under DIR, \
+                     each image under its tag: give oci:DIR",
+                    self.destination.as_deref().unwrap_or_default()
+                )));
+            }
+            self.destination = Some(layouts.tree(&arg.dir)?);
+        }
+        self.json = value.to_string();
         let config = SyncConfig::parse(&self.json)
             .map_err(|e| HostError::bad_file(self.config.display(), e))?;
         if self.destination.is_none() && config.destination.is_none() {
@@ -124,18 +161,44 @@ impl SyncArgs {
     }
 }
 
-/// A YAML (or JSON) file as JSON text, `platforms` (when given) put in
-/// its `ocirelay.platforms`; a YAML error names its line.
-fn config_json(path: &Path, platforms: &[String]) -> Result<String, HostError> {
+/// A YAML (or JSON) file as JSON; a YAML error names its line.
+fn config_value(path: &Path) -> Result<serde_json::Value, HostError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| HostError::Usage(format!("reading {}: {e}", path.display())))?;
-    let mut value: serde_json::Value = serde_saphyr::from_str(&text)
+    let value: serde_json::Value = serde_saphyr::from_str(&text)
         .map_err(|e| HostError::Usage(format!("{}: not YAML or JSON: {e}", path.display())))?;
-    let Some(map) = value.as_object_mut() else {
+    if !value.is_object() {
         return Err(HostError::Usage(format!(
             "{}: a sync config is a mapping of registries",
             path.display()
         )));
+    }
+    Ok(value)
+}
+
+/// The config of a sync from a directory of layouts: every tag of each.
+fn layout_source(
+    arg: &crate::layout::LayoutArg,
+    layouts: &mut Layouts,
+) -> Result<serde_json::Value, HostError> {
+    if arg.tag.is_some() || arg.digest.is_some() {
+        return Err(HostError::Usage(format!(
+            "oci:{}: a sync reads every layout under a directory, every tag: give oci:DIR",
+            arg.dir.display()
+        )));
+    }
+    let (host, repositories) = layouts.repositories(&arg.dir)?;
+    let images: serde_json::Map<String, serde_json::Value> = repositories
+        .into_iter()
+        .map(|r| (r, serde_json::json!([])))
+        .collect();
+    Ok(serde_json::json!({ host: { "images": images } }))
+}
+
+/// `platforms` (when given) put in the config's `ocirelay.platforms`.
+fn with_platforms(value: &mut serde_json::Value, platforms: &[String]) {
+    let Some(map) = value.as_object_mut() else {
+        return;
     };
     if !platforms.is_empty() {
         let own = map
@@ -145,7 +208,6 @@ fn config_json(path: &Path, platforms: &[String]) -> Result<String, HostError> {
             own.insert("platforms".into(), serde_json::json!(platforms));
         }
     }
-    Ok(value.to_string())
 }
 
 /// Runs the command.
@@ -159,7 +221,7 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: SyncArgs) -> Resu
         progress_json: args.progress == Some(ProgressFormat::Json),
     };
     let results = session.sync(&args.json, options).await?;
-    let report = report(&results);
+    let report = report(&results, runtime.layouts());
     match args.report.as_deref() {
         Some(path) if path == Path::new("-") => write_json(&mut std::io::stdout().lock(), &report)?,
         Some(path) => {
@@ -188,7 +250,12 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: SyncArgs) -> Resu
     }
     for r in &failed {
         if let wit::SyncOutcome::Failed(e) = &r.outcome {
-            eprintln!("  failed {}: {}", r.source, HostError::Component(e.clone()));
+            let why = HostError::Component(e.clone()).to_string();
+            eprintln!(
+                "  failed {}: {}",
+                runtime.layouts().shown(&r.source),
+                runtime.layouts().shown(&why)
+            );
         }
     }
     Err(HostError::Component(wit::Error::Registry(format!(
@@ -200,7 +267,7 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: SyncArgs) -> Resu
 
 /// The run as data: each image's source, destination, digest and outcome
 /// (with the error), its referrers, and the totals.
-fn report(results: &[wit::SyncResult]) -> serde_json::Value {
+fn report(results: &[wit::SyncResult], layouts: &Layouts) -> serde_json::Value {
     use serde_json::json;
     let mut totals =
         json!({"images": results.len(), "copied": 0, "unchanged": 0, "would-copy": 0, "failed": 0});
@@ -214,10 +281,11 @@ fn report(results: &[wit::SyncResult]) -> serde_json::Value {
                 wit::SyncOutcome::Failed(e) => ("failed", None, Some(e)),
             };
             totals[word] = json!(totals[word].as_u64().unwrap_or(0) + 1);
-            let mut image = json!({"source": r.source, "destination": r.destination,
+            let mut image = json!({"source": layouts.shown(&r.source),
+                                   "destination": r.destination.as_deref().map(|d| layouts.shown(d)),
                                    "digest": digest, "outcome": word});
             if let Some(e) = error {
-                let message = crate::error::component_message(e);
+                let message = layouts.shown(crate::error::component_message(e));
                 image["error"] = json!({"kind": kind(e), "message": message});
             }
             if let Some(refs) = &r.referrers {

@@ -12,6 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::error::HostError;
 use crate::hooks::{Hooks, Outbound, Traffic};
+use crate::layout::{Layouts, ShownStderr};
 use crate::policy::Policy;
 
 wasmtime::component::bindgen!({
@@ -96,10 +97,22 @@ impl Runtime {
     /// Loads the component (from the compilation cache when possible);
     /// HTTPS trusts the system's roots and the certificates of `ca_files`.
     /// A try that makes no progress for `idle_timeout` fails (and is retried).
+    #[cfg(test)]
     pub fn new(
         policy: Policy,
         ca_files: &[std::path::PathBuf],
         idle_timeout: std::time::Duration,
+    ) -> Result<Self, HostError> {
+        Runtime::with_layouts(policy, ca_files, idle_timeout, Arc::default())
+    }
+
+    /// [`Runtime::new`], answering requests to `layouts`' names from their
+    /// directories.
+    pub fn with_layouts(
+        policy: Policy,
+        ca_files: &[std::path::PathBuf],
+        idle_timeout: std::time::Duration,
+        layouts: Arc<Layouts>,
     ) -> Result<Self, HostError> {
         let (engine, pre) = proxy_world_pre(COMPONENT_WASM, None)?;
         let pre =
@@ -107,7 +120,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             pre,
-            outbound: Outbound::new(policy, ca_files, idle_timeout)?,
+            outbound: Outbound::new(policy, ca_files, idle_timeout, layouts)?,
             host_checks: true,
             #[cfg(test)]
             forging: false,
@@ -117,6 +130,11 @@ impl Runtime {
     /// What every instance of this runtime sent, for progress reports.
     pub fn traffic(&self) -> &Arc<Traffic> {
         self.outbound.traffic()
+    }
+
+    /// The OCI layouts this runtime answers for: how to show their names.
+    pub fn layouts(&self) -> &Arc<Layouts> {
+        self.outbound.layouts()
     }
 
     /// Logs (at debug) the calls the component made into the host, per MiB
@@ -163,7 +181,18 @@ impl Runtime {
         }
         config.uploads_verified_by_host = self.host_checks;
         config.downloads_verified_by_host = self.host_checks;
-        let mut store = Store::new(&self.engine, State::new(hooks));
+        let layouts = self.outbound.layouts();
+        let state = match layouts.is_empty() {
+            true => State::new(hooks),
+            // What the component says names layouts as the user did.
+            false => State::built(
+                hooks,
+                WasiCtx::builder()
+                    .stderr(ShownStderr::new(layouts.clone()))
+                    .build(),
+            ),
+        };
+        let mut store = Store::new(&self.engine, state);
         if tracing::enabled!(tracing::Level::DEBUG) {
             let traffic = self.traffic().clone();
             store.call_hook(move |_, hook| {
