@@ -14,6 +14,7 @@ use ocirelay_core::json;
 use ocirelay_core::ops::batch::{Answer, Batch};
 use ocirelay_core::ops::copy_blob::CopyBlob;
 use ocirelay_core::ops::copy_manifest::CopyManifest;
+use ocirelay_core::ops::copy_platforms::{parse_platforms, CopyPlatforms};
 use ocirelay_core::ops::deploy::{Deploy, DeployOptions};
 use ocirelay_core::ops::ensure_blob::{BlobSource, EnsureBlob};
 use ocirelay_core::ops::ensure_manifest::EnsureManifest;
@@ -124,6 +125,24 @@ impl wit::GuestClient for ClientResource {
             (&children).try_into()?,
         );
         self.descriptor(&mut op)
+    }
+
+    fn copy_platforms(
+        &self,
+        src: wit::Reference,
+        dst: wit::Reference,
+        platforms: Vec<String>,
+    ) -> Result<wit::Descriptor, wit::Error> {
+        let chosen = parse_platforms(&platforms)
+            .map_err(|why| wit::Error::InvalidInput(format!("platforms: {why}")))?;
+        if chosen.is_empty() {
+            return Err(wit::Error::InvalidInput(
+                "platforms: name at least one (os/arch[/variant])".into(),
+            ));
+        }
+        let mut op = CopyPlatforms::new((&src).try_into()?, (&dst).try_into()?, chosen, false);
+        let (copied, _) = self.run(&mut op)?;
+        Ok(copied?.descriptor().into())
     }
 
     fn copy_blob(

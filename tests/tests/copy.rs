@@ -343,3 +343,60 @@ fn at_debug_a_copy_reports_its_guest_to_host_calls() {
     let quiet = ocirelay(&["copy", "--blob", &blob, &dst.reference("again")]).success();
     assert!(!quiet.stderr.contains("guest-to-host"), "{}", quiet.stderr);
 }
+
+#[test]
+fn copy_platform_cuts_an_index_to_one_of_its_own_in_a_registry_or_a_layout() {
+    let from = Registry::start(Auth::None);
+    let to = Registry::start(Auth::None);
+    let mut layout = Layout::new();
+    let images: Vec<_> = ocirelay_tests::two_platforms()
+        .iter()
+        .map(|p| {
+            let mut d = layout.image(Flavour::Oci, p, &[p.architecture.as_bytes()]);
+            d.platform = Some(p.clone());
+            d
+        })
+        .collect();
+    let index = layout.index(Flavour::Oci, &images);
+    layout.tag("v1", &index);
+    layout.push(&from, "team/multi", "v1");
+    let src = from.reference("team/multi:v1");
+    let dst = to.reference("team/arm:v1");
+    let copy = |dst: &str| ocirelay(&["copy", "--platform", "linux/arm64", &src, dst]);
+    let cut = copy(&dst).success().json()[0]["digest"].clone();
+    assert_ne!(cut, json!(index.digest.to_string()), "an index of its own");
+    let there = ocirelay(&["lookup", "--type", "manifest", &dst]).success();
+    let manifests = there.json()[0]["manifests"].as_array().unwrap().clone();
+    assert_eq!(manifests.len(), 1);
+    assert_eq!(manifests[0]["digest"], images[1].digest.to_string());
+    // Again: the same digest, found there, nothing pushed.
+    let served = to.access_log().len();
+    assert_eq!(copy(&dst).success().json()[0]["digest"], cut);
+    for request in requests(&to, served) {
+        assert!(
+            !request.starts_with("PUT") && !request.starts_with("POST"),
+            "{request}"
+        );
+    }
+    // Into a layout: the same cut index.
+    let dir = tempfile::tempdir().unwrap();
+    let oci = format!("oci:{}:arm", dir.path().join("l").display());
+    assert_eq!(copy(&oci).success().json()[0]["digest"], cut);
+    // Bad platforms, and what does not go with --platform: exit 2.
+    for args in [
+        vec!["copy", "--platform", "linux", &src, &dst],
+        vec![
+            "copy",
+            "--platform",
+            "linux/arm64",
+            "--referrers",
+            &src,
+            &dst,
+        ],
+    ] {
+        let out = ocirelay(&args);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+    }
+    let out = ocirelay(&["copy", "--platform", "linux", &src, &dst]);
+    assert!(out.stderr.contains("\"linux\""), "{}", out.stderr);
+}

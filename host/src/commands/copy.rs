@@ -31,6 +31,17 @@ pub struct CopyArgs {
     /// is said on stderr.
     #[arg(long)]
     pub referrers: bool,
+    /// Only these platforms (`os/arch[/variant]`, comma-separated or
+    /// repeated): an index is cut down to them and pushed as an index of
+    /// its own digest (printed), the same on every run; an image, or an
+    /// index of only these, is copied as it is.
+    #[arg(
+        long = "platform",
+        value_name = "OS/ARCH[/VARIANT]",
+        value_delimiter = ',',
+        conflicts_with_all = ["blob", "referrers"]
+    )]
+    pub platforms: Vec<String>,
     /// What to copy, e.g. `localhost:5000/app:v1`, `…/app@sha256:…`, or an
     /// OCI image layout, `oci:DIR[:TAG]` (without a tag, the layout's one image).
     #[arg(value_name = "SRC")]
@@ -74,7 +85,11 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: CopyArgs) -> Resu
     let result = if args.blob {
         session.copy_blob(&src, &dst).await
     } else {
-        match session.copy_manifest(&src, &dst).await {
+        let copied = match args.platforms.is_empty() {
+            true => session.copy_manifest(&src, &dst).await,
+            false => session.copy_platforms(&src, &dst, &args.platforms).await,
+        };
+        match copied {
             Ok(copied) if args.referrers => {
                 // After the image: a registry may refuse a subject it lacks.
                 let referrers = session.copy_referrers(&src, &dst).await;

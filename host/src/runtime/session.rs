@@ -132,6 +132,30 @@ impl Session {
         (&d).try_into()
     }
 
+    /// Copies `src` to `dst` cut down to `platforms` (see
+    /// `client.copy-platforms`).
+    pub async fn copy_platforms(
+        &mut self,
+        src: &Reference,
+        dst: &Reference,
+        platforms: &[String],
+    ) -> Result<Descriptor, HostError> {
+        let d = self
+            .relay
+            .ocirelay_registry_registry()
+            .client()
+            .call_copy_platforms(
+                &mut self.store,
+                self.client,
+                &src.into(),
+                &dst.into(),
+                platforms,
+            )
+            .await
+            .map_err(HostError::runtime("calling copy-platforms"))??;
+        (&d).try_into()
+    }
+
     /// Runs a deploy input stream (see `client.deploy`): one result per ref.
     pub async fn deploy(
         &mut self,
