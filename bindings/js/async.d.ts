@@ -79,7 +79,7 @@ export declare class Client {
   copy(
     src: string | Reference,
     dst: string | Reference,
-    options?: { referrers?: boolean },
+    options?: { referrers?: boolean; platforms?: string[] },
   ): Promise<Descriptor>;
   copyReferrers(
     src: string | Reference,

@@ -24,6 +24,7 @@ import {
   rethrown,
   syncResults,
   syncText,
+  copyOptionsError,
 } from './common.js';
 
 export { ErrorKinds, OcirelayError } from './common.js';
@@ -235,7 +236,11 @@ export class Client {
 
   /** Copies an image or index with every child; the pushed descriptor.
    * With `{referrers: true}`, then what refers to it. */
-  async copy(src, dst, { referrers: withReferrers = false } = {}) {
+  async copy(src, dst, { referrers: withReferrers = false, platforms } = {}) {
+    if (platforms !== undefined) {
+      if (withReferrers) throw copyOptionsError();
+      return descriptor(await this.#with([src, dst], (c, s, d) => c.copyPlatforms(s, d, [...platforms])));
+    }
     const copied = await this.#with([src, dst], (c, s, d) => c.copyManifest(s, d, { byDigest: [] }));
     if (withReferrers) await this.copyReferrers(src, dst);
     return descriptor(copied);

@@ -95,6 +95,12 @@ export function referrers(found) {
   return out;
 }
 
+/** `copy` given both `platforms` and `referrers`: a cut index is another
+ * image, which its source's referrers do not name. */
+export function copyOptionsError() {
+  return new OcirelayError('invalid-input', 'copy: platforms and referrers do not go together (a cut index is another image)');
+}
+
 /** `copyReferrers`' answer as a plain object. */
 export function copiedReferrers(done) {
   return { copied: done.copied.map(descriptor), tags: done.tags, skipped: done.skipped };

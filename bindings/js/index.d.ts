@@ -179,8 +179,13 @@ export declare class Client {
   listTags(repo: string | Reference, options?: { pageSize?: number; after?: string }): string[] | null;
   /** The referrers of `subject`, or `null` when its tag does not exist. */
   listReferrers(subject: string | Reference, options?: { artifactType?: string }): Referrers | null;
-  /** With `referrers`, then `copyReferrers`. */
-  copy(src: string | Reference, dst: string | Reference, options?: { referrers?: boolean }): Descriptor;
+  /** With `referrers`, then `copyReferrers`; with `platforms`
+   * (`os/arch[/variant]`), an index cut down to those, of its own digest. */
+  copy(
+    src: string | Reference,
+    dst: string | Reference,
+    options?: { referrers?: boolean; platforms?: string[] },
+  ): Descriptor;
   /** Copies what refers to `src` into `dst`'s repository (`src` must be there). */
   copyReferrers(
     src: string | Reference,

@@ -17,6 +17,7 @@ import {
   rethrown,
   syncResults,
   syncText,
+  copyOptionsError,
 } from './common.js';
 
 export { ErrorKinds, OcirelayError } from './common.js';
@@ -206,8 +207,15 @@ export class Client {
   }
 
   /** Copies an image or index with every child; the pushed descriptor.
-   * With `{referrers: true}`, then what refers to it (see `copyReferrers`). */
-  copy(src, dst, { referrers = false } = {}) {
+   * With `{referrers: true}`, then what refers to it (see `copyReferrers`).
+   * With `{platforms: ['linux/amd64', …]}`, an index cut down to those
+   * platforms (and their attestations), pushed as an index of its own
+   * digest, the same on every run (not with `referrers`). */
+  copy(src, dst, { referrers = false, platforms } = {}) {
+    if (platforms !== undefined) {
+      if (referrers) throw copyOptionsError();
+      return descriptor(call(() => this.#client.copyPlatforms(asRef(src), asRef(dst), [...platforms])));
+    }
     const copied = descriptor(call(() => this.#client.copyManifest(asRef(src), asRef(dst), { byDigest: [] })));
     if (referrers) this.copyReferrers(src, dst);
     return copied;

@@ -48,7 +48,7 @@ const blocking = [
 const waiting = {
   client: [
     'lookup', 'synthesize-index', 'synthesize-index-json', 'manifest-json', 'batch',
-    'copy-manifest', 'copy-blob', 'ensure-manifest', 'ensure-blob', 'deploy', 'list-tags',
+    'copy-manifest', 'copy-platforms', 'copy-blob', 'ensure-manifest', 'ensure-blob', 'deploy', 'list-tags',
     'list-referrers', 'copy-referrers', 'read-range', 'push-blob', 'sync',
   ],
   'blob-reader': ['read', 'read-base64', 'write-to'],

@@ -94,6 +94,18 @@ test('copy across two registries keeps the digest', () => {
   assert.equal(client.lookup(`${b}/copied:v1`, { head: true }).descriptor.digest, index.digest);
 });
 
+test('copy with platforms pushes an index of those alone, of its own digest, the same again', () => {
+  const client = new Client();
+  const cut = client.copy(`${a}/app:v1`, `${b}/arm:v1`, { platforms: ['linux/arm64'] });
+  assert.notEqual(cut.digest, index.digest);
+  const there = client.manifest(`${b}/arm:v1`);
+  assert.deepEqual(there.manifests.map((m) => m.platform.architecture), ['arm64']);
+  assert.equal(new Client().copy(`${a}/app:v1`, `${b}/arm:v1`, { platforms: ['linux/arm64'] }).digest, cut.digest);
+  for (const options of [{ platforms: ['linux'] }, { platforms: ['linux/arm64'], referrers: true }]) {
+    assert.throws(() => client.copy(`${a}/app:v1`, `${b}/arm:v1`, options), (e) => e instanceof OcirelayError && e.kind === 'invalid-input');
+  }
+});
+
 test('a registry that cannot be reached is a transport error', () => {
   assert.throws(
     () => new Client().lookup('127.0.0.1:1/app:v1', { head: true }),

@@ -91,6 +91,19 @@ class OcirelayTest(unittest.TestCase):
         there = client.lookup(f"{self.b.host}/copied:v1", head=True)
         self.assertEqual(there.descriptor.digest, self.index.digest)
 
+    def test_copy_with_platforms_pushes_an_index_of_its_own(self):
+        client = ocirelay.Client()
+        cut = client.copy(f"{self.a.host}/app:v1", f"{self.b.host}/arm:v1", platforms=["linux/arm64"])
+        self.assertNotEqual(cut.digest, self.index.digest)
+        there = client.manifest(f"{self.b.host}/arm:v1")
+        self.assertEqual([m["platform"]["architecture"] for m in there["manifests"]], ["arm64"])
+        again = ocirelay.Client().copy(f"{self.a.host}/app:v1", f"{self.b.host}/arm:v1", platforms=["linux/arm64"])
+        self.assertEqual(again.digest, cut.digest)
+        for kwargs in ({"platforms": ["linux"]}, {"platforms": ["linux/arm64"], "referrers": True}):
+            with self.assertRaises(ocirelay.OcirelayError) as caught:
+                client.copy(f"{self.a.host}/app:v1", f"{self.b.host}/arm:v1", **kwargs)
+            self.assertEqual(caught.exception.kind, "invalid-input")
+
     def test_a_registry_that_cannot_be_reached_is_a_transport_error(self):
         with self.assertRaises(ocirelay.TransportError) as caught:
             ocirelay.Client().lookup("127.0.0.1:1/app:v1", head=True)

@@ -70,6 +70,10 @@ test('copies and deploys across registries', async () => {
   assert.deepEqual(again.map((r) => r.outcome), ['up-to-date']);
   const manifest = await client.manifest(`${b}/copied:v1`);
   assert.equal(manifest.layers[0].size, 7);
+  // An image (no index to cut) is copied as it is, with platforms too.
+  const kept = await client.copy(`${a}/copied:v1`, `${b}/copied:amd64`, { platforms: ['linux/amd64'] });
+  assert.equal(kept.digest, image.digest);
+  await assert.rejects(client.copy(`${a}/copied:v1`, `${b}/copied:x`, { platforms: ['linux'] }), (e) => e.kind === 'invalid-input');
 });
 
 test('sync resolves to one result per image', async () => {

@@ -361,9 +361,18 @@ class Client:
             holds=None if isinstance(source, str) else source.payload,
         )
 
-    def copy(self, src: Union[str, Reference], dst: Union[str, Reference], referrers: bool = False) -> Descriptor:
+    def copy(self, src: Union[str, Reference], dst: Union[str, Reference], referrers: bool = False,
+             platforms: Optional[List[str]] = None) -> Descriptor:
         """Copies an image or index with every child, digests unchanged;
-        with `referrers`, then what refers to it (see `copy_referrers`)."""
+        with `referrers`, then what refers to it (see `copy_referrers`).
+        With `platforms` (`os/arch[/variant]`), an index is cut down to
+        those (and their attestations) and pushed as an index of its own
+        digest, the same on every run (not with `referrers`)."""
+        if platforms is not None:
+            if referrers:
+                raise InvalidInputError("copy: platforms and referrers do not go together "
+                                        "(a cut index is another image)")
+            return _descriptor(self._method("copy-platforms", _reference(src), _reference(dst), list(platforms)))
         children = _record(by_digest=[], fallback=None)
         copied = _descriptor(self._method("copy-manifest", _reference(src), _reference(dst), children))
         if referrers:
