@@ -130,8 +130,10 @@ export function syncText(config) {
 /** The sync's results as plain objects: `{source, destination, outcome,
  * descriptor | error, referrers?}`. */
 export function syncResults(results) {
-  return results.map(({ source, destination, outcome, referrers }) => {
-    const out = { source, destination: destination ?? null, outcome: outcome.tag };
+  return results.map(({ source, destination, outcome, referrers, requests, bytesSent }) => {
+    const out = {
+      source, destination: destination ?? null, outcome: outcome.tag, requests: Number(requests), bytesSent: Number(bytesSent),
+    };
     if (outcome.tag === 'failed') out.error = toError(outcome.val);
     else out.descriptor = descriptor(outcome.val);
     if (referrers) out.referrers = copiedReferrers(referrers);

@@ -154,6 +154,10 @@ export interface SyncResult {
   descriptor?: Descriptor;
   /** When it failed. */
   error?: OcirelayError;
+  /** Requests sent for it (retries and token requests included). */
+  requests: number;
+  /** The bytes those requests carried (manifests and blobs pushed). */
+  bytesSent: number;
   /** What refers to it, copied (when the config asks for referrers). */
   referrers?: { copied: Descriptor[]; tags: string[]; skipped: string[] };
 }

@@ -102,7 +102,7 @@ fn line(result: &SyncResult) -> String {
 }
 
 /// `{"event": "started"|"finished", "source", "destination", "outcome",
-/// "digest", "error"}`, one line.
+/// "digest", "error", "requests", "bytes-sent"}`, one line.
 fn json_line(result: &SyncResult, finished: bool) -> String {
     let mut line = serde_json::json!({
         "event": if finished { "finished" } else { "started" },
@@ -110,6 +110,8 @@ fn json_line(result: &SyncResult, finished: bool) -> String {
         "destination": result.destination.as_ref().map(ToString::to_string),
     });
     if finished {
+        line["requests"] = result.traffic.requests.into();
+        line["bytes-sent"] = result.traffic.bytes_sent.into();
         match &result.outcome {
             Ok((synced, _)) => {
                 let word = match synced {
@@ -148,6 +150,8 @@ fn record(result: SyncResult) -> wit::SyncResult {
         destination: result.destination.map(|d| d.to_string()),
         outcome,
         referrers,
+        requests: result.traffic.requests,
+        bytes_sent: result.traffic.bytes_sent,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use ocirelay_core::http::Method;
 use ocirelay_core::media_type::OCI_MANIFEST;
-use ocirelay_core::ops::sync::{Sync, SyncOptions, SyncResult};
+use ocirelay_core::ops::sync::{Sync, SyncOptions, SyncResult, Traffic};
 use ocirelay_core::ops::sync_image::Synced;
 use ocirelay_core::sync::SyncConfig;
 use ocirelay_core::Digest;
@@ -85,6 +85,13 @@ fn listed_and_matched_tags_are_copied_then_a_rerun_heads_only() {
     );
     assert!(world.reg(DST).tagged("mirror/app", "v1", &v1));
     assert!(sent.iter().any(|r| r.method == Method::Put));
+    // What each image cost: every request but the tag list is an image's,
+    // and the bytes are its config (2), its layer and its manifest, twice
+    // (pushed first as if its children were there; refused; pushed again).
+    let counted: u64 = results.iter().map(|r| r.traffic.requests).sum();
+    assert_eq!(counted as usize, sent.len() - 1);
+    let manifest_size = world.reg(SRC).tagged_bytes("team/app", "v1").unwrap().len() as u64;
+    assert_eq!(results[0].traffic.bytes_sent, 2 + 3 + 2 * manifest_size);
 
     // Again: a HEAD at each end per image, and the tag list.
     let (results, sent) = sync(&mut world, config, SyncOptions::default());
@@ -99,6 +106,11 @@ fn listed_and_matched_tags_are_copied_then_a_rerun_heads_only() {
         .collect();
     assert_eq!(gets, ["/v2/team/tool/tags/list"]);
     assert_eq!(sent.iter().filter(|r| r.method == Method::Head).count(), 8);
+    assert!(results.iter().all(|r| r.traffic
+        == Traffic {
+            requests: 2,
+            bytes_sent: 0
+        }));
 }
 
 #[test]

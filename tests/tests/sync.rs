@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ocirelay_tests::cli::ocirelay;
 use ocirelay_tests::{push_image, Auth, Registry};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
@@ -60,10 +60,26 @@ fn a_skopeo_config_syncs_then_a_rerun_only_heads() {
         Value::Null
     );
     assert!(out.stderr.contains("copied"), "{}", out.stderr);
+    // What each image cost, and the totals are their sums.
+    let images = report["images"].as_array().unwrap();
+    let sum = |key: &str| images.iter().map(|i| i[key].as_u64().unwrap()).sum::<u64>();
+    assert!(
+        images.iter().all(|i| i["bytes-sent"].as_u64().unwrap() > 0),
+        "{report:#}"
+    );
+    assert_eq!(report["totals"]["bytes-sent"], sum("bytes-sent"));
+    assert_eq!(report["totals"]["requests"], sum("requests"));
 
     let (f0, t0) = (from.access_log().len(), to.access_log().len());
     let out = ocirelay(&["sync", &config, "--report", "-", "--progress", "json"]).success();
-    assert_eq!(out.json()[0]["totals"]["unchanged"], 4);
+    let report = &out.json()[0];
+    assert_eq!(report["totals"]["unchanged"], 4);
+    for image in report["images"].as_array().unwrap() {
+        assert_eq!(
+            (&image["requests"], &image["bytes-sent"]),
+            (&json!(2), &json!(0))
+        );
+    }
     // JSON lines on stderr, a start and an end for each image.
     let events: Vec<Value> = out
         .stderr
@@ -75,7 +91,7 @@ fn a_skopeo_config_syncs_then_a_rerun_only_heads() {
     assert_eq!(ended.len(), 4);
     assert!(ended
         .iter()
-        .all(|e| e["outcome"] == "unchanged" && e["digest"].is_string()));
+        .all(|e| e["outcome"] == "unchanged" && e["digest"].is_string() && e["requests"] == 2));
     for (request, _) in from.served(f0).iter().chain(&to.served(t0)) {
         let ok = request.starts_with("HEAD ") || request.starts_with("GET /v2/team/tool/tags/list");
         assert!(ok, "a re-run sent {request}");
@@ -159,6 +175,7 @@ fn shards_together_sync_every_image_once() {
         &serde_json::json!({from.host(): {"images": images}}).to_string(),
     );
     let mut copied = 0;
+    let mut cost = (0, 0);
     for k in 0..3 {
         let shard = format!("{k}/3");
         let out = ocirelay(&[
@@ -171,9 +188,22 @@ fn shards_together_sync_every_image_once() {
             "-",
         ])
         .success();
-        copied += out.json()[0]["totals"]["copied"].as_u64().unwrap();
+        let totals = &out.json()[0]["totals"];
+        copied += totals["copied"].as_u64().unwrap();
+        cost.0 += totals["requests"].as_u64().unwrap();
+        cost.1 += totals["bytes-sent"].as_u64().unwrap();
     }
     assert_eq!(copied, 6);
+    // The shards' reports add up to a single run's (into a fresh registry).
+    let single = Registry::start(Auth::None);
+    let dest = single.reference("m");
+    let out = ocirelay(&["sync", &config, &dest, "--report", "-"]).success();
+    let totals = &out.json()[0]["totals"];
+    assert_eq!(totals["copied"], 6);
+    assert_eq!(
+        (totals["requests"].as_u64(), totals["bytes-sent"].as_u64()),
+        (Some(cost.0), Some(cost.1))
+    );
     let pushed = to
         .served(0)
         .iter()

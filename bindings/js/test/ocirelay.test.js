@@ -150,6 +150,7 @@ test('sync copies what changed, says what is unchanged, and goes on past failure
   const config = { [a]: { images: { app: ['v1', 'gone'] } } };
   const results = client.sync(config, { destination: `${b}/synced-js` });
   assert.deepEqual(results.map((r) => r.outcome), ['copied', 'failed']);
+  assert.ok(results[0].bytesSent > 0 && results[0].requests > 2, JSON.stringify(results[0]));
   assert.equal(results[0].destination, `${b}/synced-js/app:v1`);
   assert.equal(results[0].descriptor.digest, index.digest);
   assert.ok(results[1].error instanceof OcirelayError && results[1].error.kind === 'not-found');

@@ -180,6 +180,8 @@ class OcirelayTest(unittest.TestCase):
         config = {self.a.host: {"images": {"app": ["v1", "gone"]}}}
         results = client.sync(config, destination=f"{self.b.host}/synced-py")
         self.assertEqual([r.outcome for r in results], ["copied", "failed"])
+        self.assertGreater(results[0].bytes_sent, 0)
+        self.assertGreater(results[0].requests, 2)
         self.assertEqual(results[0].destination, f"{self.b.host}/synced-py/app:v1")
         self.assertEqual(results[0].descriptor.digest, self.index.digest)
         self.assertIsInstance(results[1].error, ocirelay.NotFoundError)

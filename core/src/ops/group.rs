@@ -46,10 +46,22 @@ impl<K, O: Operation> Group<K, O> {
     /// it produced (a cache entry) get another turn. An empty group waits
     /// for nothing: its owner checks [`Group::is_empty`] first.
     pub fn poll(&mut self, client: &mut Client) -> Output<(K, O::Outcome)> {
+        self.poll_seeing(client, |_, _| {})
+    }
+
+    /// [`Group::poll`], `seen` told which member sends each request.
+    pub fn poll_seeing(
+        &mut self,
+        client: &mut Client,
+        mut seen: impl FnMut(&K, &crate::http::Request),
+    ) -> Output<(K, O::Outcome)> {
         let mut deadline = None;
         for i in 0..self.members.len() {
             match self.members[i].1.poll_output(client) {
-                Output::Send(id, request) => return Output::Send(id, request),
+                Output::Send(id, request) => {
+                    seen(&self.members[i].0, &request);
+                    return Output::Send(id, request);
+                }
                 Output::Wait(until) => deadline = earliest(deadline, until),
                 Output::Done(outcome) => {
                     let (key, _) = self.members.remove(i);

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::http::RequestBody;
 use crate::ops::group::Group;
 use crate::ops::list_tags::{ListTags, TagsOptions};
 use crate::ops::sync_image::{Outcome, SyncImage};
@@ -38,6 +39,31 @@ pub struct SyncResult {
     pub destination: Option<Reference>,
     /// How it ended.
     pub outcome: Result<Outcome>,
+    /// What it cost: requests sent (retries and token requests included)
+    /// and the bytes they carried.
+    pub traffic: Traffic,
+}
+
+/// Requests sent for an image, and the bytes they carried (uploads:
+/// manifests, blobs, streamed layers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Requests sent.
+    pub requests: u64,
+    /// Request body bytes.
+    pub bytes_sent: u64,
+}
+
+impl Traffic {
+    /// Counts `request`.
+    fn add(&mut self, request: &crate::http::Request) {
+        self.requests += 1;
+        self.bytes_sent += match &request.body {
+            RequestBody::Empty => 0,
+            RequestBody::Bytes(b) => b.len() as u64,
+            RequestBody::Transfer { size, .. } => *size,
+        };
+    }
 }
 
 /// What happened, for progress reports: the index of a result.
@@ -154,6 +180,7 @@ impl Sync {
                     source: from,
                     destination: Some(to),
                     outcome: Err(Error::Internal("not run".into())),
+                    traffic: Traffic::default(),
                 });
                 self.queue.push_back(index);
             }
@@ -161,6 +188,7 @@ impl Sync {
                 source: from,
                 destination: None,
                 outcome: Err(e),
+                traffic: Traffic::default(),
             }),
         }
     }
@@ -187,6 +215,7 @@ impl Sync {
             source: repository.source.clone(),
             destination: None,
             outcome: Err(error),
+            traffic: Traffic::default(),
         });
         self.events.push_back(Event::Finished(index));
     }
@@ -249,7 +278,11 @@ impl Operation for Sync {
                 }
                 continue;
             }
-            match self.running.poll(client) {
+            let results = &mut self.results;
+            let polled = self.running.poll_seeing(client, |&index, request| {
+                results[index].traffic.add(request)
+            });
+            match polled {
                 Output::Done((index, outcome)) => {
                     self.results[index].outcome = outcome;
                     self.events.push_back(Event::Finished(index));

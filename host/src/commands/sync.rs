@@ -266,11 +266,12 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: SyncArgs) -> Resu
 }
 
 /// The run as data: each image's source, destination, digest and outcome
-/// (with the error), its referrers, and the totals.
+/// (with the error), its referrers, what it cost (requests, bytes sent),
+/// and the totals.
 fn report(results: &[wit::SyncResult], layouts: &Layouts) -> serde_json::Value {
     use serde_json::json;
-    let mut totals =
-        json!({"images": results.len(), "copied": 0, "unchanged": 0, "would-copy": 0, "failed": 0});
+    let mut totals = json!({"images": results.len(), "copied": 0, "unchanged": 0, "would-copy": 0,
+                            "failed": 0, "requests": 0, "bytes-sent": 0});
     let images: Vec<serde_json::Value> = results
         .iter()
         .map(|r| {
@@ -280,10 +281,13 @@ fn report(results: &[wit::SyncResult], layouts: &Layouts) -> serde_json::Value {
                 wit::SyncOutcome::WouldCopy(d) => ("would-copy", Some(&d.digest), None),
                 wit::SyncOutcome::Failed(e) => ("failed", None, Some(e)),
             };
-            totals[word] = json!(totals[word].as_u64().unwrap_or(0) + 1);
+            for (key, n) in [(word, 1), ("requests", r.requests), ("bytes-sent", r.bytes_sent)] {
+                totals[key] = json!(totals[key].as_u64().unwrap_or(0) + n);
+            }
             let mut image = json!({"source": layouts.shown(&r.source),
                                    "destination": r.destination.as_deref().map(|d| layouts.shown(d)),
-                                   "digest": digest, "outcome": word});
+                                   "digest": digest, "outcome": word,
+                                   "requests": r.requests, "bytes-sent": r.bytes_sent});
             if let Some(e) = error {
                 let message = layouts.shown(crate::error::component_message(e));
                 image["error"] = json!({"kind": kind(e), "message": message});

@@ -489,11 +489,14 @@ class SyncResult:
     """How one image of a sync ended: `outcome` is "copied", "unchanged",
     "would-copy" (dry run; each with `descriptor`) or "failed" (with
     `error`); `destination` is None for a repository whose tags could not
-    be listed; `referrers` what refers to it, copied, when asked for."""
+    be listed; `referrers` what refers to it, copied, when asked for;
+    `requests` and `bytes_sent` what it cost."""
 
     source: str
     destination: Optional[str]
     outcome: str
+    requests: int = 0
+    bytes_sent: int = 0
     descriptor: Optional[Descriptor] = None
     error: Optional[OcirelayError] = None
     referrers: Optional["CopiedReferrers"] = None
@@ -504,10 +507,11 @@ def _sync_result(r: wc.Record) -> SyncResult:
     refs = r.referrers
     copied = None if refs is None else CopiedReferrers(
         copied=[_descriptor(d) for d in refs.copied], tags=list(refs.tags), skipped=list(refs.skipped))
+    cost = {"requests": r.requests, "bytes_sent": getattr(r, "bytes-sent")}
     if outcome.tag == "failed":
-        return SyncResult(r.source, r.destination, "failed", error=_error(outcome.payload), referrers=copied)
+        return SyncResult(r.source, r.destination, "failed", error=_error(outcome.payload), referrers=copied, **cost)
     return SyncResult(r.source, r.destination, outcome.tag, descriptor=_descriptor(outcome.payload),
-                      referrers=copied)
+                      referrers=copied, **cost)
 
 
 def _raise_error(v: wc.Variant) -> None:
