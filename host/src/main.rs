@@ -12,6 +12,7 @@ mod error;
 mod hooks;
 mod idle;
 mod layout;
+mod lines;
 mod malloc;
 mod output;
 mod policy;

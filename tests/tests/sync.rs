@@ -285,3 +285,39 @@ fn platforms_cut_an_index_to_one_of_its_own_and_a_rerun_finds_it() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("ocirelay.platforms"), "{}", bad.stderr);
 }
+
+#[test]
+fn on_a_terminal_a_bar_keeps_the_totals_and_a_line_says_each_image() {
+    let from = Registry::start(Auth::None);
+    let to = Registry::start(Auth::None);
+    for tag in ["v1", "v2", "v3"] {
+        push_image(&from, "team/app", tag, &[tag.as_bytes()]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "sync.yaml",
+        &format!("{}:\n  images: {{team/app: []}}\n", from.host()),
+    );
+    // `script` gives the command a terminal, as a person's shell would.
+    let command = format!(
+        "{} --ca-file {} sync {config} {}",
+        ocirelay_tests::cli::binary().display(),
+        ocirelay_tests::tls::ca_file().display(),
+        to.reference("mirror")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DOCKER_CONFIG", dir.path())
+        .output()
+        .expect("script runs (util-linux)");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    for tag in ["v1", "v2", "v3"] {
+        let line = format!("copied {}:{tag} -> ", from.reference("team/app"));
+        assert!(shown.contains(&line), "{line}: {shown}");
+    }
+    assert!(shown.contains("in flight"), "the bar: {shown}");
+    assert!(shown.contains("3 images: 3 copied"), "{shown}");
+    assert!(!shown.contains("\"event\""), "JSON lines are read, not shown: {shown}");
+}

@@ -6,4 +6,5 @@ pub mod index;
 pub mod lookup;
 pub mod service;
 pub mod sync;
+pub mod sync_progress;
 pub mod tags;

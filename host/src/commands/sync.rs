@@ -2,10 +2,12 @@
 //! source YAML as it is, plus ocirelay's keys), each image HEADed at both
 //! ends and copied when it changed, a failure reported and the rest done.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use ocirelay_core::sync::SyncConfig;
 
+use crate::commands::sync_progress::Progress;
 use crate::error::HostError;
 use crate::layout::{LayoutArg, Layouts};
 use crate::output::write_json;
@@ -33,7 +35,8 @@ is repository team/app), every tag of each; DEST (or ocirelay.destination)
 may be oci:DIR, each repository written to a layout of its own under it.
 Each image costs a HEAD at each end when it is there already; a changed
 one is copied (only what the destination lacks is sent). Progress on
-stderr, a line per image; --report FILE writes every image's outcome as
+stderr, a line per image (on a terminal, under them a bar of totals and
+what is in flight); --report FILE writes every image's outcome as
 JSON. Exit status: 0 all synced, 1 something failed (listed at the end,
 the rest done), 2 a bad config or option.")]
 pub struct SyncArgs {
@@ -212,15 +215,29 @@ fn with_platforms(value: &mut serde_json::Value, platforms: &[String]) {
 
 /// Runs the command.
 pub async fn run(runtime: &Runtime, config: wit::Config, args: SyncArgs) -> Result<(), HostError> {
-    let mut session = runtime.session(config).await?;
+    // On a terminal: a bar of totals, read from the JSON progress.
+    let terminal = args.progress.is_none() && std::io::stderr().is_terminal();
+    let (bar, stderr) = match terminal {
+        true => {
+            let (bar, stderr) = Progress::start(runtime);
+            (Some(bar), Some(stderr))
+        }
+        false => (None, None),
+    };
+    let mut session = runtime.session_with_stderr(config, stderr).await?;
     let options = wit::SyncOptions {
         destination: args.destination.clone(),
         shard: args.shard,
         dry_run: args.dry_run,
         progress: true,
-        progress_json: args.progress == Some(ProgressFormat::Json),
+        progress_json: terminal || args.progress == Some(ProgressFormat::Json),
     };
-    let results = session.sync(&args.json, options).await?;
+    let results = session.sync(&args.json, options).await;
+    drop(session);
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    let results = results?;
     let report = report(&results, runtime.layouts());
     match args.report.as_deref() {
         Some(path) if path == Path::new("-") => write_json(&mut std::io::stdout().lock(), &report)?,

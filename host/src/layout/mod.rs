@@ -8,14 +8,12 @@
 
 mod answer;
 mod body;
-mod stderr;
 mod store;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use stderr::ShownStderr;
 pub use store::{Store, StoreError};
 
 use crate::error::HostError;

@@ -12,7 +12,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::error::HostError;
 use crate::hooks::{Hooks, Outbound, Traffic};
-use crate::layout::{Layouts, ShownStderr};
+use crate::layout::Layouts;
+use crate::lines::LineStderr;
 use crate::policy::Policy;
 
 wasmtime::component::bindgen!({
@@ -172,7 +173,17 @@ impl Runtime {
 
     /// A new instance with one client of the given configuration (the
     /// component is told whether this runtime's hook checks bodies).
-    pub async fn session(&self, mut config: wit::Config) -> Result<Session, HostError> {
+    pub async fn session(&self, config: wit::Config) -> Result<Session, HostError> {
+        self.session_with_stderr(config, None).await
+    }
+
+    /// [`Runtime::session`], the component's stderr lines handed to
+    /// `stderr` when given (else written out, layouts named as given).
+    pub async fn session_with_stderr(
+        &self,
+        mut config: wit::Config,
+        stderr: Option<LineStderr>,
+    ) -> Result<Session, HostError> {
         let mut hooks = Hooks::new(self.outbound.clone());
         hooks.verify_uploads = self.host_checks;
         #[cfg(test)]
@@ -181,16 +192,15 @@ impl Runtime {
         }
         config.uploads_verified_by_host = self.host_checks;
         config.downloads_verified_by_host = self.host_checks;
-        let layouts = self.outbound.layouts();
-        let state = match layouts.is_empty() {
-            true => State::new(hooks),
+        let layouts = self.outbound.layouts().clone();
+        let stderr = stderr.or_else(|| {
             // What the component says names layouts as the user did.
-            false => State::built(
-                hooks,
-                WasiCtx::builder()
-                    .stderr(ShownStderr::new(layouts.clone()))
-                    .build(),
-            ),
+            let shown = move |line: &str| eprint!("{}", layouts.shown(line));
+            (!self.outbound.layouts().is_empty()).then(|| LineStderr::new(shown))
+        });
+        let state = match stderr {
+            None => State::new(hooks),
+            Some(stderr) => State::built(hooks, WasiCtx::builder().stderr(stderr).build()),
         };
         let mut store = Store::new(&self.engine, state);
         if tracing::enabled!(tracing::Level::DEBUG) {
