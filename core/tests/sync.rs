@@ -104,7 +104,7 @@ fn listed_and_matched_tags_are_copied_then_a_rerun_heads_only() {
         .filter(|r| r.method != Method::Head)
         .map(|r| r.url.path_and_query.as_str())
         .collect();
-    assert_eq!(gets, ["/v2/team/tool/tags/list"]);
+    assert_eq!(gets, ["/v2/team/tool/tags/list?n=1000"]);
     assert_eq!(sent.iter().filter(|r| r.method == Method::Head).count(), 8);
     assert!(results.iter().all(|r| r.traffic
         == Traffic {

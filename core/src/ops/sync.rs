@@ -18,6 +18,9 @@ use crate::reference::Reference;
 use crate::sync::config::{Repository, SyncConfig, Tags};
 use crate::sync::select::{select, shard_of};
 
+/// Tags asked for per page of a repository's list.
+pub const TAGS_PAGE: u32 = 1000;
+
 /// How a sync runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncOptions {
@@ -232,8 +235,10 @@ impl Operation for Sync {
                 let Some(repository) = self.to_list.pop_front() else {
                     break;
                 };
+                // Pages of a bounded size, however many tags there are.
                 let options = TagsOptions {
                     all_pages: true,
+                    page_size: Some(TAGS_PAGE),
                     ..TagsOptions::default()
                 };
                 let list = ListTags::new(client, repository.source.clone(), options);
