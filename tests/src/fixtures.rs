@@ -282,3 +282,51 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
 pub fn platform(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
     Platform::new(os, architecture, variant)
 }
+
+/// The benchmarks' copy fixtures: (name, tag) pushed to `src` as `bench/<name>:<tag>`.
+pub fn bench_fixtures(src: &Registry) -> Vec<&'static str> {
+    const MIB: usize = 1024 * 1024;
+    let mut layout = Layout::new();
+    // A 272 MiB single image: one large layer and a small one.
+    let big = layout.image(
+        Flavour::Oci,
+        &platform("linux", "amd64", None),
+        &[&bytes(1, 256 * MIB), &bytes(2, 16 * MIB)],
+    );
+    layout.tag("single", &big);
+    // Three platforms with small layers.
+    let small: Vec<Descriptor> = [("amd64", None), ("arm64", Some("v8")), ("s390x", None)]
+        .iter()
+        .enumerate()
+        .map(|(i, (arch, v))| {
+            let layers: Vec<Vec<u8>> = (0..3)
+                .map(|l| bytes(100 + 10 * i as u64 + l, 4096))
+                .collect();
+            let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+            layout.image(Flavour::Oci, &platform("linux", arch, *v), &refs)
+        })
+        .collect();
+    let three = layout.index(Flavour::Oci, &small);
+    layout.tag("three", &three);
+    // Eight platforms x five 1 MiB layers.
+    let arches = [
+        "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le",
+    ];
+    let eight: Vec<Descriptor> = arches
+        .iter()
+        .enumerate()
+        .map(|(i, arch)| {
+            let layers: Vec<Vec<u8>> = (0..5)
+                .map(|l| bytes(1000 + 10 * i as u64 + l, MIB))
+                .collect();
+            let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+            layout.image(Flavour::Oci, &platform("linux", arch, None), &refs)
+        })
+        .collect();
+    let eight = layout.index(Flavour::Oci, &eight);
+    layout.tag("eight", &eight);
+    for tag in ["single", "three", "eight"] {
+        layout.push(src, &format!("bench/{tag}"), tag);
+    }
+    vec!["single", "three", "eight"]
+}

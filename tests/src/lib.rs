@@ -8,6 +8,7 @@ pub mod edge;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod http1;
+pub mod measure;
 pub mod push;
 pub mod registry;
 pub mod rootfs;

@@ -20,8 +20,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use ocirelay_core::Descriptor;
-use ocirelay_tests::{bytes, platform, push_index, two_platforms, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{push_index, two_platforms, Auth, Flavour, Registry};
 
 struct Run {
     seconds: f64,
@@ -138,54 +137,6 @@ fn print(rows: &[Row]) {
             r.requests
         );
     }
-}
-
-/// The copy fixtures: (name, tag) pushed to `src` as `bench/<name>:<tag>`.
-fn copy_fixtures(src: &Registry) -> Vec<&'static str> {
-    const MIB: usize = 1024 * 1024;
-    let mut layout = Layout::new();
-    // A 272 MiB single image: one large layer and a small one.
-    let big = layout.image(
-        Flavour::Oci,
-        &platform("linux", "amd64", None),
-        &[&bytes(1, 256 * MIB), &bytes(2, 16 * MIB)],
-    );
-    layout.tag("single", &big);
-    // Three platforms with small layers.
-    let small: Vec<Descriptor> = [("amd64", None), ("arm64", Some("v8")), ("s390x", None)]
-        .iter()
-        .enumerate()
-        .map(|(i, (arch, v))| {
-            let layers: Vec<Vec<u8>> = (0..3)
-                .map(|l| bytes(100 + 10 * i as u64 + l, 4096))
-                .collect();
-            let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
-            layout.image(Flavour::Oci, &platform("linux", arch, *v), &refs)
-        })
-        .collect();
-    let three = layout.index(Flavour::Oci, &small);
-    layout.tag("three", &three);
-    // Eight platforms x five 1 MiB layers.
-    let arches = [
-        "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le",
-    ];
-    let eight: Vec<Descriptor> = arches
-        .iter()
-        .enumerate()
-        .map(|(i, arch)| {
-            let layers: Vec<Vec<u8>> = (0..5)
-                .map(|l| bytes(1000 + 10 * i as u64 + l, MIB))
-                .collect();
-            let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
-            layout.image(Flavour::Oci, &platform("linux", arch, None), &refs)
-        })
-        .collect();
-    let eight = layout.index(Flavour::Oci, &eight);
-    layout.tag("eight", &eight);
-    for tag in ["single", "three", "eight"] {
-        layout.push(src, &format!("bench/{tag}"), tag);
-    }
-    vec!["single", "three", "eight"]
 }
 
 /// The user every token-auth registry of the benchmark accepts.
@@ -355,7 +306,7 @@ fn main() {
         "copy three, token auth",
     ];
     let fixtures = if copies.iter().any(|c| c.contains(&only)) {
-        copy_fixtures(&src)
+        ocirelay_tests::fixtures::bench_fixtures(&src)
     } else {
         Vec::new()
     };
