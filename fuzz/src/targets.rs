@@ -27,6 +27,7 @@ pub fn by_name(name: &str) -> Option<fn(&[u8])> {
         "deploy" => deploy,
         "service" => service,
         "operations" => operations,
+        "layout" => layout,
         _ => return None,
     })
 }
@@ -379,4 +380,63 @@ fn check_rate(rate: &RateSpec) {
         !rate.period.is_zero() && rate.period <= MAX_PERIOD,
         "{rate:?}"
     );
+}
+
+/// An OCI layout's `index.json`, and the requests a host answering a
+/// layout reads: never a panic; an index that parses writes back as
+/// itself and gives only valid tags; a request's repository never climbs
+/// out of the layout (no empty, `.` or `..` component, no leading `/`),
+/// nor does an upload id. Input: `METHOD PATH[?QUERY]` on the first line,
+/// the index after it.
+pub fn layout(data: &[u8]) {
+    use ocirelay_core::layout::{Ask, LayoutIndex};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+    for bytes in [rest.as_bytes(), data] {
+        if let Ok(mut index) = LayoutIndex::parse(bytes) {
+            let again = LayoutIndex::parse(&index.to_json()).expect("written back, it parses");
+            assert_eq!(again, index);
+            for tag in index.tags() {
+                assert!(ocirelay_core::reference::is_valid_tag(&tag), "{tag:?}");
+                assert!(index.find(&tag).is_some());
+            }
+            let d = Digest::sha256(bytes);
+            index.put(
+                Some("fuzz"),
+                "application/vnd.oci.image.index.v1+json",
+                &d,
+                1,
+            );
+            assert_eq!(index.find("fuzz").map(|e| &e.digest), Some(&d));
+        }
+    }
+    let (method, target) = first.split_once(' ').unwrap_or(("GET", first));
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let Ok(ask) = Ask::parse(method, path, query) else {
+        return;
+    };
+    let names = |name: &str| {
+        assert!(!name.starts_with('/') && !name.is_empty(), "{name:?}");
+        for part in name.split('/') {
+            assert!(!part.is_empty() && part != "." && part != "..", "{name:?}");
+        }
+    };
+    match ask {
+        Ask::Base => {}
+        Ask::Manifest { name, .. }
+        | Ask::PutManifest { name, .. }
+        | Ask::Blob { name, .. }
+        | Ask::StartUpload { name, .. }
+        | Ask::Tags { name, .. }
+        | Ask::Referrers { name, .. } => names(&name),
+        Ask::Upload { name, id, .. } => {
+            names(&name);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id:?}");
+        }
+    }
 }
