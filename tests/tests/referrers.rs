@@ -512,3 +512,36 @@ fn deploy_copies_referrers_when_an_input_or_the_run_asks() {
         out.stderr
     );
 }
+
+#[test]
+fn signatures_and_sboms_go_through_a_layout_and_out_again() {
+    let from = Registry::start(Auth::None);
+    let to = Registry::start(Auth::None);
+    let signed = signed(&from, |_, _| Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let layout = format!("oci:{}:v1", dir.path().join("app").display());
+    let src = from.reference("app:v1");
+    let out = ocirelay(&["copy", "--referrers", &src, &layout]).success();
+    assert!(out.stderr.contains("3 referrers copied"), "{}", out.stderr);
+    // In the layout: each referrer listed in index.json (unnamed, where
+    // oras looks), besides the fallback tags.
+    let index = std::fs::read_to_string(dir.path().join("app/index.json")).unwrap();
+    for d in [&signed.signature, &signed.sbom, &signed.sbom_signature] {
+        assert!(index.contains(&d.digest.to_string()), "{index}");
+    }
+    // And out of it, to another registry: the same referrers there.
+    let dst = to.reference("app:v1");
+    let out = ocirelay(&["copy", "--referrers", &layout, &dst]).success();
+    assert!(out.stderr.contains("3 referrers copied"), "{}", out.stderr);
+    let there = referrers(&[&to.reference(&format!("app@{}", signed.index.digest))]);
+    assert_eq!(
+        there,
+        vec![(signed.signature.digest.to_string(), SIG.to_string())]
+    );
+    let sbom_there = referrers(&[&to.reference(&format!("app@{}", signed.images[0].digest))]);
+    assert_eq!(
+        sbom_there,
+        vec![(signed.sbom.digest.to_string(), SBOM.to_string())]
+    );
+    let _ = &signed.repo;
+}
