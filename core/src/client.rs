@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use crate::auth::{AuthScheme, Challenge, Credential};
+use crate::budget::Budget;
 use crate::cache::Cache;
 use crate::http::{Request, RequestId, Response, Scheme, TransportError, Url};
 use crate::policy::{Admission, HostPolicy};
@@ -155,6 +156,10 @@ impl Client {
             let challenges = response.headers.get_all("www-authenticate");
             let location = response.headers.get("location");
             policy.learn(&authority, response.status, challenges, location, self.now);
+            let stated = Budget::from_headers(|name| response.headers.get(name));
+            if let Some(stated) = stated {
+                policy.learn_budget(&authority, stated, self.now);
+            }
         }
         self.answers.insert(id, answer);
     }
@@ -256,12 +261,23 @@ impl Client {
         None
     }
 
-    /// What the configured policy says of sending to `authority` now (no
-    /// policy: go). A driver asks before every request it starts.
-    pub fn admit(&mut self, authority: &str) -> Admission {
-        match self.policy.as_mut() {
-            Some(p) => p.admit(authority, self.now),
-            None => Admission::Go,
+    /// What the configured policy says of sending `request` now (no
+    /// policy: go). A driver asks before every request it starts. A
+    /// registry's spent budget ([`Admission::Exhausted`]) that is back
+    /// within the retry deadline is waited for.
+    pub fn admit(&mut self, request: &Request) -> Admission {
+        let Some(p) = self.policy.as_mut() else {
+            return Admission::Go;
+        };
+        let (method, url) = (request.method.as_str(), &request.url);
+        let path = url.path_and_query.split('?').next().unwrap_or_default();
+        match p.admit_request(&url.authority, method, path, self.now) {
+            Admission::Exhausted(at)
+                if at.saturating_since(self.now) <= self.config.retry.deadline =>
+            {
+                Admission::Wait(at)
+            }
+            other => other,
         }
     }
 

@@ -14,6 +14,7 @@
 //! written, and how to add one.
 
 pub mod auth;
+pub mod budget;
 pub mod cache;
 pub mod client;
 pub mod deploy;

@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::auth::Challenge;
+use crate::budget::{counts_against, Budget};
 use crate::http::Url;
 use crate::rate_limit::{RateSpec, TokenBucket};
 use crate::reference::{is_docker_hub, DOCKER_HUB_API_HOST};
@@ -27,6 +28,17 @@ pub struct HostPolicy {
     budget_of: HashMap<String, String>,
     /// `None`: every host may be reached.
     allowed: Option<HashSet<String>>,
+    /// What registries said of their budgets, by budget host.
+    stated: HashMap<String, Stated>,
+}
+
+/// A registry's budget as it last stated it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stated {
+    /// Counted requests left (less those sent since it said so).
+    remaining: u64,
+    /// When what it said stops holding: the budget is back by then.
+    until: Instant,
 }
 
 /// What the policy says of a request about to be sent.
@@ -38,6 +50,8 @@ pub enum Admission {
     Wait(Instant),
     /// Its host is not on the allow-list.
     Refused,
+    /// Its registry said its budget is spent: it is back by this instant.
+    Exhausted(Instant),
 }
 
 impl HostPolicy {
@@ -55,6 +69,7 @@ impl HostPolicy {
             buckets: HashMap::new(),
             budget_of: HashMap::new(),
             allowed: None,
+            stated: HashMap::new(),
         }
     }
 
@@ -100,6 +115,52 @@ impl HostPolicy {
             Ok(()) => Admission::Go,
             Err(wait) => Admission::Wait(now + wait),
         }
+    }
+
+    /// [`HostPolicy::admit`] for a request of `method` on `path`, which
+    /// also spends what its registry said it has left, when the registry
+    /// counts such requests ([`counts_against`]): none left is
+    /// `Exhausted` until the registry said it is back.
+    pub fn admit_request(
+        &mut self,
+        authority: &str,
+        method: &str,
+        path: &str,
+        now: Instant,
+    ) -> Admission {
+        if !self.allows(authority) {
+            return Admission::Refused;
+        }
+        let budget = self.budget(authority);
+        let counted = counts_against(&budget, method, path);
+        match self.stated.get(&budget) {
+            Some(s) if now >= s.until => {
+                self.stated.remove(&budget);
+            }
+            Some(s) if counted && s.remaining == 0 => return Admission::Exhausted(s.until),
+            _ => {}
+        }
+        let admitted = self.admit(authority, now);
+        // Spent once it goes, not each time it is asked to wait.
+        if let (Admission::Go, true, Some(s)) = (admitted, counted, self.stated.get_mut(&budget)) {
+            s.remaining -= 1;
+        }
+        admitted
+    }
+
+    /// What an answer from `authority` says of its registry's budget
+    /// (`stated`, read by [`Budget::from_headers`]): from now on it is
+    /// followed until it says otherwise or its window ends.
+    pub fn learn_budget(&mut self, authority: &str, stated: Budget, now: Instant) {
+        let budget = self.budget(authority);
+        let until = now + stated.resets_in;
+        self.stated.insert(
+            budget,
+            Stated {
+                remaining: stated.remaining,
+                until,
+            },
+        );
     }
 
     /// What an answer from `authority` teaches: a 429 empties its bucket;
@@ -269,5 +330,49 @@ mod tests {
         p.learn("a.example", 307, [], Some("https://b.example/x"), T0);
         assert_eq!(p.admit("a.example", T0), Admission::Go);
         assert_eq!(p.admit("b.example", T0), Admission::Go);
+    }
+
+    #[test]
+    fn a_stated_budget_is_followed_and_heads_are_free_on_docker_hub() {
+        let mut p = HostPolicy::new(Vec::new());
+        let hub = DOCKER_HUB_API_HOST;
+        let manifest = "/v2/library/a/manifests/1";
+        let six_hours = Duration::from_secs(21600);
+        let said = |remaining| Budget {
+            remaining,
+            limit: Some(100),
+            resets_in: six_hours,
+        };
+        p.learn_budget(hub, said(2), T0);
+        assert_eq!(p.admit_request(hub, "GET", manifest, T0), Admission::Go);
+        // A HEAD, and a blob, are not what Docker Hub counts.
+        for _ in 0..5 {
+            assert_eq!(p.admit_request(hub, "HEAD", manifest, T0), Admission::Go);
+            assert_eq!(
+                p.admit_request(hub, "GET", "/v2/library/a/blobs/sha256:x", T0),
+                Admission::Go
+            );
+        }
+        assert_eq!(p.admit_request(hub, "GET", manifest, T0), Admission::Go);
+        let back = T0 + six_hours;
+        assert_eq!(
+            p.admit_request(hub, "GET", manifest, T0),
+            Admission::Exhausted(back)
+        );
+        assert_eq!(p.admit_request(hub, "HEAD", manifest, T0), Admission::Go);
+        // What it says next replaces what it said; its window's end frees it.
+        p.learn_budget(hub, said(1), T0);
+        assert_eq!(p.admit_request(hub, "GET", manifest, T0), Admission::Go);
+        assert!(matches!(
+            p.admit_request(hub, "GET", manifest, T0),
+            Admission::Exhausted(_)
+        ));
+        assert_eq!(p.admit_request(hub, "GET", manifest, back), Admission::Go);
+        // Another registry's every request counts.
+        p.learn_budget("r.example", said(0), T0);
+        assert!(matches!(
+            p.admit_request("r.example", "HEAD", manifest, T0),
+            Admission::Exhausted(_)
+        ));
     }
 }

@@ -27,7 +27,7 @@ use crate::access_log::Calls;
 use crate::error::HostError;
 use crate::idle::{self, Activity, IdleBody};
 use crate::layout::Layouts;
-use crate::policy::Policy;
+use crate::policy::{Policy, Refused};
 use crate::tokens::{KeptBody, Tokens};
 use crate::verify::{upload_digest, Partial, Unfinished, VerifyingBody};
 
@@ -220,9 +220,20 @@ impl WasiHttpHooks for Hooks {
                 return Ok((token_response(answer), finished()));
             }
             let layout = outbound.layouts.root(&authority).is_some();
-            if !layout && outbound.policy.admit(&authority).await.is_err() {
-                tracing::warn!(host = %authority, "refused: not a registry this command names, nor one it was sent to");
-                return Err(Error::HttpRequestDenied);
+            let (method, path) = (parts.method.as_str(), parts.uri.path());
+            match layout {
+                true => {}
+                false => match outbound.policy.admit(&authority, method, path).await {
+                    Ok(()) => {}
+                    Err(Refused::NotAllowed) => {
+                        tracing::warn!(host = %authority, "refused: not a registry this command names, nor one it was sent to");
+                        return Err(Error::HttpRequestDenied);
+                    }
+                    // Answered here as the registry would: nothing is sent.
+                    Err(Refused::Exhausted(back)) => {
+                        return Ok((budget_spent(&authority, back), finished()));
+                    }
+                },
             }
             // The component's ask to check a blob read (on from where the
             // check of a broken read stopped): ours, never sent on.
@@ -380,6 +391,25 @@ fn token_response(answer: bytes::Bytes) -> http::Response<WasiBody> {
     let headers = response.headers_mut();
     headers.insert(http::header::CONTENT_TYPE, json);
     headers.insert(http::header::CONTENT_LENGTH, length);
+    response
+}
+
+/// The 429 a registry whose budget is spent would answer, said here
+/// without asking it: `Retry-After` and a message say when it is back.
+fn budget_spent(authority: &str, back: Duration) -> http::Response<WasiBody> {
+    let secs = back.as_secs();
+    let message = format!(
+        "{authority} said its request budget is spent; it is back in {}h{:02}m \
+         (past --retry-deadline, so not waited for)",
+        secs / 3600,
+        (secs % 3600) / 60
+    );
+    let body = serde_json::json!({"errors": [{"code": "TOOMANYREQUESTS", "message": message}]});
+    let mut response = token_response(bytes::Bytes::from(body.to_string()));
+    *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
     response
 }
 

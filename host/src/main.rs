@@ -348,7 +348,8 @@ async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
         .iter()
         .map(String::as_str)
         .chain(mirror.as_ref().map(|m| m.authority.as_str()));
-    let policy = policy::Policy::new(rates, allowed);
+    let deadline = std::time::Duration::from_secs(cli.retry_deadline.into());
+    let policy = policy::Policy::new(rates, allowed).with_deadline(deadline);
     if let Some(m) = &mirror {
         policy.charge_to(&m.authority, ocirelay_core::reference::DOCKER_HUB);
     }

@@ -13,11 +13,19 @@ use ocirelay_core::rate_limit::RateSpec;
 pub struct Policy {
     started: Instant,
     inner: Mutex<HostPolicy>,
+    /// How long a registry's spent budget is waited for (`--retry-deadline`).
+    deadline: Duration,
 }
 
 /// Why a request may not go.
 #[derive(Debug)]
-pub struct Refused;
+pub enum Refused {
+    /// Its host is not one this command may reach.
+    NotAllowed,
+    /// Its registry said its budget is spent, and it is back only after
+    /// this long, past the retry deadline.
+    Exhausted(Duration),
+}
 
 impl Policy {
     /// A policy with these rates (Docker Hub's unless overridden) that lets
@@ -28,22 +36,35 @@ impl Policy {
         Policy {
             started: Instant::now(),
             inner: Mutex::new(inner),
+            deadline: Duration::from_secs(300),
         }
     }
 
-    /// Waits until a request to `authority` may go: refused at once when the
-    /// host is not allowed, else after its rate allows.
-    pub async fn admit(&self, authority: &str) -> Result<(), Refused> {
+    /// A registry's spent budget is waited for up to `deadline`; beyond
+    /// it, its requests fail at once.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Waits until a request (`method` on `path`) to `authority` may go:
+    /// refused at once when the host is not allowed, or when its registry
+    /// said its budget is spent until past the deadline; else after its
+    /// rate (and that budget) allow.
+    pub async fn admit(&self, authority: &str, method: &str, path: &str) -> Result<(), Refused> {
         loop {
             let now = self.now();
             let admission = match self.inner.lock() {
-                Ok(mut p) => p.admit(authority, now),
+                Ok(mut p) => p.admit_request(authority, method, path, now),
                 Err(_) => Admission::Refused,
             };
             match admission {
                 Admission::Go => return Ok(()),
-                Admission::Refused => return Err(Refused),
-                Admission::Wait(at) => {
+                Admission::Refused => return Err(Refused::NotAllowed),
+                Admission::Exhausted(at) if at.saturating_since(now) > self.deadline => {
+                    return Err(Refused::Exhausted(at.saturating_since(now)));
+                }
+                Admission::Exhausted(at) | Admission::Wait(at) => {
                     let wait = at.saturating_since(now);
                     tracing::debug!(host = authority, ?wait, "rate limited");
                     tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
@@ -70,8 +91,21 @@ impl Policy {
             .get(http::header::LOCATION)
             .and_then(|v| v.to_str().ok());
         let now = self.now();
+        let stated = ocirelay_core::budget::Budget::from_headers(|name| {
+            headers.get(name).and_then(|v| v.to_str().ok())
+        });
+        if stated.is_none() && headers.keys().any(|k| k.as_str().starts_with("ratelimit")) {
+            tracing::debug!(
+                host = authority,
+                "rate-limit headers that say nothing usable; ignored"
+            );
+        }
         if let Ok(mut p) = self.inner.lock() {
             p.learn(authority, status, challenges, location, now);
+            if let Some(stated) = stated {
+                tracing::debug!(host = authority, ?stated, "the registry's budget");
+                p.learn_budget(authority, stated, now);
+            }
         }
     }
 

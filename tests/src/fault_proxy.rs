@@ -36,6 +36,9 @@ pub enum Fault {
     /// byte at a time, this far apart (a download trickled to keep a
     /// connection alive without moving).
     TrickleResponseAfter(usize, std::time::Duration),
+    /// Forward, adding these headers to the answer (a registry stating
+    /// its rate limit).
+    AddHeaders(Vec<(String, String)>),
 }
 
 /// A rule: requests whose method is `method` and whose path contains
@@ -401,10 +404,16 @@ fn serve(
         if up_reader.read_line(&mut line)? == 0 {
             break;
         }
-        response_head.extend_from_slice(line.as_bytes());
         if line == "\r\n" {
+            if let Some(Fault::AddHeaders(added)) = &fault {
+                for (n, v) in added {
+                    response_head.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+                }
+            }
+            response_head.extend_from_slice(line.as_bytes());
             break;
         }
+        response_head.extend_from_slice(line.as_bytes());
     }
     // How much body follows: a HEAD's answer and these statuses have none.
     let status: u16 = String::from_utf8_lossy(&response_head)

@@ -117,3 +117,74 @@ fn a_registrys_token_requests_spend_its_rate() {
         "HEAD, token, HEAD at 1/s took {elapsed:?}"
     );
 }
+
+/// A registry behind a proxy that adds `headers` to the first `times`
+/// answers to manifest requests.
+fn stating(headers: &[(&str, &str)], times: usize) -> (Registry, FaultProxy) {
+    let registry = Registry::start_plain(Auth::None);
+    ocirelay_tests::push_index(
+        &registry,
+        "app",
+        "v1",
+        ocirelay_tests::Flavour::Oci,
+        &ocirelay_tests::two_platforms(),
+    );
+    let proxy = FaultProxy::start(registry.host());
+    let added = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    proxy.add("GET", "/manifests/", Fault::AddHeaders(added), times);
+    (registry, proxy)
+}
+
+#[test]
+fn a_registry_saying_its_budget_is_spent_is_not_asked_again_until_it_is_back() {
+    // Spent for six hours, past the deadline: the copy fails at once,
+    // saying when the budget is back, and nothing more is sent.
+    let (_registry, proxy) = stating(
+        &[
+            ("ratelimit-limit", "100;w=21600"),
+            ("ratelimit-remaining", "0;w=21600"),
+        ],
+        100,
+    );
+    let to = Registry::start_plain(Auth::None);
+    let src = format!("{}/app:v1", proxy.host());
+    let out = ocirelay(&["copy", &src, &to.reference("app:v1")]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let back = ["back in 5h59m", "back in 6h00m"];
+    assert!(
+        out.stderr.contains("budget is spent") && back.iter().any(|b| out.stderr.contains(b)),
+        "{}",
+        out.stderr
+    );
+    let sent = proxy.log();
+    assert!(
+        sent.len() <= 2,
+        "asked again after it said none is left: {sent:#?}"
+    );
+
+    // Spent for two seconds, within the deadline: waited for, then done.
+    let (_registry, proxy) = stating(&[("RateLimit", "limit=10, remaining=0, reset=2")], 1);
+    let started = Instant::now();
+    let out = ocirelay(&[
+        "copy",
+        &format!("{}/app:v1", proxy.host()),
+        &to.reference("b:v1"),
+    ]);
+    assert!(out.code == 0, "{}", out.stderr);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the budget was not waited for"
+    );
+
+    // Headers that say nothing usable are ignored.
+    let (_registry, proxy) = stating(&[("ratelimit-remaining", "-5;w=x")], 100);
+    let out = ocirelay(&[
+        "copy",
+        &format!("{}/app:v1", proxy.host()),
+        &to.reference("c:v1"),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

@@ -203,7 +203,7 @@ impl Driver {
                 return;
             };
             let authority = u.request.url.authority.clone();
-            match client.admit(&authority) {
+            match client.admit(&u.request) {
                 Admission::Go => match InFlight::start(u.request, u.source, self.send) {
                     Ok(f) => self.in_flight.push((u.id, f)),
                     Err(e) => client.handle_response(u.id, Err(e)),
@@ -215,6 +215,14 @@ impl Driver {
                 Admission::Refused => {
                     let message = format!(
                         "{authority} is not a host this client may reach (its policy's allow-list)"
+                    );
+                    client.handle_response(u.id, Err(TransportError::permanent(message)));
+                }
+                Admission::Exhausted(at) => {
+                    let back = at.saturating_since(client.now()).as_secs();
+                    let message = format!(
+                        "{authority} said its request budget is spent; it is back in {back} s, \
+                         past the retry deadline"
                     );
                     client.handle_response(u.id, Err(TransportError::permanent(message)));
                 }
