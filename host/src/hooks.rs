@@ -24,6 +24,7 @@ use ocirelay_core::http::{
 use ocirelay_core::Digest;
 
 use crate::access_log::Calls;
+use crate::adaptive::{Adaptive, Held};
 use crate::error::HostError;
 use crate::idle::{self, Activity, IdleBody};
 use crate::layout::Layouts;
@@ -88,6 +89,10 @@ fn trust_roots(ca_files: &[PathBuf]) -> Result<rustls::RootCertStore, HostError>
     Ok(roots)
 }
 
+/// Requests to one registry at once at most, unless set lower
+/// (`--concurrency`).
+const DEFAULT_CEILING: usize = 1024;
+
 /// What went over the wire, for progress reports: counted here, in the
 /// hook every request passes, so the component needs no progress API.
 #[derive(Debug, Default)]
@@ -119,6 +124,8 @@ pub struct Outbound {
     tokens: Arc<Tokens>,
     /// The OCI layouts the command names, answered here as registries.
     layouts: Arc<Layouts>,
+    /// How many requests each registry gets at once, learnt from its answers.
+    adaptive: Arc<Adaptive>,
 }
 
 impl Outbound {
@@ -138,12 +145,18 @@ impl Outbound {
             unfinished: Arc::default(),
             tokens: Arc::default(),
             layouts,
+            adaptive: Adaptive::new(DEFAULT_CEILING),
         }))
     }
 
     /// What every instance sent, for progress reports.
     pub fn traffic(&self) -> &Arc<Traffic> {
         &self.traffic
+    }
+
+    /// How many requests each registry gets at once.
+    pub fn adaptive(&self) -> &Arc<Adaptive> {
+        &self.adaptive
     }
 
     /// The OCI layouts answered here.
@@ -304,6 +317,9 @@ impl WasiHttpHooks for Hooks {
                 // A layout: answered from its directory, nothing sent.
                 Some(root) => outbound.layouts.answer(root, parts, body).await?,
                 None => {
+                    // A place among the registry's requests at once, held
+                    // until the answer's body ends.
+                    let permit = outbound.adaptive.acquire(&authority).await;
                     let request = http::Request::from_parts(parts, body);
                     let sent = outbound.client.request(request);
                     let Some(response) = idle::within(&activity, idle, sent).await else {
@@ -311,6 +327,9 @@ impl WasiHttpHooks for Hooks {
                         return Err(Error::ConnectionReadTimeout);
                     };
                     let response = response.map_err(client_error)?;
+                    outbound
+                        .adaptive
+                        .answered(&permit, response.status().as_u16());
                     outbound.policy.learn(
                         &authority,
                         response.status().as_u16(),
@@ -322,6 +341,7 @@ impl WasiHttpHooks for Hooks {
                         idle,
                         Error::ConnectionReadTimeout,
                     );
+                    let body = Held::new(body.boxed_unsync(), permit);
                     http::Response::from_parts(head, body.boxed_unsync())
                 }
             };

@@ -5,6 +5,7 @@
 //! outgoing-request policy, and the command line.
 
 mod access_log;
+mod adaptive;
 mod commands;
 mod convert;
 mod credentials;
@@ -355,6 +356,7 @@ async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
     }
     let layouts = std::sync::Arc::new(layouts);
     let runtime = Runtime::with_layouts(policy, &ca_files, idle_timeout, layouts.clone())?;
+    runtime.adaptive().set_ceiling(cli.concurrency as usize);
     let done = match command {
         Command::Lookup(args) => commands::lookup::run(&runtime, config, args).await,
         Command::Index(args) => commands::index::run(&runtime, config, args).await,

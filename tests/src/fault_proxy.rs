@@ -64,7 +64,16 @@ struct Script {
     most_active: usize,
     /// Connections to a TLS proxy that were not TLS.
     cleartext_connections: usize,
+    /// Requests at once above which the proxy answers 429 itself.
+    cap: Option<usize>,
+    /// When the first 429 of the cap went out.
+    first_refusal: Option<std::time::Instant>,
+    /// The most requests at once seen a settling time after that.
+    most_active_settled: usize,
 }
+
+/// How long after the first 429 of the cap a client is given to adapt.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A running proxy.
 pub struct FaultProxy {
@@ -160,6 +169,23 @@ impl FaultProxy {
         }
     }
 
+    /// From now on, a request arriving while more than `cap` are served
+    /// is answered 429 (`Retry-After: 1`), as a busy registry answers.
+    pub fn cap_in_flight(&self, cap: usize) {
+        if let Ok(mut s) = self.script.lock() {
+            s.cap = Some(cap);
+        }
+    }
+
+    /// The most requests at once, counted from a settling time (2 s) after
+    /// the cap's first 429; 0 if it never refused.
+    pub fn most_concurrent_settled(&self) -> usize {
+        self.script
+            .lock()
+            .map(|s| s.most_active_settled)
+            .unwrap_or(0)
+    }
+
     /// The most requests it was serving at once.
     pub fn most_concurrent(&self) -> usize {
         self.script.lock().map(|s| s.most_active).unwrap_or(0)
@@ -213,6 +239,9 @@ impl<'a> Active<'a> {
         if let Ok(mut s) = script.lock() {
             s.active += 1;
             s.most_active = s.most_active.max(s.active);
+            if s.first_refusal.is_some_and(|at| at.elapsed() >= SETTLE) {
+                s.most_active_settled = s.most_active_settled.max(s.active);
+            }
         }
         Active {
             script,
@@ -329,6 +358,23 @@ fn serve(
     if let Some(Fault::Delay(d)) = &fault {
         std::thread::sleep(*d);
     }
+    // Over the cap: refused as a busy registry refuses.
+    let over_cap = {
+        let mut s = script
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?;
+        let over = s.cap.is_some_and(|cap| s.active > cap);
+        if over {
+            s.first_refusal.get_or_insert_with(std::time::Instant::now);
+            s.log.push(format!("{method} {path} -> 429 (over the cap)"));
+        }
+        over
+    };
+    let busy = vec![("Retry-After".to_string(), "1".to_string())];
+    let fault = match over_cap {
+        true => Some(Fault::Status(429, busy)),
+        false => fault,
+    };
     let canned = match &fault {
         Some(Fault::Status(status, headers)) => Some((*status, headers, &[][..])),
         Some(Fault::Serve(status, headers, body)) => Some((*status, headers, &body[..])),

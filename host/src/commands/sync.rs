@@ -215,6 +215,15 @@ fn with_platforms(value: &mut serde_json::Value, platforms: &[String]) {
 
 /// Runs the command.
 pub async fn run(runtime: &Runtime, config: wit::Config, args: SyncArgs) -> Result<(), HostError> {
+    // A registry's requests at once changed (it answered 429 or 503, or
+    // took a window of successes): a JSON line too.
+    if args.progress == Some(ProgressFormat::Json) {
+        runtime.adaptive().announce_with(|host, limit| {
+            let line =
+                serde_json::json!({"event": "concurrency", "registry": host, "limit": limit});
+            eprintln!("{line}");
+        });
+    }
     // On a terminal: a bar of totals, read from the JSON progress.
     let terminal = args.progress.is_none() && std::io::stderr().is_terminal();
     let (bar, stderr) = match terminal {

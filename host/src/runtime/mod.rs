@@ -10,6 +10,7 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::adaptive::Adaptive;
 use crate::error::HostError;
 use crate::hooks::{Hooks, Outbound, Traffic};
 use crate::layout::Layouts;
@@ -131,6 +132,11 @@ impl Runtime {
     /// What every instance of this runtime sent, for progress reports.
     pub fn traffic(&self) -> &Arc<Traffic> {
         self.outbound.traffic()
+    }
+
+    /// How many requests each registry gets at once (see [`Adaptive`]).
+    pub fn adaptive(&self) -> &Arc<Adaptive> {
+        self.outbound.adaptive()
     }
 
     /// The OCI layouts this runtime answers for: how to show their names.
