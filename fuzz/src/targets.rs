@@ -4,6 +4,7 @@
 //! and panics when an invariant breaks.
 
 use ocirelay_core::auth::{parse_token_response, Challenge, Credential};
+use ocirelay_core::budget::{Budget, MAX_RESET};
 use ocirelay_core::digest::{Algorithm, Verifier};
 use ocirelay_core::docker_config::{parse_helper_answer, registry_host, DockerConfig};
 use ocirelay_core::http::{Redirects, Scheme, Url};
@@ -296,6 +297,19 @@ pub fn settings(data: &[u8]) {
     }
     let _ = parse_helper_answer("fuzz", data);
     let _ = registry_host(text);
+    // Rate-limit headers, one `name: value` per line: a budget read from
+    // them is within bounds whatever they say.
+    let headers: Vec<(String, &str)> = text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim()))
+        .collect();
+    let stated =
+        Budget::from_headers(|name| headers.iter().find(|(n, _)| n == name).map(|(_, v)| *v));
+    if let Some(b) = stated {
+        assert!(b.resets_in <= MAX_RESET, "{b:?}");
+        assert!(b.remaining <= 1_000_000_000, "{b:?}");
+    }
 }
 
 /// The deploy tool's input: never a panic; what normalizes is valid input
