@@ -45,12 +45,23 @@ const blocking = [
   'wasi:io/streams#[method]output-stream.blocking-write-zeroes-and-flush',
   'wasi:io/streams#[method]output-stream.blocking-splice',
 ];
+// Every method of the client talks to registries, so each may wait: read
+// from the first transpile's typings, so that a method added to the WIT
+// cannot be left blocking (it would trap under JSPI).
+const typings = Object.entries(files).find(([path]) =>
+  path.endsWith('ocirelay-registry-registry.d.ts'),
+);
+const clientClass = typings && new TextDecoder().decode(typings[1]).match(/export class Client[^{]*\{([^}]*)\}/);
+if (!clientClass) {
+  console.error('ocirelay: no Client class in the transpiled typings');
+  process.exit(1);
+}
+const clientMethods = [...clientClass[1].matchAll(/^\s+([a-z][A-Za-z0-9]*)\(/gm)]
+  .map(([, name]) => name)
+  .filter((name) => name !== 'constructor')
+  .map((name) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`));
 const waiting = {
-  client: [
-    'lookup', 'synthesize-index', 'synthesize-index-json', 'manifest-json', 'batch',
-    'copy-manifest', 'copy-platforms', 'copy-blob', 'ensure-manifest', 'ensure-blob', 'deploy', 'list-tags',
-    'list-referrers', 'copy-referrers', 'read-range', 'push-blob', 'sync',
-  ],
+  client: clientMethods,
   'blob-reader': ['read', 'read-base64', 'write-to'],
   'blob-writer': ['write', 'write-base64', 'finish'],
 };
