@@ -241,6 +241,31 @@ impl Layout {
     }
 }
 
+/// Pushes an OCI index of one image per platform to `registry` as
+/// `repository:tag`, its entries naming their platforms as registries
+/// serve them (what cutting an index down to platforms reads); each image
+/// has one layer, its architecture's name.
+pub fn push_platform_named_index(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    platforms: &[Platform],
+) -> Pushed {
+    let mut layout = Layout::new();
+    let images: Vec<Descriptor> = platforms
+        .iter()
+        .map(|p| {
+            let mut d = layout.image(Flavour::Oci, p, &[p.architecture.as_bytes()]);
+            d.platform = Some(p.clone());
+            d
+        })
+        .collect();
+    let index = layout.index(Flavour::Oci, &images);
+    layout.tag(tag, &index);
+    layout.push(registry, repository, tag);
+    Pushed { index, images }
+}
+
 /// Pushes [`Layout::platform_index`] to `registry` as `repository:tag`.
 pub fn push_index(
     registry: &Registry,

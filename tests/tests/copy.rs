@@ -348,18 +348,9 @@ fn at_debug_a_copy_reports_its_guest_to_host_calls() {
 fn copy_platform_cuts_an_index_to_one_of_its_own_in_a_registry_or_a_layout() {
     let from = Registry::start(Auth::None);
     let to = Registry::start(Auth::None);
-    let mut layout = Layout::new();
-    let images: Vec<_> = ocirelay_tests::two_platforms()
-        .iter()
-        .map(|p| {
-            let mut d = layout.image(Flavour::Oci, p, &[p.architecture.as_bytes()]);
-            d.platform = Some(p.clone());
-            d
-        })
-        .collect();
-    let index = layout.index(Flavour::Oci, &images);
-    layout.tag("v1", &index);
-    layout.push(&from, "team/multi", "v1");
+    let platforms = ocirelay_tests::two_platforms();
+    let ocirelay_tests::Pushed { index, images } =
+        ocirelay_tests::fixtures::push_platform_named_index(&from, "team/multi", "v1", &platforms);
     let src = from.reference("team/multi:v1");
     let dst = to.reference("team/arm:v1");
     let copy = |dst: &str| ocirelay(&["copy", "--platform", "linux/arm64", &src, dst]);

@@ -216,23 +216,11 @@ fn shards_together_sync_every_image_once() {
 
 #[test]
 fn platforms_cut_an_index_to_one_of_its_own_and_a_rerun_finds_it() {
-    use ocirelay_tests::fixtures::two_platforms;
-    use ocirelay_tests::{Flavour, Layout};
+    use ocirelay_tests::fixtures::{push_platform_named_index, two_platforms};
     let from = Registry::start(Auth::None);
     let to = Registry::start(Auth::None);
-    // An index whose entries name their platforms, as registries serve them.
-    let mut layout = Layout::new();
-    let images: Vec<_> = two_platforms()
-        .iter()
-        .map(|p| {
-            let mut d = layout.image(Flavour::Oci, p, &[p.architecture.as_bytes()]);
-            d.platform = Some(p.clone());
-            d
-        })
-        .collect();
-    let index = layout.index(Flavour::Oci, &images);
-    layout.tag("v1", &index);
-    layout.push(&from, "team/multi", "v1");
+    let ocirelay_tests::Pushed { index, images } =
+        push_platform_named_index(&from, "team/multi", "v1", &two_platforms());
     let dir = tempfile::tempdir().unwrap();
     let config = write(
         dir.path(),

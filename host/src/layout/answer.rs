@@ -469,7 +469,7 @@ async fn finish(
     } = upload;
     let committed = tokio::task::spawn_blocking({
         let (store, digest) = (store.clone(), digest.clone());
-        move || store.commit(&part, sha256, size, &digest, None)
+        move || store.commit(&part, sha256, size, &digest)
     })
     .await
     .map_err(|e| Failed::Body(Error::InternalError(Some(format!("storing a blob: {e}")))))?;

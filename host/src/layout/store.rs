@@ -170,9 +170,8 @@ impl Store {
         sha256: Hasher,
         size: u64,
         digest: &Digest,
-        expected_size: Option<u64>,
     ) -> Result<(), StoreError> {
-        let done = self.commit_checked(part, sha256, size, digest, expected_size);
+        let done = self.commit_checked(part, sha256, size, digest);
         if done.is_err() {
             let _ = std::fs::remove_file(part);
         }
@@ -185,7 +184,6 @@ impl Store {
         sha256: Hasher,
         size: u64,
         digest: &Digest,
-        expected_size: Option<u64>,
     ) -> Result<(), StoreError> {
         let actual = match digest.algorithm() {
             Algorithm::Sha256 => sha256.finish(),
@@ -194,11 +192,6 @@ impl Store {
         if &actual != digest {
             return Err(StoreError::Mismatch(format!(
                 "{digest}: the {size} bytes written hash to {actual}; nothing was stored"
-            )));
-        }
-        if let Some(expected) = expected_size.filter(|e| *e != size) {
-            return Err(StoreError::Mismatch(format!(
-                "{digest}: {size} bytes written, {expected} expected; nothing was stored"
             )));
         }
         let target = self.blob_path(digest);
@@ -227,7 +220,7 @@ impl Store {
         }
         let mut sha256 = Hasher::new(Algorithm::Sha256);
         sha256.update(bytes);
-        self.commit(&path, sha256, bytes.len() as u64, digest, None)
+        self.commit(&path, sha256, bytes.len() as u64, digest)
     }
 
     /// Changes `index.json` with `change`, under the directory's lock: read,
