@@ -13,6 +13,7 @@
 //! registry [`cache`]. [`ops`] says how to drive an operation, how one is
 //! written, and how to add one.
 
+pub mod adaptive;
 pub mod auth;
 pub mod budget;
 pub mod cache;

@@ -1,18 +1,14 @@
-//! How many requests each registry gets at once, learnt from its answers
-//! (additive increase, multiplicative decrease): a 429 or 503 halves what
-//! was in flight (never below 1), and each window of successes as long as
-//! the limit grows it by one, up to `--concurrency`. So a large copy or
-//! sync settles at what a registry takes instead of hammering it. One
-//! decrease per round: answers to requests sent before the last decrease
-//! do not lower it again.
+//! The core's [`AdaptiveLimits`] (how many requests each registry gets at
+//! once, learnt from its answers) shared by everything this process runs,
+//! with the waiting done here: a request waits for a place among its
+//! registry's, and holds it until its answer's body ends.
 
-use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use http_body::{Body, Frame};
+use ocirelay_core::adaptive::{AdaptiveLimits, Place};
 use tokio::sync::Notify;
 
 /// Said when a registry's limit changes: its name and the new limit.
@@ -20,54 +16,42 @@ type Announce = Box<dyn Fn(&str, usize) + Send + Sync>;
 
 /// The limits of every registry the process speaks to.
 pub struct Adaptive {
-    ceiling: AtomicUsize,
-    hosts: Mutex<HashMap<String, Host>>,
+    limits: Mutex<AdaptiveLimits>,
     freed: Notify,
     announce: Mutex<Option<Announce>>,
-}
-
-/// One registry's limit and what is in flight to it.
-#[derive(Debug, Clone, Copy)]
-struct Host {
-    limit: usize,
-    in_flight: usize,
-    /// Successes since the limit last changed.
-    successes: usize,
-    /// Which round of the limit this is (a decrease starts a new one).
-    round: u64,
 }
 
 impl std::fmt::Debug for Adaptive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Adaptive")
-            .field("ceiling", &self.ceiling.load(Ordering::Relaxed))
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
-/// A request's place in its registry's limit, given back when dropped.
+/// A request's place among its registry's, given back when dropped.
 #[derive(Debug)]
 pub struct Permit {
     adaptive: Arc<Adaptive>,
     host: String,
-    round: u64,
+    place: Place,
 }
 
 impl Adaptive {
     /// Limits starting at, and never above, `ceiling` per registry.
     pub fn new(ceiling: usize) -> Arc<Self> {
         Arc::new(Adaptive {
-            ceiling: AtomicUsize::new(ceiling.max(1)),
-            hosts: Mutex::new(HashMap::new()),
+            limits: Mutex::new(AdaptiveLimits::new(ceiling)),
             freed: Notify::new(),
             announce: Mutex::new(None),
         })
     }
 
-    /// Limits never above `ceiling` (`--concurrency`), set before any
-    /// request is sent.
+    /// Limits never above `ceiling` (`--concurrency`).
     pub fn set_ceiling(&self, ceiling: usize) {
-        self.ceiling.store(ceiling.max(1), Ordering::Relaxed);
+        if let Ok(mut limits) = self.limits.lock() {
+            limits.set_ceiling(ceiling);
+        }
     }
 
     /// From now on, `announce` is told of every change of a limit.
@@ -81,21 +65,17 @@ impl Adaptive {
     pub async fn acquire(self: &Arc<Self>, host: &str) -> Permit {
         loop {
             let freed = self.freed.notified();
-            if let Ok(mut hosts) = self.hosts.lock() {
-                let h = hosts.entry(host.to_string()).or_insert(Host {
-                    limit: self.ceiling.load(Ordering::Relaxed),
-                    in_flight: 0,
-                    successes: 0,
-                    round: 0,
-                });
-                if h.in_flight < h.limit {
-                    h.in_flight += 1;
-                    return Permit {
-                        adaptive: self.clone(),
-                        host: host.to_string(),
-                        round: h.round,
-                    };
-                }
+            let place = match self.limits.lock() {
+                Ok(mut limits) => limits.try_acquire(host),
+                // A poisoned lock limits nothing.
+                Err(_) => Some(Place::default()),
+            };
+            if let Some(place) = place {
+                return Permit {
+                    adaptive: self.clone(),
+                    host: host.to_string(),
+                    place,
+                };
             }
             freed.await;
         }
@@ -103,19 +83,9 @@ impl Adaptive {
 
     /// What the answer (`status`) to the request holding `permit` says.
     pub fn answered(&self, permit: &Permit, status: u16) {
-        let changed = {
-            let Ok(mut hosts) = self.hosts.lock() else {
-                return;
-            };
-            let Some(h) = hosts.get_mut(&permit.host) else {
-                return;
-            };
-            step(
-                h,
-                permit.round,
-                status,
-                self.ceiling.load(Ordering::Relaxed),
-            )
+        let changed = match self.limits.lock() {
+            Ok(mut limits) => limits.answered(&permit.host, permit.place, status),
+            Err(_) => None,
         };
         if let Some(limit) = changed {
             tracing::info!(host = %permit.host, limit, status, "requests at once to this registry");
@@ -127,49 +97,14 @@ impl Adaptive {
             self.freed.notify_waiters();
         }
     }
-
-    fn release(&self, host: &str) {
-        if let Ok(mut hosts) = self.hosts.lock() {
-            if let Some(h) = hosts.get_mut(host) {
-                h.in_flight = h.in_flight.saturating_sub(1);
-            }
-        }
-        self.freed.notify_waiters();
-    }
-}
-
-/// The limit after an answer of `status` to a request sent in `round`:
-/// the new limit when it changed.
-fn step(h: &mut Host, round: u64, status: u16, ceiling: usize) -> Option<usize> {
-    match status {
-        429 | 503 if round == h.round => {
-            // Half of what was in flight when it said so (the limit may
-            // be far above what was ever sent).
-            let limit = (h.limit.min(h.in_flight) / 2).max(1);
-            h.round += 1;
-            h.successes = 0;
-            (limit != h.limit).then(|| {
-                h.limit = limit;
-                limit
-            })
-        }
-        429 | 503 => None,
-        _ if status < 500 => {
-            h.successes += 1;
-            if h.successes >= h.limit && h.limit < ceiling {
-                h.successes = 0;
-                h.limit += 1;
-                return Some(h.limit);
-            }
-            None
-        }
-        _ => None,
-    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.adaptive.release(&self.host);
+        if let Ok(mut limits) = self.adaptive.limits.lock() {
+            limits.release(&self.host);
+        }
+        self.adaptive.freed.notify_waiters();
     }
 }
 
@@ -216,44 +151,6 @@ impl<B: Body + Unpin> Body for Held<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn host(limit: usize, in_flight: usize) -> Host {
-        Host {
-            limit,
-            in_flight,
-            successes: 0,
-            round: 0,
-        }
-    }
-
-    #[test]
-    fn halves_once_a_round_and_grows_back_by_one_a_window() {
-        let mut h = host(64, 8);
-        assert_eq!(
-            step(&mut h, 0, 429, 64),
-            Some(4),
-            "half of what was in flight"
-        );
-        assert_eq!(step(&mut h, 0, 429, 64), None, "sent before the decrease");
-        h.in_flight = 4;
-        assert_eq!(step(&mut h, 1, 503, 64), Some(2));
-        h.in_flight = 2;
-        assert_eq!(step(&mut h, 2, 429, 64), Some(1));
-        h.in_flight = 1;
-        assert_eq!(step(&mut h, 3, 429, 64), None, "never below 1");
-        assert_eq!(h.limit, 1);
-        // A window of successes as long as the limit: one more.
-        assert_eq!(step(&mut h, 4, 200, 64), Some(2));
-        assert_eq!(step(&mut h, 4, 404, 64), None);
-        assert_eq!(step(&mut h, 4, 201, 64), Some(3));
-        // Server errors other than 503 say nothing of load.
-        assert_eq!(step(&mut h, 4, 500, 64), None);
-        // Never past the ceiling.
-        let mut top = host(2, 0);
-        for _ in 0..10 {
-            assert_eq!(step(&mut top, 0, 200, 2), None);
-        }
-    }
 
     #[test]
     fn a_permit_waits_for_a_place_and_gives_it_back() {
