@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use crate::adaptive::{AdaptiveLimits, Place};
 use crate::auth::{AuthScheme, Challenge, Credential};
 use crate::budget::Budget;
 use crate::cache::Cache;
@@ -97,6 +98,10 @@ pub struct Client {
     answers: HashMap<RequestId, Answer>,
     /// The configured policy's state (buckets, hosts learned).
     policy: Option<HostPolicy>,
+    /// With a policy: how many requests each registry gets at once.
+    adaptive: Option<AdaptiveLimits>,
+    /// The places requests in flight hold among their registry's.
+    places: HashMap<RequestId, Place>,
     /// What this client has already seen.
     pub(crate) cache: Cache,
 }
@@ -109,8 +114,13 @@ impl Client {
         if let (Some(p), Some(mirror)) = (policy.as_mut(), &config.docker_hub_proxy) {
             p.charge_to(&mirror.authority, DOCKER_HUB);
         }
+        let adaptive = policy
+            .as_ref()
+            .map(|_| AdaptiveLimits::new(config.concurrency.max(1)));
         Client {
             policy,
+            adaptive,
+            places: HashMap::new(),
             cache: Cache::new(config.cache),
             config,
             tokens: HashMap::new(),
@@ -152,6 +162,12 @@ impl Client {
         let Some(authority) = self.in_flight.remove(&id) else {
             return;
         };
+        if let (Some(adaptive), Some(place)) = (self.adaptive.as_mut(), self.places.remove(&id)) {
+            if let Ok(response) = &answer {
+                adaptive.answered(&authority, place, response.status);
+            }
+            adaptive.release(&authority);
+        }
         if let (Some(policy), Ok(response)) = (self.policy.as_mut(), &answer) {
             let challenges = response.headers.get_all("www-authenticate");
             let location = response.headers.get("location");
@@ -168,6 +184,13 @@ impl Client {
     /// that stops running an operation (finished, or given up) calls it, so
     /// nothing is kept for operations that are gone.
     pub fn forget_requests(&mut self) {
+        if let Some(adaptive) = self.adaptive.as_mut() {
+            for (id, _) in self.places.drain() {
+                if let Some(authority) = self.in_flight.get(&id) {
+                    adaptive.release(authority);
+                }
+            }
+        }
         self.in_flight.clear();
         self.answers.clear();
     }
@@ -259,6 +282,23 @@ impl Client {
             }
         }
         None
+    }
+
+    /// Takes a place for request `id` among its registry's requests at
+    /// once (with a policy, the limit learnt from the registry's 429s and
+    /// 503s; see [`AdaptiveLimits`]): `false` when it has none free now, so
+    /// the driver starts it once another answer is in.
+    pub fn take_place(&mut self, id: RequestId, request: &Request) -> bool {
+        let Some(adaptive) = self.adaptive.as_mut() else {
+            return true;
+        };
+        match adaptive.try_acquire(&request.url.authority) {
+            Some(place) => {
+                self.places.insert(id, place);
+                true
+            }
+            None => false,
+        }
     }
 
     /// What the configured policy says of sending `request` now (no
@@ -366,6 +406,43 @@ pub fn host_without_port(authority: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_a_policy_a_registry_that_says_429_gets_fewer_requests_at_once() {
+        let mut c = Client::new(ClientConfig {
+            policy: Some(HostPolicy::new(Vec::new())),
+            concurrency: 4,
+            ..Default::default()
+        });
+        let url = c.registry_url("r.example", "/v2/a/blobs/sha256:x");
+        let request = Request {
+            method: crate::http::Method::Get,
+            url,
+            headers: crate::http::Headers::new(),
+            body: crate::http::RequestBody::Empty,
+            body_mode: crate::http::BodyMode::Buffer(0),
+        };
+        let ids: Vec<RequestId> = (0..5).map(|_| c.track(&request)).collect();
+        for id in &ids[..4] {
+            assert!(c.take_place(*id, &request));
+        }
+        assert!(!c.take_place(ids[4], &request), "4 at once, as configured");
+        let busy = Response {
+            status: 429,
+            headers: crate::http::Headers::new(),
+            body: crate::http::ResponseBody::Bytes(Default::default()),
+        };
+        c.handle_response(ids[0], Ok(busy));
+        // Half of the 4 in flight: 2, of which 3 are still out.
+        c.handle_response(ids[1], Err(TransportError::transient("gone")));
+        assert!(!c.take_place(ids[4], &request));
+        c.handle_response(ids[2], Err(TransportError::transient("gone")));
+        assert!(c.take_place(ids[4], &request), "1 out, room for a second");
+        // Without a policy (our host limits in its hook): no limit here.
+        let mut free = Client::new(ClientConfig::default());
+        let id = free.track(&request);
+        assert!((0..100).all(|_| free.take_place(id, &request)));
+    }
 
     #[test]
     fn schemes_and_docker_hub_host() {

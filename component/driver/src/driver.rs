@@ -204,6 +204,12 @@ impl Driver {
             };
             let authority = u.request.url.authority.clone();
             match client.admit(&u.request) {
+                // Its registry takes no more at once now: once an answer
+                // is in.
+                Admission::Go if !client.take_place(u.id, &u.request) => {
+                    self.queued.push_front(u);
+                    return;
+                }
                 Admission::Go => match InFlight::start(u.request, u.source, self.send) {
                     Ok(f) => self.in_flight.push((u.id, f)),
                     Err(e) => client.handle_response(u.id, Err(e)),
