@@ -65,6 +65,12 @@ impl AdaptiveLimits {
         })
     }
 
+    /// `host`'s limit now and the requests in flight to it (none before
+    /// its first request).
+    pub fn state(&self, host: &str) -> Option<(usize, usize)> {
+        self.hosts.get(host).map(|h| (h.limit, h.in_flight))
+    }
+
     /// A request to `host` is over (its answer read, or given up).
     pub fn release(&mut self, host: &str) {
         if let Some(h) = self.hosts.get_mut(host) {

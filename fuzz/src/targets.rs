@@ -29,6 +29,7 @@ pub fn by_name(name: &str) -> Option<fn(&[u8])> {
         "service" => service,
         "operations" => operations,
         "layout" => layout,
+        "limits" => limits,
         _ => return None,
     })
 }
@@ -451,6 +452,103 @@ pub fn layout(data: &[u8]) {
         Ask::Upload { name, id, .. } => {
             names(&name);
             assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id:?}");
+        }
+    }
+}
+
+/// A step of the `limits` target.
+#[derive(Debug, arbitrary::Arbitrary)]
+enum LimitStep {
+    Acquire(u8),
+    Release(u8),
+    Answer(u8, u16),
+    Budget(u8, String),
+    Admit(u8, bool, bool),
+    Advance(u16),
+}
+
+/// The rate and concurrency state a host keeps per registry, driven by
+/// arbitrary requests, answers and stated budgets: never a panic; a limit
+/// stays within 1 and the ceiling and nothing goes out past it; a spent
+/// budget is back within a day, and is not spent once back.
+pub fn limits(data: &[u8]) {
+    use arbitrary::Arbitrary as _;
+    use ocirelay_core::adaptive::{AdaptiveLimits, Place};
+    use ocirelay_core::policy::{Admission, HostPolicy};
+    use ocirelay_core::Instant;
+    use std::time::Duration;
+    let mut u = arbitrary::Unstructured::new(data);
+    let ceiling = usize::from(u8::arbitrary(&mut u).unwrap_or(0) % 16) + 1;
+    let mut limits = AdaptiveLimits::new(ceiling);
+    let mut policy = HostPolicy::new(Vec::new());
+    let mut places: Vec<(String, Place)> = Vec::new();
+    let mut now = Instant::ZERO;
+    let host =
+        |n: u8| ["r.example", "docker.io", "registry-1.docker.io"][usize::from(n) % 3].to_string();
+    for _ in 0..256 {
+        let Ok(step) = LimitStep::arbitrary(&mut u) else {
+            break;
+        };
+        match step {
+            LimitStep::Acquire(h) => {
+                let h = host(h);
+                if let Some(place) = limits.try_acquire(&h) {
+                    places.push((h, place));
+                }
+            }
+            LimitStep::Release(i) if !places.is_empty() => {
+                let (h, _) = places.swap_remove(usize::from(i) % places.len());
+                limits.release(&h);
+            }
+            LimitStep::Release(_) => {}
+            LimitStep::Answer(i, status) if !places.is_empty() => {
+                let (h, place) = places.swap_remove(usize::from(i) % places.len());
+                if let Some(limit) = limits.answered(&h, place, status) {
+                    assert!((1..=ceiling).contains(&limit), "{limit} of {ceiling}");
+                }
+                limits.release(&h);
+            }
+            LimitStep::Answer(..) => {}
+            LimitStep::Budget(h, text) => {
+                let headers: Vec<(String, &str)> = text
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim()))
+                    .collect();
+                let stated = Budget::from_headers(|name| {
+                    headers.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+                });
+                if let Some(stated) = stated {
+                    policy.learn_budget(&host(h), stated, now);
+                }
+            }
+            LimitStep::Admit(h, get, manifest) => {
+                let path = if manifest {
+                    "/v2/a/manifests/1"
+                } else {
+                    "/v2/a/blobs/sha256:x"
+                };
+                let method = if get { "GET" } else { "HEAD" };
+                match policy.admit_request(&host(h), method, path, now) {
+                    Admission::Exhausted(at) => {
+                        assert!(at > now && at.saturating_since(now) <= MAX_RESET, "{at:?}");
+                        // Once back, it is not spent.
+                        let back = policy.admit_request(&host(h), method, path, at);
+                        assert!(!matches!(back, Admission::Exhausted(_)), "{back:?}");
+                        now = at;
+                    }
+                    Admission::Wait(at) => assert!(at >= now),
+                    Admission::Go | Admission::Refused => {}
+                }
+            }
+            LimitStep::Advance(ms) => now = now + Duration::from_millis(u64::from(ms)),
+        }
+        for h in 0..3 {
+            if let Some((limit, in_flight)) = limits.state(&host(h)) {
+                assert!((1..=ceiling).contains(&limit), "{limit} of {ceiling}");
+                let held = places.iter().filter(|(p, _)| *p == host(h)).count();
+                assert_eq!(in_flight, held);
+            }
         }
     }
 }
