@@ -314,6 +314,12 @@ async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
             args.use_layouts(&mut layouts)?;
             Command::Copy(args)
         }
+        Command::Tags(mut args) => {
+            if let Some(arg) = layout::LayoutArg::parse(&args.repository) {
+                args.repository = layouts.repository(&arg?)?;
+            }
+            Command::Tags(args)
+        }
         Command::Serve(args) => {
             refuse_unapplied("serve", &given, &["--rate", "--ca-file", "--idle-timeout"])?;
             return commands::service::serve(args, rates, &ca_files, idle_timeout).await;

@@ -124,7 +124,7 @@ fn an_index_goes_to_a_layout_skopeo_reads_and_back_unchanged() {
     ocirelay(&["copy", &from.reference("team/app:v1"), &oci(&layout, "v1")]).success();
     assert_eq!(std::fs::read(layout.join("index.json")).unwrap(), before);
 
-    // Tags of the layout, as a registry lists them.
+    // A second name, and the layout's tags as a registry lists them.
     let out = ocirelay(&["copy", &from.reference("team/app:v1"), &oci(&layout, "v2")]).success();
     assert!(
         out.stderr.is_empty() || !out.stderr.contains(".invalid"),
@@ -132,6 +132,11 @@ fn an_index_goes_to_a_layout_skopeo_reads_and_back_unchanged() {
         out.stderr
     );
     assert_eq!(names(&layout), vec!["v1", "v2"]);
+    let dir_arg = format!("oci:{}", layout.display());
+    let out = ocirelay(&["tags", &dir_arg]).success();
+    assert_eq!(out.stdout, "v1\nv2\n");
+    let out = ocirelay(&["tags", "--json", &dir_arg]).success();
+    assert_eq!(out.json()[0]["name"], dir_arg.as_str());
 }
 
 #[test]

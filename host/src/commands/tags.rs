@@ -29,7 +29,8 @@ pub struct TagsArgs {
     /// Only the tags after this one, in the registry's order (its `last`).
     #[arg(long, value_name = "TAG")]
     pub after: Option<String>,
-    /// The repository, e.g. `alpine` or `registry.example/team/app`.
+    /// The repository, e.g. `alpine` or `registry.example/team/app`, or an
+    /// OCI image layout, `oci:DIR` (the names its `index.json` gives).
     #[arg(value_name = "REPO")]
     pub repository: String,
 }
@@ -70,6 +71,7 @@ pub async fn run(runtime: &Runtime, config: wit::Config, args: TagsArgs) -> Resu
         }
         (Some(list), true) => {
             let name = format!("{}/{}", reference.host, reference.repository);
+            let name = runtime.layouts().shown(&name);
             write_json(
                 &mut out,
                 &serde_json::json!({"name": name, "tags": list.tags}),

@@ -151,6 +151,20 @@ impl Layouts {
         }
     }
 
+    /// A layout as a repository (for its tags): checked now.
+    pub fn repository(&mut self, arg: &LayoutArg) -> Result<String, HostError> {
+        let shown = format!("{PREFIX}{}", arg.dir.display());
+        if arg.tag.is_some() || arg.digest.is_some() {
+            return Err(HostError::Usage(format!(
+                "{shown}: name the layout, without a tag or digest"
+            )));
+        }
+        Store::at(&arg.dir)
+            .check()
+            .map_err(|e| HostError::Usage(e.to_string()))?;
+        Ok(format!("{}/{SINGLE_NAME}", self.add(&arg.dir, true)))
+    }
+
     /// A layout to write to: checked now (it is one, or missing, or an
     /// empty directory), named as a reference. An image needs a name in a
     /// layout: `tag`, else `fallback` (the source's tag).
