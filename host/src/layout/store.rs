@@ -171,39 +171,30 @@ impl Store {
         size: u64,
         digest: &Digest,
     ) -> Result<(), StoreError> {
-        let done = self.commit_checked(part, sha256, size, digest);
-        if done.is_err() {
-            let _ = std::fs::remove_file(part);
-        }
-        done
-    }
-
-    fn commit_checked(
-        &self,
-        part: &Path,
-        sha256: Hasher,
-        size: u64,
-        digest: &Digest,
-    ) -> Result<(), StoreError> {
-        let actual = match digest.algorithm() {
-            Algorithm::Sha256 => sha256.finish(),
-            other => hash_file(part, other)?,
-        };
-        if &actual != digest {
-            return Err(StoreError::Mismatch(format!(
-                "{digest}: the {size} bytes written hash to {actual}; nothing was stored"
-            )));
-        }
-        let target = self.blob_path(digest);
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
-        }
-        // On disk before it is named: a crash never leaves a short blob
-        // under a digest.
-        std::fs::File::open(part)
-            .and_then(|f| f.sync_data())
-            .map_err(StoreError::io(part))?;
-        std::fs::rename(part, &target).map_err(StoreError::io(&target))
+        let placed = (|| {
+            let actual = match digest.algorithm() {
+                Algorithm::Sha256 => sha256.finish(),
+                other => hash_file(part, other)?,
+            };
+            if &actual != digest {
+                return Err(StoreError::Mismatch(format!(
+                    "{digest}: the {size} bytes written hash to {actual}; nothing was stored"
+                )));
+            }
+            let target = self.blob_path(digest);
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+            }
+            // On disk before it is named: a crash never leaves a short blob
+            // under a digest.
+            std::fs::File::open(part)
+                .and_then(|f| f.sync_data())
+                .map_err(StoreError::io(part))?;
+            std::fs::rename(part, &target).map_err(StoreError::io(&target))
+        })();
+        // Renamed, it is gone from there; else nothing unchecked stays.
+        let _ = std::fs::remove_file(part);
+        placed
     }
 
     /// Writes `bytes` as the blob of `digest`, checked, atomically.
