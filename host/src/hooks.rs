@@ -232,21 +232,23 @@ impl WasiHttpHooks for Hooks {
                 tracing::debug!(uri = %shown_uri(&parts.uri), "answered with a kept token");
                 return Ok((token_response(answer), finished()));
             }
+            // A layout has no rate and no allow-list: it is local.
             let layout = outbound.layouts.root(&authority).is_some();
             let (method, path) = (parts.method.as_str(), parts.uri.path());
-            match layout {
-                true => {}
-                false => match outbound.policy.admit(&authority, method, path).await {
-                    Ok(()) => {}
-                    Err(Refused::NotAllowed) => {
-                        tracing::warn!(host = %authority, "refused: not a registry this command names, nor one it was sent to");
-                        return Err(Error::HttpRequestDenied);
-                    }
-                    // Answered here as the registry would: nothing is sent.
-                    Err(Refused::Exhausted(back)) => {
-                        return Ok((budget_spent(&authority, back), finished()));
-                    }
-                },
+            let admitted = match layout {
+                true => Ok(()),
+                false => outbound.policy.admit(&authority, method, path).await,
+            };
+            match admitted {
+                Ok(()) => {}
+                Err(Refused::NotAllowed) => {
+                    tracing::warn!(host = %authority, "refused: not a registry this command names, nor one it was sent to");
+                    return Err(Error::HttpRequestDenied);
+                }
+                // Answered here as the registry would: nothing is sent.
+                Err(Refused::Exhausted(back)) => {
+                    return Ok((budget_spent(&authority, back), finished()));
+                }
             }
             // The component's ask to check a blob read (on from where the
             // check of a broken read stopped): ours, never sent on.
