@@ -56,7 +56,8 @@ struct Cli {
     #[arg(long, global = true)]
     no_cache: bool,
     /// Requests kept in flight at most (an index's children and their
-    /// blobs together), 1 to 1024.
+    /// blobs together), 1 to 1024. Each registry gets fewer while it
+    /// answers 429 or 503 (halved, then one more per run of successes).
     #[arg(long, value_name = "N", default_value_t = 8, global = true,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     concurrency: u32,
@@ -76,8 +77,10 @@ struct Cli {
     ca_files: Vec<std::path::PathBuf>,
     /// Seconds a request may wait between its tries, in all (1 to 86400):
     /// "429 Too Many Requests" is waited out until then, and no wait a
-    /// registry asks for goes past it. Server errors and connection
-    /// failures get three tries in all.
+    /// registry asks for goes past it, nor does a wait for a registry's
+    /// stated budget (`ratelimit-remaining: 0`) to come back: past it,
+    /// its requests fail at once. Server errors and connection failures
+    /// get three tries in all.
     #[arg(long, value_name = "SECS", default_value_t = 300, global = true,
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     retry_deadline: u32,
