@@ -9,7 +9,10 @@
 //!   and a streamed body is one the driver holds;
 //! - no wait goes past the retry deadline; the operation ends within a
 //!   bounded number of requests and polls, and never waits with nothing
-//!   that could wake it.
+//!   that could wake it;
+//! - with a policy, each request is admitted as a driver admits it (rates,
+//!   a registry's stated budget, a place among its requests at once), and
+//!   no place is ever lost (a request waiting for one always gets it).
 //!
 //! What the destination's answers confirmed is recorded
 //! ([`Harness::confirmed`]), for the caller to hold an operation's claims
@@ -51,6 +54,10 @@ pub struct Harness<'u, 'd> {
     target: (&'static str, &'static str),
     tokens_issued: u32,
     in_flight: Vec<(RequestId, Request)>,
+    /// With a policy: requests asked to wait until an instant, and those
+    /// waiting for a place among their registry's requests at once.
+    scheduled: Vec<(ocirelay_core::Instant, RequestId, Request)>,
+    unplaced: Vec<(RequestId, Request)>,
     /// Bodies held unread, by the request they answer.
     held: HashMap<RequestId, Bytes>,
     requests: usize,
@@ -103,6 +110,8 @@ impl<'u, 'd> Harness<'u, 'd> {
             target,
             tokens_issued: 0,
             in_flight: Vec::new(),
+            scheduled: Vec::new(),
+            unplaced: Vec::new(),
             held: HashMap::new(),
             requests: 0,
             polls: 0,
@@ -141,7 +150,7 @@ impl<'u, 'd> Harness<'u, 'd> {
                         "no end after {MAX_REQUESTS} requests"
                     );
                     self.check_request(&request);
-                    self.in_flight.push((id, request));
+                    self.admit(id, request);
                 }
                 Output::Wait(deadline) => self.wait(deadline),
                 Output::Done(outcome) => return outcome,
@@ -149,8 +158,49 @@ impl<'u, 'd> Harness<'u, 'd> {
         }
     }
 
+    /// Starts `request` as a driver does: at once without a policy; with
+    /// one, when its rate, its registry's budget and a place allow.
+    fn admit(&mut self, id: RequestId, request: Request) {
+        use ocirelay_core::policy::Admission;
+        match self.client.admit(&request) {
+            Admission::Go if self.client.take_place(id, &request) => {
+                self.in_flight.push((id, request))
+            }
+            Admission::Go => self.unplaced.push((id, request)),
+            Admission::Wait(at) => self.scheduled.push((at, id, request)),
+            Admission::Refused | Admission::Exhausted(_) => {
+                let refused = TransportError::permanent("refused by the policy");
+                self.client.handle_response(id, Err(refused));
+            }
+        }
+    }
+
+    /// Admits again what waited: those due by now, and those without a
+    /// place (an answer may have freed one).
+    fn admit_waiting(&mut self) {
+        let now = self.client.now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.scheduled)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.scheduled = later;
+        let unplaced = std::mem::take(&mut self.unplaced);
+        for (_, id, request) in due {
+            self.admit(id, request);
+        }
+        for (id, request) in unplaced {
+            self.admit(id, request);
+        }
+    }
+
     /// Lets time pass or an answer come, as the fuzzer chooses.
     fn wait(&mut self, deadline: Option<ocirelay_core::Instant>) {
+        self.admit_waiting();
+        // What waits for an instant wakes the driver then.
+        let scheduled = self.scheduled.iter().map(|(at, _, _)| *at).min();
+        let deadline = match (deadline, scheduled) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let now = self.client.now();
         if let Some(at) = deadline {
             let wait = at.saturating_since(now);
@@ -162,6 +212,9 @@ impl<'u, 'd> Harness<'u, 'd> {
         }
         let pick: u8 = self.u.arbitrary().unwrap_or(0);
         match (self.in_flight.is_empty(), deadline) {
+            (true, None) if !self.unplaced.is_empty() => {
+                panic!("a place lost: requests wait for one with none in flight")
+            }
             (true, None) => panic!("waiting for nothing: no request in flight, no deadline"),
             (true, Some(at)) => self.client.set_now(at),
             (false, Some(at)) if pick == u8::MAX => self.client.set_now(at),

@@ -85,6 +85,9 @@ pub enum Header {
     RetryAfter,
     ContentRange,
     Date,
+    RateLimitRemaining,
+    RateLimit,
+    RateLimitPolicy,
 }
 
 impl Header {
@@ -98,6 +101,9 @@ impl Header {
             Header::RetryAfter => "Retry-After",
             Header::ContentRange => "Content-Range",
             Header::Date => "Date",
+            Header::RateLimitRemaining => "RateLimit-Remaining",
+            Header::RateLimit => "RateLimit",
+            Header::RateLimitPolicy => "RateLimit-Policy",
         }
     }
 }

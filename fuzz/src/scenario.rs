@@ -48,6 +48,9 @@ pub struct Scenario {
     /// Which fixture objects the destination has already (a bit each, in
     /// the order of [`Images::all`]).
     pub destination_has: u8,
+    /// Whether the client applies a policy itself (as for an embedder):
+    /// rates, stated budgets, requests at once adapting to 429s and 503s.
+    pub policy: bool,
 }
 
 /// The operation, and its arguments (`big`: the streamed layer; `index`:
@@ -209,6 +212,9 @@ pub fn play(scenario: &Scenario, u: &mut Unstructured<'_>) -> bool {
             .collect::<BTreeMap<_, _>>(),
         cache: !scenario.no_cache,
         concurrency: 1 + usize::from(scenario.concurrency % 8),
+        policy: scenario
+            .policy
+            .then(|| ocirelay_core::policy::HostPolicy::new(Vec::new())),
         ..ClientConfig::default()
     });
     let mut h = Harness::new(u, client, src, dst, target, &credentials);

@@ -85,6 +85,7 @@ fn every_operation_succeeds_against_honest_registries() {
                     concurrency: i as u8 * 3,
                     no_cache: i % 2 == 1,
                     destination_has,
+                    policy: i % 3 != 1,
                 };
                 let mut honest = Unstructured::new(&[]);
                 assert!(play(&scenario, &mut honest), "{scenario:?} failed");
