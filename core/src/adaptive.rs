@@ -3,8 +3,10 @@
 //! performs requests asks before each one and says how each was answered.
 //! A 429 or 503 halves what was in flight (never below 1); each window of
 //! successes as long as the limit grows it by one, up to the ceiling
-//! (`--concurrency`). One decrease per round: answers to requests sent
-//! before the last decrease do not lower it again.
+//! (`--concurrency`) and up to what was in flight when the registry last
+//! refused (the level known to be too many: probed again, one more, only
+//! after a long calm of 16 windows there). One decrease per round: answers
+//! to requests sent before the last decrease do not lower it again.
 
 use std::collections::HashMap;
 
@@ -24,7 +26,16 @@ struct HostLimit {
     successes: usize,
     /// Which round of the limit this is (a decrease starts a new one).
     round: u64,
+    /// Requests at once known to be too many (in flight at the last
+    /// refusal): the limit grows up to it, not past.
+    too_many: usize,
+    /// Successes while at that level, towards probing one more.
+    calm: usize,
 }
+
+/// Windows of successes at the level known to be too many before one
+/// more is tried.
+const CALM_WINDOWS: usize = 16;
 
 /// A request's place among its registry's: the round it was sent in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,6 +69,8 @@ impl AdaptiveLimits {
             in_flight: 0,
             successes: 0,
             round: 0,
+            too_many: usize::MAX,
+            calm: 0,
         });
         (h.in_flight < h.limit).then(|| {
             h.in_flight += 1;
@@ -88,8 +101,11 @@ impl AdaptiveLimits {
                 // Half of what was in flight when it said so (the limit
                 // may be far above what was ever sent).
                 let limit = (h.limit.min(h.in_flight) / 2).max(1);
+                // One at a time refused says a rate, not a crowd.
+                h.too_many = h.too_many.min(h.in_flight.max(2));
                 h.round += 1;
                 h.successes = 0;
+                h.calm = 0;
                 (limit != h.limit).then(|| {
                     h.limit = limit;
                     limit
@@ -98,7 +114,14 @@ impl AdaptiveLimits {
             429 | 503 => None,
             _ if status < 500 => {
                 h.successes += 1;
-                if h.successes >= h.limit && h.limit < ceiling {
+                if h.limit >= h.too_many {
+                    h.calm += 1;
+                    if h.calm >= CALM_WINDOWS * h.limit {
+                        h.calm = 0;
+                        h.too_many = h.too_many.saturating_add(1);
+                    }
+                }
+                if h.successes >= h.limit && h.limit < ceiling.min(h.too_many) {
                     h.successes = 0;
                     h.limit += 1;
                     return Some(h.limit);
@@ -145,11 +168,15 @@ mod tests {
         let p = l.try_acquire("r").unwrap();
         assert_eq!(l.answered("r", p, 429), None, "never below 1");
         l.release("r");
-        // A window of successes as long as the limit: one more.
+        // A window of successes as long as the limit: one more, up to the
+        // level last refused (2 at once: one alone refused says a rate).
         let p = l.try_acquire("r").unwrap();
         assert_eq!(l.answered("r", p, 200), Some(2));
         assert_eq!(l.answered("r", p, 404), None);
-        assert_eq!(l.answered("r", p, 201), Some(3));
+        assert_eq!(l.answered("r", p, 201), None, "2 were too many");
+        // A long calm there (16 windows): one more is tried.
+        let grown: Vec<Option<usize>> = (0..32).map(|_| l.answered("r", p, 200)).collect();
+        assert_eq!(grown.iter().flatten().collect::<Vec<_>>(), [&3]);
         // Server errors other than 503 say nothing of load.
         assert_eq!(l.answered("r", p, 500), None);
         // Never past the ceiling; another registry has its own.
