@@ -334,24 +334,34 @@ pub fn bench_fixtures(src: &Registry) -> Vec<&'static str> {
     let three = layout.index(Flavour::Oci, &small);
     layout.tag("three", &three);
     // Eight platforms x five 1 MiB layers.
-    let arches = [
-        "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le",
-    ];
-    let eight: Vec<Descriptor> = arches
-        .iter()
-        .enumerate()
-        .map(|(i, arch)| {
-            let layers: Vec<Vec<u8>> = (0..5)
-                .map(|l| bytes(1000 + 10 * i as u64 + l, MIB))
-                .collect();
-            let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
-            layout.image(Flavour::Oci, &platform("linux", arch, None), &refs)
-        })
-        .collect();
-    let eight = layout.index(Flavour::Oci, &eight);
-    layout.tag("eight", &eight);
+    layout.eight_platforms("eight", MIB, 1000);
     for tag in ["single", "three", "eight"] {
         layout.push(src, &format!("bench/{tag}"), tag);
     }
     vec!["single", "three", "eight"]
+}
+
+impl Layout {
+    /// An OCI index of eight Linux platforms, each image of five layers of
+    /// `layer_size` bytes (seeded from `seed`, so layers differ between
+    /// images), tagged `tag`.
+    pub fn eight_platforms(&mut self, tag: &str, layer_size: usize, seed: u64) -> Descriptor {
+        let arches = [
+            "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le",
+        ];
+        let images: Vec<Descriptor> = arches
+            .iter()
+            .enumerate()
+            .map(|(i, arch)| {
+                let layers: Vec<Vec<u8>> = (0..5)
+                    .map(|l| bytes(seed + 10 * i as u64 + l, layer_size))
+                    .collect();
+                let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+                self.image(Flavour::Oci, &platform("linux", arch, None), &refs)
+            })
+            .collect();
+        let index = self.index(Flavour::Oci, &images);
+        self.tag(tag, &index);
+        index
+    }
 }

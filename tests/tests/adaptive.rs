@@ -3,29 +3,14 @@
 //! once to it settle at what it takes, and the sync still completes.
 
 use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
-use ocirelay_tests::{bytes, ocirelay, platform, Auth, Flavour, Layout, Registry};
+use ocirelay_tests::{ocirelay, Auth, Layout, Registry};
 use serde_json::Value;
 
 #[test]
 fn requests_at_once_settle_at_what_a_busy_registry_takes() {
     let registry = Registry::start_plain(Auth::None);
     let mut layout = Layout::new();
-    let arches = [
-        "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le",
-    ];
-    let images: Vec<_> = arches
-        .iter()
-        .enumerate()
-        .map(|(i, arch)| {
-            let layers: Vec<Vec<u8>> = (0..5)
-                .map(|l| bytes(500 + 10 * i as u64 + l, 4096))
-                .collect();
-            let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
-            layout.image(Flavour::Oci, &platform("linux", arch, None), &refs)
-        })
-        .collect();
-    let index = layout.index(Flavour::Oci, &images);
-    layout.tag("v1", &index);
+    layout.eight_platforms("v1", 4096, 500);
     layout.push(&registry, "app", "v1");
     let proxy = FaultProxy::start(registry.host());
     // Each blob read takes a while, so that requests overlap.
