@@ -114,6 +114,10 @@ impl Client {
         if let (Some(p), Some(mirror)) = (policy.as_mut(), &config.docker_hub_proxy) {
             p.charge_to(&mirror.authority, DOCKER_HUB);
         }
+        // A spent budget is waited for as long as a retry may wait.
+        if let Some(p) = policy.as_mut() {
+            p.set_budget_wait(config.retry.deadline);
+        }
         let adaptive = policy
             .as_ref()
             .map(|_| AdaptiveLimits::new(config.concurrency.max(1)));
@@ -302,23 +306,14 @@ impl Client {
     }
 
     /// What the configured policy says of sending `request` now (no
-    /// policy: go). A driver asks before every request it starts. A
-    /// registry's spent budget ([`Admission::Exhausted`]) that is back
-    /// within the retry deadline is waited for.
+    /// policy: go). A driver asks before every request it starts.
     pub fn admit(&mut self, request: &Request) -> Admission {
         let Some(p) = self.policy.as_mut() else {
             return Admission::Go;
         };
         let (method, url) = (request.method.as_str(), &request.url);
         let path = url.path_and_query.split('?').next().unwrap_or_default();
-        match p.admit_request(&url.authority, method, path, self.now) {
-            Admission::Exhausted(at)
-                if at.saturating_since(self.now) <= self.config.retry.deadline =>
-            {
-                Admission::Wait(at)
-            }
-            other => other,
-        }
+        p.admit_request(&url.authority, method, path, self.now)
     }
 
     /// Keeps a token for `lifetime` (renewed a little early: a tenth of its

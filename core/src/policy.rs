@@ -10,6 +10,7 @@
 //! limiter counts everything sent on a registry's behalf.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use crate::auth::Challenge;
 use crate::budget::{counts_against, Budget};
@@ -30,6 +31,9 @@ pub struct HostPolicy {
     allowed: Option<HashSet<String>>,
     /// What registries said of their budgets, by budget host.
     stated: HashMap<String, Stated>,
+    /// How long a spent budget is waited for (the retry deadline); one
+    /// back later is [`Admission::Exhausted`].
+    budget_wait: Duration,
 }
 
 /// A registry's budget as it last stated it.
@@ -50,7 +54,8 @@ pub enum Admission {
     Wait(Instant),
     /// Its host is not on the allow-list.
     Refused,
-    /// Its registry said its budget is spent: it is back by this instant.
+    /// Its registry said its budget is spent, and it is back only at this
+    /// instant, past the time a budget is waited for.
     Exhausted(Instant),
 }
 
@@ -70,7 +75,14 @@ impl HostPolicy {
             budget_of: HashMap::new(),
             allowed: None,
             stated: HashMap::new(),
+            budget_wait: Duration::from_secs(300),
         }
+    }
+
+    /// A spent budget back within `deadline` (the retry deadline) is
+    /// waited for (`Wait`); one back later is `Exhausted`.
+    pub fn set_budget_wait(&mut self, deadline: Duration) {
+        self.budget_wait = deadline;
     }
 
     /// Requests to `authority` spend `registry`'s rate (a Docker Hub mirror
@@ -119,8 +131,9 @@ impl HostPolicy {
 
     /// [`HostPolicy::admit`] for a request of `method` on `path`, which
     /// also spends what its registry said it has left, when the registry
-    /// counts such requests ([`counts_against`]): none left is
-    /// `Exhausted` until the registry said it is back.
+    /// counts such requests ([`counts_against`]): none left is a `Wait`
+    /// until the registry said it is back, or `Exhausted` when that is
+    /// past the time a budget is waited for.
     pub fn admit_request(
         &mut self,
         authority: &str,
@@ -137,7 +150,12 @@ impl HostPolicy {
             Some(s) if now >= s.until => {
                 self.stated.remove(&budget);
             }
-            Some(s) if counted && s.remaining == 0 => return Admission::Exhausted(s.until),
+            Some(s) if counted && s.remaining == 0 => {
+                return match s.until.saturating_since(now) <= self.budget_wait {
+                    true => Admission::Wait(s.until),
+                    false => Admission::Exhausted(s.until),
+                };
+            }
             _ => {}
         }
         let admitted = self.admit(authority, now);
@@ -368,6 +386,23 @@ mod tests {
             Admission::Exhausted(_)
         ));
         assert_eq!(p.admit_request(hub, "GET", manifest, back), Admission::Go);
+        // One back within the time a budget is waited for: waited for.
+        let soon = Budget {
+            remaining: 0,
+            limit: None,
+            resets_in: Duration::from_secs(2),
+        };
+        p.learn_budget("soon.example", soon, T0);
+        let in_two = T0 + Duration::from_secs(2);
+        assert_eq!(
+            p.admit_request("soon.example", "HEAD", manifest, T0),
+            Admission::Wait(in_two)
+        );
+        p.set_budget_wait(Duration::from_secs(1));
+        assert_eq!(
+            p.admit_request("soon.example", "HEAD", manifest, T0),
+            Admission::Exhausted(in_two)
+        );
         // Another registry's every request counts.
         p.learn_budget("r.example", said(0), T0);
         assert!(matches!(

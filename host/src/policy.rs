@@ -13,8 +13,6 @@ use ocirelay_core::rate_limit::RateSpec;
 pub struct Policy {
     started: Instant,
     inner: Mutex<HostPolicy>,
-    /// How long a registry's spent budget is waited for (`--retry-deadline`).
-    deadline: Duration,
 }
 
 /// Why a request may not go.
@@ -36,14 +34,15 @@ impl Policy {
         Policy {
             started: Instant::now(),
             inner: Mutex::new(inner),
-            deadline: Duration::from_secs(300),
         }
     }
 
     /// A registry's spent budget is waited for up to `deadline`; beyond
     /// it, its requests fail at once.
-    pub fn with_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = deadline;
+    pub fn with_deadline(self, deadline: Duration) -> Self {
+        if let Ok(mut p) = self.inner.lock() {
+            p.set_budget_wait(deadline);
+        }
         self
     }
 
@@ -61,10 +60,10 @@ impl Policy {
             match admission {
                 Admission::Go => return Ok(()),
                 Admission::Refused => return Err(Refused::NotAllowed),
-                Admission::Exhausted(at) if at.saturating_since(now) > self.deadline => {
+                Admission::Exhausted(at) => {
                     return Err(Refused::Exhausted(at.saturating_since(now)));
                 }
-                Admission::Exhausted(at) | Admission::Wait(at) => {
+                Admission::Wait(at) => {
                     let wait = at.saturating_since(now);
                     tracing::debug!(host = authority, ?wait, "rate limited");
                     tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
