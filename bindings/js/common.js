@@ -80,6 +80,12 @@ export function clientConfig(options = {}) {
     uploadsVerifiedByHost: false,
     downloadsVerifiedByHost: false,
     requestTimeoutSecs: options.requestTimeoutSecs ?? 0,
+    // By registry (or '*'): sizes in bytes; 0 or missing: the default.
+    uploads: Object.entries(options.uploads ?? {}).map(([registry, u]) => ({
+      registry,
+      chunkSize: BigInt(u.chunkSize ?? 0),
+      monolithicUpTo: BigInt(u.monolithicUpTo ?? 0),
+    })),
   };
 }
 

@@ -99,6 +99,12 @@ export interface ClientOptions {
   dockerHubProxy?: string;
   /** A request's limit, in seconds, to connect, answer, or send its next bytes (0: the shim's own). */
   requestTimeoutSecs?: number;
+  /**
+   * How blobs go up, by registry host (or `*`): above `monolithicUpTo`
+   * bytes (default 128 MiB) in PATCH chunks of `chunkSize` (default 32 MiB)
+   * that resume where a broken connection left them.
+   */
+  uploads?: Record<string, { chunkSize?: number | bigint; monolithicUpTo?: number | bigint }>;
 }
 
 export declare function parseRef(text: string): Reference;

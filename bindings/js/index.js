@@ -150,6 +150,10 @@ export class Client {
    * @param {string} [options.dockerHubProxy] a read-through mirror for Docker Hub
    * @param {number} [options.requestTimeoutSecs] a request's limit to connect,
    *   answer, or send the next bytes (0: the shim's own)
+   * @param {Object<string, object>} [options.uploads] by registry host (or
+   *   `*`): `{chunkSize, monolithicUpTo}` in bytes; blobs above
+   *   `monolithicUpTo` (default 128 MiB) go in PATCH chunks of `chunkSize`
+   *   (default 32 MiB) that resume where a broken connection left them
    */
   constructor(options = {}) {
     const config = clientConfig(options);

@@ -15,6 +15,7 @@ use ocirelay_core::ops::lookup::{LookupKind, LookupOptions};
 use ocirelay_core::policy::HostPolicy;
 use ocirelay_core::rate_limit::RateSpec;
 use ocirelay_core::retry::RetryPolicy;
+use ocirelay_core::upload::UploadRules;
 use ocirelay_core::{ClientConfig, Descriptor, Digest, Error, Platform, Reference};
 
 use crate::bindings::exports::ocirelay::registry::registry as wit;
@@ -188,6 +189,10 @@ impl TryFrom<wit::Config> for ClientConfig {
             .as_deref()
             .map(parse_docker_hub_proxy)
             .transpose()?;
+        let mut uploads = UploadRules::default();
+        for r in &c.uploads {
+            uploads.set(&r.registry, r.chunk_size, r.monolithic_up_to)?;
+        }
         Ok(ClientConfig {
             user_agent: c.user_agent,
             credentials: c
@@ -210,6 +215,7 @@ impl TryFrom<wit::Config> for ClientConfig {
             },
             docker_hub_proxy,
             policy: c.policy.map(TryInto::try_into).transpose()?,
+            uploads,
         })
     }
 }

@@ -20,6 +20,7 @@ use crate::policy::{Admission, HostPolicy};
 use crate::reference::{is_docker_hub, DOCKER_HUB, DOCKER_HUB_API_HOST};
 use crate::retry::RetryPolicy;
 use crate::time::Instant;
+use crate::upload::{UploadRule, UploadRules, SMALLEST_CHUNK};
 
 /// How a client is set up.
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct ClientConfig {
     /// Rate limits and allowed hosts for the driver to apply before each
     /// request ([`Client::admit`]), when the host applies none of its own.
     pub policy: Option<HostPolicy>,
+    /// How blobs go up to each registry: whole, or in chunks.
+    pub uploads: UploadRules,
 }
 
 /// An answer as a driver hands it over: a response, or why there is none.
@@ -62,6 +65,7 @@ impl Default for ClientConfig {
             retry: RetryPolicy::default(),
             docker_hub_proxy: None,
             policy: None,
+            uploads: UploadRules::default(),
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct Client {
     adaptive: Option<AdaptiveLimits>,
     /// The places requests in flight hold among their registry's.
     places: HashMap<RequestId, Place>,
+    /// The largest request body each registry took, learnt from a 413.
+    body_limits: HashMap<String, u64>,
     /// What this client has already seen.
     pub(crate) cache: Cache,
 }
@@ -134,6 +140,7 @@ impl Client {
             next_id: 0,
             in_flight: HashMap::new(),
             answers: HashMap::new(),
+            body_limits: HashMap::new(),
         }
     }
 
@@ -145,6 +152,32 @@ impl Client {
     /// Requests one operation, and a driver in all, may keep in flight (at least 1).
     pub fn concurrency(&self) -> usize {
         self.config.concurrency.max(1)
+    }
+
+    /// How blobs go up to registry `host`: its rule, with what its 413s
+    /// taught (a chunk no larger than the largest body it takes).
+    pub fn upload_rule(&self, host: &str) -> UploadRule {
+        let mut rule = self.config.uploads.for_registry(host);
+        if let Some(&limit) = self.body_limits.get(host) {
+            rule.chunk_size = rule.chunk_size.min(limit);
+            rule.monolithic_up_to = rule.monolithic_up_to.min(limit);
+        }
+        rule
+    }
+
+    /// Registry `host` refused a request body of `len` bytes as too large
+    /// (413): its bodies are kept to half that from now on (whole MiB, at
+    /// least [`SMALLEST_CHUNK`]). `false`: nothing smaller is tried (the
+    /// refused body was of that size already).
+    pub fn learn_body_limit(&mut self, host: &str, len: u64) -> bool {
+        if len <= SMALLEST_CHUNK {
+            return false;
+        }
+        let half = (len / 2) & !(SMALLEST_CHUNK - 1);
+        let limit = half.max(SMALLEST_CHUNK);
+        let known = self.body_limits.entry(host.to_string()).or_insert(u64::MAX);
+        *known = (*known).min(limit);
+        true
     }
 
     /// Tells the client what time it is (the driver's monotonic clock; it

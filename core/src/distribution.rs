@@ -21,6 +21,17 @@ pub fn blob_digest(path_and_query: &str) -> Option<Digest> {
     Digest::parse(digest).ok()
 }
 
+/// The digest an upload's completing `PUT` names: its query's `digest=`
+/// (`:` written as itself or as `%3A`), when there is one.
+pub fn upload_digest(path_and_query: &str) -> Option<Digest> {
+    let (_, query) = path_and_query.split_once('?')?;
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("digest="))?;
+    let decoded = value.replace("%3A", ":").replace("%3a", ":");
+    Digest::parse(&decoded).ok()
+}
+
 /// The `Content-Range` of a 206 that sends a blob of `size` bytes from
 /// byte `offset` to its end; `None` when there is nothing from there.
 pub fn rest_range(offset: u64, size: u64) -> Option<String> {

@@ -447,6 +447,25 @@ pub enum RequestBody {
         /// What it must hash to.
         digest: Digest,
     },
+    /// The next `len` bytes of the body held for request `from` (a copy's
+    /// source, or what an earlier chunk left of it): one `PATCH` of an
+    /// upload sent in chunks. `skip` bytes are read and dropped first (a
+    /// source read again whole when asked for a range). Unless `last`, the
+    /// rest stays held under this request's id once it is answered 2xx,
+    /// for the next chunk. The driver (or the host under it) hashes the
+    /// chunks of a session as one ([`crate::upload_check`]).
+    Chunk {
+        /// The request whose held response body to take the bytes from.
+        from: RequestId,
+        /// Bytes to drop first.
+        skip: u64,
+        /// Bytes to send, as `Content-Length`.
+        len: u64,
+        /// What the whole blob must hash to (its algorithm hashes the session).
+        digest: Digest,
+        /// Whether this chunk ends the blob (nothing of the body is left).
+        last: bool,
+    },
 }
 
 impl fmt::Debug for RequestBody {
@@ -460,6 +479,19 @@ impl fmt::Debug for RequestBody {
                 .field("size", size)
                 .field("digest", &digest.to_string())
                 .finish(),
+            RequestBody::Chunk {
+                from,
+                skip,
+                len,
+                last,
+                ..
+            } => f
+                .debug_struct("Chunk")
+                .field("from", from)
+                .field("skip", skip)
+                .field("len", len)
+                .field("last", last)
+                .finish(),
         }
     }
 }
@@ -471,6 +503,7 @@ impl RequestBody {
             RequestBody::Empty => None,
             RequestBody::Bytes(b) => Some(b.len() as u64),
             RequestBody::Transfer { size, .. } => Some(*size),
+            RequestBody::Chunk { len, .. } => Some(*len),
         }
     }
 
@@ -615,6 +648,12 @@ pub const BODY_VERIFIED: &str = "ocirelay-body-verified";
 /// Response header with the id of such a check: named again in
 /// [`RESUME_CHECK`] when the body breaks, the host checks on from there.
 pub const BODY_CHECK: &str = "ocirelay-body-check";
+
+/// Request header (never sent on) of a chunk of an upload
+/// ([`RequestBody::Chunk`]) sent through a host that verifies uploads: the
+/// digest the whole must have, for the host to hash the session's chunks
+/// as one and check its completing `PUT` ([`crate::upload_check`]).
+pub const CHUNK_OF: &str = "ocirelay-chunk-of";
 
 /// Request header (never sent on) of a read resumed with `Range`: the id of
 /// the check of the body that broke.

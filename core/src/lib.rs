@@ -7,9 +7,12 @@
 //! [`media_type`], [`manifest`], [`platform`]), protocol ([`http`],
 //! [`distribution`], [`auth`]), shared client state ([`client`]) and the
 //! clock it is told ([`time`]), policy ([`retry`], [`rate_limit`],
-//! [`policy`]), what hosts read from files ([`docker_config`],
-//! [`settings`]), what an OCI image layout is and what a host answering
-//! one as a registry is asked ([`layout`]), and how JSON is printed ([`json`]), and operations as state machines ([`ops`]) with the
+//! [`policy`], [`budget`], [`adaptive`]), how blobs go up ([`upload`]:
+//! whole or in chunks, per registry; [`upload_check`]: a chunked session's
+//! bytes hashed as one by whoever moves them), what hosts read from files
+//! ([`docker_config`], [`settings`]), what an OCI image layout is and what
+//! a host answering one as a registry is asked ([`layout`]), how JSON is
+//! printed ([`json`]), and operations as state machines ([`ops`]) with the
 //! registry [`cache`]. [`ops`] says how to drive an operation, how one is
 //! written, and how to add one.
 
@@ -42,6 +45,8 @@ pub mod service;
 pub mod settings;
 pub mod sync;
 pub mod time;
+pub mod upload;
+pub mod upload_check;
 
 pub use client::{Client, ClientConfig};
 pub use descriptor::Descriptor;

@@ -3,7 +3,9 @@
 //!
 //! ```json
 //! {"rates": {"registry.example": "100/1m"}, "insecure": ["10.0.0.5:5000"],
-//!  "ca-files": ["/etc/ssl/private-ca.pem"]}
+//!  "ca-files": ["/etc/ssl/private-ca.pem"],
+//!  "uploads": {"registry.example": {"chunk-size": "16MiB", "monolithic-up-to": "64MiB"},
+//!              "*": {"monolithic-up-to": "any"}}}
 //! ```
 //!
 //! Parsing only: where the file is and what a flag overrides are a host's.
@@ -15,6 +17,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::rate_limit::RateSpec;
+use crate::upload::parse_size;
 
 /// The file as written (all optional; an unknown field is a mistake).
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +30,36 @@ struct File {
     insecure: Vec<String>,
     #[serde(default)]
     ca_files: Vec<PathBuf>,
+    /// Upload rules: registry (or `*`) -> sizes.
+    #[serde(default)]
+    uploads: BTreeMap<String, UploadFields>,
+}
+
+/// One registry's upload rule as written; a size is bytes, or text with a
+/// unit (`16MiB`), or `any`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct UploadFields {
+    chunk_size: Option<Size>,
+    monolithic_up_to: Option<Size>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+/// One registry's upload rule from the settings file (0: the default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSetting {
+    /// The registry host, or `*`.
+    pub registry: String,
+    /// Bytes per PATCH chunk.
+    pub chunk_size: u64,
+    /// Blobs up to this size go in one PUT.
+    pub monolithic_up_to: u64,
 }
 
 /// The settings, parsed.
@@ -38,6 +71,8 @@ pub struct Settings {
     pub insecure: Vec<String>,
     /// CA certificate files, as `--ca-file`.
     pub ca_files: Vec<PathBuf>,
+    /// How blobs go up to registries.
+    pub uploads: Vec<UploadSetting>,
 }
 
 impl Settings {
@@ -50,12 +85,38 @@ impl Settings {
             .iter()
             .map(|(host, rate)| RateSpec::parse(&format!("{host}={rate}")))
             .collect::<Result<_>>()?;
+        let uploads = file
+            .uploads
+            .iter()
+            .map(|(registry, f)| {
+                let size = |field: &str, v: &Option<Size>| match v {
+                    None => Ok(0),
+                    Some(Size::Bytes(0)) => Err(bad_size(registry, field, "0")),
+                    Some(Size::Bytes(n)) => Ok(*n),
+                    Some(Size::Text(t)) => parse_size(t)
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| bad_size(registry, field, t)),
+                };
+                Ok(UploadSetting {
+                    registry: registry.clone(),
+                    chunk_size: size("chunk-size", &f.chunk_size)?,
+                    monolithic_up_to: size("monolithic-up-to", &f.monolithic_up_to)?,
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(Settings {
             rates,
             insecure: file.insecure,
             ca_files: file.ca_files,
+            uploads,
         })
     }
+}
+
+fn bad_size(registry: &str, field: &str, value: &str) -> Error {
+    Error::InvalidInput(format!(
+        "settings: uploads.{registry}.{field}: {value:?} is not a size (bytes, or as 16MiB, 1GiB, any)"
+    ))
 }
 
 #[cfg(test)]
@@ -88,5 +149,40 @@ mod tests {
         let e = Settings::parse(r#"{"rates": {"h": "ten/s"}}"#).unwrap_err();
         assert!(e.to_string().contains("\"h=ten/s\""), "{e}");
         assert_eq!(Settings::parse("{}").unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn upload_rules_take_sizes_with_units_and_name_a_bad_one() {
+        let s = Settings::parse(
+            r#"{"uploads": {"r:5000": {"chunk-size": "16MiB", "monolithic-up-to": 1000},
+                            "*": {"monolithic-up-to": "any"}}}"#,
+        )
+        .unwrap();
+        let by = |r: &str| s.uploads.iter().find(|u| u.registry == r).cloned().unwrap();
+        assert_eq!(
+            (by("r:5000").chunk_size, by("r:5000").monolithic_up_to),
+            (16 << 20, 1000)
+        );
+        assert_eq!(
+            (by("*").chunk_size, by("*").monolithic_up_to),
+            (0, u64::MAX)
+        );
+        for (bad, named) in [
+            (
+                r#"{"uploads": {"r": {"chunk-size": "lots"}}}"#,
+                "uploads.r.chunk-size: \"lots\"",
+            ),
+            (
+                r#"{"uploads": {"r": {"chunk-size": 0}}}"#,
+                "uploads.r.chunk-size: \"0\"",
+            ),
+            (
+                r#"{"uploads": {"r": {"chunk": "1MiB"}}}"#,
+                "unknown field `chunk`",
+            ),
+        ] {
+            let e = Settings::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(named), "{e}");
+        }
     }
 }

@@ -19,12 +19,15 @@ use hyper_util::rt::TokioExecutor;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use ocirelay_core::http::{
-    BODY_CHECK, BODY_VERIFIED, DOWNLOAD_MISMATCH, RESUME_CHECK, UPLOAD_MISMATCH, VERIFY_BODY,
+    BODY_CHECK, BODY_VERIFIED, CHUNK_OF, DOWNLOAD_MISMATCH, RESUME_CHECK, UPLOAD_MISMATCH,
+    VERIFY_BODY,
 };
+use ocirelay_core::upload_check::SessionChecks;
 use ocirelay_core::Digest;
 
 use crate::access_log::Calls;
 use crate::adaptive::{Adaptive, Held};
+use crate::chunk_check::{ChunkBody, ChunkChecks};
 use crate::error::HostError;
 use crate::idle::{self, Activity, IdleBody};
 use crate::layout::Layouts;
@@ -120,6 +123,8 @@ pub struct Outbound {
     idle_timeout: Duration,
     /// Checks of blob reads that broke off, for their resumed reads.
     unfinished: Arc<Unfinished>,
+    /// Checks of chunked uploads, by session.
+    chunks: Arc<ChunkChecks>,
     /// Token servers' answers, for the instances that ask again.
     tokens: Arc<Tokens>,
     /// The OCI layouts the command names, answered here as registries.
@@ -143,6 +148,7 @@ impl Outbound {
             policy,
             idle_timeout,
             unfinished: Arc::default(),
+            chunks: Arc::default(),
             tokens: Arc::default(),
             layouts,
             adaptive: Adaptive::new(DEFAULT_CEILING),
@@ -262,6 +268,30 @@ impl WasiHttpHooks for Hooks {
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
                 .and_then(|id| outbound.unfinished.take(id))
                 .filter(|p| Some(&p.expected) == check_download.as_ref());
+            // A chunk of an upload this host checks: the digest the whole must have.
+            let chunk_of = parts
+                .headers
+                .remove(CHUNK_OF)
+                .and_then(|v| Digest::parse(v.to_str().ok()?).ok());
+            let session = parts
+                .uri
+                .path_and_query()
+                .map(|p| SessionChecks::key(&authority, p.as_str()))
+                .unwrap_or_default();
+            let refuse = |detail: String| {
+                let m = format!("{UPLOAD_MISMATCH}: {detail}; the upload was not completed");
+                Error::InternalError(Some(m))
+            };
+            // A session's completing PUT goes only if its chunks are its digest.
+            if let (true, Some(digest)) = (
+                verify && parts.method == http::Method::PUT,
+                upload_digest(&parts.uri),
+            ) {
+                outbound
+                    .chunks
+                    .complete(&session, &digest)
+                    .map_err(refuse)?;
+            }
             // GET, HEAD and zero-length writes carry no body: hand hyper a
             // finished one, so it neither frames it as chunked nor leaves a
             // pooled connection with a half-sent request.
@@ -300,7 +330,24 @@ impl WasiHttpHooks for Hooks {
                         };
                         VerifyingBody::new(counted, digest, size, mismatch).boxed_unsync()
                     }
-                    _ => counted.boxed_unsync(),
+                    _ => match chunk_of.filter(|_| verify) {
+                        Some(digest) => {
+                            let start = parts
+                                .headers
+                                .get("content-range")
+                                .and_then(|v| v.to_str().ok()?.split_once('-')?.0.parse().ok())
+                                .unwrap_or(0);
+                            match outbound
+                                .chunks
+                                .chunk(session, start, &digest)
+                                .map_err(refuse)?
+                            {
+                                Some(taken) => ChunkBody::new(counted, taken).boxed_unsync(),
+                                None => counted.boxed_unsync(),
+                            }
+                        }
+                        None => counted.boxed_unsync(),
+                    },
                 }
             };
             outbound.traffic.requests.fetch_add(1, Ordering::Relaxed);

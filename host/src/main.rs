@@ -6,6 +6,7 @@
 
 mod access_log;
 mod adaptive;
+mod chunk_check;
 mod commands;
 mod convert;
 mod credentials;
@@ -353,6 +354,15 @@ async fn run(cli: Cli, given: Vec<&'static str>) -> Result<(), HostError> {
         downloads_verified_by_host: true,
         // The hook applies --idle-timeout to every request.
         request_timeout_secs: 0,
+        uploads: settings
+            .uploads
+            .iter()
+            .map(|u| wit::UploadRule {
+                registry: u.registry.clone(),
+                chunk_size: u.chunk_size,
+                monolithic_up_to: u.monolithic_up_to,
+            })
+            .collect(),
     };
     let allowed = hosts
         .iter()

@@ -24,12 +24,8 @@ use ocirelay_core::Digest;
 /// The digest an upload's PUT must complete with: the `digest=` of its
 /// query, when there is one.
 pub fn upload_digest(uri: &http::Uri) -> Option<Digest> {
-    let query = uri.query()?;
-    let value = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("digest="))?;
-    let decoded = value.replace("%3A", ":").replace("%3a", ":");
-    Digest::parse(&decoded).ok()
+    let path_and_query = uri.path_and_query()?.as_str();
+    ocirelay_core::distribution::upload_digest(path_and_query)
 }
 
 /// Checks of bodies that broke off before their end, kept (the latest

@@ -17,7 +17,8 @@ use ocirelay_core::{Client, Error, Instant, Operation, Output};
 use wasi::clocks::monotonic_clock;
 use wasi::io::poll::Pollable;
 
-use crate::transport::{BodyStream, InFlight, Poll, SendOptions};
+use crate::session_check::Checks;
+use crate::transport::{Answered, BodyStream, InFlight, SendOptions};
 
 /// Runs `op` to completion, sending as `send` says (whether streamed
 /// uploads are checked here, timeouts). Response bodies the operation asked
@@ -78,6 +79,8 @@ struct Driver {
     send: SendOptions,
     /// The operation's last deadline, with its timer.
     timer: Option<(Instant, Pollable)>,
+    /// Chunked uploads' checks, when this component hashes uploads.
+    checks: Checks,
 }
 
 impl Driver {
@@ -111,7 +114,9 @@ impl Driver {
     /// that body (and its slot) with it.
     fn enqueue(&mut self, id: RequestId, request: Request) {
         let source = match request.body {
-            RequestBody::Transfer { from, .. } => self.held.remove(&from).map(|h| h.stream),
+            RequestBody::Transfer { from, .. } | RequestBody::Chunk { from, .. } => {
+                self.held.remove(&from).map(|h| h.stream)
+            }
             _ => None,
         };
         let relayed = source.is_some();
@@ -166,14 +171,22 @@ impl Driver {
             }
             let relay = flight.body_mode() == BodyMode::Relay;
             match flight.poll() {
-                Poll::Pending(f) => still.push((id, f)),
-                Poll::Ready(Ok((response, body))) => {
+                None => still.push((id, flight)),
+                Some(Answered::Ready(Ok((response, body)))) => {
                     if let Some(stream) = body {
                         self.held.insert(id, Held { stream, relay });
                     }
                     client.handle_response(id, Ok(response));
                 }
-                Poll::Ready(Err(e)) => client.handle_response(id, Err(e)),
+                Some(Answered::Ready(Err(e))) => client.handle_response(id, Err(e)),
+                Some(Answered::Chunked(response, rest)) => {
+                    let held = Held {
+                        stream: rest,
+                        relay: true,
+                    };
+                    self.held.insert(id, held);
+                    client.handle_response(id, Ok(response));
+                }
             }
         }
         self.in_flight = still;
@@ -210,10 +223,12 @@ impl Driver {
                     self.queued.push_front(u);
                     return;
                 }
-                Admission::Go => match InFlight::start(u.request, u.source, self.send) {
-                    Ok(f) => self.in_flight.push((u.id, f)),
-                    Err(e) => client.handle_response(u.id, Err(e)),
-                },
+                Admission::Go => {
+                    match InFlight::start(u.request, u.source, self.send, &self.checks) {
+                        Ok(f) => self.in_flight.push((u.id, f)),
+                        Err(e) => client.handle_response(u.id, Err(e)),
+                    }
+                }
                 Admission::Wait(at) => {
                     let timer = monotonic_clock::subscribe_instant(nanos(at));
                     self.scheduled.push(Scheduled { unsent: u, timer });

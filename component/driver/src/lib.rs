@@ -6,6 +6,7 @@
 
 pub mod driver;
 pub mod reader;
+pub mod session_check;
 pub mod transport;
 pub mod writer;
 

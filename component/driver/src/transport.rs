@@ -6,8 +6,8 @@ use ocirelay_core::digest::Verifier;
 use ocirelay_core::distribution::blob_digest;
 use ocirelay_core::http::{
     BodyMode, Headers, Method, Request, RequestBody, Response, ResponseBody, Scheme,
-    TransportError, BODY_CHECK, BODY_VERIFIED, DOWNLOAD_MISMATCH, RESUME_CHECK, SMALL_BODY_LIMIT,
-    UPLOAD_MISMATCH, VERIFY_BODY,
+    TransportError, BODY_CHECK, BODY_VERIFIED, CHUNK_OF, DOWNLOAD_MISMATCH, RESUME_CHECK,
+    SMALL_BODY_LIMIT, UPLOAD_MISMATCH, VERIFY_BODY,
 };
 use ocirelay_core::Digest;
 use wasi::http::outgoing_handler;
@@ -17,6 +17,8 @@ use wasi::http::types::{
 };
 use wasi::io::poll::Pollable;
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
+
+use crate::session_check::{self, Checks, Guard};
 
 /// How requests are sent, as the client's configuration says.
 #[derive(Debug, Clone, Copy, Default)]
@@ -220,6 +222,8 @@ pub struct InFlight {
     request: Request,
     /// The digest the host was asked to check the body against.
     host_checks: Option<Digest>,
+    /// What a chunk left of the held body it was sent from, for the next.
+    leftover: Option<BodyStream>,
 }
 
 /// Where a request body's bytes come from.
@@ -258,6 +262,12 @@ struct Upload {
     size: u64,
     /// Checks the bytes, when this component must (boxed: hash state is large).
     verifier: Option<Box<Verifier>>,
+    /// A chunk's session check, when this component must.
+    session: Option<Guard>,
+    /// Bytes of the held source to drop before sending.
+    skip: u64,
+    /// Whether what is left of the held source is kept (a chunk not the last).
+    keep_source: bool,
 }
 
 /// The side of an upload that has to move before it can go on.
@@ -298,9 +308,14 @@ impl Upload {
     /// Moves what can be moved now; `true` once the source is exhausted,
     /// else [`Upload::blocked`] says which side stopped it.
     fn pump(&mut self) -> Result<bool, TransportError> {
+        if self.skip > 0 && !self.drop_skipped()? {
+            return Ok(self.stop(Blocked::Source));
+        }
         let stream = match &self.source {
             Source::Bytes(bytes) => return self.pump_bytes(&bytes.clone()),
-            Source::Held(_) if self.verifier.is_some() => return self.pump_hashed(),
+            Source::Held(_) if self.verifier.is_some() || self.session.is_some() => {
+                return self.pump_hashed()
+            }
             Source::Held(held) => &held.stream,
         };
         loop {
@@ -318,6 +333,22 @@ impl Upload {
                 Err(e) => return Err(stream_error("streaming the body", e)),
             }
         }
+    }
+
+    /// Reads and drops what of the source is to be skipped (a source read
+    /// again whole though asked for a range); `false` while some is left.
+    fn drop_skipped(&mut self) -> Result<bool, TransportError> {
+        let Source::Held(held) = &self.source else {
+            return Ok(true);
+        };
+        while self.skip > 0 {
+            match held.stream.read(self.skip.min(HASHED_CHUNK)) {
+                Ok(chunk) if chunk.is_empty() => return Ok(false),
+                Ok(chunk) => self.skip = self.skip.saturating_sub(chunk.len() as u64),
+                Err(e) => return Err(stream_error("skipping what the session holds", e)),
+            }
+        }
+        Ok(true)
     }
 
     /// Notes that the pump stopped at `side`; not done.
@@ -385,6 +416,9 @@ impl Upload {
             if let Some(v) = self.verifier.as_mut() {
                 v.update(&chunk).map_err(mismatch)?;
             }
+            if let Some(s) = self.session.as_mut() {
+                s.update(&chunk);
+            }
             if self.sent + chunk.len() as u64 == self.size {
                 if let Some(v) = self.verifier.take() {
                     v.finish().map_err(mismatch)?;
@@ -397,8 +431,9 @@ impl Upload {
         }
     }
 
-    /// Ends the body (wasi-http checks it against `Content-Length`).
-    fn finish(self) -> Result<(), TransportError> {
+    /// Ends the body (wasi-http checks it against `Content-Length`); what
+    /// is left of a held source it keeps, when a chunk, not the last.
+    fn finish(self) -> Result<Option<BodyStream>, TransportError> {
         let Upload {
             sink_ready,
             source_ready,
@@ -409,9 +444,16 @@ impl Upload {
             sent,
             size,
             verifier: _,
+            session: _,
+            skip: _,
+            keep_source,
         } = self;
         drop(source_ready);
         drop(sink_ready);
+        let source = match source {
+            Source::Held(held) if keep_source => Some(held),
+            _ => None,
+        };
         let flushed = if sent < size {
             Err(err(&format!(
                 "the source ended after {sent} of {size} bytes"
@@ -426,12 +468,12 @@ impl Upload {
         // Explicit drops on every path: locals would otherwise go in reverse
         // order, the body before its stream, which traps ("resource has children").
         drop(sink);
-        drop(source);
         if let Err(e) = flushed {
             drop(body);
             return Err(e);
         }
-        OutgoingBody::finish(body, None).map_err(|e| error_code(&e))
+        OutgoingBody::finish(body, None).map_err(|e| error_code(&e))?;
+        Ok(source)
     }
 }
 
@@ -449,7 +491,11 @@ impl InFlight {
         request: Request,
         source: Option<BodyStream>,
         send: SendOptions,
+        checks: &Checks,
     ) -> Result<InFlight, TransportError> {
+        if send.hash_uploads {
+            session_check::completion(checks, &request)?;
+        }
         let mut fields: Vec<(String, Vec<u8>)> = request
             .headers
             .iter()
@@ -462,6 +508,10 @@ impl InFlight {
             }
             _ => None,
         };
+        // A chunk through a host that checks uploads: what the session must make.
+        if let (RequestBody::Chunk { digest, .. }, false) = (&request.body, send.hash_uploads) {
+            fields.push((CHUNK_OF.into(), digest.to_string().into_bytes()));
+        }
         if let Some(digest) = &host_checks {
             fields.push((VERIFY_BODY.into(), digest.to_string().into_bytes()));
             if let Some(id) = send.resume_check {
@@ -506,13 +556,15 @@ impl InFlight {
                     future,
                     request,
                     host_checks,
+                    leftover: None,
                 })
             }
             RequestBody::Bytes(bytes) => {
                 // Shared, not copied: the request keeps its own handle.
                 let source = Source::Bytes(bytes.clone());
                 let size = bytes.len() as u64;
-                Self::upload(out, body, request, source, size, None, send)
+                let plain = Chunking::default();
+                Self::upload(out, body, request, source, size, None, plain, send)
             }
             RequestBody::Transfer { size, digest, .. } => {
                 let size = *size;
@@ -520,21 +572,34 @@ impl InFlight {
                 let verifier = send
                     .hash_uploads
                     .then(|| Box::new(Verifier::new("", digest.clone(), Some(size))));
-                Self::upload(
-                    out,
-                    body,
-                    request,
-                    Source::Held(source),
-                    size,
-                    verifier,
-                    send,
-                )
+                let plain = Chunking::default();
+                let source = Source::Held(source);
+                Self::upload(out, body, request, source, size, verifier, plain, send)
+            }
+            RequestBody::Chunk {
+                skip, len, last, ..
+            } => {
+                let (skip, len, last) = (*skip, *len, *last);
+                let source =
+                    source.ok_or_else(|| err("the body to send a chunk of is not held"))?;
+                let session = match send.hash_uploads {
+                    true => Guard::for_chunk(checks, &request)?,
+                    false => None,
+                };
+                let chunking = Chunking {
+                    session,
+                    skip,
+                    keep_source: !last,
+                };
+                let source = Source::Held(source);
+                Self::upload(out, body, request, source, len, None, chunking, send)
             }
         }
     }
 
     /// Starts `out`, whose `body` carries `size` bytes from `source` (checked
-    /// by `verifier` when this component must).
+    /// by `verifier` when this component must), as a chunk when `chunking` says.
+    #[allow(clippy::too_many_arguments)]
     fn upload(
         out: OutgoingRequest,
         body: OutgoingBody,
@@ -542,6 +607,7 @@ impl InFlight {
         source: Source,
         size: u64,
         verifier: Option<Box<Verifier>>,
+        chunking: Chunking,
         send: SendOptions,
     ) -> Result<InFlight, TransportError> {
         let future =
@@ -563,6 +629,9 @@ impl InFlight {
             sent: 0,
             size,
             verifier,
+            session: chunking.session,
+            skip: chunking.skip,
+            keep_source: chunking.keep_source,
         };
         let mut flight = InFlight {
             head: future.subscribe(),
@@ -571,6 +640,7 @@ impl InFlight {
             future,
             request,
             host_checks: None,
+            leftover: None,
         };
         // What can go at once goes (a small body whole), without a round of
         // the driver; and the upload then knows what it waits on.
@@ -604,7 +674,7 @@ impl InFlight {
             };
             if done {
                 if let Some(done) = self.upload.take() {
-                    done.finish()?;
+                    self.leftover = done.finish()?;
                 }
             }
         }
@@ -612,35 +682,45 @@ impl InFlight {
     }
 
     /// The response once its head arrived, with its body read as the
-    /// request asked; the request back while it has not.
-    pub fn poll(mut self) -> Poll {
-        let Some(result) = self.future.get() else {
-            return Poll::Pending(self);
-        };
+    /// request asked (the request is then done with); `None` while it has not.
+    pub fn poll(&mut self) -> Option<Answered> {
+        let result = self.future.get()?;
         // An answer before the body was all sent (an error, most likely):
         // the rest of the body is abandoned.
         drop(self.upload.take());
-        match result {
-            Err(()) => Poll::Ready(Err(err("response already taken"))),
-            Ok(Err(code)) => Poll::Ready(Err(match self.failed.take() {
+        Some(match result {
+            Err(()) => Answered::Ready(Err(err("response already taken"))),
+            Ok(Err(code)) => Answered::Ready(Err(match self.failed.take() {
                 Some(e) if !matches!(code, ErrorCode::HttpRequestDenied) => e,
                 _ => error_code(&code),
             })),
-            Ok(Ok(response)) => Poll::Ready(read_response(
-                response,
-                &self.request,
-                self.host_checks.as_ref(),
-            )),
-        }
+            Ok(Ok(response)) => {
+                let read = read_response(response, &self.request, self.host_checks.as_ref());
+                // What a chunk left of its source goes on only after a 2xx.
+                match (read, self.leftover.take()) {
+                    (Ok((r, None)), Some(rest)) if r.is_success() => Answered::Chunked(r, rest),
+                    (read, _) => Answered::Ready(read),
+                }
+            }
+        })
     }
 }
 
-/// What [`InFlight::poll`] found.
-pub enum Poll {
-    /// Still waiting for the response head.
-    Pending(InFlight),
+/// How an upload is a chunk of a held body, if it is one.
+#[derive(Default)]
+struct Chunking {
+    session: Option<Guard>,
+    skip: u64,
+    keep_source: bool,
+}
+
+/// What [`InFlight::poll`] found once the response head arrived.
+pub enum Answered {
     /// The response (and a held body, for a streamed 2xx), or why there is none.
     Ready(Result<(Response, Option<BodyStream>), TransportError>),
+    /// A chunk's 2xx, and what it left of the body it was sent from: held
+    /// for the next chunk, under this request's id.
+    Chunked(Response, BodyStream),
 }
 
 /// The response's head, and its body as `request` asked; a held body is

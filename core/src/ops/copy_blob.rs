@@ -154,7 +154,9 @@ impl CopyBlob {
             // The registry opened an upload session instead: stream into it.
             202 => {
                 let session = ensure_blob::session(client, &self.destination, response)?;
-                let op = self.upload(client)?.into_session(client, session)?;
+                let op = self
+                    .upload(client)?
+                    .into_session(client, session, &response.headers)?;
                 Ok(Step::Next(Stage::Upload(Box::new(op))))
             }
             // Refused outright (some registries cannot see the source, or the

@@ -1,9 +1,11 @@
 //! Ensure-blob: makes a blob present in a repository, uploading it only when
 //! it is not already there (a HEAD first when that is worth a round trip).
 //! The content is given bytes, or another repository's blob, read only once
-//! the upload session is open and streamed straight into it. A stream that
-//! breaks starts over with a new upload session; the abandoned one is never
-//! completed, so nothing half-written lands.
+//! the upload session is open and streamed straight into it: in one `PUT`
+//! up to the registry's `monolithic-up-to`, in chunks above it (and after a
+//! 413: [`ChunkedUpload`], which resumes where a break left it). A one-`PUT`
+//! stream that breaks starts over with a new upload session; the abandoned
+//! one is never completed, so nothing half-written lands.
 
 use bytes::Bytes;
 
@@ -14,14 +16,16 @@ use crate::digest::Digest;
 use crate::distribution::{upload_path, with_digest_query};
 use crate::error::{Error, Result};
 use crate::http::{
-    refuse_downgrade, BodyMode, Method, RequestBody, Response, Url, SMALL_BODY_LIMIT,
+    refuse_downgrade, BodyMode, Method, RequestBody, RequestId, Response, Url, SMALL_BODY_LIMIT,
 };
 use crate::media_type::OCTET_STREAM;
+use crate::ops::chunked_upload::{ChunkedStart, ChunkedUpload};
 use crate::ops::confirm_push::ConfirmPush;
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged, Target};
 use crate::ops::lookup::{Body, Found, Lookup};
 use crate::ops::{Operation, Output, Step};
 use crate::reference::Reference;
+use crate::upload::chunk_min_length;
 use crate::{advance, ready};
 
 /// Blobs larger than this get a HEAD before an upload (a round trip that
@@ -61,6 +65,8 @@ enum Stage {
         exchange: Box<Exchange>,
         streamed: bool,
     },
+    /// Streaming the source in chunks (a large blob, or one refused whole).
+    Chunked(Box<ChunkedUpload>),
     /// The PUT's 201 confirmed nothing: is ours there?
     Confirm(Box<ConfirmPush>),
 }
@@ -80,6 +86,10 @@ pub struct EnsureBlob {
     stage: Stage,
     /// Streamed uploads started over after their stream broke.
     restarts: u32,
+    /// The open session's `OCI-Chunk-Min-Length`, if it stated one.
+    chunk_min: Option<u64>,
+    /// The session the last `PUT` went to.
+    session: Option<Url>,
 }
 
 impl EnsureBlob {
@@ -117,6 +127,8 @@ impl EnsureBlob {
             from,
             stage,
             restarts: 0,
+            chunk_min: None,
+            session: None,
         })
     }
 
@@ -138,8 +150,15 @@ impl EnsureBlob {
         self
     }
 
-    /// Uploads into a session the registry already opened (a mount's 202).
-    pub fn into_session(mut self, client: &Client, session: Url) -> Result<Self> {
+    /// Uploads into a session the registry already opened (a mount's 202,
+    /// with these headers).
+    pub fn into_session(
+        mut self,
+        client: &Client,
+        session: Url,
+        headers: &crate::http::Headers,
+    ) -> Result<Self> {
+        self.chunk_min = chunk_min_length(headers);
         self.stage = self.send_into(client, session)?;
         Ok(self)
     }
@@ -170,7 +189,8 @@ impl EnsureBlob {
     }
 
     /// The PUT that completes the upload of `body` into `session`.
-    fn put(&self, client: &Client, session: &Url, body: RequestBody) -> Stage {
+    fn put(&mut self, client: &Client, session: &Url, body: RequestBody) -> Stage {
+        self.session = Some(session.clone());
         let streamed = matches!(body, RequestBody::Transfer { .. });
         let spec = ExchangeSpec {
             registry: self.reference.host.clone(),
@@ -220,7 +240,27 @@ impl EnsureBlob {
             return Err(self.refused(&answer, "starting an upload"));
         }
         let session = session(client, &self.reference, &answer.response)?;
+        self.chunk_min = chunk_min_length(&answer.response.headers);
         self.send_into(client, session).map(Step::Next)
+    }
+
+    /// The source streamed into `session` in chunks (its body held at byte
+    /// 0 for `source`, or read again).
+    fn chunked(&self, session: &Url, size: u64, source: Option<RequestId>) -> Result<Stage> {
+        let Some(from) = self.from.clone() else {
+            return Err(Error::Internal(format!(
+                "{}: a chunked upload without a source",
+                self.reference
+            )));
+        };
+        let start = ChunkedStart {
+            session: session.clone(),
+            min: self.chunk_min,
+            source,
+        };
+        let (to, digest) = (self.reference.clone(), self.digest.clone());
+        let op = ChunkedUpload::new(to, from, digest, size, start);
+        Ok(Stage::Chunked(Box::new(op)))
     }
 
     /// The source was read: its held body goes straight into the PUT.
@@ -244,6 +284,11 @@ impl EnsureBlob {
         }
         self.size = Some(size);
         let body = match found.body {
+            Body::Stream { request, .. }
+                if size > client.upload_rule(&self.reference.host).monolithic_up_to =>
+            {
+                return self.chunked(session, size, Some(request)).map(Step::Next);
+            }
             Body::Stream { request, .. } => RequestBody::Transfer {
                 from: request,
                 size,
@@ -272,6 +317,15 @@ impl EnsureBlob {
             }
             answer => answer?,
         };
+        // Too large to go whole: in chunks, into the same session.
+        if let (true, 413, Some(size)) = (streamed, answer.response.status, self.size) {
+            let session = self.session.clone();
+            if let Some(session) =
+                session.filter(|_| client.learn_body_limit(&self.reference.host, size))
+            {
+                return self.chunked(&session, size, None).map(Step::Next);
+            }
+        }
         if !answer.response.is_success() {
             return Err(self.refused(&answer, "completing an upload"));
         }
@@ -388,6 +442,10 @@ impl Operation for EnsureBlob {
                     let streamed = *streamed;
                     let answer = ready!(exchange.poll_output(client));
                     advance!(self.stage, self.completed(client, answer, streamed));
+                }
+                Stage::Chunked(op) => {
+                    let answer = ready!(op.poll_output(client));
+                    advance!(self.stage, self.completed(client, answer, false));
                 }
                 Stage::Confirm(confirm) => {
                     let held = ready!(confirm.poll_output(client));

@@ -223,7 +223,10 @@ impl Exchange {
 
     /// Whether the body can be sent again (a streamed one cannot).
     fn replayable(&self) -> bool {
-        !matches!(self.spec.body, RequestBody::Transfer { .. })
+        !matches!(
+            self.spec.body,
+            RequestBody::Transfer { .. } | RequestBody::Chunk { .. }
+        )
     }
 
     /// Whether the request goes to the registry's own origin (scheme, host

@@ -55,6 +55,7 @@
 
 pub mod attach_referrer;
 pub mod batch;
+pub mod chunked_upload;
 pub mod confirm_push;
 pub mod copy_blob;
 pub mod copy_manifest;

@@ -47,6 +47,24 @@ pub struct ResumeBlob {
 impl ResumeBlob {
     /// Reads blob `reference` (with digest) of `size` bytes from `offset` on.
     pub fn new(client: &Client, reference: &Reference, offset: u64, size: u64) -> Result<Self> {
+        // Held whatever its size: the reader streams it.
+        let held = BodyMode::Stream { buffer_up_to: 0 };
+        Self::reading(client, reference, offset, size, held)
+    }
+
+    /// The same read, its body held for the next request to send on (a
+    /// chunked upload's source, read again from where the session stands).
+    pub fn relayed(client: &Client, reference: &Reference, offset: u64, size: u64) -> Result<Self> {
+        Self::reading(client, reference, offset, size, BodyMode::Relay)
+    }
+
+    fn reading(
+        client: &Client,
+        reference: &Reference,
+        offset: u64,
+        size: u64,
+        body_mode: BodyMode,
+    ) -> Result<Self> {
         let Some(digest) = &reference.digest else {
             return Err(Error::InvalidInput(format!(
                 "{reference}: resuming a blob read needs its digest"
@@ -60,8 +78,7 @@ impl ResumeBlob {
         let spec = ExchangeSpec {
             // From the start: a plain GET, whose whole body a host can verify.
             range: (offset > 0).then_some(ByteRange::From(offset)),
-            // Held whatever its size: the reader streams it.
-            body_mode: BodyMode::Stream { buffer_up_to: 0 },
+            body_mode,
             ..ExchangeSpec::read(
                 &reference.host,
                 vec![repository_scope(&reference.repository, "pull")],

@@ -65,6 +65,7 @@ impl Traffic {
             RequestBody::Empty => 0,
             RequestBody::Bytes(b) => b.len() as u64,
             RequestBody::Transfer { size, .. } => *size,
+            RequestBody::Chunk { len, .. } => *len,
         };
     }
 }

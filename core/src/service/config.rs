@@ -289,6 +289,7 @@ impl ServiceConfig {
             },
             docker_hub_proxy: self.docker_hub_proxy.clone(),
             policy: Some(policy),
+            uploads: defaults.uploads,
         }
     }
 }

@@ -269,6 +269,7 @@ impl ScriptedRegistry {
                     RequestBody::Bytes(b) => [&received[..], b].concat(),
                     // A streamed body: the scripted driver carries no bytes.
                     RequestBody::Transfer { size, .. } => vec![0; *size as usize],
+                    RequestBody::Chunk { .. } => panic!("a PUT carries no chunk"),
                     RequestBody::Empty => received,
                 };
                 if !matches!(req.body, RequestBody::Transfer { .. })

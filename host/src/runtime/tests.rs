@@ -35,6 +35,7 @@ fn test_config() -> wit::Config {
         uploads_verified_by_host: true,
         downloads_verified_by_host: true,
         request_timeout_secs: 0,
+        uploads: Vec::new(),
     }
 }
 

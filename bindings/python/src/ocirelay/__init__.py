@@ -262,7 +262,11 @@ class Client:
     """A registry client: one cache and one set of tokens for its calls.
 
     `credentials` maps registry hosts to `{"username": ..., "password":
-    ...}`, `{"token": ...}` or `{"identity_token": ...}`.
+    ...}`, `{"token": ...}` or `{"identity_token": ...}`. `uploads` maps
+    registry hosts (or `"*"`) to `{"chunk_size": ..., "monolithic_up_to":
+    ...}` in bytes: blobs above `monolithic_up_to` (default 128 MiB) go in
+    PATCH chunks of `chunk_size` (default 32 MiB) that resume where a
+    broken connection left them.
     """
 
     def __init__(
@@ -275,6 +279,7 @@ class Client:
         retry_deadline_secs: int = 0,
         docker_hub_proxy: Optional[str] = None,
         request_timeout_secs: int = 0,
+        uploads: Optional[Dict[str, Dict[str, int]]] = None,
     ):
         self._instance: Optional[_Instance] = _Component.instantiate(_raise_error)
         config = _record(
@@ -290,6 +295,14 @@ class Client:
             uploads_verified_by_host=False,
             downloads_verified_by_host=False,
             request_timeout_secs=request_timeout_secs,
+            uploads=[
+                _record(
+                    registry=registry,
+                    chunk_size=rule.get("chunk_size", 0),
+                    monolithic_up_to=rule.get("monolithic_up_to", 0),
+                )
+                for registry, rule in (uploads or {}).items()
+            ],
         )
         self._client = self._instance.call("[constructor]client", config)
 
