@@ -15,6 +15,7 @@ pub mod rootfs;
 pub mod service;
 pub mod tls;
 pub mod token_server;
+pub mod upload_faults;
 
 pub use cli::{ocirelay, Output};
 pub use fixtures::{

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, OcirelayError, parseRef } from 'ocirelay';
-import { sha256, startRegistry, stopRegistries } from './registry.js';
+import { corruptBlob, sha256, startRegistry, stopRegistries } from './registry.js';
 
 /** Pushes an image of one layer for `platform` to `host/repo`; its descriptor. */
 function pushImage(client, host, repo, [os, architecture, variant], layerText) {
@@ -92,6 +92,26 @@ test('copy across two registries keeps the digest', () => {
   const pushed = client.copy(`${a}/app:v1`, `${b}/copied:v1`);
   assert.equal(pushed.digest, index.digest);
   assert.equal(client.lookup(`${b}/copied:v1`, { head: true }).descriptor.digest, index.digest);
+});
+
+test('a large layer goes up in chunks the component checks: whole, or never completed', () => {
+  const big = Buffer.alloc(3 << 20, 7);
+  big.write('a layer sent in chunks');
+  const image = pushImage(new Client(), a, 'big', ['linux', 'amd64'], big);
+  const source = `${a}/big@${image.digest}`;
+  const digest = sha256(big);
+  const chunked = { uploads: { '*': { chunkSize: 1 << 20, monolithicUpTo: 1 << 20 } } };
+  new Client(chunked).copy(source, `${b}/big:v1`);
+  const arrived = new Client().lookup(`${b}/big@${digest}`, { type: 'blob' });
+  assert.equal(sha256(arrived.bytes()), digest);
+
+  // Tampered with in the source's storage: the chunks go, the completion does not.
+  corruptBlob(a, digest, (3 << 20) - 5);
+  assert.throws(
+    () => new Client(chunked).copy(source, `${b}/other:v1`),
+    (e) => e instanceof OcirelayError && e.kind === 'integrity' && e.message.includes('not completed'),
+  );
+  assert.equal(new Client().lookup(`${b}/other@${digest}`, { type: 'blob', head: true }), null);
 });
 
 test('copy with platforms pushes an index of those alone, of its own digest, the same again', () => {

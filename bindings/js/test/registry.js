@@ -4,7 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join, dirname } from 'node:path';
@@ -48,8 +48,8 @@ export async function startRegistry() {
     });
     let exited = false;
     child.on('exit', () => { exited = true; });
-    registries.push({ child, storage });
     const host = `127.0.0.1:${port}`;
+    registries.push({ child, storage, host });
     for (let i = 0; i < 100 && !exited; i++) {
       try {
         const answer = await fetch(`http://${host}/v2/`);
@@ -62,6 +62,17 @@ export async function startRegistry() {
     if (!exited) throw new Error(`the registry on ${host} did not start`);
   }
   throw new Error('the registry exited before listening, three times');
+}
+
+/** Overwrites a byte of blob `digest` in the storage of the registry on
+ * `host` (which serves it as stored, unchecked). */
+export function corruptBlob(host, digest, at) {
+  const { storage } = registries.find((r) => r.host === host);
+  const hex = digest.replace('sha256:', '');
+  const file = join(storage, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+  const bytes = readFileSync(file);
+  bytes[at] ^= 0xff;
+  writeFileSync(file, bytes);
 }
 
 /** The digest of `bytes`. */
