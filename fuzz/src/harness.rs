@@ -28,6 +28,7 @@ use ocirelay_core::http::{
     BodyMode, Headers, Method, Origin, Request, RequestBody, RequestId, Response, ResponseBody,
     Scheme, TransportError, Url, SMALL_BODY_LIMIT,
 };
+use ocirelay_core::upload_check::SessionChecks;
 use ocirelay_core::{Client, Digest, Operation, Output};
 
 use crate::hostile::{Twist, Twisted};
@@ -77,6 +78,10 @@ pub struct Harness<'u, 'd> {
     secrets: Vec<(String, &'static str)>,
     /// Chunks PATCHed into uploads, by the byte they start at.
     patched: std::collections::BTreeMap<u64, Bytes>,
+    /// Chunked uploads' sessions hashed as a host's hook hashes them.
+    checks: SessionChecks,
+    /// What each chunk in flight left of its source, held once it is answered 2xx.
+    leftover: HashMap<RequestId, Bytes>,
 }
 
 impl<'u, 'd> Harness<'u, 'd> {
@@ -120,6 +125,8 @@ impl<'u, 'd> Harness<'u, 'd> {
             confirmed: HashSet::new(),
             realms: HashMap::new(),
             patched: std::collections::BTreeMap::new(),
+            checks: SessionChecks::default(),
+            leftover: HashMap::new(),
             secrets,
         }
     }
@@ -300,7 +307,7 @@ impl<'u, 'd> Harness<'u, 'd> {
                     );
                 }
             }
-            RequestBody::Transfer { from, .. } => {
+            RequestBody::Transfer { from, .. } | RequestBody::Chunk { from, .. } => {
                 assert!(
                     self.held.contains_key(from),
                     "{url}: streams a body never held"
@@ -308,6 +315,48 @@ impl<'u, 'd> Harness<'u, 'd> {
             }
             _ => {}
         }
+    }
+
+    /// The bytes of a chunk of the body held for `from`, hashed into its
+    /// session as a host's hook does; what is left waits for the answer.
+    fn chunk(&mut self, id: RequestId, request: &Request) -> Result<Bytes, TransportError> {
+        let RequestBody::Chunk {
+            from,
+            skip,
+            len,
+            digest,
+            last,
+        } = &request.body
+        else {
+            return Ok(Bytes::new());
+        };
+        let held = self.take_held(*from);
+        let skip = usize::try_from(*skip).unwrap_or(usize::MAX).min(held.len());
+        let rest = held.slice(skip..);
+        let len = usize::try_from(*len).unwrap_or(usize::MAX);
+        if rest.len() < len {
+            return Err(TransportError::transient("the source ended early"));
+        }
+        let (chunk, after) = (rest.slice(..len), rest.slice(len..));
+        let url = &request.url;
+        let key = SessionChecks::key(&url.authority, &url.path_and_query);
+        let start = request
+            .headers
+            .get("content-range")
+            .and_then(|r| r.split('-').next()?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{url}: a chunk without its Content-Range"));
+        match self.checks.chunk(&key, start, digest.algorithm()) {
+            Err(e) => return Err(TransportError::integrity(e)),
+            Ok(Some(mut check)) => {
+                check.update(&chunk);
+                self.checks.put_back(&key, check);
+            }
+            Ok(None) => {}
+        }
+        if !*last {
+            self.leftover.insert(id, after);
+        }
+        Ok(chunk)
     }
 
     /// The answer to `request`, after the fuzzer's twists, as a driver
@@ -328,7 +377,18 @@ impl<'u, 'd> Harness<'u, 'd> {
                 }
                 held
             }
+            RequestBody::Chunk { .. } => self.chunk(id, request)?,
         };
+        // A session's completing PUT goes only if its chunks are its digest.
+        if let (Method::Put, Some(d)) = (request.method, sent_digest(&request.url)) {
+            let url = &request.url;
+            let key = SessionChecks::key(&url.authority, &url.path_and_query);
+            if let Ok(d) = Digest::parse(&d) {
+                self.checks
+                    .complete(&key, &d, &body)
+                    .map_err(TransportError::integrity)?;
+            }
+        }
         let incoming = Incoming {
             method: request.method.as_str(),
             path_and_query: &request.url.path_and_query,
@@ -363,8 +423,16 @@ impl<'u, 'd> Harness<'u, 'd> {
             twisted = twist.apply(twisted, asked.as_deref());
         }
         match twisted {
-            Twisted::Failed(e) => Err(e),
+            Twisted::Failed(e) => {
+                self.leftover.remove(&id);
+                Err(e)
+            }
             Twisted::Answer(mut raw) => {
+                // What a chunk left of its source is held for the next one.
+                let rest = self.leftover.remove(&id);
+                if let Some(rest) = rest.filter(|_| (200..300).contains(&raw.status)) {
+                    self.held.insert(id, rest);
+                }
                 raw.body = delivered(request, &raw);
                 self.observe(request, &raw, asked.as_deref());
                 Ok(self.frame(id, request, raw))

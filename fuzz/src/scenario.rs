@@ -23,6 +23,7 @@ use ocirelay_core::ops::resume_blob::ResumeBlob;
 use ocirelay_core::ops::synthesize_index::SynthesizeIndex;
 use ocirelay_core::range::ByteRange;
 use ocirelay_core::reference::is_valid_tag;
+use ocirelay_core::upload::{UploadRule, UploadRules};
 use ocirelay_core::{Client, ClientConfig, Descriptor, Digest, Reference, Result};
 
 use crate::harness::Harness;
@@ -51,6 +52,9 @@ pub struct Scenario {
     /// Whether the client applies a policy itself (as for an embedder):
     /// rates, stated budgets, requests at once adapting to 429s and 503s.
     pub policy: bool,
+    /// Whether streamed blobs go up in chunks (of 4 KiB times 1 + this % 16;
+    /// blobs over 1000 bytes), resumed where the session stands when one breaks.
+    pub chunks: Option<u8>,
 }
 
 /// The operation, and its arguments (`big`: the streamed layer; `index`:
@@ -215,6 +219,16 @@ pub fn play(scenario: &Scenario, u: &mut Unstructured<'_>) -> bool {
         policy: scenario
             .policy
             .then(|| ocirelay_core::policy::HostPolicy::new(Vec::new())),
+        uploads: UploadRules {
+            default: match scenario.chunks {
+                Some(n) => UploadRule {
+                    chunk_size: 4096 * (1 + u64::from(n % 16)),
+                    monolithic_up_to: 1000,
+                },
+                None => UploadRule::default(),
+            },
+            ..UploadRules::default()
+        },
         ..ClientConfig::default()
     });
     let mut h = Harness::new(u, client, src, dst, target, &credentials);

@@ -368,6 +368,7 @@ impl Registry {
         match (req.method, kind) {
             ("GET" | "HEAD", "manifests") => self.read(repository, object, true, req),
             ("PUT", "manifests") => self.push_manifest(repository, object, req),
+            ("GET", "blobs") if object.starts_with("uploads/") => self.upload_status(path),
             ("GET" | "HEAD", "blobs") => self.read(repository, object, false, req),
             ("POST", "blobs") if object.is_empty() || object == "uploads/" => {
                 self.open_upload(repository, query)
@@ -534,6 +535,17 @@ impl Registry {
         Raw::new(202)
             .header("Location", format!("{path}?_state=at{end}"))
             .header("Range", format!("0-{}", end - 1))
+    }
+
+    /// How much an open session holds (`Range: 0-LAST`, `0-0` when empty).
+    fn upload_status(&self, path: &str) -> Raw {
+        let Some((_, received)) = self.uploads.get(path) else {
+            return Raw::error(404, "BLOB_UPLOAD_UNKNOWN");
+        };
+        let end = received.len();
+        Raw::new(204)
+            .header("Location", format!("{path}?_state=at{end}"))
+            .header("Range", format!("0-{}", end.saturating_sub(1)))
     }
 
     fn complete_upload(&mut self, path: &str, query: &str, req: &Incoming<'_>) -> Raw {

@@ -86,6 +86,7 @@ fn every_operation_succeeds_against_honest_registries() {
                     no_cache: i % 2 == 1,
                     destination_has,
                     policy: i % 3 != 1,
+                    chunks: (i % 2 == 0).then_some(i as u8),
                 };
                 let mut honest = Unstructured::new(&[]);
                 assert!(play(&scenario, &mut honest), "{scenario:?} failed");
