@@ -1,13 +1,15 @@
 //! The core's operations, performed over `wasi:http` inside a wasm32-wasip2
-//! component: the one driver loop ([`driver`]), the transport ([`transport`]),
-//! readers and writers of blobs ([`reader`], [`writer`]), and a [`Client`]
-//! over them. The registry component exports it through WIT; the edge
+//! component: the one driver loop ([`driver`]), the transport ([`transport`],
+//! request bodies pumped by `upload`), the component's own check of chunked
+//! uploads ([`session_check`]), readers and writers of blobs ([`reader`],
+//! [`writer`]), and a [`Client`] over them. The registry component exports it through WIT; the edge
 //! service links it directly, so a request instantiates one component.
 
 pub mod driver;
 pub mod reader;
 pub mod session_check;
 pub mod transport;
+mod upload;
 pub mod writer;
 
 use std::cell::{RefCell, RefMut};
