@@ -224,3 +224,35 @@ fn chunks_that_are_not_the_digest_are_never_completed() {
         assert_eq!(head.stdout.trim(), "null", "{}", head.stderr);
     }
 }
+
+#[test]
+fn a_layer_goes_into_a_layout_and_out_again_in_chunks() {
+    let src = Registry::start(Auth::None);
+    let big = bytes(29, 6 << 20);
+    let pushed = ocirelay_tests::push_image(&src, "app", "v1", &[&big]);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("config.json");
+    let chunked = json!({"uploads": {"*": {"chunk-size": "1MiB", "monolithic-up-to": "1MiB"}}});
+    std::fs::write(&settings, chunked.to_string()).unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    let env = [
+        ("OCIRELAY_CONFIG", settings.to_str().unwrap()),
+        ("DOCKER_CONFIG", docker.path().to_str().unwrap()),
+    ];
+    let layout = format!("oci:{}:v1", dir.path().join("l").display());
+    ocirelay_with(&["copy", &src.reference("app:v1"), &layout], &env).success();
+    let dst = Registry::start(Auth::None);
+    let back = dst.reference("app:v1");
+    ocirelay_with(&["copy", &layout, &back], &env).success();
+    let found = ocirelay(&["lookup", "--head", &back]).success();
+    assert_eq!(found.json()[0]["digest"], json!(pushed.digest.to_string()));
+    let blob = dir
+        .path()
+        .join("l/blobs/sha256")
+        .join(Digest::sha256(&big).hex());
+    assert_eq!(
+        std::fs::read(blob).unwrap(),
+        big,
+        "stored whole under its digest"
+    );
+}
