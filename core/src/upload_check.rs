@@ -142,11 +142,6 @@ impl SessionCheck {
         self.passed += bytes.len() as u64;
         self.hasher.update(bytes);
     }
-
-    /// Bytes taken in so far, over all chunks.
-    pub fn passed(&self) -> u64 {
-        self.passed
-    }
 }
 
 #[cfg(test)]
@@ -230,6 +225,17 @@ mod tests {
             Ok(Completion::Unknown)
         );
         assert!(checks.complete("r/v2/a/blobs/uploads/1", &d, b"").is_err());
+        // What was completed leaves the order; the rest keep their places.
+        for key in ["a", "b"] {
+            let c = checks.chunk(key, 0, Algorithm::Sha256).unwrap().unwrap();
+            checks.put_back(key, c);
+        }
+        assert_eq!(
+            checks.complete("r/v2/a/blobs/uploads/2", &d, b""),
+            Ok(Completion::Unknown),
+            "the oldest left then went"
+        );
+        assert!(checks.complete("r/v2/a/blobs/uploads/3", &d, b"").is_err());
         assert_eq!(
             SessionChecks::key("r:1", "/v2/a/blobs/uploads/u?_state=x&digest=y"),
             "r:1/v2/a/blobs/uploads/u"

@@ -49,6 +49,8 @@ enum Fault {
     Break { kept: u64 },
     /// Answered with this status, nothing kept.
     Status(u16),
+    /// The driver (or its host) found the bytes are not the digest.
+    Mismatch,
 }
 
 /// The scripted pair: the source's blob, the destination's sessions.
@@ -101,6 +103,10 @@ impl Registries {
                 Ok(response(202, &headers, b""))
             }
             (DST, _) if on_session && self.forgotten => Ok(response(404, &[], b"")),
+            // As distribution: a session's state is in its latest Location.
+            (DST, Method::Patch | Method::Put) if !self.current(path) => {
+                Ok(response(404, &[], b""))
+            }
             (DST, Method::Get) if on_session => {
                 let truth = format!("0-{}", self.holds.saturating_sub(1));
                 let range = self.lie.take().map_or(truth, str::to_string);
@@ -129,6 +135,12 @@ impl Registries {
             }
             other => panic!("unexpected {other:?} {path}"),
         }
+    }
+
+    /// Whether `path` is the session's latest Location (its `n=` the bytes held).
+    fn current(&self, path: &str) -> bool {
+        let latest = format!("/session/{}?n={}", self.sessions, self.holds);
+        path.split("&digest=").next() == Some(latest.as_str())
     }
 
     /// The source blob, held; from where `Range` says, unless it ignores it.
@@ -184,6 +196,7 @@ impl Registries {
                 Err(TransportError::transient("connection reset"))
             }
             Some(Fault::Status(status)) => Ok(response(status, &[], b"")),
+            Some(Fault::Mismatch) => Err(TransportError::integrity("upload does not match")),
             None => {
                 self.holds += len;
                 let location = format!("/session/{}?n={}", self.sessions, self.holds);
@@ -510,6 +523,17 @@ fn the_registry_minimum_chunk_is_honoured_and_nonsense_ignored() {
         out.unwrap();
         assert!(listed(&sent)[3].contains("0..30"), "{nonsense:?}");
     }
+}
+
+#[test]
+fn a_chunk_found_not_to_match_ends_the_copy_unasked() {
+    let mut regs = Registries::new();
+    regs.faults = vec![(2, Fault::Mismatch)];
+    let mut c = client(chunks_of(30 * MIB));
+    let (out, sent) = run(&mut c, &mut regs);
+    assert!(matches!(out, Err(Error::Integrity { .. })), "{out:?}");
+    let last = listed(&sent).pop().unwrap_or_default();
+    assert!(last.starts_with(&format!("PATCH {DST} 30..60")), "{last}");
 }
 
 #[test]

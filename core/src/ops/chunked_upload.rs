@@ -260,12 +260,13 @@ impl ChunkedUpload {
             ));
         }
         let holds = session_holds(&answer.response.headers);
-        if holds == Some(self.held + len) && len > 0 {
+        // All of the chunk arrived (after a 413, `len` 0: it moves on by
+        // itself, its chunks get smaller), or none of it.
+        if holds == Some(self.held + len) {
             self.held += len;
             self.stalled = 0;
         } else if holds == Some(self.held) {
-            // A 413 (`len` 0) moves on by itself: its chunks get smaller.
-            self.stalled += u32::from(len > 0);
+            self.stalled += 1;
             if self.stalled > MAX_RESUMES {
                 return Err(Error::protocol(
                     self.reference.to_string(),
