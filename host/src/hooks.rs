@@ -19,21 +19,20 @@ use hyper_util::rt::TokioExecutor;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use ocirelay_core::http::{
-    BODY_CHECK, BODY_VERIFIED, CHUNK_OF, DOWNLOAD_MISMATCH, RESUME_CHECK, UPLOAD_MISMATCH,
-    VERIFY_BODY,
+    BODY_CHECK, BODY_VERIFIED, DOWNLOAD_MISMATCH, RESUME_CHECK, UPLOAD_MISMATCH, VERIFY_BODY,
 };
-use ocirelay_core::upload_check::SessionChecks;
 use ocirelay_core::Digest;
 
 use crate::access_log::Calls;
 use crate::adaptive::{Adaptive, Held};
-use crate::chunk_check::{ChunkBody, ChunkChecks};
+use crate::chunk_check::ChunkChecks;
 use crate::error::HostError;
 use crate::idle::{self, Activity, IdleBody};
 use crate::layout::Layouts;
 use crate::policy::{Policy, Refused};
 use crate::tokens::{KeptBody, Tokens};
-use crate::verify::{upload_digest, Partial, Unfinished, VerifyingBody};
+use crate::upload_checks::UploadChecks;
+use crate::verify::{Partial, Unfinished, VerifyingBody};
 
 /// The pooled HTTP(S) client the hook sends through.
 type Pooled = Client<hyper_rustls::HttpsConnector<HttpConnector>, WasiBody>;
@@ -268,30 +267,10 @@ impl WasiHttpHooks for Hooks {
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
                 .and_then(|id| outbound.unfinished.take(id))
                 .filter(|p| Some(&p.expected) == check_download.as_ref());
-            // A chunk of an upload this host checks: the digest the whole must have.
-            let chunk_of = parts
-                .headers
-                .remove(CHUNK_OF)
-                .and_then(|v| Digest::parse(v.to_str().ok()?).ok());
-            let session = parts
-                .uri
-                .path_and_query()
-                .map(|p| SessionChecks::key(&authority, p.as_str()))
-                .unwrap_or_default();
-            let refuse = |detail: String| {
-                let m = format!("{UPLOAD_MISMATCH}: {detail}; the upload was not completed");
-                Error::InternalError(Some(m))
-            };
-            // A session's completing PUT goes only if its chunks are its digest.
-            if let (true, Some(digest)) = (
-                verify && parts.method == http::Method::PUT,
-                upload_digest(&parts.uri),
-            ) {
-                outbound
-                    .chunks
-                    .complete(&session, &digest)
-                    .map_err(refuse)?;
-            }
+            // What it is as an upload: checked as it goes (the component's
+            // mark taken off).
+            let upload = UploadChecks::read(&mut parts, &authority, verify);
+            upload.completion(&outbound.chunks)?;
             // GET, HEAD and zero-length writes carry no body: hand hyper a
             // finished one, so it neither frames it as chunked nor leaves a
             // pooled connection with a half-sent request.
@@ -316,39 +295,7 @@ impl WasiHttpHooks for Hooks {
                     activity.touch();
                     frame
                 });
-                // An upload's PUT: its bytes must be what its digest says.
-                let length = parts
-                    .headers
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                match (upload_digest(&parts.uri), length) {
-                    (Some(digest), Some(size)) if verify && parts.method == http::Method::PUT => {
-                        let mismatch = |detail: String| {
-                            let m =
-                                format!("{UPLOAD_MISMATCH}: {detail}; the upload was abandoned");
-                            Error::InternalError(Some(m))
-                        };
-                        VerifyingBody::new(counted, digest, size, mismatch).boxed_unsync()
-                    }
-                    _ => match chunk_of.filter(|_| verify) {
-                        Some(digest) => {
-                            let start = parts
-                                .headers
-                                .get("content-range")
-                                .and_then(|v| v.to_str().ok()?.split_once('-')?.0.parse().ok())
-                                .unwrap_or(0);
-                            match outbound
-                                .chunks
-                                .chunk(session, start, &digest)
-                                .map_err(refuse)?
-                            {
-                                Some(taken) => ChunkBody::new(counted, taken).boxed_unsync(),
-                                None => counted.boxed_unsync(),
-                            }
-                        }
-                        None => counted.boxed_unsync(),
-                    },
-                }
+                upload.body(&outbound.chunks, counted)?
             };
             outbound.traffic.requests.fetch_add(1, Ordering::Relaxed);
             // Queries of signed CDN URLs and upload states carry secrets.

@@ -23,6 +23,7 @@ mod runtime;
 mod serve;
 mod settings;
 mod tokens;
+mod upload_checks;
 mod verify;
 
 use std::io::IsTerminal;
