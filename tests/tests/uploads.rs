@@ -38,30 +38,33 @@ fn copy(
     front: &FaultProxy,
     settings: &serde_json::Value,
 ) -> ocirelay_tests::Output {
+    let from = format!("{}/app:v1", src.host());
+    let to = format!("{}/app:v1", front.host());
+    ocirelay_set(&["copy", &from, &to], settings)
+}
+
+/// `ocirelay` with `args`, its settings file `settings`.
+fn ocirelay_set(args: &[&str], settings: &serde_json::Value) -> ocirelay_tests::Output {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.json");
     std::fs::write(&file, settings.to_string()).unwrap();
-    let docker = tempfile::tempdir().unwrap();
     let env = [
         ("OCIRELAY_CONFIG", file.to_str().unwrap()),
-        ("DOCKER_CONFIG", docker.path().to_str().unwrap()),
+        ("DOCKER_CONFIG", dir.path().to_str().unwrap()),
     ];
-    let from = format!("{}/app:v1", src.host());
-    let to = format!("{}/app:v1", front.host());
-    ocirelay_with(&["copy", &from, &to], &env)
+    ocirelay_with(args, &env)
+}
+
+/// What `dst` says of blob `layer` in `app` (its descriptor, or null).
+fn blob_at(dst: &Registry, layer: &Digest) -> serde_json::Value {
+    let blob = dst.reference(&format!("app@{layer}"));
+    let out = ocirelay(&["lookup", "--type", "blob", "--head", &blob]);
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|_| panic!("{}", out.stderr))
 }
 
 /// The layer is at the destination, whole (the registry checked its digest).
 fn arrived(dst: &Registry, layer: &Digest, size: u64) {
-    let head = ocirelay(&[
-        "lookup",
-        "--type",
-        "blob",
-        "--head",
-        &dst.reference(&format!("app@{layer}")),
-    ])
-    .success();
-    assert_eq!(head.json()[0]["size"], json!(size));
+    assert_eq!(blob_at(dst, layer)["size"], json!(size));
 }
 
 /// The layer's upload requests (bodies over 64 KiB: not the config's, nor
@@ -214,14 +217,7 @@ fn chunks_that_are_not_the_digest_are_never_completed() {
         assert!(uploads(&front).len() >= 6, "{:#?}", uploads(&front));
         let completed = front.requests("PUT", &format!("digest={layer}"));
         assert!(completed.is_empty(), "{completed:#?}");
-        let head = ocirelay(&[
-            "lookup",
-            "--type",
-            "blob",
-            "--head",
-            &dst.reference(&format!("app@{layer}")),
-        ]);
-        assert_eq!(head.stdout.trim(), "null", "{}", head.stderr);
+        assert_eq!(blob_at(&dst, &layer), json!(null));
     }
 }
 
@@ -231,19 +227,12 @@ fn a_layer_goes_into_a_layout_and_out_again_in_chunks() {
     let big = bytes(29, 6 << 20);
     let pushed = ocirelay_tests::push_image(&src, "app", "v1", &[&big]);
     let dir = tempfile::tempdir().unwrap();
-    let settings = dir.path().join("config.json");
     let chunked = json!({"uploads": {"*": {"chunk-size": "1MiB", "monolithic-up-to": "1MiB"}}});
-    std::fs::write(&settings, chunked.to_string()).unwrap();
-    let docker = tempfile::tempdir().unwrap();
-    let env = [
-        ("OCIRELAY_CONFIG", settings.to_str().unwrap()),
-        ("DOCKER_CONFIG", docker.path().to_str().unwrap()),
-    ];
     let layout = format!("oci:{}:v1", dir.path().join("l").display());
-    ocirelay_with(&["copy", &src.reference("app:v1"), &layout], &env).success();
+    ocirelay_set(&["copy", &src.reference("app:v1"), &layout], &chunked).success();
     let dst = Registry::start(Auth::None);
     let back = dst.reference("app:v1");
-    ocirelay_with(&["copy", &layout, &back], &env).success();
+    ocirelay_set(&["copy", &layout, &back], &chunked).success();
     let found = ocirelay(&["lookup", "--head", &back]).success();
     assert_eq!(found.json()[0]["digest"], json!(pushed.digest.to_string()));
     let blob = dir

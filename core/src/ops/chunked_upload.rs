@@ -14,14 +14,12 @@
 //! ([`Client::learn_body_limit`]); the registry's `OCI-Chunk-Min-Length`
 //! raises it.
 
-use crate::auth::repository_scope;
 use crate::client::Client;
 use crate::digest::Digest;
 use crate::distribution::with_digest_query;
 use crate::error::{Error, Result};
-use crate::http::{BodyMode, Method, RequestBody, RequestId, Url, SMALL_BODY_LIMIT};
-use crate::media_type::OCTET_STREAM;
-use crate::ops::ensure_blob::{open_session, refused, session};
+use crate::http::{Method, RequestBody, RequestId, Url};
+use crate::ops::ensure_blob::{open_session, refused, session, upload_request};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged, Target};
 use crate::ops::resume_blob::{ResumeBlob, Resumed, MAX_RESUMES};
 use crate::ops::{Operation, Output, Step};
@@ -134,19 +132,7 @@ impl ChunkedUpload {
 
     /// A request into the session.
     fn request(&self, method: Method, target: Target, body: RequestBody) -> ExchangeSpec {
-        let content_type = matches!(method, Method::Patch | Method::Put);
-        ExchangeSpec {
-            registry: self.reference.host.clone(),
-            scopes: vec![repository_scope(&self.reference.repository, "pull,push")],
-            method,
-            target,
-            accept: None,
-            content_type: content_type.then(|| OCTET_STREAM.to_string()),
-            range: None,
-            content_range: None,
-            body,
-            body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
-        }
+        upload_request(&self.reference, method, target, body)
     }
 
     /// The source read from where the session stands; or, when it holds

@@ -192,18 +192,8 @@ impl EnsureBlob {
     fn put(&mut self, client: &Client, session: &Url, body: RequestBody) -> Stage {
         self.session = Some(session.clone());
         let streamed = matches!(body, RequestBody::Transfer { .. });
-        let spec = ExchangeSpec {
-            registry: self.reference.host.clone(),
-            scopes: vec![repository_scope(&self.reference.repository, "pull,push")],
-            method: Method::Put,
-            target: Target::Url(with_digest_query(session, &self.digest)),
-            accept: None,
-            content_type: Some(OCTET_STREAM.to_string()),
-            body,
-            body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
-            range: None,
-            content_range: None,
-        };
+        let url = with_digest_query(session, &self.digest);
+        let spec = upload_request(&self.reference, Method::Put, Target::Url(url), body);
         Stage::Put {
             exchange: Box::new(Exchange::new(client, spec)),
             streamed,
@@ -351,6 +341,29 @@ pub(crate) fn blob_digest(reference: &Reference) -> Result<Digest> {
         )));
     }
     Ok(digest)
+}
+
+/// A request into an upload session of `reference`'s repository (a chunk,
+/// the completing PUT, a status GET): what it sends is a blob's bytes.
+pub(crate) fn upload_request(
+    reference: &Reference,
+    method: Method,
+    target: Target,
+    body: RequestBody,
+) -> ExchangeSpec {
+    let sends = matches!(method, Method::Patch | Method::Put);
+    ExchangeSpec {
+        registry: reference.host.clone(),
+        scopes: vec![repository_scope(&reference.repository, "pull,push")],
+        method,
+        target,
+        accept: None,
+        content_type: sends.then(|| OCTET_STREAM.to_string()),
+        range: None,
+        content_range: None,
+        body,
+        body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
+    }
 }
 
 /// The POST that opens an upload session in `reference`'s repository.

@@ -14,16 +14,17 @@
 
 use bytes::Bytes;
 
-use crate::auth::repository_scope;
 use crate::client::Client;
 use crate::descriptor::Descriptor;
 use crate::digest::{Digest, Verifier};
 use crate::distribution::with_digest_query;
 use crate::error::{Error, Result};
-use crate::http::{BodyMode, Method, RequestBody, Url, SMALL_BODY_LIMIT};
+use crate::http::{Method, RequestBody, Url};
 use crate::media_type::OCTET_STREAM;
 use crate::ops::confirm_push::ConfirmPush;
-use crate::ops::ensure_blob::{blob_digest, open_session, refused, session, BLOB_SIZE_WORTH_HEAD};
+use crate::ops::ensure_blob::{
+    blob_digest, open_session, refused, session, upload_request, BLOB_SIZE_WORTH_HEAD,
+};
 use crate::ops::exchange::{Exchange, ExchangeSpec, Exchanged, Target};
 use crate::ops::lookup::{Found, Lookup};
 use crate::ops::{Operation, Output, Step};
@@ -157,18 +158,7 @@ impl PushBlob {
 
     /// A request into the upload session.
     fn upload(&self, method: Method, target: Target, body: RequestBody) -> ExchangeSpec {
-        ExchangeSpec {
-            registry: self.reference.host.clone(),
-            scopes: vec![repository_scope(&self.reference.repository, "pull,push")],
-            method,
-            target,
-            accept: None,
-            content_type: Some(OCTET_STREAM.to_string()),
-            range: None,
-            content_range: None,
-            body,
-            body_mode: BodyMode::Buffer(SMALL_BODY_LIMIT),
-        }
+        upload_request(&self.reference, method, target, body)
     }
 
     /// The blob is there with `size` bytes: recorded, and the outcome.
