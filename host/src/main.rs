@@ -18,6 +18,7 @@ mod lines;
 mod malloc;
 mod output;
 mod policy;
+mod pooled;
 mod queries;
 mod runtime;
 mod serve;
