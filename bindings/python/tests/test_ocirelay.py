@@ -91,6 +91,21 @@ class OcirelayTest(unittest.TestCase):
         there = client.lookup(f"{self.b.host}/copied:v1", head=True)
         self.assertEqual(there.descriptor.digest, self.index.digest)
 
+    def test_a_large_layer_goes_up_in_the_chunks_the_uploads_setting_asks_for(self):
+        big = (b"a layer sent in chunks" * 150000)[: 3 << 20]
+        ocirelay.Client().ensure_blob(f"{self.a.host}/big@{sha256(big)}", big)
+        chunked = ocirelay.Client(uploads={"*": {"chunk_size": 1 << 20, "monolithic_up_to": 1 << 20}})
+        d = chunked.copy_blob(f"{self.a.host}/big@{sha256(big)}", f"{self.b.host}/big")
+        self.assertEqual((d.digest, d.size), (sha256(big), len(big)))
+        there = ocirelay.Client().lookup(f"{self.b.host}/big@{sha256(big)}", type="blob")
+        self.assertEqual(sha256(there.bytes()), sha256(big))
+        # A rule that names no registry is bad input, said on the first call.
+        nameless = ocirelay.Client(uploads={"": {"chunk_size": 1 << 20}})
+        with self.assertRaises(ocirelay.OcirelayError) as e:
+            nameless.copy_blob(f"{self.a.host}/big@{sha256(big)}", f"{self.b.host}/big")
+        self.assertEqual(e.exception.kind, "invalid-input")
+        self.assertIn("upload rule names no registry", str(e.exception))
+
     def test_copy_with_platforms_pushes_an_index_of_its_own(self):
         client = ocirelay.Client()
         cut = client.copy(f"{self.a.host}/app:v1", f"{self.b.host}/arm:v1", platforms=["linux/arm64"])
