@@ -108,6 +108,8 @@ pub struct Client {
     places: HashMap<RequestId, Place>,
     /// The largest request body each registry took, learnt from a 413.
     body_limits: HashMap<String, u64>,
+    /// Held bodies an operation gave up on, for the driver to drop.
+    released: Vec<RequestId>,
     /// What this client has already seen.
     pub(crate) cache: Cache,
 }
@@ -141,6 +143,7 @@ impl Client {
             in_flight: HashMap::new(),
             answers: HashMap::new(),
             body_limits: HashMap::new(),
+            released: Vec::new(),
         }
     }
 
@@ -215,6 +218,18 @@ impl Client {
             }
         }
         self.answers.insert(id, answer);
+    }
+
+    /// The held bodies operations gave up on since last asked (a copy that
+    /// failed between reading its source and sending it): the driver drops
+    /// them, and the connections and places they hold.
+    pub fn take_released(&mut self) -> Vec<RequestId> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Gives up the body held for request `id` (see [`Client::take_released`]).
+    pub(crate) fn release(&mut self, id: RequestId) {
+        self.released.push(id);
     }
 
     /// Forgets every request in flight and every answer not taken: a driver

@@ -51,6 +51,8 @@ enum Fault {
     Status(u16),
     /// The driver (or its host) found the bytes are not the digest.
     Mismatch,
+    /// Taken, but the 202 says the session holds this `Range`.
+    TakenSaying(&'static str),
 }
 
 /// The scripted pair: the source's blob, the destination's sessions.
@@ -197,6 +199,15 @@ impl Registries {
             }
             Some(Fault::Status(status)) => Ok(response(status, &[], b"")),
             Some(Fault::Mismatch) => Err(TransportError::integrity("upload does not match")),
+            Some(Fault::TakenSaying(range)) => {
+                self.holds += len;
+                let location = format!("/session/{}?n={}", self.sessions, self.holds);
+                Ok(response(
+                    202,
+                    &[("Location", &location), ("Range", range)],
+                    b"",
+                ))
+            }
             None => {
                 self.holds += len;
                 let location = format!("/session/{}?n={}", self.sessions, self.holds);
@@ -534,6 +545,53 @@ fn a_chunk_found_not_to_match_ends_the_copy_unasked() {
     assert!(matches!(out, Err(Error::Integrity { .. })), "{out:?}");
     let last = listed(&sent).pop().unwrap_or_default();
     assert!(last.starts_with(&format!("PATCH {DST} 30..60")), "{last}");
+}
+
+#[test]
+fn what_a_chunk_left_is_given_up_when_the_session_is_asked_again() {
+    // The 202 says another range: the session is asked, the source read
+    // again, and what the chunk left of the first read is released.
+    let mut regs = Registries::new();
+    regs.faults = vec![(2, Fault::TakenSaying("0-5"))];
+    let mut c = client(chunks_of(30 * MIB));
+    let (out, sent) = run(&mut c, &mut regs);
+    out.unwrap();
+    let patch = id_of(&sent, 4);
+    assert_eq!(
+        listed(&sent)[5],
+        format!("GET {DST}"),
+        "{:#?}",
+        listed(&sent)
+    );
+    assert_eq!(c.take_released(), [RequestId(patch)]);
+}
+
+#[test]
+fn a_source_of_another_size_than_its_descriptor_is_given_up() {
+    let mut regs = Registries::new();
+    let d = digest();
+    let src: Reference = format!("{SRC}/app@{d}").parse().unwrap();
+    let dst: Reference = format!("{DST}/app").parse().unwrap();
+    let known = Descriptor::new("application/octet-stream", d, SIZE - 1);
+    let mut op = CopyBlob::new(src, dst, Some(known)).unwrap();
+    let mut c = client(chunks_of(30 * MIB));
+    let mut get = None;
+    let out = loop {
+        match op.poll_output(&mut c) {
+            Output::Send(id, q) => {
+                if q.method == Method::Get {
+                    get = Some(id);
+                }
+                let answer = regs.serve(&q);
+                c.handle_response(id, answer);
+            }
+            Output::Done(out) => break out,
+            Output::Wait(_) => panic!("waits"),
+        }
+    };
+    assert!(matches!(out, Err(Error::Integrity { .. })), "{out:?}");
+    assert_eq!(c.take_released(), [get.expect("the source was read")]);
+    assert!(c.take_released().is_empty(), "said once");
 }
 
 #[test]

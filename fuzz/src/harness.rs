@@ -162,6 +162,14 @@ impl<'u, 'd> Harness<'u, 'd> {
                 Output::Wait(deadline) => self.wait(deadline),
                 Output::Done(outcome) => return outcome,
             }
+            // Bodies given up are dropped, as a driver drops them: each
+            // was held, and not sent on already.
+            for id in self.client.take_released() {
+                assert!(
+                    self.held.remove(&id).is_some(),
+                    "released a body never held, or sent on: {id:?}"
+                );
+            }
         }
     }
 

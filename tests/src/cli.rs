@@ -105,10 +105,16 @@ pub fn ocirelay_input(args: &[&str], input: &str) -> Output {
     run(&args, &[("DOCKER_CONFIG", config)], Some(input))
 }
 
+/// The longest one `ocirelay` command of a test may take.
+const RUN_LIMIT: &str = "600";
+
 fn run(args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> Output {
     use std::io::Write;
     use std::process::Stdio;
-    let mut cmd = Command::new(binary());
+    // A command that hangs fails its test (coreutils' `timeout` stops it
+    // and says 124) rather than stalling the suite.
+    let mut cmd = Command::new("timeout");
+    cmd.arg(RUN_LIMIT).arg(binary());
     // No settings file but the one a test gives.
     let no_settings = cache_dir().join("no-settings");
     cmd.args(args)

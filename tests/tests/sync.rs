@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
+use ocirelay_core::Digest;
 use ocirelay_tests::cli::ocirelay;
+use ocirelay_tests::fault_proxy::{Fault, FaultProxy};
 use ocirelay_tests::{push_image, Auth, Registry};
 use serde_json::{json, Value};
 
@@ -134,6 +136,40 @@ fn a_failure_is_listed_and_the_rest_synced() {
         digest_at(&to.reference("mirror/app:v1")),
         Value::String(image.digest.to_string())
     );
+}
+
+#[test]
+fn a_blob_given_up_after_its_read_frees_its_place_for_the_rest() {
+    // A layer whose source answers another size than its manifest says:
+    // its read is held to be sent on, then given up. At one request at a
+    // time, its place must come back, or nothing else moves.
+    let from = Registry::start_plain(Auth::None);
+    let to = Registry::start(Auth::None);
+    let bad = vec![7u8; 100_000];
+    push_image(&from, "team/a", "v1", &[&bad]);
+    let fine = push_image(&from, "team/b", "v1", &[b"a fine layer"]);
+    let proxy = FaultProxy::start(from.host());
+    let layer = Digest::sha256(&bad);
+    let other = vec![8u8; bad.len() + 1];
+    let headers = vec![
+        ("Content-Length".into(), other.len().to_string()),
+        ("Docker-Content-Digest".into(), layer.to_string()),
+    ];
+    let wrong_size = Fault::Serve(200, headers, other);
+    proxy.add("GET", &format!("/blobs/{layer}"), wrong_size, usize::MAX);
+    let dir = tempfile::tempdir().unwrap();
+    let images = json!({proxy.host(): {"images": {"team/a": ["v1"], "team/b": ["v1"]}}});
+    let config = write(dir.path(), "sync.json", &images.to_string());
+    let mirror = to.reference("mirror");
+    let out = ocirelay(&["sync", &config, &mirror, "--concurrency", "1"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("team/a:v1") && out.stderr.contains("its descriptor says 100000"),
+        "{}",
+        out.stderr
+    );
+    let copied = digest_at(&to.reference("mirror/b:v1"));
+    assert_eq!(copied, Value::String(fine.digest.to_string()));
 }
 
 #[test]

@@ -93,8 +93,10 @@ impl Driver {
                     Output::Wait(deadline) => break deadline,
                     Output::Done(outcome) => return Ok(outcome),
                 }
+                self.drop_released(client);
                 self.fill(client);
             };
+            self.drop_released(client);
             self.fill(client);
             let idle = self.in_flight.is_empty() && self.scheduled.is_empty();
             if idle && self.queued.is_empty() && deadline.is_none() {
@@ -129,6 +131,14 @@ impl Driver {
             self.queued.push_front(unsent);
         } else {
             self.queued.push_back(unsent);
+        }
+    }
+
+    /// Drops the held bodies the client's operations gave up on, and the
+    /// places they hold.
+    fn drop_released(&mut self, client: &mut Client) {
+        for id in client.take_released() {
+            self.held.remove(&id);
         }
     }
 
@@ -209,7 +219,10 @@ impl Driver {
     /// a host not allowed fails.
     fn fill(&mut self, client: &mut Client) {
         while let Some(next) = self.queued.front() {
-            if next.source.is_none() && self.busy() >= client.concurrency() {
+            // Bodies held for relaying never stop everything: with nothing
+            // in flight, nothing would free their places.
+            let full = self.busy() >= client.concurrency() && !self.in_flight.is_empty();
+            if next.source.is_none() && full {
                 return;
             }
             let Some(u) = self.queued.pop_front() else {

@@ -112,7 +112,7 @@ impl ChunkedUpload {
     /// The PATCH of the next chunk from the source held for `from`.
     fn patch(&self, client: &Client, from: RequestId, skip: u64) -> Stage {
         let len = self.next_len(client);
-        let last = self.held + len == self.size;
+        let last = last_chunk(self.held, len, self.size);
         let body = RequestBody::Chunk {
             from,
             skip,
@@ -197,10 +197,17 @@ impl ChunkedUpload {
                 ))
             }
         }
-        self.follow(client, &answer)?;
         let taken = self.held + len;
-        // A 202 that says it holds something else is asked again.
-        if session_holds(&answer.response.headers).is_some_and(|n| n != taken) {
+        // A 202 that says it holds something else is asked again (the
+        // source read again from where it stands: what this chunk left is
+        // given up).
+        let said = session_holds(&answer.response.headers);
+        let followed = self.follow(client, &answer);
+        if followed.is_err() || said.is_some_and(|n| n != taken) {
+            if !last_chunk(self.held, len, self.size) {
+                client.release(answer.id);
+            }
+            followed?;
             return Ok(self.ask_status(client, len));
         }
         self.held = taken;
@@ -303,6 +310,12 @@ impl ChunkedUpload {
         self.min = chunk_min_length(&answer.response.headers);
         self.read_source(client).map(Step::Next)
     }
+}
+
+/// Whether a chunk of `len` bytes from byte `held` ends a blob of `size`
+/// (nothing of its source is left held after it).
+fn last_chunk(held: u64, len: u64, size: u64) -> bool {
+    held + len == size
 }
 
 impl Operation for ChunkedUpload {

@@ -256,7 +256,7 @@ impl EnsureBlob {
     /// The source was read: its held body goes straight into the PUT.
     fn fetched(
         &mut self,
-        client: &Client,
+        client: &mut Client,
         found: Option<Found>,
         session: &Url,
     ) -> Result<Step<Stage, Descriptor>> {
@@ -267,6 +267,10 @@ impl EnsureBlob {
         let found = found.ok_or_else(|| Error::not_found(&from))?;
         let size = found.descriptor.size;
         if let Some(expected) = self.size.filter(|s| *s != size) {
+            // Its body, held to be sent on, is not.
+            if let Body::Stream { request, .. } = found.body {
+                client.release(request);
+            }
             return Err(Error::integrity(
                 from,
                 format!("the registry has {size} bytes, its descriptor says {expected}"),

@@ -344,7 +344,16 @@ impl Lookup {
         let head = self.options.head && !self.head_fell_back;
         let found = match (self.options.kind, head) {
             (LookupKind::Blob, true) => self.blob_head(&response)?,
-            (LookupKind::Blob, false) => self.blob_get(id, &response)?,
+            (LookupKind::Blob, false) => match self.blob_get(id, &response) {
+                Ok(found) => found,
+                // Its body, held to be read or sent on, is not.
+                Err(e) => {
+                    if matches!(response.body, ResponseBody::Held) {
+                        client.release(id);
+                    }
+                    return Err(e);
+                }
+            },
             (LookupKind::Manifest, true) => match self.manifest_head(&response)? {
                 Some(found) => found,
                 None => {

@@ -144,6 +144,14 @@ impl Operation for ResumeBlob {
 
     fn poll_output(&mut self, client: &mut Client) -> Output<Result<Resumed>> {
         let answer = ready!(self.exchange.poll_output(client));
-        Output::Done(answer.and_then(|a| self.classify(a)))
+        Output::Done(answer.and_then(|a| {
+            let held = matches!(a.response.body, ResponseBody::Held).then_some(a.id);
+            let resumed = self.classify(a);
+            // A body held for a read that will not happen is given up.
+            if let (Err(_), Some(id)) = (&resumed, held) {
+                client.release(id);
+            }
+            resumed
+        }))
     }
 }
