@@ -56,3 +56,10 @@ pub fn measured(mut command: Command, registries: &[&Registry]) -> Run {
         peak_mib: kib / 1024.0,
     }
 }
+
+/// The middle of `values` (the upper one of an even count); a benchmark's
+/// figure of its runs.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ocirelay_tests::fixtures::bench_fixtures;
-use ocirelay_tests::measure::{measured, Run};
+use ocirelay_tests::measure::{measured, median, Run};
 use ocirelay_tests::registry::temp_dir;
 use ocirelay_tests::{Auth, Registry};
 
@@ -44,11 +44,6 @@ fn digest_at(ocirelay: &str, reference: &str) -> String {
         .expect("ocirelay lookup");
     let found: serde_json::Value = serde_json::from_slice(&out.stdout).expect("lookup's JSON");
     found["digest"].as_str().unwrap_or_default().to_string()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

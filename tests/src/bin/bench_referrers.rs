@@ -15,6 +15,7 @@ use base64::Engine as _;
 use ocirelay_core::media_type::OCI_MANIFEST;
 use ocirelay_core::{Descriptor, Digest};
 use ocirelay_tests::fixtures::{push_index, two_platforms, Pushed};
+use ocirelay_tests::measure::median;
 use ocirelay_tests::{Auth, Flavour, Registry};
 use serde_json::json;
 
@@ -73,11 +74,6 @@ fn timed(mut command: Command) -> f64 {
         String::from_utf8_lossy(&out.stderr)
     );
     started.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use ocirelay_core::Digest;
 use ocirelay_tests::edge::{self, Engine};
 use ocirelay_tests::http1::exchange;
+use ocirelay_tests::measure::median;
 use ocirelay_tests::registry::free_port;
 use ocirelay_tests::service::wasmtime_cli;
 use ocirelay_tests::{bytes, platform, Auth, Flavour, Layout, Registry};
@@ -167,11 +168,6 @@ fn curl(url: &str, range: Option<&str>, size: usize, follow: bool) -> f64 {
     let status = if range.is_some() { 206 } else { 200 };
     assert_eq!(report.trim(), format!("{size} {status}"), "{url}");
     seconds
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -10,7 +10,7 @@
 use std::process::Command;
 
 use ocirelay_tests::fault_proxy::FaultProxy;
-use ocirelay_tests::measure::{measured, Run};
+use ocirelay_tests::measure::{measured, median, Run};
 use ocirelay_tests::registry::temp_dir;
 use ocirelay_tests::{bytes, platform, Auth, Flavour, Layout, Registry};
 
@@ -66,11 +66,6 @@ fn copy(case: &Case, ocirelay: &str, from: &str, to: &str, settings: &str) -> Co
             c
         }
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {
