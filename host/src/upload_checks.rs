@@ -50,6 +50,20 @@ impl UploadChecks {
             .headers
             .remove(CHUNK_OF)
             .and_then(|v| Digest::parse(v.to_str().ok()?).ok());
+        let put = parts.method == http::Method::PUT;
+        let completes = upload_digest(&parts.uri);
+        // Only an upload's requests are looked at further (reads go as they are).
+        if !verify || (chunk_of.is_none() && !(put && completes.is_some())) {
+            return UploadChecks {
+                verify: false,
+                put,
+                completes: None,
+                chunk_of: None,
+                session: String::new(),
+                start: 0,
+                length: None,
+            };
+        }
         let start = header(parts, http::header::CONTENT_RANGE)
             .and_then(|r| r.split_once('-')?.0.parse().ok())
             .unwrap_or(0);
@@ -61,8 +75,8 @@ impl UploadChecks {
             .unwrap_or_default();
         UploadChecks {
             verify,
-            put: parts.method == http::Method::PUT,
-            completes: upload_digest(&parts.uri),
+            put,
+            completes,
             chunk_of,
             session,
             start,
